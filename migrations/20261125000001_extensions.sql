@@ -1,0 +1,2 @@
+-- pgvector holds the tenants' knowledge embeddings.
+CREATE EXTENSION IF NOT EXISTS vector;

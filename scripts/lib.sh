@@ -1,0 +1,42 @@
+# Shared settings for the project's scripts. Source it; it changes nothing by itself.
+# Everything built or downloaded lives in one cache outside git, keyed by version.
+
+FLOMASTR_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+FLOMASTR_CACHE=${FLOMASTR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/flomastr}
+K8S_VERSION=v1.37.2
+ETCD_VERSION=v3.7.3
+APISERVER_BIN_DIR="$FLOMASTR_CACHE/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
+PY_VENV="$FLOMASTR_CACHE/venv"
+PGSERVER_VERSION=0.1.4
+MINILM_VERSION=0.1.0
+
+log() { printf '\033[1m[flomastr]\033[0m %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# A free TCP port on loopback (the kernel picks it; a tiny race is acceptable for local servers).
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Waits until "$@" succeeds, polling every 0.2 s, for at most $WAIT_SECONDS (default 60).
+wait_until() {
+  local deadline=$((SECONDS + ${WAIT_SECONDS:-60}))
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.2
+  done
+}
+
+# Stops the process whose pid is in file $1: TERM, then KILL after $2 seconds (default 10).
+stop_pidfile() {
+  local file=$1 grace=${2:-10} pid
+  [[ -f "$file" ]] || return 0
+  pid=$(cat "$file")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + grace))
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$file"
+}

@@ -1,0 +1,75 @@
+//! The `flomastr` command line: one binary, one subcommand per program.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "flomastr",
+    version,
+    about = "Control plane for multi-tenant WhatsApp automation"
+)]
+struct Cli {
+    /// Log format: `text` for people, `json` for log pipelines.
+    #[arg(
+        long,
+        env = "FLOMASTR_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the Tenant CustomResourceDefinition as YAML (what `crds/tenant.yaml` holds).
+    Crd,
+    /// Apply the database migrations and exit.
+    Migrate {
+        /// PostgreSQL URL, e.g. postgres://user:pass@127.0.0.1:5432/flomastr
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match cli.command {
+        Command::Crd => {
+            print!("{}", flomastr::tenant::crd_yaml());
+            Ok(())
+        }
+        Command::Migrate { database_url } => {
+            let pool = flomastr::db::connect(&database_url, 2).await?;
+            flomastr::db::migrate(&pool).await.context("migrate")?;
+            tracing::info!(
+                migrations = flomastr::db::MIGRATOR.iter().count(),
+                "database is up to date"
+            );
+            Ok(())
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

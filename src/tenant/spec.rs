@@ -1,0 +1,393 @@
+//! The `Tenant` custom resource: the contract between platform engineers and flomastr.
+//!
+//! Doc comments on every field become `kubectl explain` text, so they are written for users.
+//! Validation that the API server can enforce lives here too (schema bounds and CEL rules):
+//! a bad Tenant is refused at `kubectl apply`, not discovered later by the operator.
+
+use k8s_openapi::api::core::v1::EnvVar;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::status::TenantStatus;
+
+/// A business that talks to its customers on WhatsApp through flomastr.
+///
+/// The operator turns each Tenant into a namespace with an isolated n8n, routes, DNS records and
+/// the tenant's registration in the engine. The name of the Tenant is its slug: a DNS-1123 label
+/// of at most 40 characters, used in host names and in the namespace `tenant-<slug>`.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "flomastr.io",
+    version = "v1alpha1",
+    kind = "Tenant",
+    plural = "tenants",
+    singular = "tenant",
+    shortname = "tn",
+    category = "flomastr",
+    status = "TenantStatus",
+    derive = "PartialEq",
+    doc = "A business that talks to its customers on WhatsApp through flomastr. The name is the tenant slug.",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Lifecycle phase of the tenant"),
+    printcolumn(name = "N8n URL", type_ = "string", json_path = ".status.n8nUrl", description = "Public URL of the tenant's n8n"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("self.metadata.name.size() <= 40 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')")
+        .message("metadata.name (the tenant slug) must be a DNS-1123 label of at most 40 characters: lowercase letters, digits and '-', starting and ending with a letter or digit")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantSpec {
+    /// Human-readable name of the business, shown in dashboards and sent to the engine.
+    #[schemars(length(min = 1, max = 200))]
+    pub display_name: String,
+
+    /// When true the tenant is suspended: n8n is scaled to zero, the engine refuses its traffic
+    /// and its routes are removed. DNS records, secrets and data are kept, so resuming is instant.
+    #[serde(default)]
+    pub suspended: bool,
+
+    /// What happens to external state when the Tenant is deleted. `Retain` (default) suspends the
+    /// tenant in the engine and keeps its data, DNS records and routes removed only from Caddy;
+    /// `Delete` removes DNS records, routes and the engine registration with all its data.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// The tenant's own n8n: its automation workers.
+    #[serde(default)]
+    pub n8n: N8nSpec,
+
+    /// The WhatsApp channel: which provider carries the tenant's messages and how to reach it.
+    pub whatsapp: WhatsAppSpec,
+
+    /// Host names under which the tenant is reachable. Both default from the operator's base domain.
+    #[serde(default)]
+    pub routing: RoutingSpec,
+
+    /// DNS records the operator manages for the tenant's hosts.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("!self.enabled || has(self.target)").message("dns.target is required when dns.enabled is true"))]
+    pub dns: DnsSpec,
+
+    /// AI endpoints for the tenant: models and budget.
+    #[serde(default)]
+    pub ai: AiSpec,
+
+    /// Resource and traffic limits for the tenant.
+    #[serde(default)]
+    pub limits: LimitsSpec,
+}
+
+/// What happens to external state when a Tenant is deleted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Keep the tenant's data in the engine (suspended) and its DNS records.
+    #[default]
+    Retain,
+    /// Remove DNS records, routes and the engine registration, including the tenant's data.
+    Delete,
+}
+
+/// The tenant's n8n deployment.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct N8nSpec {
+    /// Container image, pinned to a version (for example `docker.n8n.io/n8nio/n8n:1.116.2`).
+    /// Defaults to the operator's default n8n image.
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = Rule::new("!self.endsWith(':latest') && !self.endsWith(':stable')").message("n8n.image must be pinned to a version, not a floating tag"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+
+    /// Number of n8n pods, 0 to 10. 0 stops n8n without suspending the tenant in the engine.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 10))]
+    pub replicas: i32,
+
+    /// CPU and memory for each n8n container.
+    #[serde(default)]
+    pub resources: ComputeResources,
+
+    /// Size of the persistent volume for n8n's home directory, as a Kubernetes quantity (`1Gi`).
+    #[serde(default = "default_storage")]
+    #[x_kube(validation = Rule::new("isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))").message("n8n.storage must be a positive quantity such as 1Gi"))]
+    #[schemars(length(max = 32))]
+    pub storage: String,
+
+    /// IANA time zone for schedules in the tenant's workflows (`GENERIC_TIMEZONE` and `TZ`).
+    #[serde(default = "default_timezone")]
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = r"^[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*$")
+    )]
+    pub timezone: String,
+
+    /// Extra environment variables for the n8n container. Variables the operator manages
+    /// (encryption key, host, engine URL and worker token) cannot be overridden here.
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self.all(e, !(e.name in ['N8N_ENCRYPTION_KEY', 'N8N_HOST', 'N8N_PROTOCOL', 'WEBHOOK_URL', 'FLOMASTR_ENGINE_URL', 'FLOMASTR_WORKER_TOKEN']))").message("n8n.extraEnv must not set variables the operator manages"))]
+    pub extra_env: Vec<EnvVar>,
+}
+
+impl Default for N8nSpec {
+    fn default() -> Self {
+        Self {
+            image: None,
+            replicas: default_replicas(),
+            resources: ComputeResources::default(),
+            storage: default_storage(),
+            timezone: default_timezone(),
+            extra_env: Vec::new(),
+        }
+    }
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+fn default_storage() -> String {
+    "1Gi".to_owned()
+}
+
+fn default_timezone() -> String {
+    "UTC".to_owned()
+}
+
+/// Requests and limits for a container, as Kubernetes quantities.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComputeResources {
+    /// Guaranteed share. Defaults to 200m CPU and 512Mi memory.
+    #[serde(default)]
+    pub requests: CpuMemory,
+    /// Upper bound. Defaults to 1 CPU and 1Gi memory.
+    #[serde(default)]
+    pub limits: CpuMemory,
+}
+
+/// A CPU and memory pair of Kubernetes quantities.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CpuMemory {
+    /// CPU as a quantity (`250m`, `1`).
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("isQuantity(self)").message("must be a quantity such as 250m or 1"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    /// Memory as a quantity (`512Mi`, `1Gi`).
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("isQuantity(self)").message("must be a quantity such as 512Mi"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+}
+
+/// The provider that carries a tenant's WhatsApp traffic.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum WhatsAppProvider {
+    /// InfoBip WhatsApp API.
+    Infobip,
+    /// Meta WhatsApp Cloud API (directly, or a BSP that proxies its format).
+    Meta,
+    /// Twilio Programmable Messaging.
+    Twilio,
+}
+
+impl WhatsAppProvider {
+    /// The lowercase name used in engine URLs (`/webhook/<provider>/<tenant>`) and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Infobip => "infobip",
+            Self::Meta => "meta",
+            Self::Twilio => "twilio",
+        }
+    }
+}
+
+/// The tenant's WhatsApp channel.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.provider != 'Meta' || self.sender.matches('^[0-9]{5,20}$')").message("whatsapp.sender must be the numeric phone-number-id for provider Meta"))]
+#[x_kube(validation = Rule::new("self.provider != 'Infobip' || self.sender.matches('^[+]?[0-9]{6,15}$')").message("whatsapp.sender must be the sender number in international format for provider Infobip"))]
+#[x_kube(validation = Rule::new("self.provider != 'Twilio' || self.sender.matches('^(whatsapp:)?[+][0-9]{6,15}$') || self.sender.matches('^MG[0-9a-f]{32}$')").message("whatsapp.sender must be whatsapp:+<E.164 number> or a Messaging Service SID (MG...) for provider Twilio"))]
+pub struct WhatsAppSpec {
+    /// Which provider carries the traffic: Infobip, Meta or Twilio.
+    pub provider: WhatsAppProvider,
+
+    /// The business sender: the number for Infobip (`441134960000`), the phone-number-id for Meta,
+    /// `whatsapp:+<number>` or a Messaging Service SID for Twilio.
+    #[schemars(length(min = 1, max = 64))]
+    pub sender: String,
+
+    /// Base URL of the provider's API, for a personal InfoBip base URL, a BSP proxy or a sandbox.
+    /// Defaults to the provider's public API.
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("isURL(self) && url(self).getScheme() in ['http', 'https']").message("whatsapp.providerBaseUrl must be an absolute http(s) URL"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_base_url: Option<String>,
+
+    /// The Secret holding the provider credentials. Keys by provider: Infobip `apiKey`
+    /// (+ optional `webhookSecret`), Meta `accessToken`, `appSecret`, `verifyToken`;
+    /// Twilio `accountSid`, `authToken`. The operator reads only this Secret.
+    pub credentials_secret_ref: SecretRef,
+}
+
+/// A reference to a Secret in a given namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// Name of the Secret.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// Namespace of the Secret.
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub namespace: String,
+}
+
+/// Host names under which the tenant is reachable.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoutingSpec {
+    /// Host of the tenant's n8n. Defaults to `<slug>.n8n.<baseDomain>`.
+    #[schemars(
+        length(max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$")
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n8n_host: Option<String>,
+
+    /// Host of the tenant's frontend, proxied with the header `X-Tenant-Slug: <slug>`.
+    /// Defaults to `<slug>.<baseDomain>`.
+    #[schemars(
+        length(max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$")
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frontend_host: Option<String>,
+
+    /// Ingress class for the tenant's Ingress objects. Defaults to the operator's ingress class.
+    #[schemars(length(max = 253))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ingress_class_name: Option<String>,
+}
+
+/// DNS records for the tenant's hosts.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.recordType) || !has(self.target) || (self.recordType == 'CNAME') != isIP(self.target)").message("dns.target must be an IP address for A/AAAA records and a host name for CNAME records"))]
+pub struct DnsSpec {
+    /// Whether the operator manages DNS records for this tenant (through the operator's DNS provider).
+    #[serde(default)]
+    pub enabled: bool,
+
+    /// What the records point at: the load balancer's IP address (A/AAAA) or host name (CNAME).
+    #[schemars(length(min = 1, max = 253))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+
+    /// Record type. Defaults to A for an IPv4 target, AAAA for IPv6 and CNAME for a host name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_type: Option<DnsRecordType>,
+
+    /// Time to live in seconds, 30 to 86400. Defaults to 300.
+    #[schemars(range(min = 30, max = 86400))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<i32>,
+}
+
+/// A DNS record type the operator can manage.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum DnsRecordType {
+    /// IPv4 address record.
+    A,
+    /// IPv6 address record.
+    AAAA,
+    /// Alias to another host name.
+    CNAME,
+}
+
+/// AI endpoints for the tenant.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AiSpec {
+    /// Chat model name on the engine's OpenAI-compatible endpoint (for example `gpt-4o-mini`).
+    /// Without one, synthesis answers extractively from the retrieved sources.
+    #[schemars(length(min = 1, max = 128))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat_model: Option<String>,
+
+    /// Embedding model for the tenant's knowledge: `local` (all-MiniLM-L6-v2 in the engine) or
+    /// a model name on the OpenAI-compatible endpoint. Changing it re-embeds the knowledge.
+    #[schemars(length(min = 1, max = 128))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embedding_model: Option<String>,
+
+    /// Tokens the tenant may spend on external models per calendar month. Unset means no budget.
+    #[schemars(range(min = 0))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monthly_token_budget: Option<i64>,
+
+    /// AI calls allowed per minute. Defaults to the engine's setting.
+    #[schemars(range(min = 1, max = 100000))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<i32>,
+}
+
+/// Resource and traffic limits for the tenant.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitsSpec {
+    /// Resource quota for the tenant's namespace. Unset fields are not limited.
+    #[serde(default)]
+    pub quota: QuotaSpec,
+
+    /// Jobs the tenant's workers may hold at once in the engine (1 to 1000). Defaults to the engine's setting.
+    #[schemars(range(min = 1, max = 1000))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_jobs: Option<i32>,
+
+    /// Deliveries of a job before it is dead-lettered (1 to 100). Defaults to the engine's setting.
+    #[schemars(range(min = 1, max = 100))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_job_attempts: Option<i32>,
+}
+
+/// A ResourceQuota for the tenant's namespace, as Kubernetes quantities.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QuotaSpec {
+    /// Total CPU requests (`requests.cpu`).
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("isQuantity(self)").message("must be a quantity such as 2"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_cpu: Option<String>,
+    /// Total memory requests (`requests.memory`).
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("isQuantity(self)").message("must be a quantity such as 4Gi"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_memory: Option<String>,
+    /// Total CPU limits (`limits.cpu`).
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("isQuantity(self)").message("must be a quantity such as 4"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits_cpu: Option<String>,
+    /// Total memory limits (`limits.memory`).
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("isQuantity(self)").message("must be a quantity such as 8Gi"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits_memory: Option<String>,
+    /// Total storage requested by persistent volume claims (`requests.storage`).
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("isQuantity(self)").message("must be a quantity such as 10Gi"))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_storage: Option<String>,
+    /// Maximum number of pods.
+    #[schemars(range(min = 0, max = 1000))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pods: Option<i32>,
+}

@@ -1,0 +1,103 @@
+//! What the operator reports back on a Tenant.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::KubeSchema;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::spec::DnsRecordType;
+
+/// Observed state of a Tenant, written by the operator through the status subresource.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantStatus {
+    /// Lifecycle phase: Pending, Provisioning, Ready, Suspended, Degraded or Terminating.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phase: Option<TenantPhase>,
+
+    /// The `metadata.generation` the operator last reconciled; status older than the spec
+    /// has a smaller value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Detailed state: Ready, N8nReady, RoutesReady, DnsReady and EngineRegistered, each with
+    /// a reason and a message telling what to fix when it is False.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+
+    /// Public URL of the tenant's n8n.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n8n_url: Option<String>,
+
+    /// Namespace holding the tenant's workloads (`tenant-<slug>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+
+    /// DNS records the operator created and owns for this tenant.
+    #[serde(default)]
+    pub dns_records: Vec<DnsRecordStatus>,
+}
+
+/// Lifecycle phase of a Tenant.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum TenantPhase {
+    /// Accepted, nothing reconciled yet.
+    Pending,
+    /// Children are being created or are not ready yet.
+    Provisioning,
+    /// Every condition is True: the tenant serves traffic.
+    Ready,
+    /// `spec.suspended` is true and the suspension is in effect.
+    Suspended,
+    /// Something the tenant needs failed; the conditions say what.
+    Degraded,
+    /// The Tenant is being deleted and its external state cleaned up.
+    Terminating,
+}
+
+/// A DNS record owned by a Tenant.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DnsRecordStatus {
+    /// Fully qualified record name.
+    pub name: String,
+    /// Record type.
+    pub record_type: DnsRecordType,
+    /// Record data (address or host name).
+    pub target: String,
+    /// Provider that holds the record: `digitalocean` or `external-dns`.
+    pub provider: String,
+    /// Provider's record id, when it has one (a hint only: records are always re-listed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+/// The condition types a Tenant reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConditionType {
+    Ready,
+    N8nReady,
+    RoutesReady,
+    DnsReady,
+    EngineRegistered,
+}
+
+impl ConditionType {
+    pub const ALL: [ConditionType; 5] = [
+        Self::Ready,
+        Self::N8nReady,
+        Self::RoutesReady,
+        Self::DnsReady,
+        Self::EngineRegistered,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "Ready",
+            Self::N8nReady => "N8nReady",
+            Self::RoutesReady => "RoutesReady",
+            Self::DnsReady => "DnsReady",
+            Self::EngineRegistered => "EngineRegistered",
+        }
+    }
+}

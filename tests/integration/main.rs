@@ -1,0 +1,7 @@
+//! Integration tests against the real PostgreSQL and the real kube-apiserver started by
+//! `scripts/test`. One test binary keeps linking cheap on a two-core machine.
+
+mod cli;
+mod common;
+mod postgres;
+mod tenant_crd;

@@ -1,0 +1,107 @@
+//! Migrations on the real PostgreSQL 16 + pgvector server.
+
+use crate::common::fresh_db;
+use serde_json::json;
+
+async fn insert_tenant(pool: &sqlx::PgPool, slug: &str) -> uuid::Uuid {
+    sqlx::query_scalar("INSERT INTO tenants (slug, display_name) VALUES ($1, $2) RETURNING id")
+        .bind(slug)
+        .bind("Test tenant")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn migrations_apply_once_and_are_idempotent() {
+    let db = fresh_db().await;
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(applied as usize, flomastr::db::MIGRATOR.iter().count());
+    flomastr::db::migrate(&db.pool)
+        .await
+        .expect("running again is a no-op");
+}
+
+#[tokio::test]
+async fn vector_extension_is_present_and_works() {
+    let db = fresh_db().await;
+    let version: String =
+        sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            .fetch_one(&db.pool)
+            .await
+            .expect("the vector extension is installed by the migrations");
+    assert!(!version.is_empty());
+    let distance: f64 = sqlx::query_scalar("SELECT '[1,0,0]'::vector <=> '[0,1,0]'::vector")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert!((distance - 1.0).abs() < 1e-9);
+}
+
+#[tokio::test]
+async fn jobs_table_takes_the_seed_payload_with_queue_defaults() {
+    let db = fresh_db().await;
+    let tenant = insert_tenant(&db.pool, "acme").await;
+    let payload = json!({
+        "from": "441134960001", "message": "Hola, ¿tenéis pan sin gluten?",
+        "tenant_id": "acme", "timestamp": "2026-11-25T10:00:00Z"
+    });
+    let (id, status, attempts): (uuid::Uuid, String, i32) = sqlx::query_as(
+        "INSERT INTO jobs (tenant_id, payload, conversation_key, dedup_key)
+         VALUES ($1, $2, 'acme:441134960001', 'msg-1') RETURNING id, status, attempts",
+    )
+    .bind(tenant)
+    .bind(&payload)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!((status.as_str(), attempts), ("queued", 0));
+    let (stored, created, updated): (
+        serde_json::Value,
+        chrono::DateTime<chrono::Utc>,
+        chrono::DateTime<chrono::Utc>,
+    ) = sqlx::query_as("SELECT payload, created_at, updated_at FROM jobs WHERE id = $1")
+        .bind(id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, payload);
+    assert!(updated >= created);
+}
+
+#[tokio::test]
+async fn jobs_table_refuses_what_a_queue_must_never_hold() {
+    let db = fresh_db().await;
+    let tenant = insert_tenant(&db.pool, "acme").await;
+    let insert = |dedup: &'static str, status: &'static str| {
+        sqlx::query(
+            "INSERT INTO jobs (tenant_id, payload, conversation_key, dedup_key, status)
+             VALUES ($1, '{}', 'c', $2, $3)",
+        )
+        .bind(tenant)
+        .bind(dedup)
+        .bind(status)
+        .execute(&db.pool)
+    };
+    insert("m1", "queued").await.unwrap();
+    let duplicate = insert("m1", "queued").await.unwrap_err();
+    assert!(duplicate.to_string().contains("jobs_dedup"), "{duplicate}");
+    let unleased = insert("m2", "processing").await.unwrap_err();
+    assert!(
+        unleased.to_string().contains("check constraint"),
+        "{unleased}"
+    );
+    let unknown = insert("m3", "lost").await.unwrap_err();
+    assert!(
+        unknown.to_string().contains("check constraint"),
+        "{unknown}"
+    );
+    let orphan = sqlx::query("INSERT INTO jobs (tenant_id, payload, conversation_key) VALUES (gen_random_uuid(), '{}', 'c')")
+        .execute(&db.pool)
+        .await
+        .unwrap_err();
+    assert!(orphan.to_string().contains("foreign key"), "{orphan}");
+}
