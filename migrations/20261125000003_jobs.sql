@@ -6,13 +6,13 @@ CREATE TABLE jobs (
     payload             jsonb NOT NULL,
     status              text NOT NULL DEFAULT 'queued'
                         CHECK (status IN ('queued', 'processing', 'completed', 'dead')),
-    -- Jobs of one conversation (tenant + contact) run one at a time, in order.
+    -- Jobs of one conversation (the tenant's contact) run one at a time, in order.
     conversation_key    text NOT NULL,
     -- Provider message id (or another idempotency key): a redelivery never makes a second job.
     dedup_key           text,
-    -- Arrival order, used after the provider timestamp to order a conversation.
+    -- Conversation order: the provider's timestamp, then arrival.
+    provider_timestamp  timestamptz NOT NULL DEFAULT now(),
     seq                 bigint GENERATED ALWAYS AS IDENTITY,
-    provider_timestamp  timestamptz,
     priority            smallint NOT NULL DEFAULT 0,
     attempts            integer NOT NULL DEFAULT 0,
     max_attempts        integer NOT NULL DEFAULT 5 CHECK (max_attempts >= 1),
@@ -27,14 +27,16 @@ CREATE TABLE jobs (
 );
 
 CREATE UNIQUE INDEX jobs_dedup ON jobs (tenant_id, dedup_key) WHERE dedup_key IS NOT NULL;
--- Claim path: only runnable rows, per tenant, in conversation order.
-CREATE INDEX jobs_runnable ON jobs (tenant_id, run_after, priority DESC, provider_timestamp, seq)
+-- Claim path: a tenant's queued rows in delivery order.
+CREATE INDEX jobs_queued ON jobs (tenant_id, priority DESC, provider_timestamp, seq)
     WHERE status = 'queued';
+-- "Is anything ahead of this job, or in flight, in its conversation?"
 CREATE INDEX jobs_conversation ON jobs (tenant_id, conversation_key, provider_timestamp, seq)
     WHERE status IN ('queued', 'processing');
-CREATE INDEX jobs_leases ON jobs (lease_expires_at) WHERE status = 'processing';
+CREATE INDEX jobs_in_flight ON jobs (tenant_id, lease_expires_at) WHERE status = 'processing';
 CREATE INDEX jobs_finished ON jobs (updated_at) WHERE status IN ('completed', 'dead');
 
 -- A queue table churns: vacuum it on a small absolute threshold, not a fraction of its size.
 ALTER TABLE jobs SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 100,
-                      autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 100);
+                      autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 100,
+                      fillfactor = 80);

@@ -4,4 +4,5 @@
 //! engine that queues WhatsApp traffic durably in PostgreSQL for each tenant's n8n workers.
 
 pub mod db;
+pub mod engine;
 pub mod tenant;

@@ -34,6 +34,8 @@ enum LogFormat {
 enum Command {
     /// Print the Tenant CustomResourceDefinition as YAML (what `crds/tenant.yaml` holds).
     Crd,
+    /// Run the engine: webhooks in, the tenant job queue, the admin API.
+    Engine(Box<flomastr::engine::config::EngineArgs>),
     /// Apply the database migrations and exit.
     Migrate {
         /// PostgreSQL URL, e.g. postgres://user:pass@127.0.0.1:5432/flomastr
@@ -51,6 +53,7 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", flomastr::tenant::crd_yaml());
             Ok(())
         }
+        Command::Engine(args) => Ok(flomastr::engine::run(*args).await?),
         Command::Migrate { database_url } => {
             let pool = flomastr::db::connect(&database_url, 2).await?;
             flomastr::db::migrate(&pool).await.context("migrate")?;

@@ -1,6 +1,6 @@
 //! The `flomastr` binary as users run it.
 
-use crate::common::fresh_db;
+use crate::common::empty_db;
 use std::process::Command;
 
 fn flomastr() -> Command {
@@ -22,11 +22,7 @@ fn crd_subcommand_prints_the_checked_in_crd() {
 
 #[tokio::test]
 async fn migrate_subcommand_migrates_a_fresh_database() {
-    let db = fresh_db().await;
-    sqlx::query("DROP TABLE jobs, tenants, _sqlx_migrations")
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    let db = empty_db().await;
     let out = flomastr()
         .arg("migrate")
         .env("DATABASE_URL", &db.url)

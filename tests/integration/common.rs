@@ -34,6 +34,15 @@ pub struct TestDb {
 }
 
 pub async fn fresh_db() -> TestDb {
+    let db = empty_db().await;
+    flomastr::db::migrate(&db.pool)
+        .await
+        .expect("migrations apply");
+    db
+}
+
+/// A new database with nothing in it (not even the migrations).
+pub async fn empty_db() -> TestDb {
     let admin_url = require_env(PG_URL_VAR);
     let admin = PgPool::connect(&admin_url)
         .await
@@ -51,9 +60,6 @@ pub async fn fresh_db() -> TestDb {
     let pool = PgPool::connect_with(options)
         .await
         .expect("connect to test database");
-    flomastr::db::migrate(&pool)
-        .await
-        .expect("migrations apply");
     TestDb { pool, url }
 }
 

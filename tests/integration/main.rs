@@ -3,5 +3,9 @@
 
 mod cli;
 mod common;
+mod engine_admin;
+mod engine_harness;
+mod engine_queue;
+mod engine_webhooks;
 mod postgres;
 mod tenant_crd;

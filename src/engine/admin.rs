@@ -1,0 +1,452 @@
+//! The admin API the operator uses to register tenants. Idempotent: the same PUT twice leaves
+//! the same state. Secrets go in, sealed at rest; they never come out.
+
+use crate::engine::auth::Admin;
+use crate::engine::body::JsonBody;
+use crate::engine::error::ApiError;
+use crate::engine::secret::Secret;
+use crate::engine::state::AppState;
+use crate::engine::tenants::{ChannelSecrets, TenantState, channel_context, webhook_context};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Everything the engine keeps about a tenant. A PUT replaces it whole.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantUpsert {
+    pub display_name: String,
+    /// `active` (default) or `suspended`.
+    #[serde(default = "active")]
+    pub status: TenantState,
+    /// Deliveries of a job before it is dead-lettered (1 to 100, default 5).
+    #[serde(default)]
+    pub max_attempts: Option<i32>,
+    /// Jobs the tenant's workers may hold at once (1 to 1000, default 50).
+    #[serde(default)]
+    pub max_concurrency: Option<i32>,
+    /// SHA-256 (hex) of each token the tenant's workers may use. The tokens themselves never
+    /// reach the engine.
+    #[serde(default)]
+    pub worker_token_sha256: Vec<String>,
+    /// Secret for the seed's `POST /webhook/inbound` (`X-Webhook-Secret`).
+    #[serde(default)]
+    pub webhook_secret: Option<Secret>,
+    /// The WhatsApp channel. Absent: the tenant has none.
+    #[serde(default)]
+    pub channel: Option<ChannelUpsert>,
+}
+
+fn active() -> TenantState {
+    TenantState::Active
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelUpsert {
+    /// `infobip`, `meta` or `twilio`.
+    pub provider: ProviderName,
+    /// The business sender: InfoBip number, Meta phone-number-id, Twilio `whatsapp:+...` or `MG...`.
+    pub sender: String,
+    /// Provider API base URL (a personal InfoBip URL, a BSP, or a sandbox).
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub credentials: ChannelSecrets,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderName {
+    Infobip,
+    Meta,
+    Twilio,
+}
+
+impl ProviderName {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Infobip => "infobip",
+            Self::Meta => "meta",
+            Self::Twilio => "twilio",
+        }
+    }
+}
+
+/// A tenant as the admin API shows it: no secret values, only which are set.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct TenantView {
+    pub id: Uuid,
+    pub slug: String,
+    pub display_name: String,
+    pub status: TenantState,
+    pub max_attempts: i32,
+    pub max_concurrency: i32,
+    pub worker_tokens: i64,
+    pub webhook_secret_set: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<ChannelView>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ChannelView {
+    pub provider: String,
+    pub sender: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Names of the credentials that are set.
+    pub credentials_set: Vec<&'static str>,
+}
+
+fn validate_slug(slug: &str) -> Result<(), ApiError> {
+    let ok = !slug.is_empty()
+        && slug.len() <= 40
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !slug.starts_with('-')
+        && !slug.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_field(
+            "slug",
+            "must be a DNS-1123 label of at most 40 characters",
+        ))
+    }
+}
+
+fn validate(body: &TenantUpsert) -> Result<Vec<[u8; 32]>, ApiError> {
+    if body.display_name.trim().is_empty() || body.display_name.chars().count() > 200 {
+        return Err(ApiError::invalid_field(
+            "display_name",
+            "must be 1 to 200 characters",
+        ));
+    }
+    if body.max_attempts.is_some_and(|n| !(1..=100).contains(&n)) {
+        return Err(ApiError::invalid_field(
+            "max_attempts",
+            "must be between 1 and 100",
+        ));
+    }
+    if body
+        .max_concurrency
+        .is_some_and(|n| !(1..=1000).contains(&n))
+    {
+        return Err(ApiError::invalid_field(
+            "max_concurrency",
+            "must be between 1 and 1000",
+        ));
+    }
+    if let Some(channel) = &body.channel {
+        if channel.sender.trim().is_empty() || channel.sender.len() > 64 {
+            return Err(ApiError::invalid_field(
+                "channel.sender",
+                "must be 1 to 64 characters",
+            ));
+        }
+        if let Some(url) = &channel.base_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(ApiError::invalid_field(
+                "channel.base_url",
+                "must be an absolute http(s) URL",
+            ));
+        }
+    }
+    body.worker_token_sha256
+        .iter()
+        .enumerate()
+        .map(|(i, hash)| {
+            let mut digest = [0u8; 32];
+            hex::decode_to_slice(hash, &mut digest)
+                .map(|_| digest)
+                .map_err(|_| {
+                    ApiError::invalid_field(
+                        &format!("worker_token_sha256[{i}]"),
+                        "must be 64 hex characters",
+                    )
+                })
+        })
+        .collect()
+}
+
+#[utoipa::path(put, path = "/admin/tenants/{slug}", tag = "admin", params(("slug" = String, Path)),
+    request_body = TenantUpsert, security(("admin_token" = [])),
+    responses((status = 200, body = TenantView, description = "updated"), (status = 201, body = TenantView, description = "created"),
+              (status = 400), (status = 401), (status = 403), (status = 409, description = "a worker token belongs to another tenant"), (status = 413)))]
+pub async fn put_tenant(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(slug): Path<String>,
+    JsonBody(body): JsonBody<TenantUpsert>,
+) -> Result<Response, ApiError> {
+    validate_slug(&slug)?;
+    let digests = validate(&body)?;
+    let mut tx = state.pool.begin().await?;
+    let (id, created): (Uuid, bool) = sqlx::query_as(
+        "INSERT INTO tenants (slug, display_name, status, max_attempts, max_concurrency)
+         VALUES ($1, $2, $3, COALESCE($4, 5), COALESCE($5, 50))
+         ON CONFLICT (slug) DO UPDATE SET display_name = EXCLUDED.display_name, status = EXCLUDED.status,
+             max_attempts = EXCLUDED.max_attempts, max_concurrency = EXCLUDED.max_concurrency, updated_at = now()
+         RETURNING id, (xmax = 0)",
+    )
+    .bind(&slug)
+    .bind(body.display_name.trim())
+    .bind(body.status.as_str())
+    .bind(body.max_attempts)
+    .bind(body.max_concurrency)
+    .fetch_one(&mut *tx)
+    .await?;
+    replace_worker_tokens(&mut tx, id, &digests).await?;
+    let keys = state.tenants.keys();
+    let webhook = body
+        .webhook_secret
+        .as_ref()
+        .filter(|s| !s.is_empty())
+        .map(|s| keys.seal(&webhook_context(id), s.expose().as_bytes()));
+    sqlx::query(
+        "UPDATE tenants SET webhook_secret_sealed = $2, webhook_secret_key_id = $3 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(webhook.as_ref().map(|w| &w.0))
+    .bind(webhook.as_ref().map(|w| &w.1))
+    .execute(&mut *tx)
+    .await?;
+    replace_channel(&state, &mut tx, id, body.channel.as_ref()).await?;
+    tx.commit().await?;
+    state.tenants.invalidate(&slug);
+    // Resumed tenants may have a backlog waiting for their workers.
+    state.queue.wake(&[id]);
+    let view = view(&state, &slug).await?.ok_or_else(ApiError::internal)?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view)).into_response())
+}
+
+async fn replace_worker_tokens(
+    tx: &mut sqlx::PgConnection,
+    tenant: Uuid,
+    digests: &[[u8; 32]],
+) -> Result<(), ApiError> {
+    let digests: Vec<Vec<u8>> = digests.iter().map(|d| d.to_vec()).collect();
+    sqlx::query("DELETE FROM worker_tokens WHERE tenant_id = $1 AND NOT (token_sha256 = ANY($2))")
+        .bind(tenant)
+        .bind(&digests)
+        .execute(&mut *tx)
+        .await?;
+    let taken: Option<i32> = sqlx::query_scalar(
+        "WITH added AS (
+             INSERT INTO worker_tokens (token_sha256, tenant_id) SELECT d, $1 FROM UNNEST($2::bytea[]) AS d
+             ON CONFLICT (token_sha256) DO NOTHING RETURNING 1)
+         SELECT 1 FROM worker_tokens WHERE token_sha256 = ANY($2) AND tenant_id <> $1 LIMIT 1",
+    )
+    .bind(tenant)
+    .bind(&digests)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if taken.is_some() {
+        return Err(ApiError::conflict(
+            "worker_token_in_use",
+            "a worker token hash already belongs to another tenant",
+        ));
+    }
+    Ok(())
+}
+
+async fn replace_channel(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    tenant: Uuid,
+    channel: Option<&ChannelUpsert>,
+) -> Result<(), ApiError> {
+    let Some(channel) = channel else {
+        sqlx::query("DELETE FROM channels WHERE tenant_id = $1")
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await?;
+        return Ok(());
+    };
+    let plain = serde_json::to_vec(&channel.credentials).map_err(|_| ApiError::internal())?;
+    let (sealed, key_id) = state.tenants.keys().seal(&channel_context(tenant), &plain);
+    sqlx::query(
+        "INSERT INTO channels (tenant_id, provider, sender, base_url, secrets_sealed, secrets_key_id)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (tenant_id) DO UPDATE SET provider = EXCLUDED.provider, sender = EXCLUDED.sender,
+             base_url = EXCLUDED.base_url, secrets_sealed = EXCLUDED.secrets_sealed,
+             secrets_key_id = EXCLUDED.secrets_key_id, updated_at = now()",
+    )
+    .bind(tenant)
+    .bind(channel.provider.as_str())
+    .bind(channel.sender.trim())
+    .bind(&channel.base_url)
+    .bind(sealed)
+    .bind(key_id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct TenantRow {
+    id: Uuid,
+    display_name: String,
+    status: String,
+    max_attempts: i32,
+    max_concurrency: i32,
+    worker_tokens: i64,
+    webhook_secret_set: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+async fn view(state: &AppState, slug: &str) -> Result<Option<TenantView>, ApiError> {
+    let row: Option<TenantRow> = sqlx::query_as(
+        "SELECT t.id, t.display_name, t.status, t.max_attempts, t.max_concurrency,
+                (SELECT count(*) FROM worker_tokens w WHERE w.tenant_id = t.id) AS worker_tokens,
+                t.webhook_secret_sealed IS NOT NULL AS webhook_secret_set, t.created_at, t.updated_at
+         FROM tenants t WHERE t.slug = $1",
+    )
+    .bind(slug)
+    .fetch_optional(&state.pool)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    state.tenants.invalidate(slug);
+    let tenant = crate::engine::webhooks::tenant_or_404(state, slug).await?;
+    let channel = tenant.channel.as_ref().map(|c| ChannelView {
+        provider: c.provider.as_str().to_owned(),
+        sender: c.sender.clone(),
+        base_url: c.base_url.clone(),
+        credentials_set: c.secrets.names_set(),
+    });
+    Ok(Some(TenantView {
+        id: row.id,
+        slug: slug.to_owned(),
+        display_name: row.display_name,
+        status: if row.status == "suspended" {
+            TenantState::Suspended
+        } else {
+            TenantState::Active
+        },
+        max_attempts: row.max_attempts,
+        max_concurrency: row.max_concurrency,
+        worker_tokens: row.worker_tokens,
+        webhook_secret_set: row.webhook_secret_set,
+        channel,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }))
+}
+
+#[utoipa::path(get, path = "/admin/tenants/{slug}", tag = "admin", params(("slug" = String, Path)),
+    security(("admin_token" = [])), responses((status = 200, body = TenantView), (status = 401), (status = 403), (status = 404)))]
+pub async fn get_tenant(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(slug): Path<String>,
+) -> Result<Json<TenantView>, ApiError> {
+    validate_slug(&slug)?;
+    view(&state, &slug)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("unknown tenant `{slug}`")))
+}
+
+#[utoipa::path(delete, path = "/admin/tenants/{slug}", tag = "admin", params(("slug" = String, Path)),
+    security(("admin_token" = [])), responses((status = 204, description = "deleted with all its data"), (status = 401), (status = 403), (status = 404)))]
+pub async fn delete_tenant(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(slug): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    validate_slug(&slug)?;
+    let deleted = sqlx::query("DELETE FROM tenants WHERE slug = $1")
+        .bind(&slug)
+        .execute(&state.pool)
+        .await?
+        .rows_affected();
+    state.tenants.invalidate(&slug);
+    if deleted == 0 {
+        return Err(ApiError::not_found(format!("unknown tenant `{slug}`")));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// How to release a conversation blocked by a dead-lettered job.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseBody {
+    /// `retry`: the dead job is queued again with fresh attempts, ahead of the rest of the
+    /// conversation. `skip`: the dead job stays dead and the rest of the conversation flows.
+    pub action: ReleaseAction,
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ReleaseAction {
+    Retry,
+    Skip,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ReleaseResult {
+    pub conversation_key: String,
+    pub job_id: Uuid,
+    pub action: &'static str,
+}
+
+#[utoipa::path(post, path = "/admin/tenants/{slug}/conversations/{conversation}/release", tag = "admin",
+    params(("slug" = String, Path), ("conversation" = String, Path, description = "the conversation key (the contact)")),
+    request_body = ReleaseBody, security(("admin_token" = [])),
+    responses((status = 200, body = ReleaseResult), (status = 400), (status = 401), (status = 403), (status = 404, description = "no such blocked conversation")))]
+pub async fn release_conversation(
+    State(state): State<AppState>,
+    _: Admin,
+    Path((slug, conversation)): Path<(String, String)>,
+    JsonBody(body): JsonBody<ReleaseBody>,
+) -> Result<Json<ReleaseResult>, ApiError> {
+    let tenant = crate::engine::webhooks::tenant_or_404(&state, &slug).await?;
+    let mut tx = state.pool.begin().await?;
+    let job_id: Option<Uuid> = sqlx::query_scalar(
+        "DELETE FROM blocked_conversations WHERE tenant_id = $1 AND conversation_key = $2 RETURNING job_id",
+    )
+    .bind(tenant.id)
+    .bind(&conversation)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let job_id = job_id.ok_or_else(|| ApiError::not_found("this conversation is not blocked"))?;
+    if body.action == ReleaseAction::Retry {
+        sqlx::query(
+            "UPDATE jobs SET status = 'queued', attempts = 0, run_after = now(), last_error = NULL, updated_at = now()
+             WHERE id = $1 AND tenant_id = $2 AND status = 'dead'",
+        )
+        .bind(job_id)
+        .bind(tenant.id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    state.queue.wake(&[tenant.id]);
+    let action = if body.action == ReleaseAction::Retry {
+        "retry"
+    } else {
+        "skip"
+    };
+    tracing::info!(tenant = %slug, %job_id, action, "conversation released");
+    Ok(Json(ReleaseResult {
+        conversation_key: conversation,
+        job_id,
+        action,
+    }))
+}

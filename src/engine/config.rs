@@ -1,0 +1,128 @@
+//! The engine's settings: flags, each with an environment variable of the same meaning.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Settings of `flomastr engine`.
+#[derive(clap::Args, Clone)]
+pub struct EngineArgs {
+    /// Address to listen on.
+    #[arg(long, env = "FLOMASTR_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// PostgreSQL URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+
+    /// Bearer token of the admin API (the operator's). At least 16 characters.
+    #[arg(long, env = "FLOMASTR_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: String,
+
+    /// Master keys for secrets at rest: `id:base64(32 bytes)[,id:base64...]`. The first seals
+    /// new values; the others still open old ones (key rotation).
+    #[arg(long, env = "FLOMASTR_MASTER_KEY", hide_env_values = true)]
+    pub master_key: String,
+
+    /// Do not apply database migrations at start.
+    #[arg(long, env = "FLOMASTR_NO_MIGRATE")]
+    pub no_migrate: bool,
+
+    /// Largest request body accepted, in bytes (larger bodies get 413).
+    #[arg(long, env = "FLOMASTR_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    pub body_limit: usize,
+
+    /// How long a worker holds a job before it goes back to the queue, unless it heartbeats.
+    #[arg(long, env = "FLOMASTR_LEASE_SECONDS", default_value_t = 60)]
+    pub lease_seconds: u32,
+
+    /// Longest long-poll a worker may ask for with `wait=` (seconds).
+    #[arg(long, env = "FLOMASTR_MAX_WAIT_SECONDS", default_value_t = 30)]
+    pub max_wait_seconds: u32,
+
+    /// How long completed jobs are kept before they are deleted (seconds).
+    #[arg(long, env = "FLOMASTR_RETENTION_SECONDS", default_value_t = 24 * 3600)]
+    pub retention_seconds: u64,
+
+    /// How long dead-lettered jobs are kept (seconds).
+    #[arg(long, env = "FLOMASTR_DEAD_RETENTION_SECONDS", default_value_t = 30 * 24 * 3600)]
+    pub dead_retention_seconds: u64,
+
+    /// The engine's public base URL as the providers call it (e.g. https://engine.example.com).
+    /// Twilio signs the full public URL; without this it is rebuilt from the Host and
+    /// X-Forwarded-Proto headers.
+    #[arg(long, env = "FLOMASTR_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Database connections in the pool.
+    #[arg(long, env = "FLOMASTR_DB_CONNECTIONS", default_value_t = 32)]
+    pub db_connections: u32,
+
+    /// Seconds to finish in-flight requests after a shutdown signal.
+    #[arg(long, env = "FLOMASTR_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
+    pub shutdown_grace_seconds: u64,
+}
+
+impl std::fmt::Debug for EngineArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets stay out of every debug print.
+        f.debug_struct("EngineArgs")
+            .field("listen", &self.listen)
+            .field("body_limit", &self.body_limit)
+            .field("lease_seconds", &self.lease_seconds)
+            .field("public_url", &self.public_url)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The settings the running engine consults, validated.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub body_limit: usize,
+    pub lease: Duration,
+    pub max_wait: Duration,
+    pub retention: Duration,
+    pub dead_retention: Duration,
+    pub public_url: Option<String>,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("the admin token must be at least 16 characters")]
+    WeakAdminToken,
+    #[error("{0} must be greater than zero")]
+    Zero(&'static str),
+    #[error("the public URL must be an absolute http(s) URL without a trailing slash")]
+    PublicUrl,
+}
+
+impl EngineArgs {
+    pub fn settings(&self) -> Result<Settings, ConfigError> {
+        if self.admin_token.len() < 16 {
+            return Err(ConfigError::WeakAdminToken);
+        }
+        for (name, value) in [
+            ("lease seconds", u64::from(self.lease_seconds)),
+            ("body limit", self.body_limit as u64),
+            ("database connections", u64::from(self.db_connections)),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        if let Some(url) = &self.public_url
+            && (!(url.starts_with("http://") || url.starts_with("https://")) || url.ends_with('/'))
+        {
+            return Err(ConfigError::PublicUrl);
+        }
+        Ok(Settings {
+            body_limit: self.body_limit,
+            lease: Duration::from_secs(self.lease_seconds.into()),
+            max_wait: Duration::from_secs(self.max_wait_seconds.into()),
+            retention: Duration::from_secs(self.retention_seconds),
+            dead_retention: Duration::from_secs(self.dead_retention_seconds),
+            public_url: self.public_url.clone(),
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
+        })
+    }
+}

@@ -1,0 +1,175 @@
+//! The engine: an axum service that takes WhatsApp traffic into a durable PostgreSQL job queue
+//! for each tenant's n8n workers.
+
+pub mod admin;
+pub mod auth;
+pub mod body;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod health;
+pub mod ingest;
+pub mod metrics;
+pub mod openapi;
+pub mod providers;
+pub mod queue;
+pub mod secret;
+pub mod state;
+pub mod tenants;
+pub mod webhooks;
+pub mod worker_api;
+
+use crate::engine::config::EngineArgs;
+use crate::engine::crypto::Keyring;
+use crate::engine::error::ApiError;
+use crate::engine::ingest::Ingestor;
+use crate::engine::metrics::Metrics;
+use crate::engine::queue::Queue;
+use crate::engine::secret::Secret;
+use crate::engine::state::{AppState, Engine};
+use crate::engine::tenants::TenantDirectory;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post, put};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Keys(#[from] crypto::KeyError),
+    #[error(transparent)]
+    Database(#[from] crate::db::DbError),
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// All routes, for a given state (tests build the app with it too).
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.settings.body_limit;
+    Router::new()
+        .route("/", get(health::root))
+        .route("/routes/health", get(health::routes_health))
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi::document))
+        .route("/webhook/inbound", post(webhooks::seed))
+        .route("/webhook/infobip/{tenant}", post(webhooks::infobip))
+        .route(
+            "/webhook/meta/{tenant}",
+            get(webhooks::meta_verify).post(webhooks::meta),
+        )
+        .route("/webhook/twilio/{tenant}", post(webhooks::twilio))
+        .route("/queue/next-job", get(worker_api::next_job))
+        .route("/queue/jobs/{id}/complete", post(worker_api::complete))
+        .route("/queue/jobs/{id}/fail", post(worker_api::fail))
+        .route("/queue/jobs/{id}/heartbeat", post(worker_api::heartbeat))
+        .route(
+            "/admin/tenants/{slug}",
+            put(admin::put_tenant)
+                .get(admin::get_tenant)
+                .delete(admin::delete_tenant),
+        )
+        .route(
+            "/admin/tenants/{slug}/conversations/{conversation}/release",
+            post(admin::release_conversation),
+        )
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Builds the engine's state and starts its background tasks.
+pub async fn build(args: &EngineArgs, shutdown: CancellationToken) -> Result<AppState, StartError> {
+    let settings = args.settings()?;
+    let keys = Arc::new(Keyring::parse(&args.master_key)?);
+    let pool = crate::db::connect(&args.database_url, args.db_connections).await?;
+    if !args.no_migrate {
+        crate::db::migrate(&pool).await?;
+    }
+    let metrics = Arc::new(Metrics::default());
+    let queue = Queue::new(
+        pool.clone(),
+        settings.lease,
+        metrics.clone(),
+        shutdown.clone(),
+    );
+    let waker = queue.clone();
+    let ingestor = Ingestor::start(
+        pool.clone(),
+        Arc::new(move |tenants: &[uuid::Uuid]| waker.wake(tenants)),
+    );
+    queue::spawn_maintenance(
+        queue.clone(),
+        settings.retention,
+        settings.dead_retention,
+        shutdown.clone(),
+    );
+    Ok(Arc::new(Engine {
+        tenants: TenantDirectory::new(pool.clone(), keys),
+        admin_token: Secret::new(args.admin_token.clone()),
+        pool,
+        settings,
+        ingestor,
+        queue,
+        metrics,
+        shutdown,
+    }))
+}
+
+/// Runs `flomastr engine` until SIGINT/SIGTERM; then stops accepting, answers waiting workers
+/// with 204, finishes in-flight requests (at most the grace period) and exits.
+pub async fn run(args: EngineArgs) -> Result<(), StartError> {
+    let shutdown = CancellationToken::new();
+    let state = build(&args, shutdown.clone()).await?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            address: args.listen,
+            source,
+        })?;
+    tracing::info!(address = %args.listen, "engine listening");
+    let grace = state.settings.shutdown_grace;
+    let signal = shutdown.clone();
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: no new connections; finishing in-flight requests");
+        signal.cancel();
+    });
+    let served = tokio::spawn(async move { server.await });
+    shutdown.cancelled().await;
+    match tokio::time::timeout(grace, served).await {
+        Ok(Ok(result)) => result.map_err(StartError::Serve),
+        Ok(Err(join)) => Err(StartError::Serve(std::io::Error::other(join))),
+        Err(_) => {
+            tracing::warn!("in-flight requests did not finish within the grace period");
+            Ok(())
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing a SIGTERM handler cannot fail");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    interrupt.await.ok();
+}

@@ -1,0 +1,38 @@
+//! `GET /openapi.json`: the engine's API as OpenAPI 3.
+
+use crate::engine::{admin, error, health, queue, webhooks, worker_api};
+use axum::Json;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "flomastr engine", description = "Durable WhatsApp ingest, tenant job queue and admin API."),
+    paths(
+        health::root, health::routes_health, health::metrics,
+        webhooks::seed, webhooks::infobip, webhooks::meta_verify, webhooks::meta, webhooks::twilio,
+        worker_api::next_job, worker_api::complete, worker_api::fail, worker_api::heartbeat,
+        admin::put_tenant, admin::get_tenant, admin::delete_tenant, admin::release_conversation,
+    ),
+    components(schemas(error::ErrorBody, error::ErrorDetail, queue::ClaimedJob)),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        for name in ["worker_token", "admin_token"] {
+            components.add_security_scheme(
+                name,
+                SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+            );
+        }
+    }
+}
+
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

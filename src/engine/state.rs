@@ -1,0 +1,25 @@
+//! What every request handler shares.
+
+use crate::engine::config::Settings;
+use crate::engine::ingest::Ingestor;
+use crate::engine::metrics::Metrics;
+use crate::engine::queue::Queue;
+use crate::engine::secret::Secret;
+use crate::engine::tenants::TenantDirectory;
+use sqlx::PgPool;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+pub type AppState = Arc<Engine>;
+
+pub struct Engine {
+    pub pool: PgPool,
+    pub settings: Settings,
+    pub admin_token: Secret,
+    pub tenants: TenantDirectory,
+    pub ingestor: Ingestor,
+    pub queue: Queue,
+    pub metrics: Arc<Metrics>,
+    /// Cancelled when the engine begins to shut down.
+    pub shutdown: CancellationToken,
+}

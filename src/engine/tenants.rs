@@ -1,0 +1,359 @@
+//! Tenants as the engine knows them: settings, worker tokens, webhook secret and WhatsApp
+//! channel, loaded with secrets opened, and cached briefly so the hot path does not query per request.
+
+use crate::engine::crypto::{Keyring, SealError};
+use crate::engine::providers::Provider;
+use crate::engine::secret::Secret;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// How long a loaded tenant is trusted before it is read again. Changes made through this
+/// engine's admin API take effect at once; changes through another replica within this time.
+const CACHE_TTL: Duration = Duration::from_secs(2);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TenantState {
+    Active,
+    Suspended,
+}
+
+impl TenantState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+        }
+    }
+
+    fn parse(value: &str) -> Self {
+        if value == "suspended" {
+            Self::Suspended
+        } else {
+            Self::Active
+        }
+    }
+}
+
+/// The secrets of a WhatsApp channel. Which keys matter depends on the provider.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSecrets {
+    /// InfoBip: API key for sending (`Authorization: App <key>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Secret>,
+    /// InfoBip: secret InfoBip sends in `webhook_header` on every webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<Secret>,
+    /// InfoBip: header carrying `webhook_secret` (default `X-Webhook-Secret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_header: Option<String>,
+    /// InfoBip: user name InfoBip presents with HTTP Basic auth on webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_username: Option<String>,
+    /// InfoBip: password InfoBip presents with HTTP Basic auth on webhooks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_password: Option<Secret>,
+    /// Meta: access token for sending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<Secret>,
+    /// Meta: app secret that signs webhooks (`X-Hub-Signature-256`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_secret: Option<Secret>,
+    /// Meta: token echoed in the webhook verification handshake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_token: Option<Secret>,
+    /// Twilio: account SID (`AC...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_sid: Option<String>,
+    /// Twilio: primary auth token; it signs webhooks (`X-Twilio-Signature`) and authenticates sends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_token: Option<Secret>,
+}
+
+impl ChannelSecrets {
+    /// Names of the secrets that are set, for responses that must not show the values.
+    pub fn names_set(&self) -> Vec<&'static str> {
+        let mut names = Vec::new();
+        let mut add = |name, set: bool| {
+            if set {
+                names.push(name);
+            }
+        };
+        add("api_key", self.api_key.is_some());
+        add("webhook_secret", self.webhook_secret.is_some());
+        add("webhook_header", self.webhook_header.is_some());
+        add("basic_username", self.basic_username.is_some());
+        add("basic_password", self.basic_password.is_some());
+        add("access_token", self.access_token.is_some());
+        add("app_secret", self.app_secret.is_some());
+        add("verify_token", self.verify_token.is_some());
+        add("account_sid", self.account_sid.is_some());
+        add("auth_token", self.auth_token.is_some());
+        names
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Channel {
+    pub provider: Provider,
+    pub sender: String,
+    pub base_url: Option<String>,
+    pub secrets: ChannelSecrets,
+}
+
+impl Channel {
+    /// Whether an event addressed to `to` belongs to this channel (numbers compared without `+`
+    /// and `whatsapp:`, so `+4411...`, `4411...` and `whatsapp:+4411...` are one sender).
+    pub fn owns_address(&self, to: &str) -> bool {
+        normalize_address(&self.sender) == normalize_address(to)
+    }
+}
+
+pub fn normalize_address(value: &str) -> &str {
+    let value = value.trim();
+    let value = value.strip_prefix("whatsapp:").unwrap_or(value);
+    value.strip_prefix('+').unwrap_or(value)
+}
+
+#[derive(Clone, Debug)]
+pub struct Tenant {
+    pub id: Uuid,
+    pub slug: String,
+    pub display_name: String,
+    pub state: TenantState,
+    pub max_attempts: i32,
+    pub max_concurrency: i32,
+    pub webhook_secret: Option<Secret>,
+    pub channel: Option<Channel>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("the secrets of tenant `{slug}` cannot be opened: {source}")]
+    Sealed {
+        slug: String,
+        #[source]
+        source: SealError,
+    },
+    #[error("the secrets of tenant `{0}` are not valid JSON")]
+    SecretsFormat(String),
+}
+
+/// SHA-256 of a worker token, as stored.
+pub fn token_digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+pub fn channel_context(tenant: Uuid) -> String {
+    format!("tenant:{tenant}:channel")
+}
+
+pub fn webhook_context(tenant: Uuid) -> String {
+    format!("tenant:{tenant}:webhook-secret")
+}
+
+/// A tenant (or its absence) and when it was read.
+type Cached = (Instant, Option<Arc<Tenant>>);
+
+/// Looks tenants up by slug and workers up by token, through a short-lived cache.
+pub struct TenantDirectory {
+    pool: PgPool,
+    keys: Arc<Keyring>,
+    by_slug: Mutex<HashMap<String, Cached>>,
+    by_token: Mutex<HashMap<[u8; 32], (Instant, Uuid, String)>>,
+}
+
+impl TenantDirectory {
+    pub fn new(pool: PgPool, keys: Arc<Keyring>) -> Self {
+        Self {
+            pool,
+            keys,
+            by_slug: Mutex::default(),
+            by_token: Mutex::default(),
+        }
+    }
+
+    pub fn keys(&self) -> &Keyring {
+        &self.keys
+    }
+
+    /// The tenant with this slug, or None.
+    pub async fn by_slug(&self, slug: &str) -> Result<Option<Arc<Tenant>>, LoadError> {
+        if let Some((at, tenant)) = self.by_slug.lock().unwrap().get(slug)
+            && at.elapsed() < CACHE_TTL
+        {
+            return Ok(tenant.clone());
+        }
+        let tenant = self.load(slug).await?.map(Arc::new);
+        self.by_slug
+            .lock()
+            .unwrap()
+            .insert(slug.to_owned(), (Instant::now(), tenant.clone()));
+        Ok(tenant)
+    }
+
+    /// The tenant (id, slug) a worker token belongs to, or None.
+    pub async fn by_worker_token(
+        &self,
+        token: &str,
+    ) -> Result<Option<(Uuid, String)>, sqlx::Error> {
+        let digest = token_digest(token);
+        if let Some((at, id, slug)) = self.by_token.lock().unwrap().get(&digest)
+            && at.elapsed() < CACHE_TTL
+        {
+            return Ok(Some((*id, slug.clone())));
+        }
+        let found: Option<(Uuid, String)> = sqlx::query_as(
+            "SELECT t.id, t.slug FROM worker_tokens w JOIN tenants t ON t.id = w.tenant_id
+             WHERE w.token_sha256 = $1",
+        )
+        .bind(&digest[..])
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some((id, slug)) = &found {
+            self.by_token
+                .lock()
+                .unwrap()
+                .insert(digest, (Instant::now(), *id, slug.clone()));
+        }
+        Ok(found)
+    }
+
+    /// Forgets everything cached about a tenant (after the admin API changed it).
+    pub fn invalidate(&self, slug: &str) {
+        self.by_slug.lock().unwrap().remove(slug);
+        self.by_token
+            .lock()
+            .unwrap()
+            .retain(|_, (_, _, s)| s != slug);
+    }
+
+    async fn load(&self, slug: &str) -> Result<Option<Tenant>, LoadError> {
+        let row: Option<TenantRow> = sqlx::query_as(
+            "SELECT t.id, t.slug, t.display_name, t.status, t.max_attempts, t.max_concurrency,
+                    t.webhook_secret_sealed, t.webhook_secret_key_id,
+                    c.provider, c.sender, c.base_url, c.secrets_sealed, c.secrets_key_id
+             FROM tenants t LEFT JOIN channels c ON c.tenant_id = t.id
+             WHERE t.slug = $1",
+        )
+        .bind(slug)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| row.open(&self.keys)).transpose()
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct TenantRow {
+    id: Uuid,
+    slug: String,
+    display_name: String,
+    status: String,
+    max_attempts: i32,
+    max_concurrency: i32,
+    webhook_secret_sealed: Option<Vec<u8>>,
+    webhook_secret_key_id: Option<String>,
+    provider: Option<String>,
+    sender: Option<String>,
+    base_url: Option<String>,
+    secrets_sealed: Option<Vec<u8>>,
+    secrets_key_id: Option<String>,
+}
+
+impl TenantRow {
+    fn open(self, keys: &Keyring) -> Result<Tenant, LoadError> {
+        let sealed_error = |source| LoadError::Sealed {
+            slug: self.slug.clone(),
+            source,
+        };
+        let webhook_secret = match (&self.webhook_secret_sealed, &self.webhook_secret_key_id) {
+            (Some(sealed), Some(key)) => {
+                let plain = keys
+                    .open(&webhook_context(self.id), sealed, key)
+                    .map_err(sealed_error)?;
+                Some(Secret::new(
+                    String::from_utf8(plain)
+                        .map_err(|_| LoadError::SecretsFormat(self.slug.clone()))?,
+                ))
+            }
+            _ => None,
+        };
+        let channel = match (&self.provider, &self.sender) {
+            (Some(provider), Some(sender)) => {
+                let secrets = match (&self.secrets_sealed, &self.secrets_key_id) {
+                    (Some(sealed), Some(key)) => {
+                        let plain = keys
+                            .open(&channel_context(self.id), sealed, key)
+                            .map_err(sealed_error)?;
+                        serde_json::from_slice(&plain)
+                            .map_err(|_| LoadError::SecretsFormat(self.slug.clone()))?
+                    }
+                    _ => ChannelSecrets::default(),
+                };
+                Some(Channel {
+                    provider: parse_provider(provider),
+                    sender: sender.clone(),
+                    base_url: self.base_url.clone(),
+                    secrets,
+                })
+            }
+            _ => None,
+        };
+        Ok(Tenant {
+            id: self.id,
+            slug: self.slug,
+            display_name: self.display_name,
+            state: TenantState::parse(&self.status),
+            max_attempts: self.max_attempts,
+            max_concurrency: self.max_concurrency,
+            webhook_secret,
+            channel,
+        })
+    }
+}
+
+pub fn parse_provider(value: &str) -> Provider {
+    match value {
+        "meta" => Provider::Meta,
+        "twilio" => Provider::Twilio,
+        _ => Provider::Infobip,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_compare_without_prefixes() {
+        let channel = Channel {
+            provider: Provider::Twilio,
+            sender: "whatsapp:+14155238886".into(),
+            base_url: None,
+            secrets: ChannelSecrets::default(),
+        };
+        assert!(channel.owns_address("+14155238886"));
+        assert!(channel.owns_address("14155238886"));
+        assert!(channel.owns_address("whatsapp:+14155238886"));
+        assert!(!channel.owns_address("+14155238887"));
+    }
+
+    #[test]
+    fn secret_names_never_include_values() {
+        let secrets = ChannelSecrets {
+            app_secret: Some(Secret::new("s3cr3t")),
+            account_sid: Some("AC1".into()),
+            ..Default::default()
+        };
+        assert_eq!(secrets.names_set(), ["app_secret", "account_sid"]);
+        assert!(!format!("{secrets:?}").contains("s3cr3t"));
+    }
+}

@@ -1,0 +1,563 @@
+//! Inbound webhooks of the four formats. Each request is authenticated before anything is
+//! parsed or stored, every event in it is read, events addressed to another sender are refused,
+//! and the 2xx goes out only after the jobs are committed.
+//!
+//! Suspended tenants: their webhooks are still accepted and queued (a provider that gets errors
+//! retries for a while and then drops messages; Twilio barely retries at all), but their workers
+//! get no jobs until the tenant is resumed; then the backlog is delivered in order.
+
+use crate::engine::body::{RawBody, parse_json};
+use crate::engine::error::ApiError;
+use crate::engine::ingest::{NewJob, NewReport, Submission};
+use crate::engine::metrics::{IngestLabels, ProviderLabels};
+use crate::engine::providers::{self, InboundMessage, Provider, SignatureError, WebhookEvent};
+use crate::engine::secret::Secret;
+use crate::engine::state::AppState;
+use crate::engine::tenants::{Channel, Tenant};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
+use axum::http::{HeaderMap, Uri};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What a webhook call stored.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WebhookAck {
+    /// Always `accepted`: everything listed below is committed.
+    pub status: &'static str,
+    /// New jobs created.
+    pub queued: usize,
+    /// Messages that were already stored (provider redeliveries).
+    pub duplicates: usize,
+    /// Delivery and seen reports stored.
+    pub reports: usize,
+    /// Job ids, one per message, in the order of the payload.
+    pub job_ids: Vec<uuid::Uuid>,
+}
+
+/// The seed's inbound message.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct SeedMessage {
+    /// The customer's number or id.
+    pub from: String,
+    /// The text.
+    pub message: String,
+    /// The tenant's slug.
+    pub tenant_id: String,
+    /// When the customer sent it: RFC 3339 (`Z`, `+00:00` or `+0000` offsets) or epoch seconds.
+    #[schema(value_type = String)]
+    pub timestamp: serde_json::Value,
+    /// Optional id of the message; without it the dedup key is derived from the content.
+    #[serde(default)]
+    pub message_id: Option<String>,
+}
+
+#[utoipa::path(post, path = "/webhook/inbound", tag = "webhooks",
+    request_body = SeedMessage,
+    params(("X-Webhook-Secret" = String, Header, description = "The tenant's webhook secret (or `Authorization: Bearer <secret>`)")),
+    responses((status = 200, body = WebhookAck), (status = 400, body = crate::engine::error::ErrorBody),
+              (status = 401), (status = 403), (status = 404), (status = 413), (status = 503)))]
+pub async fn seed(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Json<WebhookAck>, ApiError> {
+    let started = Instant::now();
+    let message: SeedMessage =
+        parse_json(&body).inspect_err(|_| state.metrics.count_rejected("seed", "malformed"))?;
+    let tenant = tenant_or_404(&state, &message.tenant_id).await?;
+    let presented = headers
+        .get("x-webhook-secret")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| bearer_value(&headers));
+    check_secret(&state, "seed", tenant.webhook_secret.as_ref(), presented)?;
+    let inbound = seed_to_inbound(message)?;
+    let ack = store(
+        &state,
+        &tenant,
+        Provider::Seed,
+        vec![WebhookEvent::Message(inbound)],
+    )
+    .await?;
+    observe(&state, "seed", started);
+    Ok(Json(ack))
+}
+
+fn seed_to_inbound(message: SeedMessage) -> Result<InboundMessage, ApiError> {
+    let from = message.from.trim();
+    if from.is_empty() || from.len() > 128 {
+        return Err(ApiError::invalid_field(
+            "from",
+            "must be 1 to 128 characters",
+        ));
+    }
+    let timestamp = seed_timestamp(&message.timestamp)?;
+    let dedup = match &message.message_id {
+        Some(id) if !id.is_empty() => id.clone(),
+        // No id: the same sender, instant and text is the same message.
+        _ => hex::encode(Sha256::digest(format!(
+            "{from}\n{}\n{}",
+            timestamp.timestamp_micros(),
+            message.message
+        ))),
+    };
+    Ok(InboundMessage {
+        provider: Provider::Seed,
+        provider_message_id: dedup,
+        contact: providers::Contact {
+            id: from.to_owned(),
+            phone: None,
+            user_id: None,
+            username: None,
+            name: None,
+        },
+        to: None,
+        account_id: None,
+        timestamp,
+        kind: "text".to_owned(),
+        text: Some(message.message.clone()),
+        reply_to: None,
+        raw: json!({"from": from, "message": message.message, "tenant_id": message.tenant_id, "timestamp": message.timestamp}),
+    })
+}
+
+fn seed_timestamp(value: &serde_json::Value) -> Result<DateTime<Utc>, ApiError> {
+    let parsed = match value {
+        serde_json::Value::String(text) => providers::time::parse_timestamp("timestamp", text),
+        serde_json::Value::Number(number) => {
+            let seconds = number.as_f64().unwrap_or(f64::NAN);
+            // Values this large are milliseconds.
+            let seconds = if seconds > 1e11 {
+                seconds / 1000.0
+            } else {
+                seconds
+            };
+            providers::time::parse_epoch_seconds(
+                "timestamp",
+                &format!("{}", seconds.trunc() as i64),
+            )
+        }
+        _ => {
+            return Err(ApiError::invalid_field(
+                "timestamp",
+                "must be an RFC 3339 string or epoch seconds",
+            ));
+        }
+    };
+    parsed.map_err(|e| ApiError::invalid_field(&e.field, e.reason))
+}
+
+#[utoipa::path(post, path = "/webhook/infobip/{tenant}", tag = "webhooks",
+    params(("tenant" = String, Path, description = "Tenant slug")),
+    request_body(content = Object, description = "InfoBip `{results: [...]}`: inbound messages, delivery and seen reports"),
+    responses((status = 200, body = WebhookAck), (status = 400), (status = 401), (status = 403), (status = 404), (status = 413), (status = 503)))]
+pub async fn infobip(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Json<WebhookAck>, ApiError> {
+    let started = Instant::now();
+    let tenant = tenant_or_404(&state, &slug).await?;
+    let channel = channel_of(&tenant, Provider::Infobip)?;
+    check_infobip_auth(&state, channel, &headers)?;
+    let events = providers::infobip::parse(&body).map_err(|e| malformed(&state, "infobip", e))?;
+    let ack = store(&state, &tenant, Provider::Infobip, events).await?;
+    observe(&state, "infobip", started);
+    Ok(Json(ack))
+}
+
+fn check_infobip_auth(
+    state: &AppState,
+    channel: &Channel,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let secrets = &channel.secrets;
+    let header_name = secrets
+        .webhook_header
+        .as_deref()
+        .unwrap_or("x-webhook-secret");
+    let by_header = secrets.webhook_secret.as_ref().map(|secret| {
+        headers
+            .get(header_name)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| secret.matches(v.as_bytes()))
+    });
+    let by_basic = match (&secrets.basic_username, &secrets.basic_password) {
+        (Some(user), Some(password)) => Some(basic_credentials(headers).map(|(u, p)| {
+            // Both compared in full, in constant time, whatever the first result.
+            let user_ok = Secret::new(user.clone()).matches(u.as_bytes());
+            let password_ok = password.matches(p.as_bytes());
+            user_ok & password_ok
+        })),
+        _ => None,
+    };
+    match (by_header, by_basic) {
+        (None, None) => {
+            state.metrics.count_rejected("infobip", "unauthenticated");
+            Err(ApiError::forbidden(
+                "webhook_auth_not_configured",
+                "this tenant has no InfoBip webhook secret or basic credentials configured",
+            ))
+        }
+        (Some(Some(true)), _) | (_, Some(Some(true))) => Ok(()),
+        (Some(None) | None, Some(None) | None) => {
+            state.metrics.count_rejected("infobip", "unauthenticated");
+            Err(ApiError::unauthorized("webhook credentials are required"))
+        }
+        _ => {
+            state.metrics.count_rejected("infobip", "bad_credentials");
+            Err(ApiError::forbidden(
+                "bad_credentials",
+                "the webhook credentials are not valid",
+            ))
+        }
+    }
+}
+
+fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, encoded) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
+    Some((user.to_owned(), password.to_owned()))
+}
+
+#[derive(Deserialize)]
+pub struct MetaChallenge {
+    #[serde(rename = "hub.mode")]
+    mode: Option<String>,
+    #[serde(rename = "hub.verify_token")]
+    verify_token: Option<String>,
+    #[serde(rename = "hub.challenge")]
+    challenge: Option<String>,
+}
+
+#[utoipa::path(get, path = "/webhook/meta/{tenant}", tag = "webhooks",
+    params(("tenant" = String, Path), ("hub.mode" = String, Query), ("hub.verify_token" = String, Query), ("hub.challenge" = String, Query)),
+    responses((status = 200, description = "the challenge, as plain text"), (status = 403), (status = 404)))]
+pub async fn meta_verify(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    Query(query): Query<MetaChallenge>,
+) -> Result<String, ApiError> {
+    let tenant = tenant_or_404(&state, &slug).await?;
+    let channel = channel_of(&tenant, Provider::Meta)?;
+    let expected = channel
+        .secrets
+        .verify_token
+        .as_ref()
+        .map(Secret::expose)
+        .unwrap_or_default();
+    if expected.is_empty() {
+        return Err(ApiError::forbidden(
+            "webhook_auth_not_configured",
+            "this tenant has no Meta verify token configured",
+        ));
+    }
+    providers::meta::verify_challenge(
+        expected,
+        query.mode.as_deref(),
+        query.verify_token.as_deref(),
+        query.challenge.as_deref(),
+    )
+    .ok_or_else(|| {
+        ApiError::forbidden(
+            "bad_verify_token",
+            "the verification request does not match",
+        )
+    })
+}
+
+#[utoipa::path(post, path = "/webhook/meta/{tenant}", tag = "webhooks",
+    params(("tenant" = String, Path), ("X-Hub-Signature-256" = String, Header, description = "sha256=<hex HMAC of the raw body with the app secret>")),
+    request_body(content = Object, description = "Meta `{object, entry: [...]}`"),
+    responses((status = 200, body = WebhookAck), (status = 400), (status = 401), (status = 403), (status = 404), (status = 413), (status = 503)))]
+pub async fn meta(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Json<WebhookAck>, ApiError> {
+    let started = Instant::now();
+    let tenant = tenant_or_404(&state, &slug).await?;
+    let channel = channel_of(&tenant, Provider::Meta)?;
+    let secret = channel.secrets.app_secret.as_ref().ok_or_else(|| {
+        ApiError::forbidden(
+            "webhook_auth_not_configured",
+            "this tenant has no Meta app secret configured",
+        )
+    })?;
+    let header = headers
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok());
+    providers::meta::verify_signature(secret.expose().as_bytes(), header, &body)
+        .map_err(|e| signature_error(&state, "meta", e))?;
+    let events = providers::meta::parse(&body).map_err(|e| malformed(&state, "meta", e))?;
+    let ack = store(&state, &tenant, Provider::Meta, events).await?;
+    observe(&state, "meta", started);
+    Ok(Json(ack))
+}
+
+#[utoipa::path(post, path = "/webhook/twilio/{tenant}", tag = "webhooks",
+    params(("tenant" = String, Path), ("X-Twilio-Signature" = String, Header)),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "empty TwiML response"), (status = 400), (status = 401), (status = 403), (status = 404), (status = 413), (status = 503)))]
+pub async fn twilio(
+    State(state): State<AppState>,
+    Path(slug): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let tenant = tenant_or_404(&state, &slug).await?;
+    let channel = channel_of(&tenant, Provider::Twilio)?;
+    let token = channel.secrets.auth_token.as_ref().ok_or_else(|| {
+        ApiError::forbidden(
+            "webhook_auth_not_configured",
+            "this tenant has no Twilio auth token configured",
+        )
+    })?;
+    let params =
+        providers::twilio::parse_form(&body).map_err(|e| malformed(&state, "twilio", e))?;
+    let url = public_url(&state, &headers, &uri);
+    let header = headers
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok());
+    providers::twilio::verify_signature(token.expose(), &url, &params, header)
+        .map_err(|e| signature_error(&state, "twilio", e))?;
+    let events = providers::twilio::parse(&params).map_err(|e| malformed(&state, "twilio", e))?;
+    store(&state, &tenant, Provider::Twilio, events).await?;
+    observe(&state, "twilio", started);
+    let twiml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>";
+    Ok(([(CONTENT_TYPE, "text/xml")], twiml).into_response())
+}
+
+/// The URL the provider called, as it saw it (Twilio signs it).
+fn public_url(state: &AppState, headers: &HeaderMap, uri: &Uri) -> String {
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    if let Some(base) = &state.settings.public_url {
+        return format!("{base}{path}");
+    }
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let scheme = header("x-forwarded-proto").unwrap_or("http");
+    let host = header("x-forwarded-host")
+        .or_else(|| header(HOST.as_str()))
+        .unwrap_or("localhost");
+    format!("{scheme}://{host}{path}")
+}
+
+/// Stores the events that belong to this tenant's channel; refuses the request when any does not.
+async fn store(
+    state: &AppState,
+    tenant: &Tenant,
+    provider: Provider,
+    events: Vec<WebhookEvent>,
+) -> Result<WebhookAck, ApiError> {
+    if let Some(channel) = &tenant.channel
+        && let Some(foreign) = events.iter().find(|e| !belongs_to(channel, e))
+    {
+        state.metrics.count_rejected(provider.as_str(), "misrouted");
+        tracing::warn!(tenant = %tenant.slug, provider = provider.as_str(), "webhook addressed to another sender refused");
+        let what = match foreign {
+            WebhookEvent::Message(m) => m.provider_message_id.as_str(),
+            WebhookEvent::Status(s) => s.provider_message_id.as_str(),
+        };
+        return Err(ApiError::forbidden(
+            "wrong_sender",
+            format!(
+                "event {what} is addressed to a sender that is not this tenant's; nothing was stored"
+            ),
+        ));
+    }
+    let mut submission = Submission::default();
+    for event in events {
+        match event {
+            WebhookEvent::Message(message) => submission.jobs.push(job_for(tenant, message)),
+            WebhookEvent::Status(report) => submission.reports.push(NewReport {
+                tenant_id: tenant.id,
+                report,
+            }),
+        }
+    }
+    let reports = submission.reports.len();
+    let outcomes = state.ingestor.submit(submission).await?;
+    let duplicates = outcomes.iter().filter(|o| o.duplicate).count();
+    let count = |outcome: &str, n: usize| {
+        state
+            .metrics
+            .ingested
+            .get_or_create(&IngestLabels {
+                provider: provider.as_str().to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc_by(n as u64);
+    };
+    count("new", outcomes.len() - duplicates);
+    count("duplicate", duplicates);
+    count("report", reports);
+    Ok(WebhookAck {
+        status: "accepted",
+        queued: outcomes.len() - duplicates,
+        duplicates,
+        reports,
+        job_ids: outcomes.iter().map(|o| o.job_id).collect(),
+    })
+}
+
+fn belongs_to(channel: &Channel, event: &WebhookEvent) -> bool {
+    let (to, account) = match event {
+        WebhookEvent::Message(m) => (m.to.as_deref(), m.account_id.as_deref()),
+        WebhookEvent::Status(s) => (s.to.as_deref(), s.account_id.as_deref()),
+    };
+    let to_ok = to.is_none_or(|to| channel.owns_address(to) || channel.sender.starts_with("MG"));
+    let account_ok = match (account, &channel.secrets.account_sid) {
+        (Some(account), Some(expected)) => account == expected,
+        _ => true,
+    };
+    to_ok && account_ok
+}
+
+/// The job for one inbound message: the seed's fields first, then the provider's details.
+fn job_for(tenant: &Tenant, message: InboundMessage) -> NewJob {
+    let payload = json!({
+        "tenant_id": tenant.slug,
+        "from": message.contact.id,
+        "message": message.text.clone().unwrap_or_default(),
+        "timestamp": message.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "provider": message.provider,
+        "message_id": message.provider_message_id,
+        "type": message.kind,
+        "contact": message.contact,
+        "to": message.to,
+        "reply_to": message.reply_to,
+        "raw": message.raw,
+    });
+    NewJob {
+        tenant_id: tenant.id,
+        conversation_key: message.contact.id.clone(),
+        dedup_key: format!(
+            "{}:{}",
+            message.provider.as_str(),
+            message.provider_message_id
+        ),
+        provider_timestamp: message.timestamp,
+        max_attempts: tenant.max_attempts,
+        payload,
+    }
+}
+
+pub async fn tenant_or_404(state: &AppState, slug: &str) -> Result<Arc<Tenant>, ApiError> {
+    let tenant = state
+        .tenants
+        .by_slug(slug)
+        .await
+        .map_err(|error| match error {
+            crate::engine::tenants::LoadError::Database(db) => ApiError::from(db),
+            other => {
+                tracing::error!(error = %other, "tenant cannot be loaded");
+                ApiError::internal()
+            }
+        })?;
+    tenant.ok_or_else(|| ApiError::not_found(format!("unknown tenant `{}`", truncate(slug, 64))))
+}
+
+fn channel_of(tenant: &Tenant, provider: Provider) -> Result<&Channel, ApiError> {
+    tenant
+        .channel
+        .as_ref()
+        .filter(|c| c.provider == provider)
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "tenant `{}` has no {} channel",
+                tenant.slug,
+                provider.as_str()
+            ))
+        })
+}
+
+fn check_secret(
+    state: &AppState,
+    provider: &str,
+    expected: Option<&Secret>,
+    presented: Option<&str>,
+) -> Result<(), ApiError> {
+    let Some(expected) = expected.filter(|s| !s.is_empty()) else {
+        state.metrics.count_rejected(provider, "unauthenticated");
+        return Err(ApiError::forbidden(
+            "webhook_auth_not_configured",
+            "this tenant has no webhook secret configured",
+        ));
+    };
+    match presented {
+        None => {
+            state.metrics.count_rejected(provider, "unauthenticated");
+            Err(ApiError::unauthorized(
+                "the webhook secret is required (X-Webhook-Secret)",
+            ))
+        }
+        Some(value) if expected.matches(value.as_bytes()) => Ok(()),
+        Some(_) => {
+            state.metrics.count_rejected(provider, "bad_credentials");
+            Err(ApiError::forbidden(
+                "bad_credentials",
+                "the webhook secret is not valid",
+            ))
+        }
+    }
+}
+
+fn bearer_value(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn signature_error(state: &AppState, provider: &str, error: SignatureError) -> ApiError {
+    match error {
+        SignatureError::Missing => {
+            state.metrics.count_rejected(provider, "unsigned");
+            ApiError::unauthorized("the request is not signed")
+        }
+        SignatureError::Malformed | SignatureError::Mismatch => {
+            state.metrics.count_rejected(provider, "bad_signature");
+            ApiError::forbidden("bad_signature", "the signature does not match")
+        }
+    }
+}
+
+fn malformed(state: &AppState, provider: &str, error: providers::ParseError) -> ApiError {
+    state.metrics.count_rejected(provider, "malformed");
+    ApiError::invalid_field(&error.field, error.reason)
+}
+
+fn observe(state: &AppState, provider: &str, started: Instant) {
+    state
+        .metrics
+        .ingest_latency
+        .get_or_create(&ProviderLabels {
+            provider: provider.to_owned(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+}
+
+fn truncate(value: &str, max: usize) -> &str {
+    match value.char_indices().nth(max) {
+        Some((index, _)) => &value[..index],
+        None => value,
+    }
+}

@@ -1,0 +1,231 @@
+//! An engine per test, in this process, on a loopback port, over a fresh database.
+
+use crate::common::{TestDb, fresh_db};
+use base64::Engine as _;
+use flomastr::engine::config::EngineArgs;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use tokio_util::sync::CancellationToken;
+
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789";
+
+pub struct TestEngine {
+    pub url: String,
+    pub db: TestDb,
+    pub http: reqwest::Client,
+    pub shutdown: CancellationToken,
+}
+
+impl Drop for TestEngine {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn args(database_url: &str) -> EngineArgs {
+    let key = base64::engine::general_purpose::STANDARD.encode([42u8; 32]);
+    EngineArgs {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database_url: database_url.to_owned(),
+        admin_token: ADMIN_TOKEN.to_owned(),
+        master_key: format!("test-key:{key}"),
+        no_migrate: false,
+        body_limit: 64 * 1024,
+        lease_seconds: 30,
+        max_wait_seconds: 10,
+        retention_seconds: 3600,
+        dead_retention_seconds: 3600,
+        public_url: None,
+        db_connections: 8,
+        shutdown_grace_seconds: 5,
+    }
+}
+
+pub async fn start_engine() -> TestEngine {
+    start_engine_with(|_| {}).await
+}
+
+pub async fn start_engine_with(adjust: impl FnOnce(&mut EngineArgs)) -> TestEngine {
+    let db = fresh_db().await;
+    let mut args = args(&db.url);
+    adjust(&mut args);
+    let shutdown = CancellationToken::new();
+    let state = flomastr::engine::build(&args, shutdown.clone())
+        .await
+        .expect("engine starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address: SocketAddr = listener.local_addr().unwrap();
+    let app = flomastr::engine::router(state);
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await
+            .ok();
+    });
+    TestEngine {
+        url: format!("http://{address}"),
+        db,
+        http: reqwest::Client::new(),
+        shutdown,
+    }
+}
+
+/// A tenant's credentials as a test knows them.
+#[derive(Clone)]
+pub struct TestTenant {
+    pub slug: String,
+    pub worker_token: String,
+    pub webhook_secret: String,
+    pub sender: String,
+    pub app_secret: String,
+    pub auth_token: String,
+    pub account_sid: String,
+    /// The body it was registered with (PUT it again, changed, to update the tenant).
+    pub registration: Value,
+}
+
+pub fn sha256_hex(value: &str) -> String {
+    hex::encode(Sha256::digest(value.as_bytes()))
+}
+
+impl TestEngine {
+    pub fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    pub async fn admin_put(&self, slug: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .put(self.at(&format!("/admin/tenants/{slug}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Registers a tenant with a channel of `provider` ("infobip", "meta" or "twilio").
+    pub async fn tenant(&self, slug: &str, provider: &str) -> TestTenant {
+        self.tenant_with(slug, provider, json!({})).await
+    }
+
+    pub async fn tenant_with(&self, slug: &str, provider: &str, extra: Value) -> TestTenant {
+        let t = TestTenant {
+            slug: slug.to_owned(),
+            worker_token: format!("worker-{slug}-{}", uuid::Uuid::new_v4()),
+            webhook_secret: format!("hook-{}", uuid::Uuid::new_v4()),
+            sender: match provider {
+                "meta" => "106540352242922".to_owned(),
+                "twilio" => "whatsapp:+14155238886".to_owned(),
+                _ => "441134960000".to_owned(),
+            },
+            app_secret: format!("app-{}", uuid::Uuid::new_v4()),
+            auth_token: format!("auth-{}", uuid::Uuid::new_v4().simple()),
+            account_sid: "AC00000000000000000000000000000001".to_owned(),
+            registration: Value::Null,
+        };
+        let mut body = json!({
+            "display_name": format!("Tenant {slug}"),
+            "worker_token_sha256": [sha256_hex(&t.worker_token)],
+            "webhook_secret": t.webhook_secret,
+            "channel": {
+                "provider": provider,
+                "sender": t.sender,
+                "credentials": {
+                    "api_key": "ib-api-key-secret",
+                    "webhook_secret": t.webhook_secret,
+                    "app_secret": t.app_secret,
+                    "verify_token": "verify-me",
+                    "access_token": "meta-access-token-secret",
+                    "account_sid": t.account_sid,
+                    "auth_token": t.auth_token,
+                }
+            }
+        });
+        if let (Some(target), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                target.insert(k.clone(), v.clone());
+            }
+        }
+        let response = self.admin_put(slug, &body).await;
+        assert!(
+            response.status().is_success(),
+            "tenant registration: {}",
+            response.text().await.unwrap()
+        );
+        TestTenant {
+            registration: body,
+            ..t
+        }
+    }
+
+    /// The seed's inbound webhook.
+    pub async fn seed(
+        &self,
+        tenant: &TestTenant,
+        from: &str,
+        message: &str,
+        timestamp: &str,
+    ) -> reqwest::Response {
+        self.http
+            .post(self.at("/webhook/inbound"))
+            .header("x-webhook-secret", &tenant.webhook_secret)
+            .json(&json!({"from": from, "message": message, "tenant_id": tenant.slug, "timestamp": timestamp}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn next_job(&self, tenant: &TestTenant, wait: f64) -> Option<Value> {
+        let response = self
+            .http
+            .get(self.at(&format!("/queue/next-job?wait={wait}")))
+            .bearer_auth(&tenant.worker_token)
+            .send()
+            .await
+            .unwrap();
+        match response.status().as_u16() {
+            200 => Some(response.json().await.unwrap()),
+            204 => None,
+            other => panic!(
+                "next-job answered {other}: {}",
+                response.text().await.unwrap()
+            ),
+        }
+    }
+
+    pub async fn job_call(
+        &self,
+        tenant: &TestTenant,
+        job: &Value,
+        action: &str,
+        body: Value,
+    ) -> reqwest::Response {
+        let id = job["job_id"].as_str().unwrap();
+        self.http
+            .post(self.at(&format!("/queue/jobs/{id}/{action}")))
+            .bearer_auth(&tenant.worker_token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn complete(&self, tenant: &TestTenant, job: &Value) -> reqwest::Response {
+        self.job_call(
+            tenant,
+            job,
+            "complete",
+            json!({"lease_token": job["lease_token"]}),
+        )
+        .await
+    }
+
+    pub async fn count_jobs(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM jobs")
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap()
+    }
+}
