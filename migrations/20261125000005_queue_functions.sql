@@ -20,12 +20,17 @@ BEGIN
     ), candidates AS (
         SELECT j.id FROM jobs j
         WHERE j.tenant_id = p_tenant AND j.status = 'queued' AND j.run_after <= now()
+          -- Nothing earlier waiting in its conversation (an index range probe, stops at one row) ...
           AND NOT EXISTS (
               SELECT 1 FROM jobs p
               WHERE p.tenant_id = p_tenant AND p.conversation_key = j.conversation_key
-                AND p.status IN ('queued', 'processing') AND p.id <> j.id
-                AND (p.status = 'processing'
-                     OR (p.provider_timestamp, p.seq) < (j.provider_timestamp, j.seq)))
+                AND p.status IN ('queued', 'processing')
+                AND (p.provider_timestamp, p.seq) < (j.provider_timestamp, j.seq))
+          -- ... and nothing of its conversation in flight, even a later message delivered earlier.
+          AND NOT EXISTS (
+              SELECT 1 FROM jobs f
+              WHERE f.tenant_id = p_tenant AND f.conversation_key = j.conversation_key
+                AND f.status = 'processing')
           AND NOT EXISTS (
               SELECT 1 FROM blocked_conversations b
               WHERE b.tenant_id = p_tenant AND b.conversation_key = j.conversation_key)
@@ -35,12 +40,16 @@ BEGIN
     UPDATE jobs j
     SET status = 'processing', attempts = j.attempts + 1, lease_token = gen_random_uuid(),
         lease_expires_at = now() + make_interval(secs => p_lease_seconds), updated_at = now()
-    FROM candidates c
-    WHERE j.id = c.id
+    -- An id array, not a join: the planner cannot know how few candidates there are and would
+    -- otherwise scan the whole table to hash-join them.
+    WHERE j.id = ANY (ARRAY(SELECT c.id FROM candidates c))
     RETURNING j.id, j.payload, j.attempts, j.max_attempts, j.lease_token, j.lease_expires_at,
               GREATEST(j.created_at, j.run_after), j.conversation_key;
 END
 $$;
+
+-- In-flight jobs by conversation: tiny (at most the tenants' concurrency caps), probed per candidate.
+CREATE INDEX jobs_conversation_in_flight ON jobs (tenant_id, conversation_key) WHERE status = 'processing';
 
 -- Retried jobs waiting for their backoff: the reaper wakes their tenants when the time comes.
 CREATE INDEX jobs_retry_due ON jobs (run_after) WHERE status = 'queued' AND attempts > 0;

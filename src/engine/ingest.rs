@@ -15,7 +15,7 @@ use uuid::Uuid;
 /// Rows per transaction at most; beyond this a batch is split.
 const MAX_BATCH_ROWS: usize = 2000;
 /// Writers committing in parallel: while one waits for its commit, another gathers the next batch.
-const WRITERS: usize = 4;
+const WRITERS: usize = 2;
 /// Channel used to tell other engine replicas (and ourselves) that tenants have new jobs.
 pub const JOBS_CHANNEL: &str = "flomastr_jobs";
 

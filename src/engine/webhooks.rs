@@ -433,31 +433,50 @@ fn belongs_to(channel: &Channel, event: &WebhookEvent) -> bool {
 }
 
 /// The job for one inbound message: the seed's fields first, then the provider's details.
+/// Built by moving the parsed values in (no re-serialisation of the raw payload).
 fn job_for(tenant: &Tenant, message: InboundMessage) -> NewJob {
-    let payload = json!({
-        "tenant_id": tenant.slug,
-        "from": message.contact.id,
-        "message": message.text.clone().unwrap_or_default(),
-        "timestamp": message.timestamp.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "provider": message.provider,
-        "message_id": message.provider_message_id,
-        "type": message.kind,
-        "contact": message.contact,
-        "to": message.to,
-        "reply_to": message.reply_to,
-        "raw": message.raw,
-    });
+    use serde_json::Value;
+    let contact = serde_json::to_value(&message.contact).unwrap_or(Value::Null);
+    let optional = |v: Option<String>| v.map_or(Value::Null, Value::String);
+    let mut payload = serde_json::Map::with_capacity(11);
+    payload.insert("tenant_id".into(), Value::String(tenant.slug.clone()));
+    payload.insert("from".into(), Value::String(message.contact.id.clone()));
+    payload.insert(
+        "message".into(),
+        Value::String(message.text.unwrap_or_default()),
+    );
+    payload.insert(
+        "timestamp".into(),
+        Value::String(
+            message
+                .timestamp
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        ),
+    );
+    payload.insert(
+        "provider".into(),
+        Value::String(message.provider.as_str().to_owned()),
+    );
+    payload.insert(
+        "message_id".into(),
+        Value::String(message.provider_message_id.clone()),
+    );
+    payload.insert("type".into(), Value::String(message.kind));
+    payload.insert("contact".into(), contact);
+    payload.insert("to".into(), optional(message.to));
+    payload.insert("reply_to".into(), optional(message.reply_to));
+    payload.insert("raw".into(), message.raw);
     NewJob {
         tenant_id: tenant.id,
-        conversation_key: message.contact.id.clone(),
         dedup_key: format!(
             "{}:{}",
             message.provider.as_str(),
             message.provider_message_id
         ),
+        conversation_key: message.contact.id,
         provider_timestamp: message.timestamp,
         max_attempts: tenant.max_attempts,
-        payload,
+        payload: Value::Object(payload),
     }
 }
 

@@ -8,4 +8,5 @@ mod engine_harness;
 mod engine_queue;
 mod engine_webhooks;
 mod postgres;
+mod reliability;
 mod tenant_crd;
