@@ -5,4 +5,5 @@
 
 pub mod db;
 pub mod engine;
+pub mod sandbox;
 pub mod tenant;

@@ -42,6 +42,8 @@ enum Command {
         #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: String,
     },
+    /// Run local stand-ins for the InfoBip, Meta and Twilio send APIs.
+    Sandbox(Box<flomastr::sandbox::SandboxArgs>),
 }
 
 #[tokio::main]
@@ -63,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Sandbox(args) => Ok(flomastr::sandbox::run(*args).await?),
     }
 }
 

@@ -9,4 +9,5 @@ mod engine_queue;
 mod engine_webhooks;
 mod postgres;
 mod reliability;
+mod sandbox;
 mod tenant_crd;
