@@ -57,6 +57,35 @@ pub struct EngineArgs {
     #[arg(long, env = "FLOMASTR_DB_CONNECTIONS", default_value_t = 32)]
     pub db_connections: u32,
 
+    /// Messages per second sent through one sender (Meta's default throughput is 80).
+    #[arg(long, env = "FLOMASTR_SENDER_RATE", default_value_t = 80.0)]
+    pub sender_rate: f64,
+
+    /// Messages one sender may send in a burst above its rate.
+    #[arg(long, env = "FLOMASTR_SENDER_BURST", default_value_t = 80.0)]
+    pub sender_burst: f64,
+
+    /// Messages to one recipient in a burst; after that one every `recipient_interval_ms`.
+    #[arg(long, env = "FLOMASTR_RECIPIENT_BURST", default_value_t = 10.0)]
+    pub recipient_burst: f64,
+
+    /// Milliseconds between messages to one recipient once its burst is spent (Meta's pair
+    /// limit is about one message every 6 s).
+    #[arg(long, env = "FLOMASTR_RECIPIENT_INTERVAL_MS", default_value_t = 6000)]
+    pub recipient_interval_ms: u64,
+
+    /// Seconds to wait for a provider's answer to a send.
+    #[arg(long, env = "FLOMASTR_SEND_TIMEOUT_SECONDS", default_value_t = 15)]
+    pub send_timeout_seconds: u64,
+
+    /// Attempts to send a message on throttling and transient errors before it fails.
+    #[arg(long, env = "FLOMASTR_MAX_SEND_ATTEMPTS", default_value_t = 8)]
+    pub max_send_attempts: i32,
+
+    /// Graph API version for Meta sends.
+    #[arg(long, env = "FLOMASTR_META_API_VERSION", default_value = "v21.0")]
+    pub meta_api_version: String,
+
     /// Seconds to finish in-flight requests after a shutdown signal.
     #[arg(long, env = "FLOMASTR_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
@@ -84,19 +113,38 @@ pub struct Settings {
     pub dead_retention: Duration,
     pub public_url: Option<String>,
     pub shutdown_grace: Duration,
+    pub dispatch: crate::engine::outbound::dispatcher::DispatcherSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("the admin token must be at least 16 characters")]
     WeakAdminToken,
-    #[error("{0} must be greater than zero")]
+    #[error("{0} must be at least 1")]
     Zero(&'static str),
     #[error("the public URL must be an absolute http(s) URL without a trailing slash")]
     PublicUrl,
 }
 
 impl EngineArgs {
+    fn dispatch_settings(&self) -> crate::engine::outbound::dispatcher::DispatcherSettings {
+        use crate::engine::outbound::pacing::Rate;
+        crate::engine::outbound::dispatcher::DispatcherSettings {
+            sender_rate: Rate {
+                per_second: self.sender_rate,
+                burst: self.sender_burst,
+            },
+            recipient_rate: Rate {
+                per_second: 1000.0 / self.recipient_interval_ms as f64,
+                burst: self.recipient_burst,
+            },
+            max_attempts: self.max_send_attempts,
+            timeout: Duration::from_secs(self.send_timeout_seconds),
+            meta_version: self.meta_api_version.clone(),
+            public_url: self.public_url.clone(),
+        }
+    }
+
     pub fn settings(&self) -> Result<Settings, ConfigError> {
         if self.admin_token.len() < 16 {
             return Err(ConfigError::WeakAdminToken);
@@ -105,6 +153,9 @@ impl EngineArgs {
             ("lease seconds", u64::from(self.lease_seconds)),
             ("body limit", self.body_limit as u64),
             ("database connections", u64::from(self.db_connections)),
+            ("send timeout", self.send_timeout_seconds),
+            ("recipient interval", self.recipient_interval_ms),
+            ("max send attempts", self.max_send_attempts.max(0) as u64),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
@@ -115,6 +166,15 @@ impl EngineArgs {
         {
             return Err(ConfigError::PublicUrl);
         }
+        for (name, value) in [
+            ("sender rate", self.sender_rate),
+            ("sender burst", self.sender_burst),
+            ("recipient burst", self.recipient_burst),
+        ] {
+            if !(value.is_finite() && value >= 1.0) {
+                return Err(ConfigError::Zero(name));
+            }
+        }
         Ok(Settings {
             body_limit: self.body_limit,
             lease: Duration::from_secs(self.lease_seconds.into()),
@@ -123,6 +183,7 @@ impl EngineArgs {
             dead_retention: Duration::from_secs(self.dead_retention_seconds),
             public_url: self.public_url.clone(),
             shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
+            dispatch: self.dispatch_settings(),
         })
     }
 }

@@ -5,6 +5,7 @@
 
 use crate::engine::error::{ApiError, is_unavailable};
 use crate::engine::providers::StatusReport;
+use crate::engine::tenants::normalize_address;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -143,6 +144,8 @@ async fn write_batch(
     let mut tx = pool.begin().await?;
     let ids = insert_jobs(&mut tx, &jobs).await?;
     insert_reports(&mut tx, &reports).await?;
+    open_windows(&mut tx, &jobs).await?;
+    apply_reports(&mut tx, &reports).await?;
     let mut tenants: Vec<Uuid> = jobs
         .iter()
         .filter(|j| {
@@ -250,6 +253,58 @@ async fn insert_reports(
         .bind(column(|r| r.report.error_message.clone()))
         .bind(&permanent)
         .bind(&raw)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Each message from a contact (re)opens the tenant's 24-hour window to that contact.
+async fn open_windows(tx: &mut sqlx::PgConnection, jobs: &[&NewJob]) -> Result<(), sqlx::Error> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let tenants: Vec<Uuid> = jobs.iter().map(|j| j.tenant_id).collect();
+    let contacts: Vec<&str> = jobs
+        .iter()
+        .map(|j| normalize_address(&j.conversation_key))
+        .collect();
+    let at: Vec<DateTime<Utc>> = jobs
+        .iter()
+        .map(|j| j.provider_timestamp.min(Utc::now()))
+        .collect();
+    sqlx::query(
+        "INSERT INTO contact_windows (tenant_id, contact, last_inbound_at)
+         SELECT tenant_id, contact, max(at) FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[]) AS w(tenant_id, contact, at)
+         GROUP BY tenant_id, contact
+         -- One lock order for every writer: concurrent batches cannot deadlock.
+         ORDER BY tenant_id, contact
+         ON CONFLICT (tenant_id, contact) DO UPDATE
+         SET last_inbound_at = GREATEST(contact_windows.last_inbound_at, EXCLUDED.last_inbound_at)",
+    )
+    .bind(&tenants)
+    .bind(&contacts)
+    .bind(&at)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Moves the messages these reports are about forward (never back).
+async fn apply_reports(
+    tx: &mut sqlx::PgConnection,
+    reports: &[&NewReport],
+) -> Result<(), sqlx::Error> {
+    if reports.is_empty() {
+        return Ok(());
+    }
+    let tenants: Vec<Uuid> = reports.iter().map(|r| r.tenant_id).collect();
+    let ids: Vec<&str> = reports
+        .iter()
+        .map(|r| r.report.provider_message_id.as_str())
+        .collect();
+    sqlx::query("SELECT flomastr_apply_reports($1, $2)")
+        .bind(&tenants)
+        .bind(&ids)
         .execute(&mut *tx)
         .await?;
     Ok(())

@@ -33,6 +33,13 @@ pub struct RejectLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SendLabels {
+    pub provider: String,
+    /// `accepted`, `retry`, `window_closed`, `failed` or `unknown`.
+    pub outcome: String,
+}
+
 pub struct Metrics {
     registry: Mutex<Registry>,
     pub ingested: Family<IngestLabels, Counter>,
@@ -46,6 +53,7 @@ pub struct Metrics {
     pub lease_expiries: Counter,
     pub dead_letters: Counter,
     pub retention_deleted: Counter,
+    pub sends: Family<SendLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -68,6 +76,7 @@ impl Default for Metrics {
             lease_expiries: Counter::default(),
             dead_letters: Counter::default(),
             retention_deleted: Counter::default(),
+            sends: Family::default(),
         };
         metrics.register();
         metrics
@@ -132,6 +141,11 @@ impl Metrics {
             "Finished jobs deleted by retention",
             self.retention_deleted.clone(),
         );
+        r.register(
+            "outbound_sends",
+            "Send attempts to providers, by provider and outcome",
+            self.sends.clone(),
+        );
     }
 
     pub fn count_rejected(&self, provider: &str, reason: &str) {
@@ -139,6 +153,15 @@ impl Metrics {
             .get_or_create(&RejectLabels {
                 provider: provider.to_owned(),
                 reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn count_sent(&self, provider: &str, outcome: &str) {
+        self.sends
+            .get_or_create(&SendLabels {
+                provider: provider.to_owned(),
+                outcome: outcome.to_owned(),
             })
             .inc();
     }

@@ -11,6 +11,7 @@ pub mod health;
 pub mod ingest;
 pub mod metrics;
 pub mod openapi;
+pub mod outbound;
 pub mod providers;
 pub mod queue;
 pub mod secret;
@@ -24,6 +25,7 @@ use crate::engine::crypto::Keyring;
 use crate::engine::error::ApiError;
 use crate::engine::ingest::Ingestor;
 use crate::engine::metrics::Metrics;
+use crate::engine::outbound::dispatcher::Dispatcher;
 use crate::engine::queue::Queue;
 use crate::engine::secret::Secret;
 use crate::engine::state::{AppState, Engine};
@@ -73,6 +75,8 @@ pub fn router(state: AppState) -> Router {
         .route("/queue/jobs/{id}/complete", post(worker_api::complete))
         .route("/queue/jobs/{id}/fail", post(worker_api::fail))
         .route("/queue/jobs/{id}/heartbeat", post(worker_api::heartbeat))
+        .route("/messages/send", post(outbound::api::send))
+        .route("/messages/{id}", get(outbound::api::get))
         .route(
             "/admin/tenants/{slug}",
             put(admin::put_tenant)
@@ -115,8 +119,17 @@ pub async fn build(args: &EngineArgs, shutdown: CancellationToken) -> Result<App
         settings.dead_retention,
         shutdown.clone(),
     );
+    let tenants = Arc::new(TenantDirectory::new(pool.clone(), keys));
+    let dispatcher = Dispatcher::new(
+        pool.clone(),
+        tenants.clone(),
+        metrics.clone(),
+        settings.dispatch.clone(),
+    );
+    dispatcher.spawn(shutdown.clone());
     Ok(Arc::new(Engine {
-        tenants: TenantDirectory::new(pool.clone(), keys),
+        tenants,
+        dispatcher,
         admin_token: Secret::new(args.admin_token.clone()),
         pool,
         settings,

@@ -1,6 +1,6 @@
 //! `GET /openapi.json`: the engine's API as OpenAPI 3.
 
-use crate::engine::{admin, error, health, queue, webhooks, worker_api};
+use crate::engine::{admin, error, health, outbound, queue, webhooks, worker_api};
 use axum::Json;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -12,6 +12,7 @@ use utoipa::{Modify, OpenApi};
         health::root, health::routes_health, health::metrics,
         webhooks::seed, webhooks::infobip, webhooks::meta_verify, webhooks::meta, webhooks::twilio,
         worker_api::next_job, worker_api::complete, worker_api::fail, worker_api::heartbeat,
+        outbound::api::send, outbound::api::get,
         admin::put_tenant, admin::get_tenant, admin::delete_tenant, admin::release_conversation,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, queue::ClaimedJob)),

@@ -3,6 +3,7 @@
 use crate::engine::config::Settings;
 use crate::engine::ingest::Ingestor;
 use crate::engine::metrics::Metrics;
+use crate::engine::outbound::dispatcher::Dispatcher;
 use crate::engine::queue::Queue;
 use crate::engine::secret::Secret;
 use crate::engine::tenants::TenantDirectory;
@@ -16,9 +17,10 @@ pub struct Engine {
     pub pool: PgPool,
     pub settings: Settings,
     pub admin_token: Secret,
-    pub tenants: TenantDirectory,
+    pub tenants: Arc<TenantDirectory>,
     pub ingestor: Ingestor,
     pub queue: Queue,
+    pub dispatcher: Arc<Dispatcher>,
     pub metrics: Arc<Metrics>,
     /// Cancelled when the engine begins to shut down.
     pub shutdown: CancellationToken,

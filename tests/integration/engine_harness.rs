@@ -39,6 +39,13 @@ pub fn args(database_url: &str) -> EngineArgs {
         public_url: None,
         db_connections: 8,
         shutdown_grace_seconds: 5,
+        sender_rate: 80.0,
+        sender_burst: 80.0,
+        recipient_burst: 10.0,
+        recipient_interval_ms: 6000,
+        send_timeout_seconds: 5,
+        max_send_attempts: 8,
+        meta_api_version: "v21.0".to_owned(),
     }
 }
 
@@ -47,15 +54,27 @@ pub async fn start_engine() -> TestEngine {
 }
 
 pub async fn start_engine_with(adjust: impl FnOnce(&mut EngineArgs)) -> TestEngine {
+    start_engine_on(false, adjust).await
+}
+
+/// An engine that knows its own URL as its public URL, so providers' reports find their way back.
+pub async fn start_engine_public(adjust: impl FnOnce(&mut EngineArgs)) -> TestEngine {
+    start_engine_on(true, adjust).await
+}
+
+async fn start_engine_on(public: bool, adjust: impl FnOnce(&mut EngineArgs)) -> TestEngine {
     let db = fresh_db().await;
     let mut args = args(&db.url);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address: SocketAddr = listener.local_addr().unwrap();
+    if public {
+        args.public_url = Some(format!("http://{address}"));
+    }
     adjust(&mut args);
     let shutdown = CancellationToken::new();
     let state = flomastr::engine::build(&args, shutdown.clone())
         .await
         .expect("engine starts");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address: SocketAddr = listener.local_addr().unwrap();
     let app = flomastr::engine::router(state);
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -143,8 +162,11 @@ impl TestEngine {
                 }
             }
         });
+        if let Some(base_url) = extra.get("channel_base_url") {
+            body["channel"]["base_url"] = base_url.clone();
+        }
         if let (Some(target), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
-            for (k, v) in extra {
+            for (k, v) in extra.iter().filter(|(k, _)| *k != "channel_base_url") {
                 target.insert(k.clone(), v.clone());
             }
         }
@@ -220,6 +242,32 @@ impl TestEngine {
             json!({"lease_token": job["lease_token"]}),
         )
         .await
+    }
+
+    pub async fn send(
+        &self,
+        tenant: &TestTenant,
+        key: Option<&str>,
+        body: Value,
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(self.at("/messages/send"))
+            .bearer_auth(&tenant.worker_token)
+            .json(&body);
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn message(&self, tenant: &TestTenant, id: &str) -> reqwest::Response {
+        self.http
+            .get(self.at(&format!("/messages/{id}")))
+            .bearer_auth(&tenant.worker_token)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn count_jobs(&self) -> i64 {

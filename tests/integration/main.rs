@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod engine_admin;
 mod engine_harness;
+mod engine_outbound;
 mod engine_queue;
 mod engine_webhooks;
 mod postgres;

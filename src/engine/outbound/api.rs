@@ -1,0 +1,347 @@
+//! `POST /messages/send` and `GET /messages/{id}`: the worker's side of sending. The message is
+//! committed before the 202; the dispatcher sends it afterwards.
+
+use crate::engine::auth::Worker;
+use crate::engine::body::{RawBody, parse_json};
+use crate::engine::error::ApiError;
+use crate::engine::state::AppState;
+use crate::engine::tenants::{TenantState, normalize_address};
+use crate::engine::webhooks::tenant_or_404;
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+const MAX_TEXT_CHARS: usize = 4096;
+/// Free-form messages are allowed this long after the contact's last message.
+const WINDOW_HOURS: i64 = 24;
+
+/// A reply to send. The seed's body `{to, message, tenant_id}`, plus an optional template.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendRequest {
+    /// The recipient (international number, with or without `+`/`whatsapp:`).
+    pub to: String,
+    /// Free text (at most 4096 characters). Required unless a template is given.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// The tenant's slug; when given it must be the token's tenant.
+    #[serde(default)]
+    pub tenant_id: Option<String>,
+    /// An approved template; required outside the 24-hour window.
+    #[serde(default)]
+    pub template: Option<TemplateRequest>,
+    /// Provider id of the inbound message this one answers (quoted where the provider supports it).
+    #[serde(default)]
+    pub reply_to: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateRequest {
+    /// Template name (Twilio: the Content SID `HX...`).
+    pub name: String,
+    /// Language code, e.g. `en_US`.
+    pub language: String,
+    /// Body placeholders, in order.
+    #[serde(default)]
+    pub params: Vec<String>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SendAccepted {
+    pub message_id: Uuid,
+    pub status: String,
+}
+
+#[utoipa::path(post, path = "/messages/send", tag = "messages", request_body = SendRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body: the same message; same key, another body: 409")),
+    security(("worker_token" = [])),
+    responses((status = 202, body = SendAccepted), (status = 400), (status = 401), (status = 403), (status = 409), (status = 413),
+              (status = 422, description = "window_closed: free text outside the 24-hour window; no_channel"), (status = 503)))]
+pub async fn send(
+    State(state): State<AppState>,
+    worker: Worker,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<(StatusCode, Json<SendAccepted>), ApiError> {
+    let request: SendRequest = parse_json(&body)?;
+    let content = validate(&request, &worker)?;
+    let tenant = tenant_or_404(&state, &worker.tenant_slug).await?;
+    if tenant.state == TenantState::Suspended {
+        return Err(ApiError::forbidden(
+            "tenant_suspended",
+            "the tenant is suspended; sending is stopped",
+        ));
+    }
+    if tenant.channel.is_none() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_channel",
+            "the tenant has no WhatsApp channel",
+        ));
+    }
+    let key = idempotency_key(&headers)?;
+    // Canonical form (serde_json sorts object keys), so key order in the body does not matter.
+    let canonical =
+        serde_json::to_vec(&serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null))
+            .unwrap_or_default();
+    let hash = Sha256::digest(&canonical).to_vec();
+    if let Some(existing) = existing(&state, tenant.id, key.as_deref(), &hash).await? {
+        return Ok((StatusCode::ACCEPTED, Json(existing)));
+    }
+    if request.template.is_none() && !window_open(&state, tenant.id, &request.to).await? {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "window_closed",
+            "the contact has not written in the last 24 hours: only a template can be sent",
+        ));
+    }
+    let accepted = insert(&state, tenant.id, key.as_deref(), &hash, &request, content).await?;
+    state.dispatcher.wake();
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+fn validate(request: &SendRequest, worker: &Worker) -> Result<Value, ApiError> {
+    if request
+        .tenant_id
+        .as_ref()
+        .is_some_and(|t| t != &worker.tenant_slug)
+    {
+        return Err(ApiError::forbidden(
+            "wrong_tenant",
+            "tenant_id is not the tenant of this worker token",
+        ));
+    }
+    let to = normalize_address(&request.to);
+    if to.is_empty() || to.len() > 64 || to.chars().any(char::is_whitespace) {
+        return Err(ApiError::invalid_field(
+            "to",
+            "must be a recipient number or id of at most 64 characters",
+        ));
+    }
+    if let Some(text) = &request.message
+        && (text.is_empty() || text.chars().count() > MAX_TEXT_CHARS)
+    {
+        return Err(ApiError::invalid_field(
+            "message",
+            "must be 1 to 4096 characters",
+        ));
+    }
+    match (&request.message, &request.template) {
+        (_, Some(template)) => {
+            if template.name.is_empty() || template.name.len() > 512 {
+                return Err(ApiError::invalid_field(
+                    "template.name",
+                    "must be 1 to 512 characters",
+                ));
+            }
+            if template.language.is_empty() || template.language.len() > 16 {
+                return Err(ApiError::invalid_field(
+                    "template.language",
+                    "must be a language code such as en_US",
+                ));
+            }
+            if template.params.len() > 50
+                || template
+                    .params
+                    .iter()
+                    .any(|p| p.is_empty() || p.chars().count() > 1024)
+            {
+                return Err(ApiError::invalid_field(
+                    "template.params",
+                    "at most 50 values of 1 to 1024 characters",
+                ));
+            }
+            Ok(json!({"template": template}))
+        }
+        (Some(text), None) => Ok(json!({"text": text})),
+        (None, None) => Err(ApiError::invalid_field(
+            "message",
+            "is required unless a template is given",
+        )),
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::invalid_field("Idempotency-Key", "must be visible ASCII"))?;
+    if key.is_empty() || key.len() > 200 {
+        return Err(ApiError::invalid_field(
+            "Idempotency-Key",
+            "must be 1 to 200 characters",
+        ));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+async fn existing(
+    state: &AppState,
+    tenant: Uuid,
+    key: Option<&str>,
+    hash: &[u8],
+) -> Result<Option<SendAccepted>, ApiError> {
+    let Some(key) = key else { return Ok(None) };
+    let row: Option<(Uuid, String, Vec<u8>)> = sqlx::query_as(
+        "SELECT id, status, request_sha256 FROM outbound_messages WHERE tenant_id = $1 AND idempotency_key = $2",
+    )
+    .bind(tenant)
+    .bind(key)
+    .fetch_optional(&state.pool)
+    .await?;
+    match row {
+        None => Ok(None),
+        Some((id, status, stored)) if stored == hash => Ok(Some(SendAccepted {
+            message_id: id,
+            status,
+        })),
+        Some(_) => Err(ApiError::conflict(
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with another body",
+        )),
+    }
+}
+
+async fn window_open(state: &AppState, tenant: Uuid, to: &str) -> Result<bool, ApiError> {
+    let open: Option<bool> = sqlx::query_scalar(
+        "SELECT last_inbound_at > now() - make_interval(hours => $3) FROM contact_windows WHERE tenant_id = $1 AND contact = $2",
+    )
+    .bind(tenant)
+    .bind(normalize_address(to))
+    .bind(WINDOW_HOURS as i32)
+    .fetch_optional(&state.pool)
+    .await?;
+    Ok(open.unwrap_or(false))
+}
+
+async fn insert(
+    state: &AppState,
+    tenant: Uuid,
+    key: Option<&str>,
+    hash: &[u8],
+    request: &SendRequest,
+    content: Value,
+) -> Result<SendAccepted, ApiError> {
+    let mut tx = state.pool.begin().await?;
+    let id: Option<Uuid> = sqlx::query_scalar(
+        "INSERT INTO outbound_messages (tenant_id, idempotency_key, request_sha256, recipient, content, reply_to)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING id",
+    )
+    .bind(tenant)
+    .bind(key)
+    .bind(hash)
+    .bind(normalize_address(&request.to))
+    .bind(&content)
+    .bind(&request.reply_to)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(id) = id else {
+        // A concurrent request with the same key won the race: answer as it would be answered.
+        drop(tx);
+        return existing(state, tenant, key, hash)
+            .await?
+            .ok_or_else(ApiError::internal);
+    };
+    sqlx::query(
+        "INSERT INTO outbound_events (message_id, status, detail) VALUES ($1, 'queued', '{}')",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(SendAccepted {
+        message_id: id,
+        status: "queued".into(),
+    })
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MessageView {
+    pub message_id: Uuid,
+    pub to: String,
+    /// queued, sending, accepted, sent, delivered, read or failed.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_message_id: Option<String>,
+    pub attempts: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub history: Vec<HistoryEntry>,
+}
+
+#[derive(Serialize, utoipa::ToSchema, sqlx::FromRow)]
+pub struct HistoryEntry {
+    pub status: String,
+    pub at: DateTime<Utc>,
+    #[schema(value_type = Object)]
+    pub detail: Value,
+}
+
+#[derive(sqlx::FromRow)]
+struct MessageRow {
+    id: Uuid,
+    recipient: String,
+    status: String,
+    provider: Option<String>,
+    provider_message_id: Option<String>,
+    attempts: i32,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[utoipa::path(get, path = "/messages/{id}", tag = "messages", params(("id" = Uuid, Path)), security(("worker_token" = [])),
+    responses((status = 200, body = MessageView), (status = 400), (status = 401), (status = 404)))]
+pub async fn get(
+    State(state): State<AppState>,
+    worker: Worker,
+    Path(id): Path<String>,
+) -> Result<Json<MessageView>, ApiError> {
+    let id: Uuid = id
+        .parse()
+        .map_err(|_| ApiError::invalid_field("id", "not a message id (UUID)"))?;
+    let row: MessageRow = sqlx::query_as(
+        "SELECT id, recipient, status, provider, provider_message_id, attempts, error_code, error_message, created_at, updated_at
+         FROM outbound_messages WHERE id = $1 AND tenant_id = $2",
+    )
+    .bind(id)
+    .bind(worker.tenant_id)
+    .fetch_optional(&state.pool)
+    .await?
+    .ok_or_else(|| ApiError::not_found("no such message"))?;
+    let history: Vec<HistoryEntry> = sqlx::query_as(
+        "SELECT status, occurred_at AS at, detail FROM outbound_events WHERE message_id = $1 ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(Json(MessageView {
+        message_id: row.id,
+        to: row.recipient,
+        status: row.status,
+        provider: row.provider,
+        provider_message_id: row.provider_message_id,
+        attempts: row.attempts,
+        error_code: row.error_code,
+        error_message: row.error_message,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+        history,
+    }))
+}

@@ -1,0 +1,460 @@
+//! The providers' send APIs. Each call ends in one of a few outcomes the dispatcher acts on;
+//! the classification follows the providers' documented error codes (reference section 4).
+
+use crate::engine::providers::Provider;
+use crate::engine::secret::Secret;
+use crate::engine::tenants::{Channel, normalize_address};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// What to send, as stored.
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    pub message_id: uuid::Uuid,
+    pub recipient: String,
+    pub content: Value,
+    pub reply_to: Option<String>,
+    /// Where the provider should post status reports (our webhook), when known.
+    pub callback_url: Option<String>,
+}
+
+#[derive(Debug, PartialEq)]
+pub enum SendOutcome {
+    /// Accepted; the provider's id of the message.
+    Accepted { provider_message_id: String },
+    /// Worth retrying later (throttling, 5xx, connection refused).
+    Retry {
+        code: String,
+        message: String,
+        after: Option<Duration>,
+    },
+    /// The customer service window is closed: only a template can be sent.
+    WindowClosed { code: String },
+    /// Retrying cannot help (bad request, bad credentials, unknown recipient).
+    Permanent { code: String, message: String },
+    /// The request went out and no answer came back: it may or may not have been sent.
+    Unknown { message: String },
+}
+
+pub const DEFAULT_INFOBIP: &str = "https://api.infobip.com";
+pub const DEFAULT_META: &str = "https://graph.facebook.com";
+pub const DEFAULT_TWILIO: &str = "https://api.twilio.com";
+
+pub struct Clients {
+    http: reqwest::Client,
+    meta_version: String,
+}
+
+impl Clients {
+    pub fn new(timeout: Duration, meta_version: String) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(64)
+            .build()
+            .expect("an HTTP client with static settings builds");
+        Self { http, meta_version }
+    }
+
+    pub async fn send(&self, channel: &Channel, message: &Outgoing) -> SendOutcome {
+        let secret = |s: &Option<Secret>| {
+            s.as_ref()
+                .map(|s| s.expose().to_owned())
+                .unwrap_or_default()
+        };
+        let request = match channel.provider {
+            Provider::Infobip => self.infobip(channel, message, &secret(&channel.secrets.api_key)),
+            Provider::Meta => self.meta(channel, message, &secret(&channel.secrets.access_token)),
+            Provider::Twilio => self.twilio(channel, message, &secret(&channel.secrets.auth_token)),
+            Provider::Seed => {
+                return SendOutcome::Permanent {
+                    code: "no_channel".into(),
+                    message: "the seed format cannot send".into(),
+                };
+            }
+        };
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(error) if error.is_connect() => {
+                return SendOutcome::Retry {
+                    code: "connect".into(),
+                    message: "cannot connect to the provider".into(),
+                    after: None,
+                };
+            }
+            Err(error) if channel.provider == Provider::Infobip => {
+                // Our messageId makes an InfoBip retry safe: it will not send twice.
+                return SendOutcome::Retry {
+                    code: "transport".into(),
+                    message: transport_message(&error),
+                    after: None,
+                };
+            }
+            Err(error) => {
+                return SendOutcome::Unknown {
+                    message: transport_message(&error),
+                };
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        match channel.provider {
+            Provider::Infobip => classify_infobip(status, &body, message, retry_after),
+            Provider::Meta => classify_meta(status, &body, retry_after),
+            _ => classify_twilio(status, &body, retry_after),
+        }
+    }
+
+    fn infobip(
+        &self,
+        channel: &Channel,
+        message: &Outgoing,
+        api_key: &str,
+    ) -> reqwest::RequestBuilder {
+        let base = channel
+            .base_url
+            .as_deref()
+            .unwrap_or(DEFAULT_INFOBIP)
+            .trim_end_matches('/');
+        let from = normalize_address(&channel.sender);
+        let to = normalize_address(&message.recipient);
+        let id = message.message_id.to_string();
+        let mut one = json!({"from": from, "to": to, "messageId": id, "callbackData": id});
+        if let Some(url) = &message.callback_url {
+            one["notifyUrl"] = json!(url);
+        }
+        let (path, body) = match message.content.get("template") {
+            Some(template) => {
+                one["content"] = json!({
+                    "templateName": template["name"],
+                    "language": template["language"],
+                    "templateData": {"body": {"placeholders": template.get("params").cloned().unwrap_or(json!([]))}},
+                });
+                ("/whatsapp/1/message/template", json!({"messages": [one]}))
+            }
+            None => {
+                one["content"] = json!({"text": message.content["text"]});
+                if let Some(reply) = &message.reply_to {
+                    one["context"] = json!({"replyToMessageId": reply});
+                }
+                ("/whatsapp/1/message/text", one)
+            }
+        };
+        self.http
+            .post(format!("{base}{path}"))
+            .header("Authorization", format!("App {api_key}"))
+            .json(&body)
+    }
+
+    fn meta(&self, channel: &Channel, message: &Outgoing, token: &str) -> reqwest::RequestBuilder {
+        let base = channel
+            .base_url
+            .as_deref()
+            .unwrap_or(DEFAULT_META)
+            .trim_end_matches('/');
+        let to = normalize_address(&message.recipient);
+        let mut body = json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": to,
+                              "biz_opaque_callback_data": message.message_id.to_string()});
+        match message.content.get("template") {
+            Some(template) => {
+                let parameters: Vec<Value> = template["params"]
+                    .as_array()
+                    .map(|p| {
+                        p.iter()
+                            .map(|v| json!({"type": "text", "text": v}))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                body["type"] = json!("template");
+                body["template"] = json!({"name": template["name"], "language": {"code": template["language"]},
+                                          "components": [{"type": "body", "parameters": parameters}]});
+            }
+            None => {
+                body["type"] = json!("text");
+                body["text"] = json!({"body": message.content["text"], "preview_url": false});
+            }
+        }
+        if let Some(reply) = &message.reply_to {
+            body["context"] = json!({"message_id": reply});
+        }
+        let url = format!("{base}/{}/{}/messages", self.meta_version, channel.sender);
+        self.http.post(url).bearer_auth(token).json(&body)
+    }
+
+    fn twilio(
+        &self,
+        channel: &Channel,
+        message: &Outgoing,
+        auth_token: &str,
+    ) -> reqwest::RequestBuilder {
+        let base = channel
+            .base_url
+            .as_deref()
+            .unwrap_or(DEFAULT_TWILIO)
+            .trim_end_matches('/');
+        let account = channel.secrets.account_sid.clone().unwrap_or_default();
+        let to = format!("whatsapp:+{}", normalize_address(&message.recipient));
+        let mut form: Vec<(&str, String)> = vec![("To", to)];
+        if channel.sender.starts_with("MG") {
+            form.push(("MessagingServiceSid", channel.sender.clone()));
+        } else {
+            form.push((
+                "From",
+                format!("whatsapp:+{}", normalize_address(&channel.sender)),
+            ));
+        }
+        match message.content.get("template") {
+            // Twilio templates are Content API SIDs; their variables are numbered from 1.
+            Some(template) => {
+                form.push((
+                    "ContentSid",
+                    template["name"].as_str().unwrap_or_default().to_owned(),
+                ));
+                let variables: serde_json::Map<String, Value> = template["params"]
+                    .as_array()
+                    .map(|p| {
+                        p.iter()
+                            .enumerate()
+                            .map(|(i, v)| ((i + 1).to_string(), v.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                form.push(("ContentVariables", Value::Object(variables).to_string()));
+            }
+            None => form.push((
+                "Body",
+                message.content["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )),
+        }
+        if let Some(url) = &message.callback_url {
+            form.push(("StatusCallback", url.clone()));
+        }
+        let url = format!("{base}/2010-04-01/Accounts/{account}/Messages.json");
+        self.http
+            .post(url)
+            .basic_auth(account, Some(auth_token))
+            .form(&form)
+    }
+}
+
+fn transport_message(error: &reqwest::Error) -> String {
+    // The URL may carry an account id; the error's text is enough.
+    if error.is_timeout() {
+        "the provider did not answer in time".into()
+    } else {
+        "the connection to the provider failed".into()
+    }
+}
+
+fn retryable_status(status: u16) -> bool {
+    status == 429 || status >= 500
+}
+
+fn classify_infobip(
+    status: u16,
+    body: &Value,
+    message: &Outgoing,
+    after: Option<Duration>,
+) -> SendOutcome {
+    if (200..300).contains(&status) {
+        // We chose the id; InfoBip echoes it (template sends answer per message).
+        let echoed = body["messageId"]
+            .as_str()
+            .or_else(|| body["messages"][0]["messageId"].as_str());
+        return SendOutcome::Accepted {
+            provider_message_id: echoed
+                .map_or_else(|| message.message_id.to_string(), str::to_owned),
+        };
+    }
+    let code = body["errorCode"]
+        .as_str()
+        .map(str::to_owned)
+        .or_else(|| {
+            body["requestError"]["serviceException"]["messageId"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| format!("HTTP{status}"));
+    let text = body["description"]
+        .as_str()
+        .or_else(|| body["requestError"]["serviceException"]["text"].as_str())
+        .unwrap_or("InfoBip refused the message")
+        .to_owned();
+    if retryable_status(status) {
+        SendOutcome::Retry {
+            code,
+            message: text,
+            after,
+        }
+    } else {
+        SendOutcome::Permanent {
+            code,
+            message: text,
+        }
+    }
+}
+
+fn classify_meta(status: u16, body: &Value, after: Option<Duration>) -> SendOutcome {
+    if (200..300).contains(&status) {
+        return match body["messages"][0]["id"].as_str() {
+            Some(id) => SendOutcome::Accepted {
+                provider_message_id: id.to_owned(),
+            },
+            None => SendOutcome::Unknown {
+                message: "Meta accepted the request but returned no message id".into(),
+            },
+        };
+    }
+    let code = body["error"]["code"].as_i64().unwrap_or(0);
+    let text = body["error"]["message"]
+        .as_str()
+        .unwrap_or("Meta refused the message")
+        .to_owned();
+    match code {
+        131047 => SendOutcome::WindowClosed {
+            code: code.to_string(),
+        },
+        // Throughput, pair rate, API rate limits and transient errors.
+        130429 | 131056 | 4 | 80007 | 131000 | 1 | 2 | 131016 => SendOutcome::Retry {
+            code: code.to_string(),
+            message: text,
+            after,
+        },
+        _ if retryable_status(status) => SendOutcome::Retry {
+            code: code.to_string(),
+            message: text,
+            after,
+        },
+        _ => SendOutcome::Permanent {
+            code: code.to_string(),
+            message: text,
+        },
+    }
+}
+
+fn classify_twilio(status: u16, body: &Value, after: Option<Duration>) -> SendOutcome {
+    if (200..300).contains(&status) {
+        return match body["sid"].as_str() {
+            Some(sid) => SendOutcome::Accepted {
+                provider_message_id: sid.to_owned(),
+            },
+            None => SendOutcome::Unknown {
+                message: "Twilio accepted the request but returned no SID".into(),
+            },
+        };
+    }
+    let code = body["code"].as_i64().unwrap_or(0);
+    let text = body["message"]
+        .as_str()
+        .unwrap_or("Twilio refused the message")
+        .to_owned();
+    match code {
+        63016 => SendOutcome::WindowClosed {
+            code: code.to_string(),
+        },
+        20429 | 63018 => SendOutcome::Retry {
+            code: code.to_string(),
+            message: text,
+            after,
+        },
+        _ if retryable_status(status) => SendOutcome::Retry {
+            code: code.to_string(),
+            message: text,
+            after,
+        },
+        _ => SendOutcome::Permanent {
+            code: code.to_string(),
+            message: text,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outgoing() -> Outgoing {
+        Outgoing {
+            message_id: uuid::Uuid::nil(),
+            recipient: "1".into(),
+            content: json!({"text": "x"}),
+            reply_to: None,
+            callback_url: None,
+        }
+    }
+
+    #[test]
+    fn window_errors_of_both_providers_map_to_one_outcome() {
+        let meta = classify_meta(
+            400,
+            &json!({"error": {"code": 131047, "message": "Re-engagement message"}}),
+            None,
+        );
+        let twilio = classify_twilio(
+            400,
+            &json!({"code": 63016, "message": "outside window"}),
+            None,
+        );
+        assert_eq!(
+            meta,
+            SendOutcome::WindowClosed {
+                code: "131047".into()
+            }
+        );
+        assert_eq!(
+            twilio,
+            SendOutcome::WindowClosed {
+                code: "63016".into()
+            }
+        );
+    }
+
+    #[test]
+    fn throttling_and_server_errors_retry_bad_requests_do_not() {
+        assert!(matches!(
+            classify_meta(400, &json!({"error": {"code": 130429}}), None),
+            SendOutcome::Retry { .. }
+        ));
+        assert!(matches!(
+            classify_meta(400, &json!({"error": {"code": 100}}), None),
+            SendOutcome::Permanent { .. }
+        ));
+        assert!(matches!(
+            classify_twilio(429, &json!({"code": 20429}), None),
+            SendOutcome::Retry { .. }
+        ));
+        assert!(matches!(
+            classify_twilio(400, &json!({"code": 21211}), None),
+            SendOutcome::Permanent { .. }
+        ));
+        assert!(matches!(
+            classify_infobip(500, &json!({"errorCode": "E500"}), &outgoing(), None),
+            SendOutcome::Retry { .. }
+        ));
+        assert!(matches!(
+            classify_infobip(429, &json!({"errorCode": "E429"}), &outgoing(), None),
+            SendOutcome::Retry { .. }
+        ));
+        assert_eq!(
+            classify_infobip(
+                400,
+                &json!({"requestError": {"serviceException": {"messageId": "BAD_REQUEST", "text": "bad"}}}),
+                &outgoing(),
+                None
+            ),
+            SendOutcome::Permanent {
+                code: "BAD_REQUEST".into(),
+                message: "bad".into()
+            }
+        );
+    }
+}

@@ -1,0 +1,369 @@
+//! The dispatcher: claims due messages (SKIP LOCKED, so several engine replicas share the work),
+//! paces them, sends them and records the outcome. One per engine process.
+
+use super::clients::{Clients, Outgoing, SendOutcome};
+use super::pacing::{Buckets, Rate};
+use crate::engine::metrics::Metrics;
+use crate::engine::tenants::{TenantDirectory, TenantState, normalize_address};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const CLAIM_BATCH: i64 = 200;
+const IN_FLIGHT: usize = 128;
+/// How long a claimed message may stay `sending` before it is considered stuck (crashed sender).
+const CLAIM_SECONDS: f64 = 120.0;
+
+#[derive(Clone, Debug)]
+pub struct DispatcherSettings {
+    pub sender_rate: Rate,
+    pub recipient_rate: Rate,
+    pub max_attempts: i32,
+    pub timeout: Duration,
+    pub meta_version: String,
+    pub public_url: Option<String>,
+}
+
+pub struct Dispatcher {
+    pool: PgPool,
+    tenants: Arc<TenantDirectory>,
+    metrics: Arc<Metrics>,
+    clients: Clients,
+    senders: Buckets,
+    recipients: Buckets,
+    settings: DispatcherSettings,
+    wake: Notify,
+    in_flight: Arc<Semaphore>,
+}
+
+#[derive(sqlx::FromRow)]
+struct Due {
+    id: Uuid,
+    slug: String,
+    recipient: String,
+    content: Value,
+    reply_to: Option<String>,
+    attempts: i32,
+}
+
+impl Dispatcher {
+    pub fn new(
+        pool: PgPool,
+        tenants: Arc<TenantDirectory>,
+        metrics: Arc<Metrics>,
+        settings: DispatcherSettings,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            clients: Clients::new(settings.timeout, settings.meta_version.clone()),
+            senders: Buckets::new(settings.sender_rate),
+            recipients: Buckets::new(settings.recipient_rate),
+            pool,
+            tenants,
+            metrics,
+            settings,
+            wake: Notify::new(),
+            in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
+        })
+    }
+
+    /// Something was queued: look now rather than at the next tick.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn spawn(self: &Arc<Self>, shutdown: CancellationToken) {
+        tokio::spawn(self.clone().run(shutdown.clone()));
+        tokio::spawn(self.clone().recover_stuck(shutdown));
+    }
+
+    async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            let due = match self.claim().await {
+                Ok(due) => due,
+                Err(error) => {
+                    tracing::warn!(%error, "outbound claim failed; retrying");
+                    Vec::new()
+                }
+            };
+            let idle = due.is_empty();
+            for message in due {
+                let permit = self
+                    .in_flight
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("never closed");
+                let this = self.clone();
+                tokio::spawn(async move {
+                    this.deliver(message).await;
+                    drop(permit);
+                });
+            }
+            if idle {
+                // Other replicas' messages and retries coming due are found by the tick.
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                self.recipients.prune();
+            } else if shutdown.is_cancelled() {
+                return;
+            }
+        }
+    }
+
+    async fn claim(&self) -> Result<Vec<Due>, sqlx::Error> {
+        sqlx::query_as(include_str!("sql/claim.sql"))
+            .bind(CLAIM_BATCH)
+            .bind(CLAIM_SECONDS)
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    async fn deliver(&self, message: Due) {
+        let tenant = match self.tenants.by_slug(&message.slug).await {
+            Ok(Some(tenant)) => tenant,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::warn!(%error, "outbound: tenant not loadable; will retry");
+                return self.reschedule(message.id, Duration::from_secs(5)).await;
+            }
+        };
+        if tenant.state == TenantState::Suspended {
+            return self.reschedule(message.id, Duration::from_secs(30)).await;
+        }
+        let Some(channel) = tenant.channel.clone() else {
+            return self
+                .finish(
+                    message.id,
+                    "failed",
+                    ("no_channel", "the tenant has no WhatsApp channel"),
+                )
+                .await;
+        };
+        let recipient_key = format!("{}:{}", tenant.id, normalize_address(&message.recipient));
+        if let Err(wait) = self.recipients.try_take(&recipient_key) {
+            return self.reschedule(message.id, wait).await;
+        }
+        self.senders
+            .take(&format!("{}:{}", channel.provider.as_str(), channel.sender))
+            .await;
+        let outgoing = Outgoing {
+            message_id: message.id,
+            recipient: message.recipient.clone(),
+            content: message.content.clone(),
+            reply_to: message.reply_to.clone(),
+            callback_url: self.settings.public_url.as_ref().map(|base| {
+                format!(
+                    "{base}/webhook/{}/{}",
+                    channel.provider.as_str(),
+                    tenant.slug
+                )
+            }),
+        };
+        let outcome = self.clients.send(&channel, &outgoing).await;
+        self.record(&message, tenant.id, channel.provider.as_str(), outcome)
+            .await;
+    }
+
+    async fn record(&self, message: &Due, tenant_id: Uuid, provider: &str, outcome: SendOutcome) {
+        let label = match &outcome {
+            SendOutcome::Accepted { .. } => "accepted",
+            SendOutcome::Retry { .. } => "retry",
+            SendOutcome::WindowClosed { .. } => "window_closed",
+            SendOutcome::Permanent { .. } => "failed",
+            SendOutcome::Unknown { .. } => "unknown",
+        };
+        self.metrics.count_sent(provider, label);
+        let result = match outcome {
+            SendOutcome::Accepted {
+                provider_message_id,
+            } => {
+                self.accepted(message.id, tenant_id, provider, &provider_message_id)
+                    .await
+            }
+            SendOutcome::Retry {
+                code,
+                message: text,
+                after,
+            } if message.attempts < self.settings.max_attempts => {
+                let delay = after.unwrap_or_else(|| backoff(message.attempts));
+                self.retry(message.id, &code, &text, delay).await
+            }
+            SendOutcome::Retry {
+                code,
+                message: text,
+                ..
+            } => self.fail(message.id, &code, &text).await,
+            SendOutcome::WindowClosed { code } => {
+                let text = format!(
+                    "outside the 24-hour window free text is refused; send a template (provider code {code})"
+                );
+                self.fail(message.id, "window_closed", &text).await
+            }
+            SendOutcome::Permanent {
+                code,
+                message: text,
+            } => self.fail(message.id, &code, &text).await,
+            SendOutcome::Unknown { message: text } => {
+                // Not re-sent: it may have gone out. The worker decides (a new Idempotency-Key sends again).
+                self.fail(message.id, "unknown_outcome", &text).await
+            }
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, message = %message.id, "could not record a send outcome; the claim will expire and be recovered");
+        }
+    }
+
+    async fn accepted(
+        &self,
+        id: Uuid,
+        tenant_id: Uuid,
+        provider: &str,
+        provider_message_id: &str,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE outbound_messages SET status = 'accepted', provider = $2, provider_message_id = $3,
+                    claimed_until = NULL, error_code = NULL, error_message = NULL, updated_at = now()
+             WHERE id = $1 AND status = 'sending'",
+        )
+        .bind(id)
+        .bind(provider)
+        .bind(provider_message_id)
+        .execute(&mut *tx)
+        .await?;
+        event(
+            &mut tx,
+            id,
+            "accepted",
+            json!({"provider_message_id": provider_message_id}),
+        )
+        .await?;
+        // Reports that arrived before this answer was stored.
+        sqlx::query("SELECT flomastr_apply_reports($1, $2)")
+            .bind(vec![tenant_id])
+            .bind(vec![provider_message_id.to_owned()])
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }
+
+    async fn retry(
+        &self,
+        id: Uuid,
+        code: &str,
+        text: &str,
+        delay: Duration,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE outbound_messages SET status = 'queued', claimed_until = NULL, error_code = $2, error_message = $3,
+                    next_attempt_at = now() + make_interval(secs => $4), updated_at = now()
+             WHERE id = $1 AND status = 'sending'",
+        )
+        .bind(id)
+        .bind(code)
+        .bind(text)
+        .bind(delay.as_secs_f64())
+        .execute(&mut *tx)
+        .await?;
+        event(
+            &mut tx,
+            id,
+            "retry",
+            json!({"code": code, "message": text, "delay_seconds": delay.as_secs_f64()}),
+        )
+        .await?;
+        tx.commit().await
+    }
+
+    async fn fail(&self, id: Uuid, code: &str, text: &str) -> Result<(), sqlx::Error> {
+        self.finish(id, "failed", (code, text)).await;
+        Ok(())
+    }
+
+    async fn finish(&self, id: Uuid, status: &str, error: (&str, &str)) {
+        let result = async {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(
+                "UPDATE outbound_messages SET status = $2, claimed_until = NULL, error_code = $3, error_message = $4,
+                        updated_at = now()
+                 WHERE id = $1 AND status = 'sending'",
+            )
+            .bind(id)
+            .bind(status)
+            .bind(error.0)
+            .bind(error.1)
+            .execute(&mut *tx)
+            .await?;
+            let detail = json!({"code": error.0, "message": error.1});
+            event(&mut tx, id, status, detail).await?;
+            tx.commit().await
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::error!(%error, message = %id, "could not record a send outcome");
+        }
+    }
+
+    /// Back to the queue without counting an attempt (pacing, suspension).
+    async fn reschedule(&self, id: Uuid, delay: Duration) {
+        let result = sqlx::query(
+            "UPDATE outbound_messages SET status = 'queued', claimed_until = NULL, attempts = attempts - 1,
+                    next_attempt_at = now() + make_interval(secs => $2), updated_at = now()
+             WHERE id = $1 AND status = 'sending'",
+        )
+        .bind(id)
+        .bind(delay.as_secs_f64())
+        .execute(&self.pool)
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(%error, message = %id, "could not reschedule; the claim will expire and be recovered");
+        }
+    }
+
+    /// Messages left `sending` by a crashed sender. InfoBip ones are sent again (our messageId
+    /// makes that safe); others may have gone out, so they fail as `unknown_outcome`.
+    async fn recover_stuck(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            if let Err(error) = sqlx::query(include_str!("sql/recover_stuck.sql"))
+                .execute(&self.pool)
+                .await
+            {
+                tracing::warn!(%error, "recovering stuck sends failed; will retry");
+            }
+        }
+    }
+}
+
+async fn event(
+    tx: &mut sqlx::PgConnection,
+    id: Uuid,
+    status: &str,
+    detail: Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO outbound_events (message_id, status, detail) VALUES ($1, $2, $3)")
+        .bind(id)
+        .bind(status)
+        .bind(detail)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// 1 s, 2 s, 4 s ... capped at 5 min, with jitter (50-100 %).
+fn backoff(attempts: i32) -> Duration {
+    let base = 2f64.powi(attempts.clamp(1, 20) - 1).min(300.0);
+    Duration::from_secs_f64(base * (0.5 + rand::random::<f64>() * 0.5))
+}

@@ -1,0 +1,8 @@
+//! Outbound sending: workers' replies are stored first (202 after commit), then a dispatcher
+//! sends them through the tenant's provider, paced per sender and per recipient, retried on
+//! throttling and transient errors, and moved forward only by the providers' reports.
+
+pub mod api;
+pub mod clients;
+pub mod dispatcher;
+pub mod pacing;
