@@ -5,5 +5,6 @@
 
 pub mod db;
 pub mod engine;
+pub mod operator;
 pub mod sandbox;
 pub mod tenant;

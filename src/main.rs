@@ -36,6 +36,8 @@ enum Command {
     Crd,
     /// Run the engine: webhooks in, the tenant job queue, the admin API.
     Engine(Box<flomastr::engine::config::EngineArgs>),
+    /// Run the operator: reconcile Tenants into namespaces, n8n, routes, DNS and engine registrations.
+    Operator(Box<flomastr::operator::config::OperatorArgs>),
     /// Apply the database migrations and exit.
     Migrate {
         /// PostgreSQL URL, e.g. postgres://user:pass@127.0.0.1:5432/flomastr
@@ -56,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Engine(args) => Ok(flomastr::engine::run(*args).await?),
+        Command::Operator(args) => Ok(flomastr::operator::run(*args).await?),
         Command::Migrate { database_url } => {
             let pool = flomastr::db::connect(&database_url, 2).await?;
             flomastr::db::migrate(&pool).await.context("migrate")?;

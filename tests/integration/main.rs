@@ -8,6 +8,7 @@ mod engine_harness;
 mod engine_outbound;
 mod engine_queue;
 mod engine_webhooks;
+mod operator;
 mod postgres;
 mod reliability;
 mod sandbox;

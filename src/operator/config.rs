@@ -1,0 +1,129 @@
+//! Operator-wide settings (flags and environment, set by the Helm chart).
+
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DnsProviderKind {
+    /// The operator manages no DNS records.
+    None,
+    /// Records through the DigitalOcean DNS API v2.
+    Digitalocean,
+    /// `DNSEndpoint` objects for external-dns to publish.
+    ExternalDns,
+}
+
+#[derive(clap::Args, Clone)]
+pub struct OperatorArgs {
+    /// Base domain: tenants get `<slug>.n8n.<base>` and `<slug>.<base>` unless their spec says otherwise.
+    #[arg(long, env = "FLOMASTR_BASE_DOMAIN")]
+    pub base_domain: String,
+
+    /// Ingress class of the tenants' Ingress objects.
+    #[arg(long, env = "FLOMASTR_INGRESS_CLASS")]
+    pub ingress_class: Option<String>,
+
+    /// Namespace the ingress controller runs in: the only source allowed to reach n8n.
+    #[arg(long, env = "FLOMASTR_INGRESS_NAMESPACE", default_value = "ingress")]
+    pub ingress_namespace: String,
+
+    /// Service (`namespace/name:port`) that serves tenants' frontends.
+    #[arg(long, env = "FLOMASTR_FRONTEND_SERVICE")]
+    pub frontend_service: Option<String>,
+
+    /// Caddy admin API URL; when set, the operator keeps one Caddy route per tenant host.
+    #[arg(long, env = "FLOMASTR_CADDY_ADMIN_URL")]
+    pub caddy_admin_url: Option<String>,
+
+    /// Caddy HTTP server (under apps.http.servers) that holds the tenant routes.
+    #[arg(long, env = "FLOMASTR_CADDY_SERVER", default_value = "srv0")]
+    pub caddy_server: String,
+
+    /// Where Caddy reaches a tenant's n8n: `{slug}` and `{namespace}` are replaced.
+    #[arg(long, env = "FLOMASTR_CADDY_N8N_UPSTREAM", default_value = "n8n.{namespace}.svc:5678")]
+    pub caddy_n8n_upstream: String,
+
+    /// Where Caddy reaches the frontend (the `X-Tenant-Slug` header tells it which tenant).
+    #[arg(long, env = "FLOMASTR_CADDY_FRONTEND_UPSTREAM", default_value = "frontend.flomastr-system.svc:80")]
+    pub caddy_frontend_upstream: String,
+
+    /// DNS provider.
+    #[arg(long, env = "FLOMASTR_DNS_PROVIDER", value_enum, default_value = "none")]
+    pub dns_provider: DnsProviderKind,
+
+    /// DNS zone the records live in (defaults to the base domain).
+    #[arg(long, env = "FLOMASTR_DNS_ZONE")]
+    pub dns_zone: Option<String>,
+
+    /// DigitalOcean API token (write scope).
+    #[arg(long, env = "DIGITALOCEAN_TOKEN", hide_env_values = true)]
+    pub digitalocean_token: Option<String>,
+
+    /// DigitalOcean API base URL.
+    #[arg(long, env = "FLOMASTR_DIGITALOCEAN_URL", default_value = "https://api.digitalocean.com")]
+    pub digitalocean_url: String,
+
+    /// The engine's admin API URL.
+    #[arg(long, env = "FLOMASTR_ENGINE_URL")]
+    pub engine_url: String,
+
+    /// The engine's URL as n8n workers reach it (FLOMASTR_ENGINE_URL in n8n). Defaults to --engine-url.
+    #[arg(long, env = "FLOMASTR_ENGINE_WORKER_URL")]
+    pub engine_worker_url: Option<String>,
+
+    /// The engine's admin token.
+    #[arg(long, env = "FLOMASTR_ADMIN_TOKEN", hide_env_values = true)]
+    pub engine_admin_token: String,
+
+    /// n8n image for tenants that do not pin one.
+    #[arg(long, env = "FLOMASTR_N8N_IMAGE", default_value = "docker.n8n.io/n8nio/n8n:1.116.2")]
+    pub n8n_image: String,
+
+    /// Namespace the operator runs in (its leader-election Lease lives there).
+    #[arg(long, env = "FLOMASTR_NAMESPACE", default_value = "flomastr-system")]
+    pub namespace: String,
+
+    /// Identity in leader election (the pod name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+
+    /// Run without leader election (a single replica).
+    #[arg(long, env = "FLOMASTR_NO_LEADER_ELECTION")]
+    pub no_leader_election: bool,
+
+    /// Address of the metrics and health endpoint.
+    #[arg(long, env = "FLOMASTR_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    pub metrics_listen: std::net::SocketAddr,
+
+    /// Seconds between full resyncs (re-asserting Caddy routes and DNS, healing drift).
+    #[arg(long, env = "FLOMASTR_RESYNC_SECONDS", default_value_t = 300)]
+    pub resync_seconds: u64,
+
+    /// Reconcile only Tenants matching this label selector (sharding, canaries, tests).
+    #[arg(long, env = "FLOMASTR_TENANT_SELECTOR")]
+    pub tenant_selector: Option<String>,
+
+    /// Tenants reconciled at once.
+    #[arg(long, env = "FLOMASTR_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: u16,
+}
+
+impl std::fmt::Debug for OperatorArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OperatorArgs")
+            .field("base_domain", &self.base_domain)
+            .field("engine_url", &self.engine_url)
+            .field("caddy_admin_url", &self.caddy_admin_url)
+            .field("dns_provider", &self.dns_provider)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OperatorArgs {
+    pub fn resync(&self) -> Duration {
+        Duration::from_secs(self.resync_seconds.max(10))
+    }
+
+    pub fn zone(&self) -> &str {
+        self.dns_zone.as_deref().unwrap_or(&self.base_domain)
+    }
+}

@@ -1,0 +1,60 @@
+//! The operator's Prometheus metrics and its health endpoint.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    pub reason: String,
+}
+
+pub struct OperatorMetrics {
+    registry: Mutex<Registry>,
+    pub reconciles: Counter,
+    pub failures: Family<FailureLabels, Counter>,
+    pub duration: Histogram,
+    pub leader: Gauge,
+}
+
+impl Default for OperatorMetrics {
+    fn default() -> Self {
+        let metrics = Self {
+            registry: Mutex::new(Registry::with_prefix("flomastr_operator")),
+            reconciles: Counter::default(),
+            failures: Family::default(),
+            // 10 ms .. ~80 s
+            duration: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
+            leader: Gauge::default(),
+        };
+        {
+            let mut r = metrics.registry.lock().unwrap();
+            r.register("reconciles", "Reconciles run", metrics.reconciles.clone());
+            r.register("reconcile_failures", "Reconciles that failed, by reason", metrics.failures.clone());
+            r.register("reconcile_duration_seconds", "Time a reconcile took", metrics.duration.clone());
+            r.register("leader", "1 while this replica holds the leader lease", metrics.leader.clone());
+        }
+        metrics
+    }
+}
+
+impl OperatorMetrics {
+    pub fn observe(&self, took: Duration, failure: Option<&str>) {
+        self.reconciles.inc();
+        self.duration.observe(took.as_secs_f64());
+        if let Some(reason) = failure {
+            self.failures.get_or_create(&FailureLabels { reason: reason.to_owned() }).inc();
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry.lock().unwrap()).expect("writing to a String cannot fail");
+        out
+    }
+}

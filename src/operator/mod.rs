@@ -1,0 +1,135 @@
+//! The operator: a kube-rs Controller that reconciles Tenants into namespaces, n8n, routes, DNS
+//! records and the tenant's registration in the engine.
+
+pub mod caddy;
+pub mod children;
+pub mod config;
+pub mod context;
+pub mod dns;
+pub mod engine_client;
+pub mod leader;
+pub mod metrics;
+pub mod plan;
+pub mod reconcile;
+pub mod registration;
+pub mod status;
+
+use crate::operator::config::OperatorArgs;
+use crate::operator::context::Context;
+use crate::operator::metrics::OperatorMetrics;
+use crate::tenant::Tenant;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::Controller;
+use kube::runtime::watcher;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    #[error("the Tenant CRD is not installed (apply crds/tenant.yaml): {0}")]
+    CrdMissing(#[source] kube::Error),
+    #[error(transparent)]
+    Config(#[from] context::ConfigError),
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    #[error("cannot serve metrics on {address}: {source}")]
+    Metrics {
+        address: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("lost the leader lease; stopping so another replica takes over")]
+    LostLeadership,
+}
+
+/// The controller over Tenants and the children it owns, ready to run with `ctx`.
+pub fn controller(ctx: Arc<Context>) -> impl futures::Stream<Item = ()> + Send {
+    let client = ctx.client.clone();
+    let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=flomastr-operator");
+    let resync = ctx.config.resync();
+    let ticks = futures::stream::unfold((), move |()| async move {
+        tokio::time::sleep(resync).await;
+        Some(((), ()))
+    });
+    let mut tenants = watcher::Config::default().any_semantic();
+    if let Some(selector) = &ctx.config.tenant_selector {
+        tenants = tenants.labels(selector);
+    }
+    Controller::new(Api::<Tenant>::all(client.clone()), tenants)
+        .owns(Api::<Deployment>::all(client.clone()), owned.clone())
+        .owns(Api::<Service>::all(client.clone()), owned.clone())
+        .owns(Api::<PersistentVolumeClaim>::all(client.clone()), owned.clone())
+        .owns(Api::<Ingress>::all(client), owned)
+        // Re-asserts Caddy routes and DNS records that changed outside Kubernetes.
+        .reconcile_all_on(ticks)
+        .with_config(kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency))
+        .run(reconcile::reconcile, reconcile::error_policy, ctx)
+        .map(|result| {
+            if let Err(error) = result {
+                tracing::debug!(%error, "controller event");
+            }
+        })
+}
+
+/// Runs `flomastr operator` until SIGINT/SIGTERM or until it loses the leader lease.
+pub async fn run(config: OperatorArgs) -> Result<(), OperatorError> {
+    let client = kube::Client::try_default().await?;
+    // Fail fast and clearly when the CRD is missing.
+    Api::<Tenant>::all(client.clone()).list(&ListParams::default().limit(1)).await.map_err(OperatorError::CrdMissing)?;
+    let metrics = Arc::new(OperatorMetrics::default());
+    serve_metrics(config.metrics_listen, metrics.clone()).await?;
+    let identity = config.identity.clone().unwrap_or_else(|| format!("flomastr-operator-{}", uuid::Uuid::new_v4().simple()));
+    let elector = leader::LeaderElector::new(client.clone(), &config.namespace, &identity);
+    if !config.no_leader_election {
+        tracing::info!(%identity, "waiting for the leader lease");
+        elector.acquire().await?;
+        tracing::info!(%identity, "leading");
+    }
+    metrics.leader.set(1);
+    let no_election = config.no_leader_election;
+    let ctx = Context::new(client, config, metrics)?;
+    let work = controller(ctx).for_each(|()| async {});
+    let keep_lease = async {
+        if no_election {
+            return std::future::pending::<Result<(), OperatorError>>().await;
+        }
+        loop {
+            tokio::time::sleep(leader::RENEW_EVERY).await;
+            if !elector.try_acquire_or_renew().await.unwrap_or(false) {
+                return Err(OperatorError::LostLeadership);
+            }
+        }
+    };
+    let result = tokio::select! {
+        () = work => Ok(()),
+        lost = keep_lease => lost,
+        () = shutdown_signal() => Ok(()),
+    };
+    if !no_election {
+        elector.release().await;
+    }
+    result
+}
+
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler cannot fail");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+async fn serve_metrics(address: std::net::SocketAddr, metrics: Arc<OperatorMetrics>) -> Result<(), OperatorError> {
+    use axum::routing::get;
+    let app = axum::Router::new()
+        .route("/metrics", get(move || async move { metrics.encode() }))
+        .route("/healthz", get(|| async { "ok" }));
+    let listener = tokio::net::TcpListener::bind(address).await.map_err(|source| OperatorError::Metrics { address, source })?;
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    Ok(())
+}

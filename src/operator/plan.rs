@@ -1,0 +1,77 @@
+//! What a Tenant means, decided once per reconcile and shared by every builder (pure).
+
+use crate::operator::config::OperatorArgs;
+use crate::tenant::{DnsRecordType, Tenant};
+use std::collections::BTreeMap;
+
+pub const MANAGER: &str = "flomastr-operator";
+pub const SLUG_LABEL: &str = "flomastr.io/tenant";
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub slug: String,
+    pub namespace: String,
+    pub n8n_host: String,
+    pub frontend_host: String,
+    pub n8n_url: String,
+    pub image: String,
+    pub replicas: i32,
+    pub suspended: bool,
+    pub ingress_class: Option<String>,
+    pub engine_url: String,
+    pub dns: Option<DnsPlan>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DnsPlan {
+    pub record_type: DnsRecordType,
+    pub target: String,
+    pub ttl: i32,
+    /// Fully qualified names.
+    pub names: Vec<String>,
+}
+
+pub fn plan(tenant: &Tenant, config: &OperatorArgs) -> Plan {
+    let slug = tenant.slug().to_owned();
+    let spec = &tenant.spec;
+    let n8n_host = spec.routing.n8n_host.clone().unwrap_or_else(|| format!("{slug}.n8n.{}", config.base_domain));
+    let frontend_host = spec.routing.frontend_host.clone().unwrap_or_else(|| format!("{slug}.{}", config.base_domain));
+    let dns = spec.dns.enabled.then(|| spec.dns.target.clone()).flatten().map(|target| DnsPlan {
+        record_type: spec.dns.record_type.unwrap_or_else(|| infer_record_type(&target)),
+        ttl: spec.dns.ttl.unwrap_or(300),
+        names: vec![n8n_host.clone(), frontend_host.clone()],
+        target,
+    });
+    Plan {
+        namespace: format!("tenant-{slug}"),
+        n8n_url: format!("https://{n8n_host}"),
+        image: spec.n8n.image.clone().unwrap_or_else(|| config.n8n_image.clone()),
+        replicas: if spec.suspended { 0 } else { spec.n8n.replicas },
+        suspended: spec.suspended,
+        ingress_class: spec.routing.ingress_class_name.clone().or_else(|| config.ingress_class.clone()),
+        engine_url: config.engine_worker_url.clone().unwrap_or_else(|| config.engine_url.clone()),
+        n8n_host,
+        frontend_host,
+        dns,
+        slug,
+    }
+}
+
+fn infer_record_type(target: &str) -> DnsRecordType {
+    match target.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(_)) => DnsRecordType::A,
+        Ok(std::net::IpAddr::V6(_)) => DnsRecordType::AAAA,
+        Err(_) => DnsRecordType::CNAME,
+    }
+}
+
+impl Plan {
+    pub fn labels(&self, component: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("app.kubernetes.io/managed-by".to_owned(), MANAGER.to_owned()),
+            ("app.kubernetes.io/name".to_owned(), component.to_owned()),
+            ("app.kubernetes.io/part-of".to_owned(), "flomastr".to_owned()),
+            (SLUG_LABEL.to_owned(), self.slug.clone()),
+        ])
+    }
+}

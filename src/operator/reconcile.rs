@@ -1,0 +1,353 @@
+//! The reconcile pipeline: read -> plan (pure) -> build children (pure) -> server-side apply ->
+//! external state (engine, Caddy, DNS) -> status. Cleanup runs behind the finalizer.
+
+use crate::operator::children::{self, ENCRYPTION_KEY, ENCRYPTION_SECRET, WORKER_SECRET, WORKER_TOKEN};
+use crate::operator::context::Context;
+use crate::operator::plan::{MANAGER, Plan, plan};
+use crate::operator::registration::{self, secret_value};
+use crate::operator::status::{Finding, Observed, compute};
+use crate::tenant::{ConditionType, DeletionPolicy, Tenant, TenantStatus};
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::finalizer::{Event, finalizer};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const FINALIZER: &str = "flomastr.io/cleanup";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    #[error("not ready: {0}")]
+    NotReady(String),
+    #[error("cleanup: {0}")]
+    Cleanup(String),
+}
+
+impl Error {
+    /// A short label for the failures metric.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Kube(_) => "kube",
+            Self::Finalizer(_) => "finalizer",
+            Self::NotReady(_) => "not_ready",
+            Self::Cleanup(_) => "cleanup",
+        }
+    }
+}
+
+pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let slug = tenant.name_any();
+    let span = tracing::info_span!("reconcile", tenant = %slug);
+    let _enter = span.enter();
+    let api: Api<Tenant> = Api::all(ctx.client.clone());
+    let result = finalizer(&api, FINALIZER, tenant, |event| async {
+        match event {
+            Event::Apply(tenant) => apply(tenant, ctx.clone()).await,
+            Event::Cleanup(tenant) => cleanup(tenant, ctx.clone()).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics.observe(started.elapsed(), result.as_ref().err().map(|e| match e {
+        Error::Finalizer(inner) => match inner.as_ref() {
+            kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
+            _ => "finalizer",
+        },
+        other => other.metric_label(),
+    }));
+    if result.is_ok() {
+        ctx.failures.lock().unwrap().remove(&slug);
+    }
+    result
+}
+
+/// Exponential backoff per tenant: 1 s, 2 s, 4 s ... 5 min; never a crash loop.
+pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Action {
+    let slug = tenant.name_any();
+    let attempts = {
+        let mut failures = ctx.failures.lock().unwrap();
+        let n = failures.entry(slug.clone()).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    tracing::warn!(tenant = %slug, %error, attempts, "reconcile failed; retrying with backoff");
+    Action::requeue(Duration::from_secs(2u64.saturating_pow(attempts.saturating_sub(1).min(9)).min(300)))
+}
+
+async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let plan = plan(&tenant, &ctx.config);
+    let children = apply_children(&tenant, &plan, &ctx).await;
+    let mut findings = Vec::new();
+    findings.push(match &children {
+        Ok(()) => n8n_finding(&ctx, &plan).await,
+        Err(error) => Finding::failed(ConditionType::N8nReady, "ApplyFailed", error.to_string()),
+    });
+    findings.push(routes_finding(&tenant, &plan, &ctx, children.is_ok()).await);
+    let (dns, records) = dns_finding(&tenant, &plan, &ctx).await;
+    findings.push(dns);
+    findings.push(engine_finding(&tenant, &ctx).await);
+    write_status(&tenant, &plan, &ctx, &findings, records).await?;
+    children?;
+    if let Some(f) = findings.iter().find(|f| !f.ok && f.reason != "Progressing") {
+        return Err(Error::NotReady(format!("{}: {}", f.kind.as_str(), f.message)));
+    }
+    if findings.iter().any(|f| !f.ok) {
+        // Waiting on the Deployment is progress, not failure: look again soon, no backoff.
+        return Ok(Action::requeue(Duration::from_secs(10)));
+    }
+    Ok(Action::requeue(ctx.config.resync()))
+}
+
+async fn ssa<K>(api: Api<K>, object: &K) -> Result<(), kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + Debug,
+{
+    let name = object.meta().name.clone().unwrap_or_default();
+    api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(object)).await?;
+    Ok(())
+}
+
+fn namespaced<K>(ctx: &Context, plan: &Plan) -> Api<K>
+where
+    K: Resource<Scope = NamespaceResourceScope>,
+    <K as Resource>::DynamicType: Default,
+{
+    Api::namespaced(ctx.client.clone(), &plan.namespace)
+}
+
+/// Every Kubernetes child, in dependency order.
+async fn apply_children(tenant: &Tenant, plan: &Plan, ctx: &Context) -> Result<(), kube::Error> {
+    ssa(Api::all(ctx.client.clone()), &children::namespace(tenant, plan)).await?;
+    ssa(namespaced(ctx, plan), &children::resource_quota(tenant, plan)).await?;
+    ssa(namespaced(ctx, plan), &children::limit_range(tenant, plan)).await?;
+    ssa(namespaced(ctx, plan), &children::network_policy(tenant, plan, &ctx.config.ingress_namespace, &ctx.config.namespace)).await?;
+    mint_once(ctx, plan, children::minted_secret(tenant, plan, ENCRYPTION_SECRET, ENCRYPTION_KEY)).await?;
+    mint_once(ctx, plan, children::minted_secret(tenant, plan, WORKER_SECRET, WORKER_TOKEN)).await?;
+    ssa(namespaced(ctx, plan), &children::pvc(tenant, plan)).await?;
+    ssa(namespaced(ctx, plan), &children::service(tenant, plan)).await?;
+    ssa(namespaced(ctx, plan), &children::deployment(tenant, plan)).await?;
+    ssa(namespaced(ctx, plan), &children::n8n_ingress(tenant, plan)).await?;
+    if let Some((external_name, port)) = frontend_target(&ctx.config.frontend_service) {
+        ssa(namespaced(ctx, plan), &children::frontend_service(tenant, plan, &external_name)).await?;
+        ssa(namespaced(ctx, plan), &children::frontend_ingress(tenant, plan, "frontend", port)).await?;
+    }
+    Ok(())
+}
+
+/// `namespace/name:port` -> (`name.namespace.svc.cluster.local`, port).
+fn frontend_target(spec: &Option<String>) -> Option<(String, i32)> {
+    let (service, port) = spec.as_deref()?.split_once(':')?;
+    let (namespace, name) = service.split_once('/')?;
+    Some((format!("{name}.{namespace}.svc.cluster.local"), port.parse().ok()?))
+}
+
+/// Creates the Secret when it does not exist; never touches an existing one.
+async fn mint_once(ctx: &Context, plan: &Plan, secret: Secret) -> Result<(), kube::Error> {
+    let api: Api<Secret> = namespaced(ctx, plan);
+    let name = secret.metadata.name.clone().unwrap_or_default();
+    if api.get_opt(&name).await?.is_some() {
+        return Ok(());
+    }
+    match api.create(&PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }, &secret).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+async fn n8n_finding(ctx: &Context, plan: &Plan) -> Finding {
+    let kind = ConditionType::N8nReady;
+    if plan.suspended {
+        return Finding::ok(kind, "ScaledDown", "suspended: n8n is scaled to zero");
+    }
+    if plan.replicas == 0 {
+        return Finding::ok(kind, "ScaledToZero", "spec.n8n.replicas is 0");
+    }
+    let api: Api<Deployment> = namespaced(ctx, plan);
+    match api.get_opt("n8n").await {
+        Ok(Some(deployment)) => {
+            let available = deployment.status.and_then(|s| s.available_replicas).unwrap_or(0);
+            if available >= plan.replicas {
+                Finding::ok(kind, "Available", format!("{available}/{} pods available", plan.replicas))
+            } else {
+                Finding::failed(kind, "Progressing", format!("{available}/{} pods available", plan.replicas))
+            }
+        }
+        Ok(None) => Finding::failed(kind, "Progressing", "the Deployment is being created"),
+        Err(error) => Finding::failed(kind, "ApiError", error.to_string()),
+    }
+}
+
+async fn routes_finding(tenant: &Tenant, plan: &Plan, ctx: &Context, ingress_applied: bool) -> Finding {
+    let kind = ConditionType::RoutesReady;
+    if !ingress_applied {
+        return Finding::failed(kind, "ApplyFailed", "the Ingress objects could not be applied");
+    }
+    let Some(caddy) = &ctx.caddy else {
+        return Finding::ok(kind, "IngressApplied", format!("Ingress for {} and {}", plan.n8n_host, plan.frontend_host));
+    };
+    let slug = tenant.slug();
+    let routes = [
+        (format!("tenant-{slug}-n8n"), plan.n8n_host.clone(), ctx.config.caddy_n8n_upstream.replace("{slug}", slug).replace("{namespace}", &plan.namespace)),
+        (format!("tenant-{slug}"), plan.frontend_host.clone(), ctx.config.caddy_frontend_upstream.replace("{slug}", slug).replace("{namespace}", &plan.namespace)),
+    ];
+    for (id, host, upstream) in routes {
+        let result = if plan.suspended {
+            caddy.remove(&id).await
+        } else {
+            caddy.upsert(&id, &crate::operator::caddy::route(&id, &host, &upstream, slug)).await
+        };
+        if let Err(error) = result {
+            return Finding::failed(kind, "CaddyError", error.to_string());
+        }
+    }
+    if plan.suspended {
+        Finding::ok(kind, "Suspended", "the tenant's Caddy routes are removed while it is suspended")
+    } else {
+        Finding::ok(kind, "Routed", format!("Caddy routes for {} and {}", plan.n8n_host, plan.frontend_host))
+    }
+}
+
+async fn dns_finding(tenant: &Tenant, plan: &Plan, ctx: &Context) -> (Finding, Vec<crate::tenant::DnsRecordStatus>) {
+    let kind = ConditionType::DnsReady;
+    if plan.dns.is_none() && matches!(ctx.dns, crate::operator::dns::DnsManager::None) {
+        return (Finding::ok(kind, "Disabled", "spec.dns.enabled is false"), Vec::new());
+    }
+    match ctx.dns.ensure(&ctx.client, tenant, plan, ctx.config.zone()).await {
+        Ok(records) if records.is_empty() => (Finding::ok(kind, "Disabled", "spec.dns.enabled is false"), records),
+        Ok(records) => (Finding::ok(kind, "RecordsSynced", format!("{} records", records.len())), records),
+        Err(error) => {
+            let previous = tenant.status.as_ref().map(|s| s.dns_records.clone()).unwrap_or_default();
+            (Finding::failed(kind, "DnsError", error.to_string()), previous)
+        }
+    }
+}
+
+async fn engine_finding(tenant: &Tenant, ctx: &Context) -> Finding {
+    let kind = ConditionType::EngineRegistered;
+    let reference = &tenant.spec.whatsapp.credentials_secret_ref;
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &reference.namespace);
+    let credentials = match secrets.get_opt(&reference.name).await {
+        Ok(Some(secret)) => secret,
+        Ok(None) => {
+            return Finding::failed(kind, "CredentialsSecretMissing", format!(
+                "create the Secret {}/{} named in spec.whatsapp.credentialsSecretRef", reference.namespace, reference.name
+            ));
+        }
+        Err(error) => return Finding::failed(kind, "CredentialsUnreadable", error.to_string()),
+    };
+    let plan = plan(tenant, &ctx.config);
+    let token = match namespaced::<Secret>(ctx, &plan).get_opt(WORKER_SECRET).await {
+        Ok(Some(secret)) => secret_value(&secret, WORKER_TOKEN).unwrap_or_default(),
+        Ok(None) => return Finding::failed(kind, "Progressing", "the worker token Secret is being created"),
+        Err(error) => return Finding::failed(kind, "ApiError", error.to_string()),
+    };
+    let registration = match registration::build(tenant, &credentials, &token) {
+        Ok(registration) => registration,
+        Err(key) => {
+            return Finding::failed(kind, "CredentialsIncomplete", format!(
+                "the Secret {}/{} has no `{key}`, which provider {:?} needs", reference.namespace, reference.name, tenant.spec.whatsapp.provider
+            ));
+        }
+    };
+    let digest = registration::digest(&registration);
+    let slug = tenant.slug().to_owned();
+    if ctx.registered.lock().unwrap().get(&slug) == Some(&digest) {
+        return Finding::ok(kind, "Registered", format!("registered in the engine as {registration}"));
+    }
+    match ctx.engine.register(&slug, &registration).await {
+        Ok(()) => {
+            ctx.registered.lock().unwrap().insert(slug, digest);
+            publish(ctx, tenant, EventType::Normal, "Registered", &format!("registered in the engine as {registration}")).await;
+            Finding::ok(kind, "Registered", format!("registered in the engine as {registration}"))
+        }
+        Err(error) => Finding::failed(kind, "EngineError", error.to_string()),
+    }
+}
+
+async fn write_status(tenant: &Tenant, plan: &Plan, ctx: &Context, findings: &[Finding], records: Vec<crate::tenant::DnsRecordStatus>) -> Result<(), kube::Error> {
+    let observed = Observed {
+        generation: tenant.metadata.generation,
+        suspended: plan.suspended,
+        findings,
+        n8n_url: plan.n8n_url.clone(),
+        namespace: plan.namespace.clone(),
+        dns_records: records,
+    };
+    let status = compute(tenant.status.as_ref(), observed, Time(k8s_openapi::jiff::Timestamp::now()));
+    if tenant.status.as_ref() == Some(&status) {
+        return Ok(()); // a no-op resync writes nothing
+    }
+    publish_transitions(ctx, tenant, tenant.status.as_ref(), &status).await;
+    let patch = serde_json::json!({"apiVersion": "flomastr.io/v1alpha1", "kind": "Tenant", "status": status});
+    Api::<Tenant>::all(ctx.client.clone())
+        .patch_status(tenant.slug(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
+        .await?;
+    Ok(())
+}
+
+/// Kubernetes Events for conditions that turned False, so `kubectl describe` tells what to fix.
+async fn publish_transitions(ctx: &Context, tenant: &Tenant, before: Option<&TenantStatus>, after: &TenantStatus) {
+    for condition in after.conditions.iter().filter(|c| c.status == "False" && c.type_ != "Ready") {
+        let was = before.and_then(|b| b.conditions.iter().find(|p| p.type_ == condition.type_));
+        if was.is_none_or(|p| p.status != "False" || p.reason != condition.reason) && condition.reason != "Progressing" {
+            publish(ctx, tenant, EventType::Warning, &condition.reason, &condition.message).await;
+        }
+    }
+}
+
+async fn publish(ctx: &Context, tenant: &Tenant, type_: EventType, reason: &str, note: &str) {
+    let event = KubeEvent {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &tenant.object_ref(&())).await {
+        tracing::debug!(%error, "could not publish an event");
+    }
+}
+
+/// Deletion: with policy Delete remove DNS records, Caddy routes and the engine registration
+/// (and its data); with Retain remove the routes and suspend the tenant in the engine.
+async fn cleanup(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let plan = plan(&tenant, &ctx.config);
+    let slug = tenant.slug().to_owned();
+    if let Some(caddy) = &ctx.caddy {
+        for id in [format!("tenant-{slug}-n8n"), format!("tenant-{slug}")] {
+            caddy.remove(&id).await.map_err(|e| Error::Cleanup(e.to_string()))?;
+        }
+    }
+    match tenant.spec.deletion_policy {
+        DeletionPolicy::Delete => {
+            ctx.dns.remove(&ctx.client, &plan, ctx.config.zone()).await.map_err(|e| Error::Cleanup(e.to_string()))?;
+            ctx.engine.delete(&slug).await.map_err(|e| Error::Cleanup(e.to_string()))?;
+        }
+        DeletionPolicy::Retain => {
+            let mut suspended = (*tenant).clone();
+            suspended.spec.suspended = true;
+            let finding = engine_finding(&suspended, &ctx).await;
+            if !finding.ok && finding.reason == "EngineError" {
+                return Err(Error::Cleanup(finding.message));
+            }
+        }
+    }
+    ctx.registered.lock().unwrap().remove(&slug);
+    publish(&ctx, &tenant, EventType::Normal, "CleanedUp", &format!("external state cleaned up (deletionPolicy {:?})", tenant.spec.deletion_policy)).await;
+    Ok(Action::await_change())
+}

@@ -1,0 +1,73 @@
+//! The tenant's engine registration, built from its spec, its worker token and the credentials
+//! Secret it references (the operator reads that one Secret only).
+
+use crate::operator::engine_client::{ChannelRegistration, Registration};
+use crate::tenant::{Tenant, WhatsAppProvider};
+use k8s_openapi::api::core::v1::Secret;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// Secret keys (as users write them) and the engine's credential names, per provider.
+fn credential_keys(provider: WhatsAppProvider) -> &'static [(&'static str, &'static str)] {
+    match provider {
+        WhatsAppProvider::Infobip => &[
+            ("apiKey", "api_key"),
+            ("webhookSecret", "webhook_secret"),
+            ("webhookHeader", "webhook_header"),
+            ("basicUsername", "basic_username"),
+            ("basicPassword", "basic_password"),
+        ],
+        WhatsAppProvider::Meta => &[("accessToken", "access_token"), ("appSecret", "app_secret"), ("verifyToken", "verify_token")],
+        WhatsAppProvider::Twilio => &[("accountSid", "account_sid"), ("authToken", "auth_token")],
+    }
+}
+
+/// Keys a provider cannot work without.
+fn required_keys(provider: WhatsAppProvider) -> &'static [&'static str] {
+    match provider {
+        WhatsAppProvider::Infobip => &["apiKey"],
+        WhatsAppProvider::Meta => &["accessToken", "appSecret", "verifyToken"],
+        WhatsAppProvider::Twilio => &["accountSid", "authToken"],
+    }
+}
+
+pub fn secret_value(secret: &Secret, key: &str) -> Option<String> {
+    if let Some(value) = secret.data.as_ref().and_then(|d| d.get(key)) {
+        return String::from_utf8(value.0.clone()).ok();
+    }
+    secret.string_data.as_ref().and_then(|d| d.get(key)).cloned()
+}
+
+/// The registration, or the name of the first required key the Secret lacks.
+pub fn build(tenant: &Tenant, credentials: &Secret, worker_token: &str) -> Result<Registration, String> {
+    let provider = tenant.spec.whatsapp.provider;
+    if let Some(missing) = required_keys(provider).iter().find(|k| secret_value(credentials, k).is_none_or(|v| v.is_empty())) {
+        return Err((*missing).to_owned());
+    }
+    let mut map = Map::new();
+    for (key, name) in credential_keys(provider) {
+        if let Some(value) = secret_value(credentials, key).filter(|v| !v.is_empty()) {
+            map.insert((*name).to_owned(), Value::String(value));
+        }
+    }
+    Ok(Registration {
+        display_name: tenant.spec.display_name.clone(),
+        status: if tenant.spec.suspended { "suspended" } else { "active" },
+        max_attempts: tenant.spec.limits.max_job_attempts,
+        max_concurrency: tenant.spec.limits.max_concurrent_jobs,
+        worker_token_sha256: vec![hex::encode(Sha256::digest(worker_token.as_bytes()))],
+        // The seed's inbound webhook uses the same secret as the provider's webhooks.
+        webhook_secret: secret_value(credentials, "webhookSecret").filter(|v| !v.is_empty()),
+        channel: ChannelRegistration {
+            provider: provider.as_str(),
+            sender: tenant.spec.whatsapp.sender.clone(),
+            base_url: tenant.spec.whatsapp.provider_base_url.clone(),
+            credentials: map,
+        },
+    })
+}
+
+/// A digest of what would be sent, to skip re-sending an unchanged registration.
+pub fn digest(registration: &Registration) -> [u8; 32] {
+    Sha256::digest(serde_json::to_vec(registration).unwrap_or_default()).into()
+}
