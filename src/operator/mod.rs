@@ -65,7 +65,12 @@ pub fn controller(ctx: Arc<Context>) -> impl futures::Stream<Item = ()> + Send {
         .owns(Api::<Ingress>::all(client), owned)
         // Re-asserts Caddy routes and DNS records that changed outside Kubernetes.
         .reconcile_all_on(ticks)
-        .with_config(kube::runtime::controller::Config::default().concurrency(ctx.config.concurrency))
+        // A burst of child events (a reconcile creates a dozen children) becomes one reconcile.
+        .with_config(
+            kube::runtime::controller::Config::default()
+                .concurrency(ctx.config.concurrency)
+                .debounce(std::time::Duration::from_secs(2)),
+        )
         .run(reconcile::reconcile, reconcile::error_policy, ctx)
         .map(|result| {
             if let Err(error) = result {

@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 pub const FINALIZER: &str = "flomastr.io/cleanup";
 
@@ -51,8 +52,6 @@ impl Error {
 pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let slug = tenant.name_any();
-    let span = tracing::info_span!("reconcile", tenant = %slug);
-    let _enter = span.enter();
     let api: Api<Tenant> = Api::all(ctx.client.clone());
     let result = finalizer(&api, FINALIZER, tenant, |event| async {
         match event {
@@ -60,6 +59,7 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action,
             Event::Cleanup(tenant) => cleanup(tenant, ctx.clone()).await,
         }
     })
+    .instrument(tracing::info_span!("reconcile", tenant = %slug))
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
     ctx.metrics.observe(started.elapsed(), result.as_ref().err().map(|e| match e {
@@ -105,10 +105,8 @@ async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> 
     if let Some(f) = findings.iter().find(|f| !f.ok && f.reason != "Progressing") {
         return Err(Error::NotReady(format!("{}: {}", f.kind.as_str(), f.message)));
     }
-    if findings.iter().any(|f| !f.ok) {
-        // Waiting on the Deployment is progress, not failure: look again soon, no backoff.
-        return Ok(Action::requeue(Duration::from_secs(10)));
-    }
+    // Waiting on the Deployment is progress, not failure: its status change wakes us through the
+    // owned-object watch, so no early requeue (at scale that would flood the API server).
     Ok(Action::requeue(ctx.config.resync()))
 }
 

@@ -9,6 +9,7 @@ mod engine_outbound;
 mod engine_queue;
 mod engine_webhooks;
 mod operator;
+mod operator_edge;
 mod postgres;
 mod reliability;
 mod sandbox;

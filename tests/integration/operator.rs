@@ -136,7 +136,7 @@ async fn full_lifecycle_on_the_real_api_server() {
 
     // First pass: children applied, engine registered, waiting for n8n.
     let action = reconcile_now(&client, &ctx, &slug).await.unwrap();
-    assert_eq!(action, Action::requeue(Duration::from_secs(10)), "waiting on the Deployment is progress");
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)), "waiting on the Deployment is progress, not an error");
     let tenant = Api::<Tenant>::all(client.clone()).get(&slug).await.unwrap();
     assert!(tenant.metadata.finalizers.as_ref().unwrap().contains(&"flomastr.io/cleanup".to_owned()));
     assert_eq!(tenant.status.as_ref().unwrap().phase, Some(TenantPhase::Provisioning));
@@ -308,4 +308,60 @@ async fn leader_election_allows_one_leader_and_hands_over_on_release() {
     first.release().await;
     assert!(second.try_acquire_or_renew().await.unwrap(), "a released lease is taken over at once");
     assert!(!first.try_acquire_or_renew().await.unwrap());
+}
+
+#[tokio::test]
+async fn the_running_controller_converges_and_heals_drift_by_itself() {
+    use futures::StreamExt;
+    let client = admin_client().await;
+    install_tenant_crd(&client).await;
+    let engine = start_engine().await;
+    let shard = unique("shard");
+    let mut args = operator_args(&engine);
+    // Only this test's Tenants: other tests reconcile theirs by hand.
+    args.tenant_selector = Some(format!("flomastr.io/shard={shard}"));
+    let ctx = context(client.clone(), args).await;
+    let controller = tokio::spawn(flomastr::operator::controller(ctx).for_each(|()| async {}));
+    let secrets = credentials(&client).await;
+    let slug = unique("auto");
+    let ns = format!("tenant-{slug}");
+    let tenant: Tenant = serde_json::from_value(json!({
+        "apiVersion": "flomastr.io/v1alpha1", "kind": "Tenant",
+        "metadata": {"name": slug, "labels": {"flomastr.io/shard": shard}},
+        "spec": {"displayName": "Auto", "whatsapp": {"provider": "Infobip", "sender": "441134960000",
+                 "credentialsSecretRef": {"name": "acme-infobip", "namespace": secrets}}}
+    }))
+    .unwrap();
+    let tenants = Api::<Tenant>::all(client.clone());
+    tenants.create(&PostParams::default(), &tenant).await.unwrap();
+
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
+    eventually("the Deployment", || async { deployments.get_opt("n8n").await.ok().flatten() }).await;
+    mark_available(&client, &slug, 1).await;
+    eventually("phase Ready", || async {
+        let t = tenants.get(&slug).await.ok()?;
+        (t.status?.phase == Some(TenantPhase::Ready)).then_some(())
+    })
+    .await;
+    deployments.delete("n8n", &DeleteParams::default()).await.unwrap();
+    eventually("the deleted Deployment restored", || async {
+        let d = deployments.get_opt("n8n").await.ok().flatten()?;
+        d.metadata.deletion_timestamp.is_none().then_some(())
+    })
+    .await;
+    tenants.delete(&slug, &DeleteParams::default()).await.unwrap();
+    eventually("the Tenant deleted after cleanup", || async { tenants.get_opt(&slug).await.ok()?.is_none().then_some(()) }).await;
+    controller.abort();
+}
+
+/// Polls `check` until it yields, for at most 30 s.
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(what: &str, mut check: impl FnMut() -> F) -> T {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
