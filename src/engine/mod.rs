@@ -54,6 +54,8 @@ pub enum StartError {
     },
     #[error("the server failed: {0}")]
     Serve(#[source] std::io::Error),
+    #[error(transparent)]
+    Ai(#[from] crate::ai::AiConfigError),
 }
 
 /// All routes, for a given state (tests build the app with it too).
@@ -87,6 +89,7 @@ pub fn router(state: AppState) -> Router {
             "/admin/tenants/{slug}/conversations/{conversation}/release",
             post(admin::release_conversation),
         )
+        .merge(crate::ai::routes())
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
@@ -96,6 +99,7 @@ pub fn router(state: AppState) -> Router {
 /// Builds the engine's state and starts its background tasks.
 pub async fn build(args: &EngineArgs, shutdown: CancellationToken) -> Result<AppState, StartError> {
     let settings = args.settings()?;
+    let ai = crate::ai::AiState::from_args(args)?;
     let keys = Arc::new(Keyring::parse(&args.master_key)?);
     let pool = crate::db::connect(&args.database_url, args.db_connections).await?;
     if !args.no_migrate {
@@ -137,6 +141,7 @@ pub async fn build(args: &EngineArgs, shutdown: CancellationToken) -> Result<App
         queue,
         metrics,
         shutdown,
+        ai,
     }))
 }
 

@@ -14,6 +14,8 @@ use utoipa::{Modify, OpenApi};
         worker_api::next_job, worker_api::complete, worker_api::fail, worker_api::heartbeat,
         outbound::api::send, outbound::api::get,
         admin::put_tenant, admin::get_tenant, admin::delete_tenant, admin::release_conversation,
+        crate::ai::knowledge::ingest, crate::ai::knowledge::search, crate::ai::synthesis::synthesize,
+        crate::ai::memory::purge, crate::ai::nl_query::nl_query,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, queue::ClaimedJob)),
     modifiers(&BearerAuth),

@@ -1,5 +1,6 @@
 //! What every request handler shares.
 
+use crate::ai::AiState;
 use crate::engine::config::Settings;
 use crate::engine::ingest::Ingestor;
 use crate::engine::metrics::Metrics;
@@ -24,4 +25,6 @@ pub struct Engine {
     pub metrics: Arc<Metrics>,
     /// Cancelled when the engine begins to shut down.
     pub shutdown: CancellationToken,
+    /// Embedder, chat server and limits of the AI endpoints.
+    pub ai: AiState,
 }

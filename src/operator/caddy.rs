@@ -10,7 +10,11 @@ pub enum CaddyError {
     #[error("Caddy's admin API is unreachable")]
     Unreachable(#[source] reqwest::Error),
     #[error("Caddy answered {status} to {action}: {body}")]
-    Refused { action: &'static str, status: u16, body: String },
+    Refused {
+        action: &'static str,
+        status: u16,
+        body: String,
+    },
 }
 
 pub struct CaddyClient {
@@ -39,20 +43,35 @@ impl CaddyClient {
             .timeout(Duration::from_secs(10))
             .build()
             .expect("an HTTP client with static settings builds");
-        Self { http, admin: admin.trim_end_matches('/').to_owned(), server: server.to_owned() }
+        Self {
+            http,
+            admin: admin.trim_end_matches('/').to_owned(),
+            server: server.to_owned(),
+        }
     }
 
     /// Makes the route with this `@id` exactly `route`.
     pub async fn upsert(&self, id: &str, route: &Value) -> Result<(), CaddyError> {
         for _ in 0..5 {
-            let current = self.http.get(format!("{}/id/{id}", self.admin)).send().await.map_err(CaddyError::Unreachable)?;
+            let current = self
+                .http
+                .get(format!("{}/id/{id}", self.admin))
+                .send()
+                .await
+                .map_err(CaddyError::Unreachable)?;
             match current.status().as_u16() {
                 200 => {
                     let existing: Value = current.json().await.unwrap_or(Value::Null);
                     if &existing == route {
                         return Ok(());
                     }
-                    let patched = self.http.patch(format!("{}/id/{id}", self.admin)).json(route).send().await.map_err(CaddyError::Unreachable)?;
+                    let patched = self
+                        .http
+                        .patch(format!("{}/id/{id}", self.admin))
+                        .json(route)
+                        .send()
+                        .await
+                        .map_err(CaddyError::Unreachable)?;
                     return ok_or(patched, "PATCH route").await;
                 }
                 // Older Caddy answers 500 for an unknown @id.
@@ -61,21 +80,41 @@ impl CaddyClient {
                         return Ok(());
                     }
                 }
-                status => return Err(CaddyError::Refused { action: "GET route", status, body: current.text().await.unwrap_or_default() }),
+                status => {
+                    return Err(CaddyError::Refused {
+                        action: "GET route",
+                        status,
+                        body: current.text().await.unwrap_or_default(),
+                    });
+                }
             }
         }
-        Err(CaddyError::Refused { action: "insert route", status: 412, body: "the routes kept changing".into() })
+        Err(CaddyError::Refused {
+            action: "insert route",
+            status: 412,
+            body: "the routes kept changing".into(),
+        })
     }
 
     /// Inserts at the front of the server's routes (before catch-alls). False: lost a race, retry.
     async fn insert(&self, route: &Value) -> Result<bool, CaddyError> {
-        let routes_url = format!("{}/config/apps/http/servers/{}/routes", self.admin, self.server);
-        let current = self.http.get(&routes_url).send().await.map_err(CaddyError::Unreachable)?;
+        let routes_url = format!(
+            "{}/config/apps/http/servers/{}/routes",
+            self.admin, self.server
+        );
+        let current = self
+            .http
+            .get(&routes_url)
+            .send()
+            .await
+            .map_err(CaddyError::Unreachable)?;
         let etag = current.headers().get("etag").cloned();
         let existing: Value = current.json().await.unwrap_or(Value::Null);
         let request = match existing {
             // In front of existing routes, so catch-alls do not shadow it.
-            Value::Array(ref routes) if !routes.is_empty() => self.http.put(format!("{routes_url}/0")).json(route),
+            Value::Array(ref routes) if !routes.is_empty() => {
+                self.http.put(format!("{routes_url}/0")).json(route)
+            }
             // An empty list: append.
             Value::Array(_) => self.http.post(&routes_url).json(route),
             // No list yet: create it.
@@ -93,7 +132,12 @@ impl CaddyClient {
     }
 
     pub async fn remove(&self, id: &str) -> Result<(), CaddyError> {
-        let response = self.http.delete(format!("{}/id/{id}", self.admin)).send().await.map_err(CaddyError::Unreachable)?;
+        let response = self
+            .http
+            .delete(format!("{}/id/{id}", self.admin))
+            .send()
+            .await
+            .map_err(CaddyError::Unreachable)?;
         let status = response.status().as_u16();
         if status == 200 || status == 404 {
             return Ok(());
@@ -103,7 +147,11 @@ impl CaddyClient {
         if status == 500 && body.contains("unknown object ID") {
             return Ok(());
         }
-        Err(CaddyError::Refused { action: "DELETE route", status, body })
+        Err(CaddyError::Refused {
+            action: "DELETE route",
+            status,
+            body,
+        })
     }
 }
 
@@ -112,6 +160,10 @@ async fn ok_or(response: reqwest::Response, action: &'static str) -> Result<(), 
     if (200..300).contains(&status) {
         Ok(())
     } else {
-        Err(CaddyError::Refused { action, status, body: response.text().await.unwrap_or_default() })
+        Err(CaddyError::Refused {
+            action,
+            status,
+            body: response.text().await.unwrap_or_default(),
+        })
     }
 }

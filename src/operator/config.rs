@@ -39,15 +39,28 @@ pub struct OperatorArgs {
     pub caddy_server: String,
 
     /// Where Caddy reaches a tenant's n8n: `{slug}` and `{namespace}` are replaced.
-    #[arg(long, env = "FLOMASTR_CADDY_N8N_UPSTREAM", default_value = "n8n.{namespace}.svc:5678")]
+    #[arg(
+        long,
+        env = "FLOMASTR_CADDY_N8N_UPSTREAM",
+        default_value = "n8n.{namespace}.svc:5678"
+    )]
     pub caddy_n8n_upstream: String,
 
     /// Where Caddy reaches the frontend (the `X-Tenant-Slug` header tells it which tenant).
-    #[arg(long, env = "FLOMASTR_CADDY_FRONTEND_UPSTREAM", default_value = "frontend.flomastr-system.svc:80")]
+    #[arg(
+        long,
+        env = "FLOMASTR_CADDY_FRONTEND_UPSTREAM",
+        default_value = "frontend.flomastr-system.svc:80"
+    )]
     pub caddy_frontend_upstream: String,
 
     /// DNS provider.
-    #[arg(long, env = "FLOMASTR_DNS_PROVIDER", value_enum, default_value = "none")]
+    #[arg(
+        long,
+        env = "FLOMASTR_DNS_PROVIDER",
+        value_enum,
+        default_value = "none"
+    )]
     pub dns_provider: DnsProviderKind,
 
     /// DNS zone the records live in (defaults to the base domain).
@@ -59,7 +72,11 @@ pub struct OperatorArgs {
     pub digitalocean_token: Option<String>,
 
     /// DigitalOcean API base URL.
-    #[arg(long, env = "FLOMASTR_DIGITALOCEAN_URL", default_value = "https://api.digitalocean.com")]
+    #[arg(
+        long,
+        env = "FLOMASTR_DIGITALOCEAN_URL",
+        default_value = "https://api.digitalocean.com"
+    )]
     pub digitalocean_url: String,
 
     /// The engine's admin API URL.
@@ -75,7 +92,11 @@ pub struct OperatorArgs {
     pub engine_admin_token: String,
 
     /// n8n image for tenants that do not pin one.
-    #[arg(long, env = "FLOMASTR_N8N_IMAGE", default_value = "docker.n8n.io/n8nio/n8n:1.116.2")]
+    #[arg(
+        long,
+        env = "FLOMASTR_N8N_IMAGE",
+        default_value = "docker.n8n.io/n8nio/n8n:1.116.2"
+    )]
     pub n8n_image: String,
 
     /// Namespace the operator runs in (its leader-election Lease lives there).

@@ -29,19 +29,31 @@ pub struct Context {
 pub struct ConfigError(pub &'static str);
 
 impl Context {
-    pub fn new(client: kube::Client, config: OperatorArgs, metrics: Arc<OperatorMetrics>) -> Result<Arc<Self>, ConfigError> {
+    pub fn new(
+        client: kube::Client,
+        config: OperatorArgs,
+        metrics: Arc<OperatorMetrics>,
+    ) -> Result<Arc<Self>, ConfigError> {
         let dns = match config.dns_provider {
             DnsProviderKind::None => DnsManager::None,
             DnsProviderKind::ExternalDns => DnsManager::ExternalDns,
             DnsProviderKind::Digitalocean => {
-                let token = config.digitalocean_token.as_deref().ok_or(ConfigError("--dns-provider digitalocean needs DIGITALOCEAN_TOKEN"))?;
+                let token = config.digitalocean_token.as_deref().ok_or(ConfigError(
+                    "--dns-provider digitalocean needs DIGITALOCEAN_TOKEN",
+                ))?;
                 DnsManager::DigitalOcean(DoClient::new(&config.digitalocean_url, token))
             }
         };
-        let reporter = Reporter { controller: "flomastr-operator".into(), instance: config.identity.clone() };
+        let reporter = Reporter {
+            controller: "flomastr-operator".into(),
+            instance: config.identity.clone(),
+        };
         Ok(Arc::new(Self {
             engine: EngineClient::new(&config.engine_url, &config.engine_admin_token),
-            caddy: config.caddy_admin_url.as_deref().map(|url| CaddyClient::new(url, &config.caddy_server)),
+            caddy: config
+                .caddy_admin_url
+                .as_deref()
+                .map(|url| CaddyClient::new(url, &config.caddy_server)),
             recorder: Recorder::new(client.clone(), reporter),
             client,
             dns,

@@ -40,7 +40,11 @@ pub struct ChannelRegistration {
 impl std::fmt::Display for Registration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the credentials.
-        write!(f, "{} ({} via {})", self.display_name, self.status, self.channel.provider)
+        write!(
+            f,
+            "{} ({} via {})",
+            self.display_name, self.status, self.channel.provider
+        )
     }
 }
 
@@ -56,10 +60,18 @@ impl EngineClient {
             .timeout(Duration::from_secs(10))
             .build()
             .expect("an HTTP client with static settings builds");
-        Self { http, base: base.trim_end_matches('/').to_owned(), token: token.to_owned() }
+        Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+        }
     }
 
-    pub async fn register(&self, slug: &str, registration: &Registration) -> Result<(), EngineError> {
+    pub async fn register(
+        &self,
+        slug: &str,
+        registration: &Registration,
+    ) -> Result<(), EngineError> {
         let response = self
             .http
             .put(format!("{}/admin/tenants/{slug}", self.base))
@@ -93,6 +105,9 @@ async fn check(response: reqwest::Response) -> Result<(), EngineError> {
         return Ok(());
     }
     let body: Value = response.json().await.unwrap_or(Value::Null);
-    let message = body["error"]["message"].as_str().unwrap_or("no error message").to_owned();
+    let message = body["error"]["message"]
+        .as_str()
+        .unwrap_or("no error message")
+        .to_owned();
     Err(EngineError::Refused { status, message })
 }

@@ -19,7 +19,10 @@ pub struct LeaderElector {
 
 impl LeaderElector {
     pub fn new(client: kube::Client, namespace: &str, identity: &str) -> Self {
-        Self { api: Api::namespaced(client, namespace), identity: identity.to_owned() }
+        Self {
+            api: Api::namespaced(client, namespace),
+            identity: identity.to_owned(),
+        }
     }
 
     /// Waits until this replica holds the lease.
@@ -37,7 +40,10 @@ impl LeaderElector {
         let now = Timestamp::now();
         let Some(mut lease) = self.api.get_opt(LEASE_NAME).await? else {
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(LEASE_NAME.to_owned()), ..ObjectMeta::default() },
+                metadata: ObjectMeta {
+                    name: Some(LEASE_NAME.to_owned()),
+                    ..ObjectMeta::default()
+                },
                 spec: Some(self.spec(now, now, 0)),
             };
             return match self.api.create(&PostParams::default(), &lease).await {
@@ -55,11 +61,19 @@ impl LeaderElector {
         if holder != self.identity && !expired {
             return Ok(false);
         }
-        let acquired = if holder == self.identity { spec.acquire_time.map_or(now, |t| t.0) } else { now };
+        let acquired = if holder == self.identity {
+            spec.acquire_time.map_or(now, |t| t.0)
+        } else {
+            now
+        };
         let transitions = spec.lease_transitions.unwrap_or(0) + i32::from(holder != self.identity);
         lease.spec = Some(self.spec(acquired, now, transitions));
         // resourceVersion makes this a compare-and-swap: a concurrent taker gets 409.
-        match self.api.replace(LEASE_NAME, &PostParams::default(), &lease).await {
+        match self
+            .api
+            .replace(LEASE_NAME, &PostParams::default(), &lease)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
             Err(error) => Err(error),
@@ -69,13 +83,20 @@ impl LeaderElector {
     /// Gives the lease up (graceful shutdown), so another replica takes over at once.
     pub async fn release(&self) {
         if let Ok(Some(mut lease)) = self.api.get_opt(LEASE_NAME).await
-            && lease.spec.as_ref().and_then(|s| s.holder_identity.as_deref()) == Some(self.identity.as_str())
+            && lease
+                .spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.as_deref())
+                == Some(self.identity.as_str())
         {
             if let Some(spec) = lease.spec.as_mut() {
                 spec.holder_identity = None;
                 spec.renew_time = None;
             }
-            let _ = self.api.replace(LEASE_NAME, &PostParams::default(), &lease).await;
+            let _ = self
+                .api
+                .replace(LEASE_NAME, &PostParams::default(), &lease)
+                .await;
         }
     }
 

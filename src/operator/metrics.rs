@@ -35,9 +35,21 @@ impl Default for OperatorMetrics {
         {
             let mut r = metrics.registry.lock().unwrap();
             r.register("reconciles", "Reconciles run", metrics.reconciles.clone());
-            r.register("reconcile_failures", "Reconciles that failed, by reason", metrics.failures.clone());
-            r.register("reconcile_duration_seconds", "Time a reconcile took", metrics.duration.clone());
-            r.register("leader", "1 while this replica holds the leader lease", metrics.leader.clone());
+            r.register(
+                "reconcile_failures",
+                "Reconciles that failed, by reason",
+                metrics.failures.clone(),
+            );
+            r.register(
+                "reconcile_duration_seconds",
+                "Time a reconcile took",
+                metrics.duration.clone(),
+            );
+            r.register(
+                "leader",
+                "1 while this replica holds the leader lease",
+                metrics.leader.clone(),
+            );
         }
         metrics
     }
@@ -48,13 +60,18 @@ impl OperatorMetrics {
         self.reconciles.inc();
         self.duration.observe(took.as_secs_f64());
         if let Some(reason) = failure {
-            self.failures.get_or_create(&FailureLabels { reason: reason.to_owned() }).inc();
+            self.failures
+                .get_or_create(&FailureLabels {
+                    reason: reason.to_owned(),
+                })
+                .inc();
         }
     }
 
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry.lock().unwrap()).expect("writing to a String cannot fail");
+        prometheus_client::encoding::text::encode(&mut out, &self.registry.lock().unwrap())
+            .expect("writing to a String cannot fail");
         out
     }
 }

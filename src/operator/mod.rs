@@ -61,7 +61,10 @@ pub fn controller(ctx: Arc<Context>) -> impl futures::Stream<Item = ()> + Send {
     Controller::new(Api::<Tenant>::all(client.clone()), tenants)
         .owns(Api::<Deployment>::all(client.clone()), owned.clone())
         .owns(Api::<Service>::all(client.clone()), owned.clone())
-        .owns(Api::<PersistentVolumeClaim>::all(client.clone()), owned.clone())
+        .owns(
+            Api::<PersistentVolumeClaim>::all(client.clone()),
+            owned.clone(),
+        )
         .owns(Api::<Ingress>::all(client), owned)
         // Re-asserts Caddy routes and DNS records that changed outside Kubernetes.
         .reconcile_all_on(ticks)
@@ -83,10 +86,16 @@ pub fn controller(ctx: Arc<Context>) -> impl futures::Stream<Item = ()> + Send {
 pub async fn run(config: OperatorArgs) -> Result<(), OperatorError> {
     let client = kube::Client::try_default().await?;
     // Fail fast and clearly when the CRD is missing.
-    Api::<Tenant>::all(client.clone()).list(&ListParams::default().limit(1)).await.map_err(OperatorError::CrdMissing)?;
+    Api::<Tenant>::all(client.clone())
+        .list(&ListParams::default().limit(1))
+        .await
+        .map_err(OperatorError::CrdMissing)?;
     let metrics = Arc::new(OperatorMetrics::default());
     serve_metrics(config.metrics_listen, metrics.clone()).await?;
-    let identity = config.identity.clone().unwrap_or_else(|| format!("flomastr-operator-{}", uuid::Uuid::new_v4().simple()));
+    let identity = config
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("flomastr-operator-{}", uuid::Uuid::new_v4().simple()));
     let elector = leader::LeaderElector::new(client.clone(), &config.namespace, &identity);
     if !config.no_leader_election {
         tracing::info!(%identity, "waiting for the leader lease");
@@ -129,12 +138,17 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-async fn serve_metrics(address: std::net::SocketAddr, metrics: Arc<OperatorMetrics>) -> Result<(), OperatorError> {
+async fn serve_metrics(
+    address: std::net::SocketAddr,
+    metrics: Arc<OperatorMetrics>,
+) -> Result<(), OperatorError> {
     use axum::routing::get;
     let app = axum::Router::new()
         .route("/metrics", get(move || async move { metrics.encode() }))
         .route("/healthz", get(|| async { "ok" }));
-    let listener = tokio::net::TcpListener::bind(address).await.map_err(|source| OperatorError::Metrics { address, source })?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| OperatorError::Metrics { address, source })?;
     tokio::spawn(async move { axum::serve(listener, app).await.ok() });
     Ok(())
 }

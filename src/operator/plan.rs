@@ -34,22 +34,49 @@ pub struct DnsPlan {
 pub fn plan(tenant: &Tenant, config: &OperatorArgs) -> Plan {
     let slug = tenant.slug().to_owned();
     let spec = &tenant.spec;
-    let n8n_host = spec.routing.n8n_host.clone().unwrap_or_else(|| format!("{slug}.n8n.{}", config.base_domain));
-    let frontend_host = spec.routing.frontend_host.clone().unwrap_or_else(|| format!("{slug}.{}", config.base_domain));
-    let dns = spec.dns.enabled.then(|| spec.dns.target.clone()).flatten().map(|target| DnsPlan {
-        record_type: spec.dns.record_type.unwrap_or_else(|| infer_record_type(&target)),
-        ttl: spec.dns.ttl.unwrap_or(300),
-        names: vec![n8n_host.clone(), frontend_host.clone()],
-        target,
-    });
+    let n8n_host = spec
+        .routing
+        .n8n_host
+        .clone()
+        .unwrap_or_else(|| format!("{slug}.n8n.{}", config.base_domain));
+    let frontend_host = spec
+        .routing
+        .frontend_host
+        .clone()
+        .unwrap_or_else(|| format!("{slug}.{}", config.base_domain));
+    let dns = spec
+        .dns
+        .enabled
+        .then(|| spec.dns.target.clone())
+        .flatten()
+        .map(|target| DnsPlan {
+            record_type: spec
+                .dns
+                .record_type
+                .unwrap_or_else(|| infer_record_type(&target)),
+            ttl: spec.dns.ttl.unwrap_or(300),
+            names: vec![n8n_host.clone(), frontend_host.clone()],
+            target,
+        });
     Plan {
         namespace: format!("tenant-{slug}"),
         n8n_url: format!("https://{n8n_host}"),
-        image: spec.n8n.image.clone().unwrap_or_else(|| config.n8n_image.clone()),
+        image: spec
+            .n8n
+            .image
+            .clone()
+            .unwrap_or_else(|| config.n8n_image.clone()),
         replicas: if spec.suspended { 0 } else { spec.n8n.replicas },
         suspended: spec.suspended,
-        ingress_class: spec.routing.ingress_class_name.clone().or_else(|| config.ingress_class.clone()),
-        engine_url: config.engine_worker_url.clone().unwrap_or_else(|| config.engine_url.clone()),
+        ingress_class: spec
+            .routing
+            .ingress_class_name
+            .clone()
+            .or_else(|| config.ingress_class.clone()),
+        engine_url: config
+            .engine_worker_url
+            .clone()
+            .unwrap_or_else(|| config.engine_url.clone()),
         n8n_host,
         frontend_host,
         dns,
@@ -68,9 +95,15 @@ fn infer_record_type(target: &str) -> DnsRecordType {
 impl Plan {
     pub fn labels(&self, component: &str) -> BTreeMap<String, String> {
         BTreeMap::from([
-            ("app.kubernetes.io/managed-by".to_owned(), MANAGER.to_owned()),
+            (
+                "app.kubernetes.io/managed-by".to_owned(),
+                MANAGER.to_owned(),
+            ),
             ("app.kubernetes.io/name".to_owned(), component.to_owned()),
-            ("app.kubernetes.io/part-of".to_owned(), "flomastr".to_owned()),
+            (
+                "app.kubernetes.io/part-of".to_owned(),
+                "flomastr".to_owned(),
+            ),
             (SLUG_LABEL.to_owned(), self.slug.clone()),
         ])
     }

@@ -1,7 +1,9 @@
 //! The reconcile pipeline: read -> plan (pure) -> build children (pure) -> server-side apply ->
 //! external state (engine, Caddy, DNS) -> status. Cleanup runs behind the finalizer.
 
-use crate::operator::children::{self, ENCRYPTION_KEY, ENCRYPTION_SECRET, WORKER_SECRET, WORKER_TOKEN};
+use crate::operator::children::{
+    self, ENCRYPTION_KEY, ENCRYPTION_SECRET, WORKER_SECRET, WORKER_TOKEN,
+};
 use crate::operator::context::Context;
 use crate::operator::plan::{MANAGER, Plan, plan};
 use crate::operator::registration::{self, secret_value};
@@ -62,13 +64,17 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action,
     .instrument(tracing::info_span!("reconcile", tenant = %slug))
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
-    ctx.metrics.observe(started.elapsed(), result.as_ref().err().map(|e| match e {
-        Error::Finalizer(inner) => match inner.as_ref() {
-            kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
-            _ => "finalizer",
-        },
-        other => other.metric_label(),
-    }));
+    ctx.metrics.observe(
+        started.elapsed(),
+        result.as_ref().err().map(|e| match e {
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::ApplyFailed(e)
+                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
+                _ => "finalizer",
+            },
+            other => other.metric_label(),
+        }),
+    );
     if result.is_ok() {
         ctx.failures.lock().unwrap().remove(&slug);
     }
@@ -85,7 +91,10 @@ pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Ac
         *n
     };
     tracing::warn!(tenant = %slug, %error, attempts, "reconcile failed; retrying with backoff");
-    Action::requeue(Duration::from_secs(2u64.saturating_pow(attempts.saturating_sub(1).min(9)).min(300)))
+    Action::requeue(Duration::from_secs(
+        2u64.saturating_pow(attempts.saturating_sub(1).min(9))
+            .min(300),
+    ))
 }
 
 async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -103,7 +112,11 @@ async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> 
     write_status(&tenant, &plan, &ctx, &findings, records).await?;
     children?;
     if let Some(f) = findings.iter().find(|f| !f.ok && f.reason != "Progressing") {
-        return Err(Error::NotReady(format!("{}: {}", f.kind.as_str(), f.message)));
+        return Err(Error::NotReady(format!(
+            "{}: {}",
+            f.kind.as_str(),
+            f.message
+        )));
     }
     // Waiting on the Deployment is progress, not failure: its status change wakes us through the
     // owned-object watch, so no early requeue (at scale that would flood the API server).
@@ -115,7 +128,12 @@ where
     K: Resource + Clone + DeserializeOwned + Serialize + Debug,
 {
     let name = object.meta().name.clone().unwrap_or_default();
-    api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(object)).await?;
+    api.patch(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await?;
     Ok(())
 }
 
@@ -129,19 +147,54 @@ where
 
 /// Every Kubernetes child, in dependency order.
 async fn apply_children(tenant: &Tenant, plan: &Plan, ctx: &Context) -> Result<(), kube::Error> {
-    ssa(Api::all(ctx.client.clone()), &children::namespace(tenant, plan)).await?;
-    ssa(namespaced(ctx, plan), &children::resource_quota(tenant, plan)).await?;
+    ssa(
+        Api::all(ctx.client.clone()),
+        &children::namespace(tenant, plan),
+    )
+    .await?;
+    ssa(
+        namespaced(ctx, plan),
+        &children::resource_quota(tenant, plan),
+    )
+    .await?;
     ssa(namespaced(ctx, plan), &children::limit_range(tenant, plan)).await?;
-    ssa(namespaced(ctx, plan), &children::network_policy(tenant, plan, &ctx.config.ingress_namespace, &ctx.config.namespace)).await?;
-    mint_once(ctx, plan, children::minted_secret(tenant, plan, ENCRYPTION_SECRET, ENCRYPTION_KEY)).await?;
-    mint_once(ctx, plan, children::minted_secret(tenant, plan, WORKER_SECRET, WORKER_TOKEN)).await?;
+    ssa(
+        namespaced(ctx, plan),
+        &children::network_policy(
+            tenant,
+            plan,
+            &ctx.config.ingress_namespace,
+            &ctx.config.namespace,
+        ),
+    )
+    .await?;
+    mint_once(
+        ctx,
+        plan,
+        children::minted_secret(tenant, plan, ENCRYPTION_SECRET, ENCRYPTION_KEY),
+    )
+    .await?;
+    mint_once(
+        ctx,
+        plan,
+        children::minted_secret(tenant, plan, WORKER_SECRET, WORKER_TOKEN),
+    )
+    .await?;
     ssa(namespaced(ctx, plan), &children::pvc(tenant, plan)).await?;
     ssa(namespaced(ctx, plan), &children::service(tenant, plan)).await?;
     ssa(namespaced(ctx, plan), &children::deployment(tenant, plan)).await?;
     ssa(namespaced(ctx, plan), &children::n8n_ingress(tenant, plan)).await?;
     if let Some((external_name, port)) = frontend_target(&ctx.config.frontend_service) {
-        ssa(namespaced(ctx, plan), &children::frontend_service(tenant, plan, &external_name)).await?;
-        ssa(namespaced(ctx, plan), &children::frontend_ingress(tenant, plan, "frontend", port)).await?;
+        ssa(
+            namespaced(ctx, plan),
+            &children::frontend_service(tenant, plan, &external_name),
+        )
+        .await?;
+        ssa(
+            namespaced(ctx, plan),
+            &children::frontend_ingress(tenant, plan, "frontend", port),
+        )
+        .await?;
     }
     Ok(())
 }
@@ -150,7 +203,10 @@ async fn apply_children(tenant: &Tenant, plan: &Plan, ctx: &Context) -> Result<(
 fn frontend_target(spec: &Option<String>) -> Option<(String, i32)> {
     let (service, port) = spec.as_deref()?.split_once(':')?;
     let (namespace, name) = service.split_once('/')?;
-    Some((format!("{name}.{namespace}.svc.cluster.local"), port.parse().ok()?))
+    Some((
+        format!("{name}.{namespace}.svc.cluster.local"),
+        port.parse().ok()?,
+    ))
 }
 
 /// Creates the Secret when it does not exist; never touches an existing one.
@@ -160,7 +216,16 @@ async fn mint_once(ctx: &Context, plan: &Plan, secret: Secret) -> Result<(), kub
     if api.get_opt(&name).await?.is_some() {
         return Ok(());
     }
-    match api.create(&PostParams { field_manager: Some(MANAGER.into()), ..Default::default() }, &secret).await {
+    match api
+        .create(
+            &PostParams {
+                field_manager: Some(MANAGER.into()),
+                ..Default::default()
+            },
+            &secret,
+        )
+        .await
+    {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
         Err(error) => Err(error),
@@ -178,11 +243,22 @@ async fn n8n_finding(ctx: &Context, plan: &Plan) -> Finding {
     let api: Api<Deployment> = namespaced(ctx, plan);
     match api.get_opt("n8n").await {
         Ok(Some(deployment)) => {
-            let available = deployment.status.and_then(|s| s.available_replicas).unwrap_or(0);
+            let available = deployment
+                .status
+                .and_then(|s| s.available_replicas)
+                .unwrap_or(0);
             if available >= plan.replicas {
-                Finding::ok(kind, "Available", format!("{available}/{} pods available", plan.replicas))
+                Finding::ok(
+                    kind,
+                    "Available",
+                    format!("{available}/{} pods available", plan.replicas),
+                )
             } else {
-                Finding::failed(kind, "Progressing", format!("{available}/{} pods available", plan.replicas))
+                Finding::failed(
+                    kind,
+                    "Progressing",
+                    format!("{available}/{} pods available", plan.replicas),
+                )
             }
         }
         Ok(None) => Finding::failed(kind, "Progressing", "the Deployment is being created"),
@@ -190,47 +266,114 @@ async fn n8n_finding(ctx: &Context, plan: &Plan) -> Finding {
     }
 }
 
-async fn routes_finding(tenant: &Tenant, plan: &Plan, ctx: &Context, ingress_applied: bool) -> Finding {
+async fn routes_finding(
+    tenant: &Tenant,
+    plan: &Plan,
+    ctx: &Context,
+    ingress_applied: bool,
+) -> Finding {
     let kind = ConditionType::RoutesReady;
     if !ingress_applied {
-        return Finding::failed(kind, "ApplyFailed", "the Ingress objects could not be applied");
+        return Finding::failed(
+            kind,
+            "ApplyFailed",
+            "the Ingress objects could not be applied",
+        );
     }
     let Some(caddy) = &ctx.caddy else {
-        return Finding::ok(kind, "IngressApplied", format!("Ingress for {} and {}", plan.n8n_host, plan.frontend_host));
+        return Finding::ok(
+            kind,
+            "IngressApplied",
+            format!("Ingress for {} and {}", plan.n8n_host, plan.frontend_host),
+        );
     };
     let slug = tenant.slug();
     let routes = [
-        (format!("tenant-{slug}-n8n"), plan.n8n_host.clone(), ctx.config.caddy_n8n_upstream.replace("{slug}", slug).replace("{namespace}", &plan.namespace)),
-        (format!("tenant-{slug}"), plan.frontend_host.clone(), ctx.config.caddy_frontend_upstream.replace("{slug}", slug).replace("{namespace}", &plan.namespace)),
+        (
+            format!("tenant-{slug}-n8n"),
+            plan.n8n_host.clone(),
+            ctx.config
+                .caddy_n8n_upstream
+                .replace("{slug}", slug)
+                .replace("{namespace}", &plan.namespace),
+        ),
+        (
+            format!("tenant-{slug}"),
+            plan.frontend_host.clone(),
+            ctx.config
+                .caddy_frontend_upstream
+                .replace("{slug}", slug)
+                .replace("{namespace}", &plan.namespace),
+        ),
     ];
     for (id, host, upstream) in routes {
         let result = if plan.suspended {
             caddy.remove(&id).await
         } else {
-            caddy.upsert(&id, &crate::operator::caddy::route(&id, &host, &upstream, slug)).await
+            caddy
+                .upsert(
+                    &id,
+                    &crate::operator::caddy::route(&id, &host, &upstream, slug),
+                )
+                .await
         };
         if let Err(error) = result {
             return Finding::failed(kind, "CaddyError", error.to_string());
         }
     }
     if plan.suspended {
-        Finding::ok(kind, "Suspended", "the tenant's Caddy routes are removed while it is suspended")
+        Finding::ok(
+            kind,
+            "Suspended",
+            "the tenant's Caddy routes are removed while it is suspended",
+        )
     } else {
-        Finding::ok(kind, "Routed", format!("Caddy routes for {} and {}", plan.n8n_host, plan.frontend_host))
+        Finding::ok(
+            kind,
+            "Routed",
+            format!(
+                "Caddy routes for {} and {}",
+                plan.n8n_host, plan.frontend_host
+            ),
+        )
     }
 }
 
-async fn dns_finding(tenant: &Tenant, plan: &Plan, ctx: &Context) -> (Finding, Vec<crate::tenant::DnsRecordStatus>) {
+async fn dns_finding(
+    tenant: &Tenant,
+    plan: &Plan,
+    ctx: &Context,
+) -> (Finding, Vec<crate::tenant::DnsRecordStatus>) {
     let kind = ConditionType::DnsReady;
     if plan.dns.is_none() && matches!(ctx.dns, crate::operator::dns::DnsManager::None) {
-        return (Finding::ok(kind, "Disabled", "spec.dns.enabled is false"), Vec::new());
+        return (
+            Finding::ok(kind, "Disabled", "spec.dns.enabled is false"),
+            Vec::new(),
+        );
     }
-    match ctx.dns.ensure(&ctx.client, tenant, plan, ctx.config.zone()).await {
-        Ok(records) if records.is_empty() => (Finding::ok(kind, "Disabled", "spec.dns.enabled is false"), records),
-        Ok(records) => (Finding::ok(kind, "RecordsSynced", format!("{} records", records.len())), records),
+    match ctx
+        .dns
+        .ensure(&ctx.client, tenant, plan, ctx.config.zone())
+        .await
+    {
+        Ok(records) if records.is_empty() => (
+            Finding::ok(kind, "Disabled", "spec.dns.enabled is false"),
+            records,
+        ),
+        Ok(records) => (
+            Finding::ok(kind, "RecordsSynced", format!("{} records", records.len())),
+            records,
+        ),
         Err(error) => {
-            let previous = tenant.status.as_ref().map(|s| s.dns_records.clone()).unwrap_or_default();
-            (Finding::failed(kind, "DnsError", error.to_string()), previous)
+            let previous = tenant
+                .status
+                .as_ref()
+                .map(|s| s.dns_records.clone())
+                .unwrap_or_default();
+            (
+                Finding::failed(kind, "DnsError", error.to_string()),
+                previous,
+            )
         }
     }
 }
@@ -242,42 +385,82 @@ async fn engine_finding(tenant: &Tenant, ctx: &Context) -> Finding {
     let credentials = match secrets.get_opt(&reference.name).await {
         Ok(Some(secret)) => secret,
         Ok(None) => {
-            return Finding::failed(kind, "CredentialsSecretMissing", format!(
-                "create the Secret {}/{} named in spec.whatsapp.credentialsSecretRef", reference.namespace, reference.name
-            ));
+            return Finding::failed(
+                kind,
+                "CredentialsSecretMissing",
+                format!(
+                    "create the Secret {}/{} named in spec.whatsapp.credentialsSecretRef",
+                    reference.namespace, reference.name
+                ),
+            );
         }
         Err(error) => return Finding::failed(kind, "CredentialsUnreadable", error.to_string()),
     };
     let plan = plan(tenant, &ctx.config);
-    let token = match namespaced::<Secret>(ctx, &plan).get_opt(WORKER_SECRET).await {
+    let token = match namespaced::<Secret>(ctx, &plan)
+        .get_opt(WORKER_SECRET)
+        .await
+    {
         Ok(Some(secret)) => secret_value(&secret, WORKER_TOKEN).unwrap_or_default(),
-        Ok(None) => return Finding::failed(kind, "Progressing", "the worker token Secret is being created"),
+        Ok(None) => {
+            return Finding::failed(
+                kind,
+                "Progressing",
+                "the worker token Secret is being created",
+            );
+        }
         Err(error) => return Finding::failed(kind, "ApiError", error.to_string()),
     };
     let registration = match registration::build(tenant, &credentials, &token) {
         Ok(registration) => registration,
         Err(key) => {
-            return Finding::failed(kind, "CredentialsIncomplete", format!(
-                "the Secret {}/{} has no `{key}`, which provider {:?} needs", reference.namespace, reference.name, tenant.spec.whatsapp.provider
-            ));
+            return Finding::failed(
+                kind,
+                "CredentialsIncomplete",
+                format!(
+                    "the Secret {}/{} has no `{key}`, which provider {:?} needs",
+                    reference.namespace, reference.name, tenant.spec.whatsapp.provider
+                ),
+            );
         }
     };
     let digest = registration::digest(&registration);
     let slug = tenant.slug().to_owned();
     if ctx.registered.lock().unwrap().get(&slug) == Some(&digest) {
-        return Finding::ok(kind, "Registered", format!("registered in the engine as {registration}"));
+        return Finding::ok(
+            kind,
+            "Registered",
+            format!("registered in the engine as {registration}"),
+        );
     }
     match ctx.engine.register(&slug, &registration).await {
         Ok(()) => {
             ctx.registered.lock().unwrap().insert(slug, digest);
-            publish(ctx, tenant, EventType::Normal, "Registered", &format!("registered in the engine as {registration}")).await;
-            Finding::ok(kind, "Registered", format!("registered in the engine as {registration}"))
+            publish(
+                ctx,
+                tenant,
+                EventType::Normal,
+                "Registered",
+                &format!("registered in the engine as {registration}"),
+            )
+            .await;
+            Finding::ok(
+                kind,
+                "Registered",
+                format!("registered in the engine as {registration}"),
+            )
         }
         Err(error) => Finding::failed(kind, "EngineError", error.to_string()),
     }
 }
 
-async fn write_status(tenant: &Tenant, plan: &Plan, ctx: &Context, findings: &[Finding], records: Vec<crate::tenant::DnsRecordStatus>) -> Result<(), kube::Error> {
+async fn write_status(
+    tenant: &Tenant,
+    plan: &Plan,
+    ctx: &Context,
+    findings: &[Finding],
+    records: Vec<crate::tenant::DnsRecordStatus>,
+) -> Result<(), kube::Error> {
     let observed = Observed {
         generation: tenant.metadata.generation,
         suspended: plan.suspended,
@@ -286,24 +469,50 @@ async fn write_status(tenant: &Tenant, plan: &Plan, ctx: &Context, findings: &[F
         namespace: plan.namespace.clone(),
         dns_records: records,
     };
-    let status = compute(tenant.status.as_ref(), observed, Time(k8s_openapi::jiff::Timestamp::now()));
+    let status = compute(
+        tenant.status.as_ref(),
+        observed,
+        Time(k8s_openapi::jiff::Timestamp::now()),
+    );
     if tenant.status.as_ref() == Some(&status) {
         return Ok(()); // a no-op resync writes nothing
     }
     publish_transitions(ctx, tenant, tenant.status.as_ref(), &status).await;
     let patch = serde_json::json!({"apiVersion": "flomastr.io/v1alpha1", "kind": "Tenant", "status": status});
     Api::<Tenant>::all(ctx.client.clone())
-        .patch_status(tenant.slug(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
+        .patch_status(
+            tenant.slug(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
         .await?;
     Ok(())
 }
 
 /// Kubernetes Events for conditions that turned False, so `kubectl describe` tells what to fix.
-async fn publish_transitions(ctx: &Context, tenant: &Tenant, before: Option<&TenantStatus>, after: &TenantStatus) {
-    for condition in after.conditions.iter().filter(|c| c.status == "False" && c.type_ != "Ready") {
+async fn publish_transitions(
+    ctx: &Context,
+    tenant: &Tenant,
+    before: Option<&TenantStatus>,
+    after: &TenantStatus,
+) {
+    for condition in after
+        .conditions
+        .iter()
+        .filter(|c| c.status == "False" && c.type_ != "Ready")
+    {
         let was = before.and_then(|b| b.conditions.iter().find(|p| p.type_ == condition.type_));
-        if was.is_none_or(|p| p.status != "False" || p.reason != condition.reason) && condition.reason != "Progressing" {
-            publish(ctx, tenant, EventType::Warning, &condition.reason, &condition.message).await;
+        if was.is_none_or(|p| p.status != "False" || p.reason != condition.reason)
+            && condition.reason != "Progressing"
+        {
+            publish(
+                ctx,
+                tenant,
+                EventType::Warning,
+                &condition.reason,
+                &condition.message,
+            )
+            .await;
         }
     }
 }
@@ -328,13 +537,22 @@ async fn cleanup(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error
     let slug = tenant.slug().to_owned();
     if let Some(caddy) = &ctx.caddy {
         for id in [format!("tenant-{slug}-n8n"), format!("tenant-{slug}")] {
-            caddy.remove(&id).await.map_err(|e| Error::Cleanup(e.to_string()))?;
+            caddy
+                .remove(&id)
+                .await
+                .map_err(|e| Error::Cleanup(e.to_string()))?;
         }
     }
     match tenant.spec.deletion_policy {
         DeletionPolicy::Delete => {
-            ctx.dns.remove(&ctx.client, &plan, ctx.config.zone()).await.map_err(|e| Error::Cleanup(e.to_string()))?;
-            ctx.engine.delete(&slug).await.map_err(|e| Error::Cleanup(e.to_string()))?;
+            ctx.dns
+                .remove(&ctx.client, &plan, ctx.config.zone())
+                .await
+                .map_err(|e| Error::Cleanup(e.to_string()))?;
+            ctx.engine
+                .delete(&slug)
+                .await
+                .map_err(|e| Error::Cleanup(e.to_string()))?;
         }
         DeletionPolicy::Retain => {
             let mut suspended = (*tenant).clone();
@@ -346,6 +564,16 @@ async fn cleanup(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error
         }
     }
     ctx.registered.lock().unwrap().remove(&slug);
-    publish(&ctx, &tenant, EventType::Normal, "CleanedUp", &format!("external state cleaned up (deletionPolicy {:?})", tenant.spec.deletion_policy)).await;
+    publish(
+        &ctx,
+        &tenant,
+        EventType::Normal,
+        "CleanedUp",
+        &format!(
+            "external state cleaned up (deletionPolicy {:?})",
+            tenant.spec.deletion_policy
+        ),
+    )
+    .await;
     Ok(Action::await_change())
 }

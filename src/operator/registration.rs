@@ -17,7 +17,11 @@ fn credential_keys(provider: WhatsAppProvider) -> &'static [(&'static str, &'sta
             ("basicUsername", "basic_username"),
             ("basicPassword", "basic_password"),
         ],
-        WhatsAppProvider::Meta => &[("accessToken", "access_token"), ("appSecret", "app_secret"), ("verifyToken", "verify_token")],
+        WhatsAppProvider::Meta => &[
+            ("accessToken", "access_token"),
+            ("appSecret", "app_secret"),
+            ("verifyToken", "verify_token"),
+        ],
         WhatsAppProvider::Twilio => &[("accountSid", "account_sid"), ("authToken", "auth_token")],
     }
 }
@@ -35,13 +39,24 @@ pub fn secret_value(secret: &Secret, key: &str) -> Option<String> {
     if let Some(value) = secret.data.as_ref().and_then(|d| d.get(key)) {
         return String::from_utf8(value.0.clone()).ok();
     }
-    secret.string_data.as_ref().and_then(|d| d.get(key)).cloned()
+    secret
+        .string_data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .cloned()
 }
 
 /// The registration, or the name of the first required key the Secret lacks.
-pub fn build(tenant: &Tenant, credentials: &Secret, worker_token: &str) -> Result<Registration, String> {
+pub fn build(
+    tenant: &Tenant,
+    credentials: &Secret,
+    worker_token: &str,
+) -> Result<Registration, String> {
     let provider = tenant.spec.whatsapp.provider;
-    if let Some(missing) = required_keys(provider).iter().find(|k| secret_value(credentials, k).is_none_or(|v| v.is_empty())) {
+    if let Some(missing) = required_keys(provider)
+        .iter()
+        .find(|k| secret_value(credentials, k).is_none_or(|v| v.is_empty()))
+    {
         return Err((*missing).to_owned());
     }
     let mut map = Map::new();
@@ -52,7 +67,11 @@ pub fn build(tenant: &Tenant, credentials: &Secret, worker_token: &str) -> Resul
     }
     Ok(Registration {
         display_name: tenant.spec.display_name.clone(),
-        status: if tenant.spec.suspended { "suspended" } else { "active" },
+        status: if tenant.spec.suspended {
+            "suspended"
+        } else {
+            "active"
+        },
         max_attempts: tenant.spec.limits.max_job_attempts,
         max_concurrency: tenant.spec.limits.max_concurrent_jobs,
         worker_token_sha256: vec![hex::encode(Sha256::digest(worker_token.as_bytes()))],

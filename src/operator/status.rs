@@ -14,11 +14,21 @@ pub struct Finding {
 
 impl Finding {
     pub fn ok(kind: ConditionType, reason: &str, message: impl Into<String>) -> Self {
-        Self { kind, ok: true, reason: reason.to_owned(), message: message.into() }
+        Self {
+            kind,
+            ok: true,
+            reason: reason.to_owned(),
+            message: message.into(),
+        }
     }
 
     pub fn failed(kind: ConditionType, reason: &str, message: impl Into<String>) -> Self {
-        Self { kind, ok: false, reason: reason.to_owned(), message: message.into() }
+        Self {
+            kind,
+            ok: false,
+            reason: reason.to_owned(),
+            message: message.into(),
+        }
     }
 }
 
@@ -35,23 +45,46 @@ pub struct Observed<'a> {
 pub fn compute(previous: Option<&TenantStatus>, observed: Observed<'_>, now: Time) -> TenantStatus {
     let all_ok = observed.findings.iter().all(|f| f.ok);
     let ready = if observed.suspended {
-        Finding::failed(ConditionType::Ready, "Suspended", "the tenant is suspended (spec.suspended)")
+        Finding::failed(
+            ConditionType::Ready,
+            "Suspended",
+            "the tenant is suspended (spec.suspended)",
+        )
     } else if all_ok {
-        Finding::ok(ConditionType::Ready, "AllReady", "n8n, routes, DNS and the engine registration are ready")
+        Finding::ok(
+            ConditionType::Ready,
+            "AllReady",
+            "n8n, routes, DNS and the engine registration are ready",
+        )
     } else {
-        let pending: Vec<&str> = observed.findings.iter().filter(|f| !f.ok).map(|f| f.kind.as_str()).collect();
-        Finding::failed(ConditionType::Ready, "NotReady", format!("waiting for {}", pending.join(", ")))
+        let pending: Vec<&str> = observed
+            .findings
+            .iter()
+            .filter(|f| !f.ok)
+            .map(|f| f.kind.as_str())
+            .collect();
+        Finding::failed(
+            ConditionType::Ready,
+            "NotReady",
+            format!("waiting for {}", pending.join(", ")),
+        )
     };
     let phase = if observed.suspended {
         TenantPhase::Suspended
     } else if all_ok {
         TenantPhase::Ready
-    } else if observed.findings.iter().any(|f| !f.ok && f.reason != "Progressing") {
+    } else if observed
+        .findings
+        .iter()
+        .any(|f| !f.ok && f.reason != "Progressing")
+    {
         TenantPhase::Degraded
     } else {
         TenantPhase::Provisioning
     };
-    let previous_conditions = previous.map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let previous_conditions = previous
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
     let conditions = std::iter::once(&ready)
         .chain(observed.findings.iter())
         .map(|f| condition(f, previous_conditions, observed.generation, &now))
@@ -66,7 +99,12 @@ pub fn compute(previous: Option<&TenantStatus>, observed: Observed<'_>, now: Tim
     }
 }
 
-fn condition(finding: &Finding, previous: &[Condition], generation: Option<i64>, now: &Time) -> Condition {
+fn condition(
+    finding: &Finding,
+    previous: &[Condition],
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
     let status = if finding.ok { "True" } else { "False" };
     let last = previous
         .iter()
@@ -92,17 +130,36 @@ mod tests {
     }
 
     fn observed(findings: &[Finding], suspended: bool) -> Observed<'_> {
-        Observed { generation: Some(2), suspended, findings, n8n_url: "https://x".into(), namespace: "tenant-x".into(), dns_records: vec![] }
+        Observed {
+            generation: Some(2),
+            suspended,
+            findings,
+            n8n_url: "https://x".into(),
+            namespace: "tenant-x".into(),
+            dns_records: vec![],
+        }
     }
 
     #[test]
     fn transition_time_moves_only_when_status_changes() {
-        let waiting = [Finding::failed(ConditionType::N8nReady, "Progressing", "0/1 available")];
+        let waiting = [Finding::failed(
+            ConditionType::N8nReady,
+            "Progressing",
+            "0/1 available",
+        )];
         let first = compute(None, observed(&waiting, false), at(100));
         assert_eq!(first.phase, Some(TenantPhase::Provisioning));
         let again = compute(Some(&first), observed(&waiting, false), at(200));
-        assert_eq!(again.conditions[1].last_transition_time, at(100), "same status: time kept");
-        let done = [Finding::ok(ConditionType::N8nReady, "Available", "1/1 available")];
+        assert_eq!(
+            again.conditions[1].last_transition_time,
+            at(100),
+            "same status: time kept"
+        );
+        let done = [Finding::ok(
+            ConditionType::N8nReady,
+            "Available",
+            "1/1 available",
+        )];
         let ready = compute(Some(&again), observed(&done, false), at(300));
         assert_eq!(ready.phase, Some(TenantPhase::Ready));
         assert_eq!(ready.conditions[0].type_, "Ready");
@@ -113,8 +170,15 @@ mod tests {
 
     #[test]
     fn errors_degrade_and_suspension_wins() {
-        let broken = [Finding::failed(ConditionType::EngineRegistered, "CredentialsSecretMissing", "create it")];
-        assert_eq!(compute(None, observed(&broken, false), at(1)).phase, Some(TenantPhase::Degraded));
+        let broken = [Finding::failed(
+            ConditionType::EngineRegistered,
+            "CredentialsSecretMissing",
+            "create it",
+        )];
+        assert_eq!(
+            compute(None, observed(&broken, false), at(1)).phase,
+            Some(TenantPhase::Degraded)
+        );
         let suspended = compute(None, observed(&broken, true), at(1));
         assert_eq!(suspended.phase, Some(TenantPhase::Suspended));
         assert_eq!(suspended.conditions[0].reason, "Suspended");

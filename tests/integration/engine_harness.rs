@@ -46,6 +46,14 @@ pub fn args(database_url: &str) -> EngineArgs {
         send_timeout_seconds: 5,
         max_send_attempts: 8,
         meta_api_version: "v21.0".to_owned(),
+        embedder: flomastr::engine::config::EmbedderKind::Local,
+        embed_model_dir: None,
+        embed_concurrency: 1,
+        openai_base_url: None,
+        openai_api_key: None,
+        chat_model: None,
+        openai_embedding_model: "text-embedding-3-small".to_owned(),
+        ai_timeout_seconds: 10,
     }
 }
 

@@ -1,6 +1,11 @@
 //! Integration tests against the real PostgreSQL and the real kube-apiserver started by
 //! `scripts/test`. One test binary keeps linking cheap on a two-core machine.
 
+mod ai_embed;
+mod ai_knowledge;
+mod ai_nl_query;
+mod ai_stub;
+mod ai_synthesis;
 mod cli;
 mod common;
 mod engine_admin;

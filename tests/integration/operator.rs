@@ -53,7 +53,10 @@ pub async fn context(client: kube::Client, args: OperatorArgs) -> Arc<Context> {
 pub async fn credentials(client: &kube::Client) -> String {
     let namespace = unique("creds");
     Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap(),
+        )
         .await
         .unwrap();
     let secret: Secret = serde_json::from_value(json!({
@@ -61,11 +64,19 @@ pub async fn credentials(client: &kube::Client) -> String {
         "stringData": {"apiKey": "ib-api-key-from-secret", "webhookSecret": "hook-from-secret"}
     }))
     .unwrap();
-    Api::<Secret>::namespaced(client.clone(), &namespace).create(&PostParams::default(), &secret).await.unwrap();
+    Api::<Secret>::namespaced(client.clone(), &namespace)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
     namespace
 }
 
-pub async fn create_tenant(client: &kube::Client, slug: &str, secret_namespace: &str, extra: Value) -> Tenant {
+pub async fn create_tenant(
+    client: &kube::Client,
+    slug: &str,
+    secret_namespace: &str,
+    extra: Value,
+) -> Tenant {
     let mut body = json!({
         "apiVersion": "flomastr.io/v1alpha1", "kind": "Tenant", "metadata": {"name": slug},
         "spec": {
@@ -80,47 +91,114 @@ pub async fn create_tenant(client: &kube::Client, slug: &str, secret_namespace: 
         spec.extend(extra.clone());
     }
     let tenant: Tenant = serde_json::from_value(body).unwrap();
-    Api::<Tenant>::all(client.clone()).create(&PostParams::default(), &tenant).await.unwrap()
+    Api::<Tenant>::all(client.clone())
+        .create(&PostParams::default(), &tenant)
+        .await
+        .unwrap()
 }
 
 /// One reconcile, as the controller would run it. A Tenant without the finalizer first gets it
 /// (that pass only adds it; the controller then reconciles again on the change).
-pub async fn reconcile_now(client: &kube::Client, ctx: &Arc<Context>, slug: &str) -> Result<Action, String> {
+pub async fn reconcile_now(
+    client: &kube::Client,
+    ctx: &Arc<Context>,
+    slug: &str,
+) -> Result<Action, String> {
     let api = Api::<Tenant>::all(client.clone());
     let tenant = api.get(slug).await.unwrap();
-    let has_finalizer = tenant.metadata.finalizers.as_ref().is_some_and(|f| f.iter().any(|f| f == "flomastr.io/cleanup"));
+    let has_finalizer = tenant
+        .metadata
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|f| f == "flomastr.io/cleanup"));
     let deleting = tenant.metadata.deletion_timestamp.is_some();
-    let result = reconcile(Arc::new(tenant), ctx.clone()).await.map_err(|e| e.to_string());
+    let result = reconcile(Arc::new(tenant), ctx.clone())
+        .await
+        .map_err(|e| e.to_string());
     if has_finalizer || deleting {
         return result;
     }
-    assert_eq!(result, Ok(Action::await_change()), "the first pass adds the finalizer");
-    reconcile(Arc::new(api.get(slug).await.unwrap()), ctx.clone()).await.map_err(|e| e.to_string())
+    assert_eq!(
+        result,
+        Ok(Action::await_change()),
+        "the first pass adds the finalizer"
+    );
+    reconcile(Arc::new(api.get(slug).await.unwrap()), ctx.clone())
+        .await
+        .map_err(|e| e.to_string())
 }
 
 async fn resource_versions(client: &kube::Client, slug: &str) -> Vec<String> {
     let ns = format!("tenant-{slug}");
-    let rv = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| m.resource_version.clone().unwrap_or_default();
+    let rv = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        m.resource_version.clone().unwrap_or_default()
+    };
     vec![
-        rv(&Api::<Tenant>::all(client.clone()).get(slug).await.unwrap().metadata),
-        rv(&Api::<Namespace>::all(client.clone()).get(&ns).await.unwrap().metadata),
-        rv(&Api::<Deployment>::namespaced(client.clone(), &ns).get("n8n").await.unwrap().metadata),
-        rv(&Api::<Service>::namespaced(client.clone(), &ns).get("n8n").await.unwrap().metadata),
-        rv(&Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns).get("n8n-data").await.unwrap().metadata),
-        rv(&Api::<Ingress>::namespaced(client.clone(), &ns).get("n8n").await.unwrap().metadata),
-        rv(&Api::<Secret>::namespaced(client.clone(), &ns).get("n8n-encryption").await.unwrap().metadata),
-        rv(&Api::<NetworkPolicy>::namespaced(client.clone(), &ns).get("n8n").await.unwrap().metadata),
+        rv(&Api::<Tenant>::all(client.clone())
+            .get(slug)
+            .await
+            .unwrap()
+            .metadata),
+        rv(&Api::<Namespace>::all(client.clone())
+            .get(&ns)
+            .await
+            .unwrap()
+            .metadata),
+        rv(&Api::<Deployment>::namespaced(client.clone(), &ns)
+            .get("n8n")
+            .await
+            .unwrap()
+            .metadata),
+        rv(&Api::<Service>::namespaced(client.clone(), &ns)
+            .get("n8n")
+            .await
+            .unwrap()
+            .metadata),
+        rv(
+            &Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns)
+                .get("n8n-data")
+                .await
+                .unwrap()
+                .metadata,
+        ),
+        rv(&Api::<Ingress>::namespaced(client.clone(), &ns)
+            .get("n8n")
+            .await
+            .unwrap()
+            .metadata),
+        rv(&Api::<Secret>::namespaced(client.clone(), &ns)
+            .get("n8n-encryption")
+            .await
+            .unwrap()
+            .metadata),
+        rv(&Api::<NetworkPolicy>::namespaced(client.clone(), &ns)
+            .get("n8n")
+            .await
+            .unwrap()
+            .metadata),
     ]
 }
 
 async fn mark_available(client: &kube::Client, slug: &str, replicas: i32) {
     let api = Api::<Deployment>::namespaced(client.clone(), &format!("tenant-{slug}"));
     let status = json!({"status": {"replicas": replicas, "availableReplicas": replicas, "readyReplicas": replicas}});
-    api.patch_status("n8n", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+    api.patch_status("n8n", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
 }
 
-fn condition<'a>(tenant: &'a Tenant, kind: &str) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
-    tenant.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == kind).unwrap()
+fn condition<'a>(
+    tenant: &'a Tenant,
+    kind: &str,
+) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    tenant
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == kind)
+        .unwrap()
 }
 
 #[tokio::test]
@@ -136,40 +214,147 @@ async fn full_lifecycle_on_the_real_api_server() {
 
     // First pass: children applied, engine registered, waiting for n8n.
     let action = reconcile_now(&client, &ctx, &slug).await.unwrap();
-    assert_eq!(action, Action::requeue(Duration::from_secs(300)), "waiting on the Deployment is progress, not an error");
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(300)),
+        "waiting on the Deployment is progress, not an error"
+    );
     let tenant = Api::<Tenant>::all(client.clone()).get(&slug).await.unwrap();
-    assert!(tenant.metadata.finalizers.as_ref().unwrap().contains(&"flomastr.io/cleanup".to_owned()));
-    assert_eq!(tenant.status.as_ref().unwrap().phase, Some(TenantPhase::Provisioning));
+    assert!(
+        tenant
+            .metadata
+            .finalizers
+            .as_ref()
+            .unwrap()
+            .contains(&"flomastr.io/cleanup".to_owned())
+    );
+    assert_eq!(
+        tenant.status.as_ref().unwrap().phase,
+        Some(TenantPhase::Provisioning)
+    );
     assert_eq!(condition(&tenant, "EngineRegistered").status, "True");
     assert_eq!(condition(&tenant, "N8nReady").reason, "Progressing");
-    assert_eq!(tenant.status.as_ref().unwrap().n8n_url.as_deref(), Some(format!("https://{slug}.n8n.example.test").as_str()));
+    assert_eq!(
+        tenant.status.as_ref().unwrap().n8n_url.as_deref(),
+        Some(format!("https://{slug}.n8n.example.test").as_str())
+    );
 
-    let deployment = Api::<Deployment>::namespaced(client.clone(), &ns).get("n8n").await.unwrap();
+    let deployment = Api::<Deployment>::namespaced(client.clone(), &ns)
+        .get("n8n")
+        .await
+        .unwrap();
     let owner = &deployment.metadata.owner_references.as_ref().unwrap()[0];
-    assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("Tenant", slug.as_str(), Some(true)));
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+        ("Tenant", slug.as_str(), Some(true))
+    );
     let pod = deployment.spec.template.spec.as_ref().unwrap();
     let container = &pod.containers[0];
-    assert_eq!(container.image.as_deref(), Some("docker.n8n.io/n8nio/n8n:1.116.2"));
-    let env: std::collections::HashMap<_, _> = container.env.as_ref().unwrap().iter().map(|e| (e.name.as_str(), e)).collect();
-    assert_eq!(env["N8N_HOST"].value.as_deref(), Some(format!("{slug}.n8n.example.test").as_str()));
-    assert_eq!(env["GENERIC_TIMEZONE"].value.as_deref(), Some("Europe/Madrid"));
-    assert_eq!(env["FLOMASTR_ENGINE_URL"].value.as_deref(), Some(engine.url.as_str()));
-    assert_eq!(env["N8N_ENCRYPTION_KEY"].value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().name, "n8n-encryption");
-    assert_eq!(pod.security_context.as_ref().unwrap().run_as_user, Some(1000));
-    assert_eq!(container.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/healthz/readiness"));
-    let quota = Api::<k8s_openapi::api::core::v1::ResourceQuota>::namespaced(client.clone(), &ns).get("tenant-quota").await.unwrap();
+    assert_eq!(
+        container.image.as_deref(),
+        Some("docker.n8n.io/n8nio/n8n:1.116.2")
+    );
+    let env: std::collections::HashMap<_, _> = container
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|e| (e.name.as_str(), e))
+        .collect();
+    assert_eq!(
+        env["N8N_HOST"].value.as_deref(),
+        Some(format!("{slug}.n8n.example.test").as_str())
+    );
+    assert_eq!(
+        env["GENERIC_TIMEZONE"].value.as_deref(),
+        Some("Europe/Madrid")
+    );
+    assert_eq!(
+        env["FLOMASTR_ENGINE_URL"].value.as_deref(),
+        Some(engine.url.as_str())
+    );
+    assert_eq!(
+        env["N8N_ENCRYPTION_KEY"]
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap()
+            .name,
+        "n8n-encryption"
+    );
+    assert_eq!(
+        pod.security_context.as_ref().unwrap().run_as_user,
+        Some(1000)
+    );
+    assert_eq!(
+        container
+            .readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .path
+            .as_deref(),
+        Some("/healthz/readiness")
+    );
+    let quota = Api::<k8s_openapi::api::core::v1::ResourceQuota>::namespaced(client.clone(), &ns)
+        .get("tenant-quota")
+        .await
+        .unwrap();
     assert_eq!(quota.spec.unwrap().hard.unwrap()["pods"].0, "5");
-    let ingress = Api::<Ingress>::namespaced(client.clone(), &ns).get("n8n").await.unwrap();
-    assert_eq!(ingress.spec.unwrap().rules.unwrap()[0].host.as_deref(), Some(format!("{slug}.n8n.example.test").as_str()));
-    Api::<Ingress>::namespaced(client.clone(), &ns).get("frontend").await.expect("frontend ingress");
-    Api::<NetworkPolicy>::namespaced(client.clone(), &ns).get("n8n").await.expect("network policy");
+    let ingress = Api::<Ingress>::namespaced(client.clone(), &ns)
+        .get("n8n")
+        .await
+        .unwrap();
+    assert_eq!(
+        ingress.spec.unwrap().rules.unwrap()[0].host.as_deref(),
+        Some(format!("{slug}.n8n.example.test").as_str())
+    );
+    Api::<Ingress>::namespaced(client.clone(), &ns)
+        .get("frontend")
+        .await
+        .expect("frontend ingress");
+    Api::<NetworkPolicy>::namespaced(client.clone(), &ns)
+        .get("n8n")
+        .await
+        .expect("network policy");
 
     // The engine knows the tenant, and the minted worker token works there.
-    let token_secret = Api::<Secret>::namespaced(client.clone(), &ns).get("flomastr-worker").await.unwrap();
-    let token = String::from_utf8(token_secret.data.unwrap()["FLOMASTR_WORKER_TOKEN"].0.clone()).unwrap();
-    let poll = engine.http.get(engine.at("/queue/next-job")).bearer_auth(&token).send().await.unwrap();
-    assert_eq!(poll.status(), 204, "the worker token registered in the engine is the one in the Secret");
-    let view: Value = engine.http.get(engine.at(&format!("/admin/tenants/{slug}"))).bearer_auth(ADMIN_TOKEN).send().await.unwrap().json().await.unwrap();
+    let token_secret = Api::<Secret>::namespaced(client.clone(), &ns)
+        .get("flomastr-worker")
+        .await
+        .unwrap();
+    let token = String::from_utf8(
+        token_secret.data.unwrap()["FLOMASTR_WORKER_TOKEN"]
+            .0
+            .clone(),
+    )
+    .unwrap();
+    let poll = engine
+        .http
+        .get(engine.at("/queue/next-job"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        poll.status(),
+        204,
+        "the worker token registered in the engine is the one in the Secret"
+    );
+    let view: Value = engine
+        .http
+        .get(engine.at(&format!("/admin/tenants/{slug}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(view["channel"]["provider"], "infobip");
     assert_eq!(view["max_concurrency"], 7);
     assert_eq!(view["webhook_secret_set"], true);
@@ -178,51 +363,150 @@ async fn full_lifecycle_on_the_real_api_server() {
     mark_available(&client, &slug, 1).await;
     reconcile_now(&client, &ctx, &slug).await.unwrap();
     let tenant = Api::<Tenant>::all(client.clone()).get(&slug).await.unwrap();
-    assert_eq!(tenant.status.as_ref().unwrap().phase, Some(TenantPhase::Ready));
+    assert_eq!(
+        tenant.status.as_ref().unwrap().phase,
+        Some(TenantPhase::Ready)
+    );
     assert_eq!(condition(&tenant, "Ready").status, "True");
     let ready_since = condition(&tenant, "Ready").last_transition_time.clone();
 
     // A no-op resync writes nothing.
     let before = resource_versions(&client, &slug).await;
-    let encryption = Api::<Secret>::namespaced(client.clone(), &ns).get("n8n-encryption").await.unwrap().data;
+    let encryption = Api::<Secret>::namespaced(client.clone(), &ns)
+        .get("n8n-encryption")
+        .await
+        .unwrap()
+        .data;
     reconcile_now(&client, &ctx, &slug).await.unwrap();
-    assert_eq!(resource_versions(&client, &slug).await, before, "a no-op resync changed resourceVersions");
-    assert_eq!(Api::<Secret>::namespaced(client.clone(), &ns).get("n8n-encryption").await.unwrap().data, encryption);
+    assert_eq!(
+        resource_versions(&client, &slug).await,
+        before,
+        "a no-op resync changed resourceVersions"
+    );
+    assert_eq!(
+        Api::<Secret>::namespaced(client.clone(), &ns)
+            .get("n8n-encryption")
+            .await
+            .unwrap()
+            .data,
+        encryption
+    );
     let tenant = Api::<Tenant>::all(client.clone()).get(&slug).await.unwrap();
-    assert_eq!(condition(&tenant, "Ready").last_transition_time, ready_since);
+    assert_eq!(
+        condition(&tenant, "Ready").last_transition_time,
+        ready_since
+    );
 
     // Drift: a hand-changed image and a deleted Deployment are restored.
     let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
     let hand = json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"template": {"spec": {"containers": [{"name": "n8n", "image": "n8nio/n8n:evil"}]}}}});
-    deployments.patch("n8n", &PatchParams::apply("someone").force(), &Patch::Apply(&hand)).await.unwrap();
+    deployments
+        .patch(
+            "n8n",
+            &PatchParams::apply("someone").force(),
+            &Patch::Apply(&hand),
+        )
+        .await
+        .unwrap();
     reconcile_now(&client, &ctx, &slug).await.unwrap();
-    let image = deployments.get("n8n").await.unwrap().spec.template.spec.unwrap().containers[0].image.clone();
+    let image = deployments
+        .get("n8n")
+        .await
+        .unwrap()
+        .spec
+        .template
+        .spec
+        .unwrap()
+        .containers[0]
+        .image
+        .clone();
     assert_eq!(image.as_deref(), Some("docker.n8n.io/n8nio/n8n:1.116.2"));
-    deployments.delete("n8n", &DeleteParams::default()).await.unwrap();
+    deployments
+        .delete("n8n", &DeleteParams::default())
+        .await
+        .unwrap();
     let _ = reconcile_now(&client, &ctx, &slug).await;
-    deployments.get("n8n").await.expect("a deleted Deployment is recreated");
-    assert_eq!(Api::<Secret>::namespaced(client.clone(), &ns).get("n8n-encryption").await.unwrap().data, encryption, "the key never changes");
+    deployments
+        .get("n8n")
+        .await
+        .expect("a deleted Deployment is recreated");
+    assert_eq!(
+        Api::<Secret>::namespaced(client.clone(), &ns)
+            .get("n8n-encryption")
+            .await
+            .unwrap()
+            .data,
+        encryption,
+        "the key never changes"
+    );
 
     // Suspend: scaled to zero, suspended in the engine; resume brings it back.
     let tenants = Api::<Tenant>::all(client.clone());
-    tenants.patch(&slug, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"suspended": true}}))).await.unwrap();
+    tenants
+        .patch(
+            &slug,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"suspended": true}})),
+        )
+        .await
+        .unwrap();
     reconcile_now(&client, &ctx, &slug).await.unwrap();
     assert_eq!(deployments.get("n8n").await.unwrap().spec.replicas, Some(0));
-    assert_eq!(tenants.get(&slug).await.unwrap().status.unwrap().phase, Some(TenantPhase::Suspended));
-    let view: Value = engine.http.get(engine.at(&format!("/admin/tenants/{slug}"))).bearer_auth(ADMIN_TOKEN).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        tenants.get(&slug).await.unwrap().status.unwrap().phase,
+        Some(TenantPhase::Suspended)
+    );
+    let view: Value = engine
+        .http
+        .get(engine.at(&format!("/admin/tenants/{slug}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(view["status"], "suspended");
-    tenants.patch(&slug, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"suspended": false}}))).await.unwrap();
+    tenants
+        .patch(
+            &slug,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"suspended": false}})),
+        )
+        .await
+        .unwrap();
     let _ = reconcile_now(&client, &ctx, &slug).await;
     assert_eq!(deployments.get("n8n").await.unwrap().spec.replicas, Some(1));
-    let view: Value = engine.http.get(engine.at(&format!("/admin/tenants/{slug}"))).bearer_auth(ADMIN_TOKEN).send().await.unwrap().json().await.unwrap();
+    let view: Value = engine
+        .http
+        .get(engine.at(&format!("/admin/tenants/{slug}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(view["status"], "active");
 
     // Delete (policy Delete): the engine registration goes, then the finalizer, then the Tenant.
-    tenants.delete(&slug, &DeleteParams::default()).await.unwrap();
+    tenants
+        .delete(&slug, &DeleteParams::default())
+        .await
+        .unwrap();
     reconcile_now(&client, &ctx, &slug).await.unwrap();
-    let gone = engine.http.get(engine.at(&format!("/admin/tenants/{slug}"))).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let gone = engine
+        .http
+        .get(engine.at(&format!("/admin/tenants/{slug}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(gone.status(), 404);
-    assert!(tenants.get_opt(&slug).await.unwrap().is_none(), "the finalizer was released");
+    assert!(
+        tenants.get_opt(&slug).await.unwrap().is_none(),
+        "the finalizer was released"
+    );
 }
 
 #[tokio::test]
@@ -237,28 +521,57 @@ async fn a_missing_credentials_secret_is_a_condition_with_backoff_not_a_crash() 
     assert!(error.contains("EngineRegistered"), "{error}");
     let tenant = Api::<Tenant>::all(client.clone()).get(&slug).await.unwrap();
     let registered = condition(&tenant, "EngineRegistered");
-    assert_eq!((registered.status.as_str(), registered.reason.as_str()), ("False", "CredentialsSecretMissing"));
-    assert!(registered.message.contains("nowhere/acme-infobip"), "{}", registered.message);
-    assert_eq!(tenant.status.as_ref().unwrap().phase, Some(TenantPhase::Degraded));
+    assert_eq!(
+        (registered.status.as_str(), registered.reason.as_str()),
+        ("False", "CredentialsSecretMissing")
+    );
+    assert!(
+        registered.message.contains("nowhere/acme-infobip"),
+        "{}",
+        registered.message
+    );
+    assert_eq!(
+        tenant.status.as_ref().unwrap().phase,
+        Some(TenantPhase::Degraded)
+    );
     // Backoff grows; it never spins.
     let tenant = Arc::new(tenant);
     let fake = flomastr::operator::reconcile::Error::NotReady("x".into());
     let first = error_policy(tenant.clone(), &fake, ctx.clone());
     let second = error_policy(tenant.clone(), &fake, ctx.clone());
     let third = error_policy(tenant, &fake, ctx.clone());
-    assert_eq!((first, second, third), (
-        Action::requeue(Duration::from_secs(1)), Action::requeue(Duration::from_secs(2)), Action::requeue(Duration::from_secs(4))
-    ));
+    assert_eq!(
+        (first, second, third),
+        (
+            Action::requeue(Duration::from_secs(1)),
+            Action::requeue(Duration::from_secs(2)),
+            Action::requeue(Duration::from_secs(4))
+        )
+    );
 }
 
 #[tokio::test]
 async fn the_operator_needs_nothing_beyond_its_cluster_role() {
     let admin = admin_client().await;
     install_tenant_crd(&admin).await;
-    let rbac = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/rbac/operator.yaml")).unwrap();
+    let rbac = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/manifests/rbac/operator.yaml"
+    ))
+    .unwrap();
     let namespaces = Api::<Namespace>::all(admin.clone());
-    if namespaces.get_opt("flomastr-system").await.unwrap().is_none() {
-        let _ = namespaces.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": "flomastr-system"}})).unwrap()).await;
+    if namespaces
+        .get_opt("flomastr-system")
+        .await
+        .unwrap()
+        .is_none()
+    {
+        let _ = namespaces
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "flomastr-system"}})).unwrap(),
+            )
+            .await;
     }
     let discovery = kube::Discovery::new(admin.clone()).run().await.unwrap();
     for document in rbac.split("\n---") {
@@ -266,10 +579,20 @@ async fn the_operator_needs_nothing_beyond_its_cluster_role() {
         let gvk = kube::core::GroupVersionKind::try_from(object.types.as_ref().unwrap()).unwrap();
         let (resource, caps) = discovery.resolve_gvk(&gvk).unwrap();
         let api: Api<kube::api::DynamicObject> = match caps.scope {
-            kube::discovery::Scope::Namespaced => Api::namespaced_with(admin.clone(), object.metadata.namespace.as_deref().unwrap(), &resource),
+            kube::discovery::Scope::Namespaced => Api::namespaced_with(
+                admin.clone(),
+                object.metadata.namespace.as_deref().unwrap(),
+                &resource,
+            ),
             kube::discovery::Scope::Cluster => Api::all_with(admin.clone(), &resource),
         };
-        api.patch(&object.metadata.name.clone().unwrap(), &PatchParams::apply("flomastr-tests").force(), &Patch::Apply(&object)).await.unwrap();
+        api.patch(
+            &object.metadata.name.clone().unwrap(),
+            &PatchParams::apply("flomastr-tests").force(),
+            &Patch::Apply(&object),
+        )
+        .await
+        .unwrap();
     }
     let engine = start_engine().await;
     let secrets = credentials(&admin).await;
@@ -278,18 +601,34 @@ async fn the_operator_needs_nothing_beyond_its_cluster_role() {
     // The operator's own identity: the ServiceAccount the ClusterRole is bound to.
     let operator = kube_client("operator").await;
     let ctx = context(operator.clone(), operator_args(&engine)).await;
-    reconcile_now(&operator, &ctx, &slug).await.expect("a full reconcile under the operator's role");
+    reconcile_now(&operator, &ctx, &slug)
+        .await
+        .expect("a full reconcile under the operator's role");
     mark_available(&admin, &slug, 1).await;
     reconcile_now(&operator, &ctx, &slug).await.unwrap();
     let tenant = Api::<Tenant>::all(admin.clone()).get(&slug).await.unwrap();
     assert_eq!(tenant.status.unwrap().phase, Some(TenantPhase::Ready));
     // And no more than that: it cannot, for example, read pods or change RBAC.
-    let pods = Api::<k8s_openapi::api::core::v1::Pod>::all(operator.clone()).list(&Default::default()).await;
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::all(operator.clone())
+        .list(&Default::default())
+        .await;
     assert!(matches!(pods, Err(kube::Error::Api(ref s)) if s.code == 403));
-    let leases = flomastr::operator::leader::LeaderElector::new(operator.clone(), "flomastr-system", "test-leader");
-    assert!(leases.try_acquire_or_renew().await.is_ok(), "leader election works under the role");
-    Api::<Tenant>::all(admin).delete(&slug, &DeleteParams::default()).await.unwrap();
-    reconcile_now(&operator, &ctx, &slug).await.expect("cleanup under the operator's role");
+    let leases = flomastr::operator::leader::LeaderElector::new(
+        operator.clone(),
+        "flomastr-system",
+        "test-leader",
+    );
+    assert!(
+        leases.try_acquire_or_renew().await.is_ok(),
+        "leader election works under the role"
+    );
+    Api::<Tenant>::all(admin)
+        .delete(&slug, &DeleteParams::default())
+        .await
+        .unwrap();
+    reconcile_now(&operator, &ctx, &slug)
+        .await
+        .expect("cleanup under the operator's role");
 }
 
 #[tokio::test]
@@ -297,16 +636,30 @@ async fn leader_election_allows_one_leader_and_hands_over_on_release() {
     let client = admin_client().await;
     let namespace = unique("leases");
     Api::<Namespace>::all(client.clone())
-        .create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap(),
+        )
         .await
         .unwrap();
-    let first = flomastr::operator::leader::LeaderElector::new(client.clone(), &namespace, "replica-a");
-    let second = flomastr::operator::leader::LeaderElector::new(client.clone(), &namespace, "replica-b");
+    let first =
+        flomastr::operator::leader::LeaderElector::new(client.clone(), &namespace, "replica-a");
+    let second =
+        flomastr::operator::leader::LeaderElector::new(client.clone(), &namespace, "replica-b");
     assert!(first.try_acquire_or_renew().await.unwrap());
-    assert!(!second.try_acquire_or_renew().await.unwrap(), "one leader at a time");
-    assert!(first.try_acquire_or_renew().await.unwrap(), "the leader renews");
+    assert!(
+        !second.try_acquire_or_renew().await.unwrap(),
+        "one leader at a time"
+    );
+    assert!(
+        first.try_acquire_or_renew().await.unwrap(),
+        "the leader renews"
+    );
     first.release().await;
-    assert!(second.try_acquire_or_renew().await.unwrap(), "a released lease is taken over at once");
+    assert!(
+        second.try_acquire_or_renew().await.unwrap(),
+        "a released lease is taken over at once"
+    );
     assert!(!first.try_acquire_or_renew().await.unwrap());
 }
 
@@ -333,35 +686,56 @@ async fn the_running_controller_converges_and_heals_drift_by_itself() {
     }))
     .unwrap();
     let tenants = Api::<Tenant>::all(client.clone());
-    tenants.create(&PostParams::default(), &tenant).await.unwrap();
+    tenants
+        .create(&PostParams::default(), &tenant)
+        .await
+        .unwrap();
 
     let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
-    eventually("the Deployment", || async { deployments.get_opt("n8n").await.ok().flatten() }).await;
+    eventually("the Deployment", || async {
+        deployments.get_opt("n8n").await.ok().flatten()
+    })
+    .await;
     mark_available(&client, &slug, 1).await;
     eventually("phase Ready", || async {
         let t = tenants.get(&slug).await.ok()?;
         (t.status?.phase == Some(TenantPhase::Ready)).then_some(())
     })
     .await;
-    deployments.delete("n8n", &DeleteParams::default()).await.unwrap();
+    deployments
+        .delete("n8n", &DeleteParams::default())
+        .await
+        .unwrap();
     eventually("the deleted Deployment restored", || async {
         let d = deployments.get_opt("n8n").await.ok().flatten()?;
         d.metadata.deletion_timestamp.is_none().then_some(())
     })
     .await;
-    tenants.delete(&slug, &DeleteParams::default()).await.unwrap();
-    eventually("the Tenant deleted after cleanup", || async { tenants.get_opt(&slug).await.ok()?.is_none().then_some(()) }).await;
+    tenants
+        .delete(&slug, &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the Tenant deleted after cleanup", || async {
+        tenants.get_opt(&slug).await.ok()?.is_none().then_some(())
+    })
+    .await;
     controller.abort();
 }
 
 /// Polls `check` until it yields, for at most 30 s.
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(what: &str, mut check: impl FnMut() -> F) -> T {
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(value) = check().await {
             return value;
         }
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

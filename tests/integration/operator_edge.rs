@@ -18,7 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Caddy {
@@ -67,7 +71,10 @@ impl Caddy {
             .expect("caddy is installed (scripts/system-deps installs it)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while reqwest::get(format!("{}/config/", self.admin)).await.is_err() {
+        while reqwest::get(format!("{}/config/", self.admin))
+            .await
+            .is_err()
+        {
             assert!(Instant::now() < deadline, "caddy did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -100,8 +107,21 @@ impl Caddy {
     }
 
     async fn route_ids(&self) -> Vec<String> {
-        let routes: Value = reqwest::get(format!("{}/config/apps/http/servers/srv0/routes", self.admin)).await.unwrap().json().await.unwrap();
-        routes.as_array().unwrap().iter().filter_map(|r| r["@id"].as_str().map(str::to_owned)).collect()
+        let routes: Value = reqwest::get(format!(
+            "{}/config/apps/http/servers/srv0/routes",
+            self.admin
+        ))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        routes
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["@id"].as_str().map(str::to_owned))
+            .collect()
     }
 }
 
@@ -114,7 +134,13 @@ impl Drop for Caddy {
 /// Answers with the tenant header it received, so a test sees what Caddy forwarded.
 async fn echo_server() -> String {
     let app = Router::new().fallback(|headers: HeaderMap| async move {
-        format!("upstream saw X-Tenant-Slug={}", headers.get("x-tenant-slug").and_then(|v| v.to_str().ok()).unwrap_or("-"))
+        format!(
+            "upstream saw X-Tenant-Slug={}",
+            headers
+                .get("x-tenant-slug")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+        )
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap().to_string();
@@ -136,33 +162,82 @@ async fn caddy_routes_are_idempotent_heal_after_a_restart_and_go_on_suspend_and_
     let ctx = context(client.clone(), args).await;
     let secrets = credentials(&client).await;
     let slug = unique("edge");
-    let (front, n8n) = (format!("{slug}.example.test"), format!("{slug}.n8n.example.test"));
+    let (front, n8n) = (
+        format!("{slug}.example.test"),
+        format!("{slug}.n8n.example.test"),
+    );
     create_tenant(&client, &slug, &secrets, json!({})).await;
 
     let _ = reconcile_now(&client, &ctx, &slug).await;
-    assert_eq!(caddy.get(&front).await, format!("upstream saw X-Tenant-Slug={slug}"), "set, not added: the client's value is replaced");
-    assert_eq!(caddy.get(&n8n).await, format!("upstream saw X-Tenant-Slug={slug}"));
+    assert_eq!(
+        caddy.get(&front).await,
+        format!("upstream saw X-Tenant-Slug={slug}"),
+        "set, not added: the client's value is replaced"
+    );
+    assert_eq!(
+        caddy.get(&n8n).await,
+        format!("upstream saw X-Tenant-Slug={slug}")
+    );
     assert_eq!(caddy.get("unknown.example.test").await, "catch-all");
     let _ = reconcile_now(&client, &ctx, &slug).await;
     let ids = caddy.route_ids().await;
-    assert_eq!(ids.iter().filter(|id| id.contains(&slug)).count(), 2, "re-asserting does not duplicate: {ids:?}");
+    assert_eq!(
+        ids.iter().filter(|id| id.contains(&slug)).count(),
+        2,
+        "re-asserting does not duplicate: {ids:?}"
+    );
 
     caddy.restart().await;
-    assert_eq!(caddy.get(&front).await, "catch-all", "a restarted Caddy forgot the route");
+    assert_eq!(
+        caddy.get(&front).await,
+        "catch-all",
+        "a restarted Caddy forgot the route"
+    );
     let _ = reconcile_now(&client, &ctx, &slug).await;
-    assert_eq!(caddy.get(&front).await, format!("upstream saw X-Tenant-Slug={slug}"), "the next resync heals it");
+    assert_eq!(
+        caddy.get(&front).await,
+        format!("upstream saw X-Tenant-Slug={slug}"),
+        "the next resync heals it"
+    );
 
     let tenants = Api::<Tenant>::all(client.clone());
-    tenants.patch(&slug, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"suspended": true}}))).await.unwrap();
+    tenants
+        .patch(
+            &slug,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"suspended": true}})),
+        )
+        .await
+        .unwrap();
     let _ = reconcile_now(&client, &ctx, &slug).await;
-    assert_eq!(caddy.get(&front).await, "catch-all", "a suspended tenant has no routes");
-    tenants.patch(&slug, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"suspended": false}}))).await.unwrap();
+    assert_eq!(
+        caddy.get(&front).await,
+        "catch-all",
+        "a suspended tenant has no routes"
+    );
+    tenants
+        .patch(
+            &slug,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"suspended": false}})),
+        )
+        .await
+        .unwrap();
     let _ = reconcile_now(&client, &ctx, &slug).await;
-    assert_eq!(caddy.get(&front).await, format!("upstream saw X-Tenant-Slug={slug}"));
+    assert_eq!(
+        caddy.get(&front).await,
+        format!("upstream saw X-Tenant-Slug={slug}")
+    );
 
-    tenants.delete(&slug, &DeleteParams::default()).await.unwrap();
+    tenants
+        .delete(&slug, &DeleteParams::default())
+        .await
+        .unwrap();
     reconcile_now(&client, &ctx, &slug).await.unwrap();
-    assert!(caddy.route_ids().await.iter().all(|id| !id.contains(&slug)), "deleted with the tenant");
+    assert!(
+        caddy.route_ids().await.iter().all(|id| !id.contains(&slug)),
+        "deleted with the tenant"
+    );
     assert!(tenants.get_opt(&slug).await.unwrap().is_none());
 }
 
@@ -176,8 +251,14 @@ struct FakeDo {
 }
 
 async fn do_server(token: &str) -> (String, FakeDo) {
-    let state = FakeDo { token: token.to_owned(), ..FakeDo::default() };
-    let authorized = |state: &FakeDo, headers: &HeaderMap| headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {}", state.token));
+    let state = FakeDo {
+        token: token.to_owned(),
+        ..FakeDo::default()
+    };
+    let authorized = |state: &FakeDo, headers: &HeaderMap| {
+        headers.get("authorization").and_then(|v| v.to_str().ok())
+            == Some(&format!("Bearer {}", state.token))
+    };
     let app = Router::new()
         .route("/v2/domains/{zone}/records", get(move |State(s): State<FakeDo>, Path(zone): Path<String>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>| async move {
             if !authorized(&s, &headers) { return (axum::http::StatusCode::UNAUTHORIZED, Json(json!({"id": "unauthorized", "message": "Unable to authenticate you."}))); }
@@ -220,49 +301,130 @@ async fn digitalocean_records_follow_the_spec_and_go_with_the_tenant() {
     let ctx = context(client.clone(), args).await;
     let secrets = credentials(&client).await;
     let slug = unique("dns");
-    create_tenant(&client, &slug, &secrets, json!({"dns": {"enabled": true, "target": "203.0.113.10"}})).await;
+    create_tenant(
+        &client,
+        &slug,
+        &secrets,
+        json!({"dns": {"enabled": true, "target": "203.0.113.10"}}),
+    )
+    .await;
     let _ = reconcile_now(&client, &ctx, &slug).await;
     let data = |fake: &FakeDo| {
-        let mut v: Vec<(String, String, String)> = fake.records.lock().unwrap().values()
-            .map(|r| (r["type"].as_str().unwrap().to_owned(), r["name"].as_str().unwrap().to_owned(), r["data"].as_str().unwrap().to_owned()))
+        let mut v: Vec<(String, String, String)> = fake
+            .records
+            .lock()
+            .unwrap()
+            .values()
+            .map(|r| {
+                (
+                    r["type"].as_str().unwrap().to_owned(),
+                    r["name"].as_str().unwrap().to_owned(),
+                    r["data"].as_str().unwrap().to_owned(),
+                )
+            })
             .collect();
         v.sort();
         v
     };
-    assert_eq!(data(&fake), [
-        ("A".to_owned(), slug.clone(), "203.0.113.10".to_owned()),
-        ("A".to_owned(), format!("{slug}.n8n"), "203.0.113.10".to_owned()),
-    ]);
+    assert_eq!(
+        data(&fake),
+        [
+            ("A".to_owned(), slug.clone(), "203.0.113.10".to_owned()),
+            (
+                "A".to_owned(),
+                format!("{slug}.n8n"),
+                "203.0.113.10".to_owned()
+            ),
+        ]
+    );
     let tenants = Api::<Tenant>::all(client.clone());
     let status = tenants.get(&slug).await.unwrap().status.unwrap();
     assert_eq!(status.dns_records.len(), 2);
-    assert!(status.conditions.iter().any(|c| c.type_ == "DnsReady" && c.status == "True"));
+    assert!(
+        status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "DnsReady" && c.status == "True")
+    );
 
     // A duplicate made by hand is removed; a new target updates in place; a CNAME replaces the A.
-    let id = { let mut n = fake.next.lock().unwrap(); *n += 1; *n };
-    fake.records.lock().unwrap().insert(id, json!({"id": id, "type": "A", "name": slug, "data": "198.51.100.1", "ttl": 300}));
-    tenants.patch(&slug, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"dns": {"enabled": true, "target": "203.0.113.20"}}}))).await.unwrap();
+    let id = {
+        let mut n = fake.next.lock().unwrap();
+        *n += 1;
+        *n
+    };
+    fake.records.lock().unwrap().insert(
+        id,
+        json!({"id": id, "type": "A", "name": slug, "data": "198.51.100.1", "ttl": 300}),
+    );
+    tenants
+        .patch(
+            &slug,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"dns": {"enabled": true, "target": "203.0.113.20"}}})),
+        )
+        .await
+        .unwrap();
     let _ = reconcile_now(&client, &ctx, &slug).await;
-    assert_eq!(data(&fake).iter().map(|r| r.2.as_str()).collect::<Vec<_>>(), ["203.0.113.20", "203.0.113.20"]);
-    tenants.patch(&slug, &PatchParams::default(), &Patch::Merge(&json!({"spec": {"dns": {"enabled": true, "target": "lb.example.net"}}}))).await.unwrap();
+    assert_eq!(
+        data(&fake).iter().map(|r| r.2.as_str()).collect::<Vec<_>>(),
+        ["203.0.113.20", "203.0.113.20"]
+    );
+    tenants
+        .patch(
+            &slug,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"dns": {"enabled": true, "target": "lb.example.net"}}})),
+        )
+        .await
+        .unwrap();
     let _ = reconcile_now(&client, &ctx, &slug).await;
-    assert!(data(&fake).iter().all(|r| r.0 == "CNAME" && r.2 == "lb.example.net."), "{:?}", data(&fake));
+    assert!(
+        data(&fake)
+            .iter()
+            .all(|r| r.0 == "CNAME" && r.2 == "lb.example.net."),
+        "{:?}",
+        data(&fake)
+    );
 
-    tenants.delete(&slug, &DeleteParams::default()).await.unwrap();
+    tenants
+        .delete(&slug, &DeleteParams::default())
+        .await
+        .unwrap();
     reconcile_now(&client, &ctx, &slug).await.unwrap();
-    assert!(data(&fake).is_empty(), "policy Delete removes the tenant's records");
+    assert!(
+        data(&fake).is_empty(),
+        "policy Delete removes the tenant's records"
+    );
 }
 
 #[tokio::test]
 async fn external_dns_mode_writes_a_dns_endpoint() {
     let client = admin_client().await;
     install_tenant_crd(&client).await;
-    let crd = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/crds/dnsendpoints.externaldns.k8s.io.yaml")).unwrap();
+    let crd = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/manifests/crds/dnsendpoints.externaldns.k8s.io.yaml"
+    ))
+    .unwrap();
     let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition = serde_yaml::from_str(&crd).unwrap();
     let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch("dnsendpoints.externaldns.k8s.io", &PatchParams::apply("flomastr-tests").force(), &Patch::Apply(&crd)).await.unwrap();
-    let established = kube::runtime::wait::await_condition(crds, "dnsendpoints.externaldns.k8s.io", kube::runtime::wait::conditions::is_crd_established());
-    tokio::time::timeout(Duration::from_secs(30), established).await.unwrap().unwrap();
+    crds.patch(
+        "dnsendpoints.externaldns.k8s.io",
+        &PatchParams::apply("flomastr-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap();
+    let established = kube::runtime::wait::await_condition(
+        crds,
+        "dnsendpoints.externaldns.k8s.io",
+        kube::runtime::wait::conditions::is_crd_established(),
+    );
+    tokio::time::timeout(Duration::from_secs(30), established)
+        .await
+        .unwrap()
+        .unwrap();
 
     let engine = start_engine().await;
     let mut args = operator_args(&engine);
@@ -270,14 +432,34 @@ async fn external_dns_mode_writes_a_dns_endpoint() {
     let ctx = context(client.clone(), args).await;
     let secrets = credentials(&client).await;
     let slug = unique("xdns");
-    create_tenant(&client, &slug, &secrets, json!({"dns": {"enabled": true, "target": "203.0.113.30", "ttl": 120}})).await;
+    create_tenant(
+        &client,
+        &slug,
+        &secrets,
+        json!({"dns": {"enabled": true, "target": "203.0.113.30", "ttl": 120}}),
+    )
+    .await;
     let _ = reconcile_now(&client, &ctx, &slug).await;
-    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), &format!("tenant-{slug}"), &flomastr::operator::dns::external_dns::resource());
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &format!("tenant-{slug}"),
+        &flomastr::operator::dns::external_dns::resource(),
+    );
     let endpoint = api.get("tenant-dns").await.expect("the DNSEndpoint exists");
-    let endpoints = endpoint.data["spec"]["endpoints"].as_array().unwrap().clone();
+    let endpoints = endpoint.data["spec"]["endpoints"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(endpoints.len(), 2);
-    assert!(endpoints.iter().all(|e| e["recordType"] == "A" && e["targets"] == json!(["203.0.113.30"]) && e["recordTTL"] == 120));
+    assert!(endpoints.iter().all(|e| e["recordType"] == "A"
+        && e["targets"] == json!(["203.0.113.30"])
+        && e["recordTTL"] == 120));
     assert!(endpoint.metadata.owner_references.unwrap()[0].kind == "Tenant");
-    let status = Api::<Tenant>::all(client.clone()).get(&slug).await.unwrap().status.unwrap();
+    let status = Api::<Tenant>::all(client.clone())
+        .get(&slug)
+        .await
+        .unwrap()
+        .status
+        .unwrap();
     assert_eq!(status.dns_records[0].provider, "external-dns");
 }

@@ -4,8 +4,8 @@ use super::meta;
 use crate::operator::plan::Plan;
 use crate::tenant::Tenant;
 use k8s_openapi::api::networking::v1::{
-    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule, IngressServiceBackend, IngressSpec,
-    ServiceBackendPort,
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule,
+    IngressServiceBackend, IngressSpec, ServiceBackendPort,
 };
 
 fn rule(host: &str, service: &str, port: i32) -> IngressRule {
@@ -18,7 +18,10 @@ fn rule(host: &str, service: &str, port: i32) -> IngressRule {
                 backend: IngressBackend {
                     service: Some(IngressServiceBackend {
                         name: service.to_owned(),
-                        port: Some(ServiceBackendPort { number: Some(port), name: None }),
+                        port: Some(ServiceBackendPort {
+                            number: Some(port),
+                            name: None,
+                        }),
                     }),
                     resource: None,
                 },
@@ -58,7 +61,11 @@ pub fn frontend_ingress(tenant: &Tenant, plan: &Plan, service: &str, port: i32) 
 }
 
 /// `frontend` in the tenant's namespace, an alias of the shared frontend Service.
-pub fn frontend_service(tenant: &Tenant, plan: &Plan, external_name: &str) -> k8s_openapi::api::core::v1::Service {
+pub fn frontend_service(
+    tenant: &Tenant,
+    plan: &Plan,
+    external_name: &str,
+) -> k8s_openapi::api::core::v1::Service {
     k8s_openapi::api::core::v1::Service {
         metadata: meta(tenant, plan, "frontend", "frontend", true),
         spec: Some(k8s_openapi::api::core::v1::ServiceSpec {

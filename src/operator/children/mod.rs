@@ -19,7 +19,13 @@ use kube::Resource;
 use super::plan::Plan;
 
 /// Metadata of a child: its name and namespace, the plan's labels, owned by the Tenant.
-pub fn meta(tenant: &Tenant, plan: &Plan, name: &str, component: &str, namespaced: bool) -> ObjectMeta {
+pub fn meta(
+    tenant: &Tenant,
+    plan: &Plan,
+    name: &str,
+    component: &str,
+    namespaced: bool,
+) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.to_owned()),
         namespace: namespaced.then(|| plan.namespace.clone()),

@@ -5,10 +5,11 @@ use crate::operator::plan::Plan;
 use crate::tenant::Tenant;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec, Volume,
-    VolumeMount, VolumeResourceRequirements,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -20,11 +21,18 @@ const DATA_PVC: &str = "n8n-data";
 const UID: i64 = 1000;
 
 fn selector(plan: &Plan) -> BTreeMap<String, String> {
-    BTreeMap::from([("app.kubernetes.io/name".to_owned(), "n8n".to_owned()), ("flomastr.io/tenant".to_owned(), plan.slug.clone())])
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), "n8n".to_owned()),
+        ("flomastr.io/tenant".to_owned(), plan.slug.clone()),
+    ])
 }
 
 fn plain(name: &str, value: impl Into<String>) -> EnvVar {
-    EnvVar { name: name.to_owned(), value: Some(value.into()), value_from: None }
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.into()),
+        value_from: None,
+    }
 }
 
 fn from_secret(name: &str, secret: &str, key: &str) -> EnvVar {
@@ -32,7 +40,11 @@ fn from_secret(name: &str, secret: &str, key: &str) -> EnvVar {
         name: name.to_owned(),
         value: None,
         value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector { name: secret.to_owned(), key: key.to_owned(), optional: Some(false) }),
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_owned(),
+                key: key.to_owned(),
+                optional: Some(false),
+            }),
             ..EnvVarSource::default()
         }),
     }
@@ -60,12 +72,19 @@ fn env(tenant: &Tenant, plan: &Plan) -> Vec<EnvVar> {
 
 fn resources(tenant: &Tenant) -> ResourceRequirements {
     let r = &tenant.spec.n8n.resources;
-    let pair = |cpu: &Option<String>, memory: &Option<String>, default_cpu: &str, default_memory: &str| {
-        BTreeMap::from([
-            ("cpu".to_owned(), Quantity(cpu.clone().unwrap_or_else(|| default_cpu.to_owned()))),
-            ("memory".to_owned(), Quantity(memory.clone().unwrap_or_else(|| default_memory.to_owned()))),
-        ])
-    };
+    let pair =
+        |cpu: &Option<String>, memory: &Option<String>, default_cpu: &str, default_memory: &str| {
+            BTreeMap::from([
+                (
+                    "cpu".to_owned(),
+                    Quantity(cpu.clone().unwrap_or_else(|| default_cpu.to_owned())),
+                ),
+                (
+                    "memory".to_owned(),
+                    Quantity(memory.clone().unwrap_or_else(|| default_memory.to_owned())),
+                ),
+            ])
+        };
     ResourceRequirements {
         requests: Some(pair(&r.requests.cpu, &r.requests.memory, "200m", "512Mi")),
         limits: Some(pair(&r.limits.cpu, &r.limits.memory, "1", "1Gi")),
@@ -75,7 +94,11 @@ fn resources(tenant: &Tenant) -> ResourceRequirements {
 
 fn probe(path: &str, initial_delay: i32, period: i32, timeout: i32, failures: i32) -> Probe {
     Probe {
-        http_get: Some(HTTPGetAction { path: Some(path.to_owned()), port: IntOrString::Int(PORT), ..HTTPGetAction::default() }),
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::Int(PORT),
+            ..HTTPGetAction::default()
+        }),
         initial_delay_seconds: Some(initial_delay),
         period_seconds: Some(period),
         timeout_seconds: Some(timeout),
@@ -88,17 +111,28 @@ fn container(tenant: &Tenant, plan: &Plan) -> Container {
     Container {
         name: "n8n".to_owned(),
         image: Some(plan.image.clone()),
-        ports: Some(vec![ContainerPort { name: Some("http".to_owned()), container_port: PORT, ..ContainerPort::default() }]),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".to_owned()),
+            container_port: PORT,
+            ..ContainerPort::default()
+        }]),
         env: Some(env(tenant, plan)),
         resources: Some(resources(tenant)),
         startup_probe: Some(probe("/healthz", 0, 10, 5, 30)),
         liveness_probe: Some(probe("/healthz", 30, 20, 5, 6)),
         readiness_probe: Some(probe("/healthz/readiness", 10, 10, 3, 6)),
-        volume_mounts: Some(vec![VolumeMount { name: "data".to_owned(), mount_path: "/home/node/.n8n".to_owned(), ..VolumeMount::default() }]),
+        volume_mounts: Some(vec![VolumeMount {
+            name: "data".to_owned(),
+            mount_path: "/home/node/.n8n".to_owned(),
+            ..VolumeMount::default()
+        }]),
         // n8n writes its home and temp directories: no read-only root filesystem.
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_owned()]), ..Capabilities::default() }),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".to_owned()]),
+                ..Capabilities::default()
+            }),
             run_as_non_root: Some(true),
             run_as_user: Some(UID),
             ..SecurityContext::default()
@@ -113,9 +147,15 @@ pub fn deployment(tenant: &Tenant, plan: &Plan) -> Deployment {
         metadata: meta(tenant, plan, "n8n", "n8n", true),
         spec: DeploymentSpec {
             replicas: Some(plan.replicas),
-            selector: LabelSelector { match_labels: Some(labels.clone()), ..LabelSelector::default() },
+            selector: LabelSelector {
+                match_labels: Some(labels.clone()),
+                ..LabelSelector::default()
+            },
             // One volume, one main process: never two pods on it at once.
-            strategy: Some(DeploymentStrategy { type_: Some("Recreate".to_owned()), ..DeploymentStrategy::default() }),
+            strategy: Some(DeploymentStrategy {
+                type_: Some("Recreate".to_owned()),
+                ..DeploymentStrategy::default()
+            }),
             template: PodTemplateSpec {
                 metadata: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
                     labels: Some(labels),
@@ -130,12 +170,18 @@ pub fn deployment(tenant: &Tenant, plan: &Plan) -> Deployment {
                         run_as_user: Some(UID),
                         run_as_group: Some(UID),
                         fs_group: Some(UID),
-                        seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".to_owned(), ..SeccompProfile::default() }),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".to_owned(),
+                            ..SeccompProfile::default()
+                        }),
                         ..PodSecurityContext::default()
                     }),
                     volumes: Some(vec![Volume {
                         name: "data".to_owned(),
-                        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource { claim_name: DATA_PVC.to_owned(), read_only: None }),
+                        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                            claim_name: DATA_PVC.to_owned(),
+                            read_only: None,
+                        }),
                         ..Volume::default()
                     }]),
                     ..PodSpec::default()
@@ -153,7 +199,10 @@ pub fn pvc(tenant: &Tenant, plan: &Plan) -> PersistentVolumeClaim {
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
             resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([("storage".to_owned(), Quantity(tenant.spec.n8n.storage.clone()))])),
+                requests: Some(BTreeMap::from([(
+                    "storage".to_owned(),
+                    Quantity(tenant.spec.n8n.storage.clone()),
+                )])),
                 ..VolumeResourceRequirements::default()
             }),
             ..PersistentVolumeClaimSpec::default()

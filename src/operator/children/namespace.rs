@@ -3,15 +3,23 @@
 use super::meta;
 use crate::operator::plan::Plan;
 use crate::tenant::Tenant;
-use k8s_openapi::api::core::v1::{LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ResourceQuota, ResourceQuotaSpec};
+use k8s_openapi::api::core::v1::{
+    LimitRange, LimitRangeItem, LimitRangeSpec, Namespace, ResourceQuota, ResourceQuotaSpec,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use std::collections::BTreeMap;
 
 pub fn namespace(tenant: &Tenant, plan: &Plan) -> Namespace {
     let mut metadata = meta(tenant, plan, &plan.namespace, "tenant", false);
     // Pod Security "restricted": n8n runs as uid 1000 without privileges.
-    metadata.labels.get_or_insert_default().insert("pod-security.kubernetes.io/enforce".into(), "restricted".into());
-    Namespace { metadata, ..Namespace::default() }
+    metadata.labels.get_or_insert_default().insert(
+        "pod-security.kubernetes.io/enforce".into(),
+        "restricted".into(),
+    );
+    Namespace {
+        metadata,
+        ..Namespace::default()
+    }
 }
 
 pub fn resource_quota(tenant: &Tenant, plan: &Plan) -> ResourceQuota {
@@ -33,7 +41,10 @@ pub fn resource_quota(tenant: &Tenant, plan: &Plan) -> ResourceQuota {
     }
     ResourceQuota {
         metadata: meta(tenant, plan, "tenant-quota", "quota", true),
-        spec: Some(ResourceQuotaSpec { hard: Some(hard), ..ResourceQuotaSpec::default() }),
+        spec: Some(ResourceQuotaSpec {
+            hard: Some(hard),
+            ..ResourceQuotaSpec::default()
+        }),
         ..ResourceQuota::default()
     }
 }
@@ -41,7 +52,10 @@ pub fn resource_quota(tenant: &Tenant, plan: &Plan) -> ResourceQuota {
 /// Defaults for containers that do not say, so a quota on limits never blocks them.
 pub fn limit_range(tenant: &Tenant, plan: &Plan) -> LimitRange {
     let quantities = |cpu: &str, memory: &str| {
-        BTreeMap::from([("cpu".to_owned(), Quantity(cpu.to_owned())), ("memory".to_owned(), Quantity(memory.to_owned()))])
+        BTreeMap::from([
+            ("cpu".to_owned(), Quantity(cpu.to_owned())),
+            ("memory".to_owned(), Quantity(memory.to_owned())),
+        ])
     };
     LimitRange {
         metadata: meta(tenant, plan, "tenant-limits", "limits", true),

@@ -38,13 +38,25 @@ impl DoClient {
             .timeout(Duration::from_secs(15))
             .build()
             .expect("an HTTP client with static settings builds");
-        Self { http, base: base.trim_end_matches('/').to_owned(), token: token.to_owned() }
+        Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token: token.to_owned(),
+        }
     }
 
-    pub async fn ensure(&self, zone: &str, plan: &DnsPlan) -> Result<Vec<DnsRecordStatus>, DnsError> {
+    pub async fn ensure(
+        &self,
+        zone: &str,
+        plan: &DnsPlan,
+    ) -> Result<Vec<DnsRecordStatus>, DnsError> {
         let kind = record_type_name(plan);
         // CNAME data is a fully qualified name with a trailing dot.
-        let data = if plan.record_type == DnsRecordType::CNAME { format!("{}.", plan.target.trim_end_matches('.')) } else { plan.target.clone() };
+        let data = if plan.record_type == DnsRecordType::CNAME {
+            format!("{}.", plan.target.trim_end_matches('.'))
+        } else {
+            plan.target.clone()
+        };
         let mut owned = Vec::new();
         for fqdn in &plan.names {
             // A name changing type (A -> CNAME) must not keep the old record.
@@ -54,7 +66,9 @@ impl DoClient {
                 }
             }
             let existing = self.list(zone, kind, fqdn).await?;
-            let id = self.converge(zone, kind, fqdn, &data, plan.ttl, existing).await?;
+            let id = self
+                .converge(zone, kind, fqdn, &data, plan.ttl, existing)
+                .await?;
             owned.push(DnsRecordStatus {
                 name: fqdn.clone(),
                 record_type: plan.record_type,
@@ -67,14 +81,26 @@ impl DoClient {
     }
 
     /// One record with the right data and TTL: create, update, or keep; extras deleted.
-    async fn converge(&self, zone: &str, kind: &str, fqdn: &str, data: &str, ttl: i32, mut existing: Vec<Record>) -> Result<i64, DnsError> {
+    async fn converge(
+        &self,
+        zone: &str,
+        kind: &str,
+        fqdn: &str,
+        data: &str,
+        ttl: i32,
+        mut existing: Vec<Record>,
+    ) -> Result<i64, DnsError> {
         existing.sort_by_key(|r| (r.data != data, r.id));
         let mut records = existing.into_iter();
         let id = match records.next() {
-            None => self.create(zone, kind, &relative(fqdn, zone), data, ttl).await?,
+            None => {
+                self.create(zone, kind, &relative(fqdn, zone), data, ttl)
+                    .await?
+            }
             Some(record) if record.data == data && record.ttl == Some(i64::from(ttl)) => record.id,
             Some(record) => {
-                self.update(zone, record.id, kind, &relative(fqdn, zone), data, ttl).await?;
+                self.update(zone, record.id, kind, &relative(fqdn, zone), data, ttl)
+                    .await?;
                 record.id
             }
         };
@@ -102,7 +128,12 @@ impl DoClient {
             let response = self
                 .http
                 .get(format!("{}/v2/domains/{zone}/records", self.base))
-                .query(&[("type", kind), ("name", fqdn), ("per_page", "200"), ("page", &page.to_string())])
+                .query(&[
+                    ("type", kind),
+                    ("name", fqdn),
+                    ("per_page", "200"),
+                    ("page", &page.to_string()),
+                ])
                 .bearer_auth(&self.token)
                 .send()
                 .await
@@ -117,7 +148,14 @@ impl DoClient {
         }
     }
 
-    async fn create(&self, zone: &str, kind: &str, name: &str, data: &str, ttl: i32) -> Result<i64, DnsError> {
+    async fn create(
+        &self,
+        zone: &str,
+        kind: &str,
+        name: &str,
+        data: &str,
+        ttl: i32,
+    ) -> Result<i64, DnsError> {
         let response = self
             .http
             .post(format!("{}/v2/domains/{zone}/records", self.base))
@@ -126,11 +164,28 @@ impl DoClient {
             .send()
             .await
             .map_err(DnsError::Unreachable)?;
-        let body: serde_json::Value = checked(response, "create record").await?.json().await.map_err(DnsError::Unreachable)?;
-        body["domain_record"]["id"].as_i64().ok_or(DnsError::Refused { action: "create record", status: 200 })
+        let body: serde_json::Value = checked(response, "create record")
+            .await?
+            .json()
+            .await
+            .map_err(DnsError::Unreachable)?;
+        body["domain_record"]["id"]
+            .as_i64()
+            .ok_or(DnsError::Refused {
+                action: "create record",
+                status: 200,
+            })
     }
 
-    async fn update(&self, zone: &str, id: i64, kind: &str, name: &str, data: &str, ttl: i32) -> Result<(), DnsError> {
+    async fn update(
+        &self,
+        zone: &str,
+        id: i64,
+        kind: &str,
+        name: &str,
+        data: &str,
+        ttl: i32,
+    ) -> Result<(), DnsError> {
         let response = self
             .http
             .put(format!("{}/v2/domains/{zone}/records/{id}", self.base))
@@ -160,24 +215,41 @@ impl DoClient {
 /// `acme.n8n.example.com` in zone `example.com` is `acme.n8n`; the apex is `@`.
 fn relative(fqdn: &str, zone: &str) -> String {
     let fqdn = fqdn.trim_end_matches('.');
-    match fqdn.strip_suffix(zone).and_then(|rest| rest.strip_suffix('.')) {
+    match fqdn
+        .strip_suffix(zone)
+        .and_then(|rest| rest.strip_suffix('.'))
+    {
         Some(rest) => rest.to_owned(),
         None if fqdn == zone => "@".to_owned(),
         None => fqdn.to_owned(),
     }
 }
 
-async fn checked(response: reqwest::Response, action: &'static str) -> Result<reqwest::Response, DnsError> {
+async fn checked(
+    response: reqwest::Response,
+    action: &'static str,
+) -> Result<reqwest::Response, DnsError> {
     let status = response.status().as_u16();
-    if status == 429 || response.headers().get("ratelimit-remaining").and_then(|v| v.to_str().ok()) == Some("0") && status >= 400 {
+    if status == 429
+        || response
+            .headers()
+            .get("ratelimit-remaining")
+            .and_then(|v| v.to_str().ok())
+            == Some("0")
+            && status >= 400
+    {
         let reset = response
             .headers()
             .get("ratelimit-reset")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        return Err(DnsError::RateLimited { retry_after_seconds: reset.saturating_sub(now).clamp(1, 3600) });
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        return Err(DnsError::RateLimited {
+            retry_after_seconds: reset.saturating_sub(now).clamp(1, 3600),
+        });
     }
     if (200..300).contains(&status) {
         Ok(response)

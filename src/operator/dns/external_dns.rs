@@ -3,19 +3,28 @@
 use super::{DnsError, record_type_name};
 use crate::operator::plan::{DnsPlan, MANAGER, Plan};
 use crate::tenant::{DnsRecordStatus, Tenant};
+use kube::Resource;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::Resource;
 use serde_json::json;
 
 const NAME: &str = "tenant-dns";
 
 pub fn resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("externaldns.k8s.io", "v1alpha1", "DNSEndpoint"), "dnsendpoints")
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("externaldns.k8s.io", "v1alpha1", "DNSEndpoint"),
+        "dnsendpoints",
+    )
 }
 
-pub async fn ensure(client: &kube::Client, tenant: &Tenant, plan: &Plan, dns: &DnsPlan) -> Result<Vec<DnsRecordStatus>, DnsError> {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &plan.namespace, &resource());
+pub async fn ensure(
+    client: &kube::Client,
+    tenant: &Tenant,
+    plan: &Plan,
+    dns: &DnsPlan,
+) -> Result<Vec<DnsRecordStatus>, DnsError> {
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &plan.namespace, &resource());
     let endpoints: Vec<_> = dns
         .names
         .iter()
@@ -28,7 +37,12 @@ pub async fn ensure(client: &kube::Client, tenant: &Tenant, plan: &Plan, dns: &D
                      "ownerReferences": tenant.controller_owner_ref(&()).map(|r| vec![r])},
         "spec": {"endpoints": endpoints}
     });
-    api.patch(NAME, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&object)).await?;
+    api.patch(
+        NAME,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&object),
+    )
+    .await?;
     Ok(dns
         .names
         .iter()
@@ -43,7 +57,8 @@ pub async fn ensure(client: &kube::Client, tenant: &Tenant, plan: &Plan, dns: &D
 }
 
 pub async fn remove(client: &kube::Client, plan: &Plan) -> Result<(), DnsError> {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &plan.namespace, &resource());
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(client.clone(), &plan.namespace, &resource());
     match api.delete(NAME, &DeleteParams::default()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),

@@ -28,17 +28,32 @@ pub enum DnsManager {
 
 impl DnsManager {
     /// Makes the records exist and returns them for the Tenant's status.
-    pub async fn ensure(&self, client: &kube::Client, tenant: &Tenant, plan: &Plan, zone: &str) -> Result<Vec<DnsRecordStatus>, DnsError> {
-        let Some(dns) = &plan.dns else { return self.remove(client, plan, zone).await.map(|()| Vec::new()) };
+    pub async fn ensure(
+        &self,
+        client: &kube::Client,
+        tenant: &Tenant,
+        plan: &Plan,
+        zone: &str,
+    ) -> Result<Vec<DnsRecordStatus>, DnsError> {
+        let Some(dns) = &plan.dns else {
+            return self.remove(client, plan, zone).await.map(|()| Vec::new());
+        };
         match self {
-            Self::None => Err(DnsError::Config("spec.dns.enabled is true but the operator has no DNS provider (--dns-provider)")),
+            Self::None => Err(DnsError::Config(
+                "spec.dns.enabled is true but the operator has no DNS provider (--dns-provider)",
+            )),
             Self::DigitalOcean(api) => api.ensure(zone, dns).await,
             Self::ExternalDns => external_dns::ensure(client, tenant, plan, dns).await,
         }
     }
 
     /// Removes the tenant's records (deletion with policy Delete, or DNS turned off).
-    pub async fn remove(&self, client: &kube::Client, plan: &Plan, zone: &str) -> Result<(), DnsError> {
+    pub async fn remove(
+        &self,
+        client: &kube::Client,
+        plan: &Plan,
+        zone: &str,
+    ) -> Result<(), DnsError> {
         match self {
             Self::None => Ok(()),
             Self::DigitalOcean(api) => api.remove(zone, &names(plan, zone)).await,

