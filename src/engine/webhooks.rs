@@ -76,7 +76,7 @@ pub async fn seed(
     let presented = headers
         .get("x-webhook-secret")
         .and_then(|v| v.to_str().ok())
-        .or_else(|| bearer_value(&headers));
+        .or_else(|| crate::engine::auth::bearer_token(&headers));
     check_secret(&state, "seed", tenant.webhook_secret.as_ref(), presented)?;
     let inbound = seed_to_inbound(message)?;
     let ack = store(
@@ -538,12 +538,6 @@ fn check_secret(
             ))
         }
     }
-}
-
-fn bearer_value(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 fn signature_error(state: &AppState, provider: &str, error: SignatureError) -> ApiError {

@@ -108,7 +108,7 @@ async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> 
     findings.push(routes_finding(&tenant, &plan, &ctx, children.is_ok()).await);
     let (dns, records) = dns_finding(&tenant, &plan, &ctx).await;
     findings.push(dns);
-    findings.push(engine_finding(&tenant, &ctx).await);
+    findings.push(engine_finding(&tenant, &plan, &ctx).await);
     write_status(&tenant, &plan, &ctx, &findings, records).await?;
     children?;
     if let Some(f) = findings.iter().find(|f| !f.ok && f.reason != "Progressing") {
@@ -378,7 +378,7 @@ async fn dns_finding(
     }
 }
 
-async fn engine_finding(tenant: &Tenant, ctx: &Context) -> Finding {
+async fn engine_finding(tenant: &Tenant, plan: &Plan, ctx: &Context) -> Finding {
     let kind = ConditionType::EngineRegistered;
     let reference = &tenant.spec.whatsapp.credentials_secret_ref;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &reference.namespace);
@@ -396,11 +396,7 @@ async fn engine_finding(tenant: &Tenant, ctx: &Context) -> Finding {
         }
         Err(error) => return Finding::failed(kind, "CredentialsUnreadable", error.to_string()),
     };
-    let plan = plan(tenant, &ctx.config);
-    let token = match namespaced::<Secret>(ctx, &plan)
-        .get_opt(WORKER_SECRET)
-        .await
-    {
+    let token = match namespaced::<Secret>(ctx, plan).get_opt(WORKER_SECRET).await {
         Ok(Some(secret)) => secret_value(&secret, WORKER_TOKEN).unwrap_or_default(),
         Ok(None) => {
             return Finding::failed(
@@ -557,7 +553,7 @@ async fn cleanup(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error
         DeletionPolicy::Retain => {
             let mut suspended = (*tenant).clone();
             suspended.spec.suspended = true;
-            let finding = engine_finding(&suspended, &ctx).await;
+            let finding = engine_finding(&suspended, &plan, &ctx).await;
             if !finding.ok && finding.reason == "EngineError" {
                 return Err(Error::Cleanup(finding.message));
             }

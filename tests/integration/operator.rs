@@ -1,7 +1,7 @@
 //! The operator against the real API server, a running engine and (when installed) real Caddy:
 //! the lifecycle, drift, no-op resyncs, suspension, deletion, missing credentials, DNS, RBAC.
 
-use crate::common::{admin_client, install_tenant_crd, kube_client, unique};
+use crate::common::{admin_client, eventually, install_tenant_crd, kube_client, unique};
 use crate::engine_harness::{ADMIN_TOKEN, TestEngine, start_engine};
 use flomastr::operator::config::{DnsProviderKind, OperatorArgs};
 use flomastr::operator::context::Context;
@@ -720,22 +720,4 @@ async fn the_running_controller_converges_and_heals_drift_by_itself() {
     })
     .await;
     controller.abort();
-}
-
-/// Polls `check` until it yields, for at most 30 s.
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut check: impl FnMut() -> F,
-) -> T {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }

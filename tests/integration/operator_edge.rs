@@ -1,7 +1,7 @@
 //! The operator's external state against real peers: Caddy's admin API (Caddy from Debian's
 //! packages), a local server speaking DigitalOcean's DNS API v2, and external-dns DNSEndpoints.
 
-use crate::common::{admin_client, install_tenant_crd, unique};
+use crate::common::{admin_client, free_port, install_tenant_crd, unique};
 use crate::engine_harness::start_engine;
 use crate::operator::{context, create_tenant, credentials, operator_args, reconcile_now};
 use axum::extract::{Path, Query, State};
@@ -16,14 +16,6 @@ use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Caddy {
     child: Option<Child>,

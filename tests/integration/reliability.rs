@@ -1,7 +1,7 @@
 //! Failure while under load: the engine killed with SIGKILL, PostgreSQL stopped and started.
 //! The invariant each time: every webhook that got a 2xx is a job.
 
-use crate::common::{fresh_db, unique};
+use crate::common::{free_port, fresh_db, unique};
 use crate::engine_harness::{ADMIN_TOKEN, args, sha256_hex, start_engine_with};
 use serde_json::json;
 use std::collections::HashSet;
@@ -9,14 +9,6 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 async fn wait_until_up(http: &reqwest::Client, url: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
