@@ -10,10 +10,12 @@ pub mod knowledge;
 pub mod memory;
 pub mod nl_query;
 pub mod provider;
+pub mod pulse;
 pub mod redact;
 pub mod settings;
 pub mod sql_guard;
 pub mod synthesis;
+pub mod templates;
 
 use crate::ai::chat::ChatClient;
 use crate::ai::chunk::Sizer;
@@ -26,7 +28,7 @@ use crate::engine::config::{EmbedderKind, EngineArgs};
 use crate::engine::secret::Secret;
 use crate::engine::state::AppState;
 use axum::Router;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use sqlx::{PgPool, Postgres, Transaction};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -114,6 +116,11 @@ pub fn routes() -> Router<AppState> {
         .route("/routes/tools/synthesis", post(synthesis::synthesize))
         .route("/routes/memory/{contact}", delete(memory::purge))
         .route("/routes/data/nl-query", post(nl_query::nl_query))
+        .route(
+            "/routes/context/templates",
+            put(templates::put).get(templates::get),
+        )
+        .route("/routes/context/pulse-content", post(pulse::pulse_content))
 }
 
 /// A transaction that row-level security scopes to one tenant. `set_config(.., true)` ends

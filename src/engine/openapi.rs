@@ -16,6 +16,7 @@ use utoipa::{Modify, OpenApi};
         admin::put_tenant, admin::get_tenant, admin::delete_tenant, admin::release_conversation,
         crate::ai::knowledge::ingest, crate::ai::knowledge::search, crate::ai::synthesis::synthesize,
         crate::ai::memory::purge, crate::ai::nl_query::nl_query,
+        crate::ai::templates::put, crate::ai::templates::get, crate::ai::pulse::pulse_content,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, queue::ClaimedJob)),
     modifiers(&BearerAuth),

@@ -4,6 +4,7 @@
 mod ai_embed;
 mod ai_knowledge;
 mod ai_nl_query;
+mod ai_pulse;
 mod ai_stub;
 mod ai_synthesis;
 mod cli;
