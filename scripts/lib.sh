@@ -9,6 +9,8 @@ APISERVER_BIN_DIR="$FLOMASTR_CACHE/k8s-$K8S_VERSION-etcd-$ETCD_VERSION"
 PY_VENV="$FLOMASTR_CACHE/venv"
 PGSERVER_VERSION=0.1.4
 MINILM_VERSION=0.1.0
+HELM_VERSION=v3.22.0
+HELM_BIN="$FLOMASTR_CACHE/helm-$HELM_VERSION/helm"
 
 log() { printf '\033[1m[flomastr]\033[0m %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -7,6 +7,7 @@ mod ai_nl_query;
 mod ai_pulse;
 mod ai_stub;
 mod ai_synthesis;
+mod chart;
 mod cli;
 mod common;
 mod engine_admin;
