@@ -9,3 +9,4 @@ pub mod engine;
 pub mod operator;
 pub mod sandbox;
 pub mod tenant;
+pub mod up;

@@ -46,6 +46,9 @@ enum Command {
     },
     /// Run local stand-ins for the InfoBip, Meta and Twilio send APIs.
     Sandbox(Box<flomastr::sandbox::SandboxArgs>),
+    /// Bring up the whole stack on loopback (PostgreSQL, a Kubernetes API server, engine,
+    /// operator, sandbox) with a sample tenant; Ctrl-C tears it down.
+    Up(Box<flomastr::up::UpArgs>),
 }
 
 #[tokio::main]
@@ -69,6 +72,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Sandbox(args) => Ok(flomastr::sandbox::run(*args).await?),
+        Command::Up(args) => Ok(flomastr::up::run(*args).await?),
     }
 }
 

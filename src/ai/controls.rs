@@ -105,6 +105,27 @@ pub struct Tokens {
     pub estimated: bool,
 }
 
+impl Tokens {
+    /// What a call cost: the server's usage, or an estimate from the text when it reported none.
+    pub fn of(
+        messages: &[crate::ai::chat::Message],
+        completion: &crate::ai::chat::Completion,
+    ) -> Self {
+        match completion.usage {
+            Some(usage) => Self {
+                prompt: usage.prompt_tokens,
+                completion: usage.completion_tokens,
+                estimated: false,
+            },
+            None => Self {
+                prompt: messages.iter().map(|m| estimate_tokens(&m.content)).sum(),
+                completion: estimate_tokens(&completion.text),
+                estimated: true,
+            },
+        }
+    }
+}
+
 /// ~4 characters a token: what is charged when a server reports no usage.
 pub fn estimate_tokens(text: &str) -> i64 {
     (text.chars().count() as i64 + 3) / 4

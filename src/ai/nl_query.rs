@@ -103,21 +103,7 @@ async fn run(
         tracing::warn!(%tenant, %error, "chat model failed writing a query");
         ApiError::unavailable("the chat model is unavailable; retry later")
     })?;
-    let tokens = match completion.usage {
-        Some(u) => Tokens {
-            prompt: u.prompt_tokens,
-            completion: u.completion_tokens,
-            estimated: false,
-        },
-        None => Tokens {
-            prompt: messages
-                .iter()
-                .map(|m| controls::estimate_tokens(&m.content))
-                .sum(),
-            completion: controls::estimate_tokens(&completion.text),
-            estimated: true,
-        },
-    };
+    let tokens = Tokens::of(&messages, &completion);
     controls::record_usage(&state.pool, tenant, "nl_query", &model, tokens).await?;
     let sql = extract_sql(&completion.text);
     *sql_seen = Some(sql.clone());

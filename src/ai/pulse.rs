@@ -524,21 +524,7 @@ async fn ask(
         }
         Ok(Ok(completion)) => completion,
     };
-    let tokens = match completion.usage {
-        Some(usage) => Tokens {
-            prompt: usage.prompt_tokens,
-            completion: usage.completion_tokens,
-            estimated: false,
-        },
-        None => Tokens {
-            prompt: messages
-                .iter()
-                .map(|m| controls::estimate_tokens(&m.content))
-                .sum(),
-            completion: controls::estimate_tokens(&completion.text),
-            estimated: true,
-        },
-    };
+    let tokens = Tokens::of(&messages, &completion);
     if let Err(error) =
         controls::record_usage(&state.pool, tenant, "pulse_content", &model.name, tokens).await
     {

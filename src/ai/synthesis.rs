@@ -180,21 +180,7 @@ async fn generate(
             return None;
         }
     };
-    let tokens = match completion.usage {
-        Some(usage) => Tokens {
-            prompt: usage.prompt_tokens,
-            completion: usage.completion_tokens,
-            estimated: false,
-        },
-        None => Tokens {
-            prompt: messages
-                .iter()
-                .map(|m| controls::estimate_tokens(&m.content))
-                .sum(),
-            completion: controls::estimate_tokens(&completion.text),
-            estimated: true,
-        },
-    };
+    let tokens = Tokens::of(&messages, &completion);
     if let Err(error) =
         controls::record_usage(&state.pool, tenant, "synthesis", model, tokens).await
     {

@@ -67,3 +67,54 @@ fn migrate_never_prints_the_database_password() {
         assert!(!printed.is_empty(), "a failure must say why");
     }
 }
+
+/// The README's configuration reference names every flag and environment variable of every
+/// program, so it cannot fall behind the code.
+#[test]
+fn readme_documents_every_flag_and_environment_variable() {
+    use clap::CommandFactory;
+    #[derive(clap::Parser)]
+    struct Engine {
+        #[command(flatten)]
+        args: flomastr::engine::config::EngineArgs,
+    }
+    #[derive(clap::Parser)]
+    struct Operator {
+        #[command(flatten)]
+        args: flomastr::operator::config::OperatorArgs,
+    }
+    #[derive(clap::Parser)]
+    struct Sandbox {
+        #[command(flatten)]
+        args: flomastr::sandbox::SandboxArgs,
+    }
+    #[derive(clap::Parser)]
+    struct Up {
+        #[command(flatten)]
+        args: flomastr::up::UpArgs,
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let mut missing = Vec::new();
+    for (program, command) in [
+        ("engine", Engine::command()),
+        ("operator", Operator::command()),
+        ("sandbox", Sandbox::command()),
+        ("up", Up::command()),
+    ] {
+        for arg in command.get_arguments() {
+            if let Some(long) = arg.get_long()
+                && !readme.contains(&format!("`--{long}`"))
+            {
+                missing.push(format!("{program}: --{long}"));
+            }
+            if let Some(env) = arg.get_env() {
+                let env = env.to_string_lossy();
+                if !readme.contains(&format!("`{env}`")) {
+                    missing.push(format!("{program}: {env}"));
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "not in README.md: {missing:?}");
+}

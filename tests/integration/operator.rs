@@ -273,6 +273,16 @@ async fn full_lifecycle_on_the_real_api_server() {
         env["FLOMASTR_ENGINE_URL"].value.as_deref(),
         Some(engine.url.as_str())
     );
+    // What manifests/n8n/whatsapp-worker.json reads with `$env`.
+    assert_eq!(
+        env["N8N_BLOCK_ENV_ACCESS_IN_NODE"].value.as_deref(),
+        Some("false")
+    );
+    let token_ref = env["FLOMASTR_WORKER_TOKEN"].value_from.as_ref().unwrap();
+    assert_eq!(
+        token_ref.secret_key_ref.as_ref().unwrap().name,
+        "flomastr-worker"
+    );
     assert_eq!(
         env["N8N_ENCRYPTION_KEY"]
             .value_from

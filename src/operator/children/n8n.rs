@@ -50,6 +50,8 @@ fn from_secret(name: &str, secret: &str, key: &str) -> EnvVar {
     }
 }
 
+const BLOCK_ENV_ACCESS: &str = "N8N_BLOCK_ENV_ACCESS_IN_NODE";
+
 fn env(tenant: &Tenant, plan: &Plan) -> Vec<EnvVar> {
     let timezone = tenant.spec.n8n.timezone.clone();
     let mut env = vec![
@@ -66,7 +68,14 @@ fn env(tenant: &Tenant, plan: &Plan) -> Vec<EnvVar> {
         from_secret("FLOMASTR_WORKER_TOKEN", WORKER_SECRET, WORKER_TOKEN),
         plain("FLOMASTR_TENANT", plan.slug.clone()),
     ];
-    env.extend(tenant.spec.n8n.extra_env.iter().cloned());
+    // The worker workflow (manifests/n8n/whatsapp-worker.json) reads the engine URL and the
+    // worker token with `$env`, which n8n 2.x blocks by default. A tenant may set it to `true`
+    // in `n8n.extraEnv` and keep the token in an n8n credential instead.
+    let extra = &tenant.spec.n8n.extra_env;
+    if !extra.iter().any(|e| e.name == BLOCK_ENV_ACCESS) {
+        env.push(plain(BLOCK_ENV_ACCESS, "false"));
+    }
+    env.extend(extra.iter().cloned());
     env
 }
 

@@ -1,0 +1,164 @@
+//! The example manifests a user applies as they are: every one is accepted by the real API
+//! server (kubectl, server-side dry run), and every credentials Secret has what the operator
+//! needs to register its Tenant with the engine.
+
+use crate::common::{KUBECONFIG_VAR, admin_client, install_tenant_crd, require_env};
+use flomastr::tenant::Tenant;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::{Value, json};
+
+const EXAMPLES: [&str; 3] = [
+    "manifests/examples/tenant-infobip.yaml",
+    "manifests/examples/tenant-meta.yaml",
+    "manifests/examples/tenant-twilio.yaml",
+];
+
+fn documents(path: &str) -> Vec<Value> {
+    let text = std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).expect("YAML"))
+        .collect()
+}
+
+#[test]
+fn every_example_secret_registers_its_tenant() {
+    let mut providers = Vec::new();
+    for path in EXAMPLES {
+        let docs = documents(path);
+        let find = |kind: &str| {
+            docs.iter()
+                .find(|d| d["kind"] == kind)
+                .cloned()
+                .unwrap_or_else(|| panic!("{path} has a {kind}"))
+        };
+        let tenant: Tenant = serde_json::from_value(find("Tenant")).unwrap();
+        let mut secret = find("Secret");
+        // The API server turns stringData into data; the operator reads either.
+        let secret: Secret = serde_json::from_value(secret.take()).unwrap();
+        let reference = &tenant.spec.whatsapp.credentials_secret_ref;
+        assert_eq!(
+            secret.metadata.name.as_deref(),
+            Some(reference.name.as_str()),
+            "{path}"
+        );
+        let registration = flomastr::operator::registration::build(&tenant, &secret, "token")
+            .unwrap_or_else(|missing| panic!("{path}: the Secret lacks {missing}"));
+        assert_eq!(registration.channel.sender, tenant.spec.whatsapp.sender);
+        providers.push(registration.channel.provider);
+    }
+    providers.sort_unstable();
+    assert_eq!(providers, ["infobip", "meta", "twilio"]);
+}
+
+#[tokio::test]
+async fn every_example_is_accepted_by_the_api_server() {
+    let client = admin_client().await;
+    install_tenant_crd(&client).await;
+    let namespace =
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "flomastr-system"}});
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            "flomastr-system",
+            &PatchParams::apply("flomastr-tests"),
+            &Patch::Apply(&namespace),
+        )
+        .await
+        .unwrap();
+    let kubeconfig = require_env(KUBECONFIG_VAR);
+    for path in EXAMPLES {
+        let out = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["apply", "--server-side", "--dry-run=server", "-f"])
+            .arg(format!("{}/{path}", env!("CARGO_MANIFEST_DIR")))
+            .output()
+            .expect("kubectl is installed (scripts/test installs it)");
+        assert!(
+            out.status.success(),
+            "{path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            stdout.matches("(server dry run)").count(),
+            2,
+            "{path}: {stdout}"
+        );
+    }
+}
+
+/// `manifests/caddy/Caddyfile` run by the real Caddy: it serves the engine, hides the admin API
+/// and metrics, and takes the routes the operator inserts into `srv0`.
+#[tokio::test]
+async fn the_caddyfile_fronts_the_engine_and_takes_operator_routes() {
+    use crate::common::free_port;
+    use flomastr::operator::caddy::{CaddyClient, route};
+    let engine = crate::engine_harness::start_engine().await;
+    let upstream = engine.url.trim_start_matches("http://").to_owned();
+    let (port, admin_port) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let mut caddy = std::process::Command::new("caddy")
+        .args(["run", "--adapter", "caddyfile", "--config"])
+        .arg(format!(
+            "{}/manifests/caddy/Caddyfile",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .env("FLOMASTR_API_HOST", format!("http://127.0.0.1:{port}"))
+        .env("FLOMASTR_ENGINE_UPSTREAM", &upstream)
+        .env("FLOMASTR_CADDY_ADMIN", format!("127.0.0.1:{admin_port}"))
+        .env("XDG_DATA_HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path())
+        .env("HOME", dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("caddy is installed (scripts/system-deps installs it)");
+    let edge = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let health = crate::common::eventually("Caddy serves the engine", || async {
+        let response = http
+            .get(format!("{edge}/routes/health"))
+            .send()
+            .await
+            .ok()?;
+        (response.status() == 200).then_some(response)
+    })
+    .await;
+    assert_eq!(health.status(), 200);
+    for hidden in ["/admin/tenants/acme", "/metrics"] {
+        let status = http
+            .get(format!("{edge}{hidden}"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 404, "{hidden} is not public");
+    }
+    // The operator's route for a tenant's n8n host lands in front of the site's route.
+    let client = CaddyClient::new(&format!("http://127.0.0.1:{admin_port}"), "srv0");
+    let id = "tenant-demo-n8n";
+    client
+        .upsert(id, &route(id, "demo.n8n.localhost", &upstream, "demo"))
+        .await
+        .expect("the operator can add its route to srv0");
+    // Caddy serves a tenant's host over TLS (on this port, which is not its HTTP port), with
+    // a certificate of its own CA for `.localhost` names (a public name gets an ACME one).
+    let tls = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .resolve("demo.n8n.localhost", ([127, 0, 0, 1], port).into())
+        .build()
+        .unwrap();
+    let answer = crate::common::eventually("the tenant host is routed over TLS", || async {
+        let response = tls
+            .get(format!("https://demo.n8n.localhost:{port}/"))
+            .send()
+            .await
+            .ok()?;
+        Some((response.status(), response.text().await.ok()?))
+    })
+    .await;
+    assert_eq!(answer.0, 200, "the engine answered: {}", answer.1);
+    caddy.kill().unwrap();
+    caddy.wait().unwrap();
+}
