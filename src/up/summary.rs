@@ -96,7 +96,8 @@ flomastr is up. Everything listens on 127.0.0.1; state, logs and secrets are in 
   Kubernetes KUBECONFIG={kubeconfig} kubectl get tenants    ({cluster_note})
   Tenant     {slug}: Ready; its n8n worker token is in {state}/worker-token
 
-Send a test WhatsApp message (InfoBip webhook format) to tenant {slug}:
+Send a test WhatsApp message (InfoBip webhook format) to tenant {slug} (the same file again is a
+redelivery: deduplicated; change its messageId for a new message):
 
   curl -sS -X POST {engine}/webhook/infobip/{slug} \
     -H 'Content-Type: application/json' -H "X-Webhook-Secret: $(cat {state}/webhook-secret)" \
