@@ -1,6 +1,7 @@
 //! What every reconcile shares.
 
 use crate::operator::caddy::CaddyClient;
+use crate::operator::child_cache::ChildCache;
 use crate::operator::config::{DnsProviderKind, OperatorArgs};
 use crate::operator::dns::{DnsManager, digitalocean::DoClient};
 use crate::operator::engine_client::EngineClient;
@@ -22,6 +23,8 @@ pub struct Context {
     /// The last registration sent to the engine per tenant (a digest), so a resync that changes
     /// nothing does not rewrite it.
     pub registered: Mutex<HashMap<String, [u8; 32]>>,
+    /// What was applied to each child and how the children are now, to skip no-op applies.
+    pub children: ChildCache,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -29,10 +32,30 @@ pub struct Context {
 pub struct ConfigError(pub &'static str);
 
 impl Context {
+    /// A context without child watches: every reconcile applies every child.
     pub fn new(
         client: kube::Client,
         config: OperatorArgs,
         metrics: Arc<OperatorMetrics>,
+    ) -> Result<Arc<Self>, ConfigError> {
+        Self::build(client, config, metrics, ChildCache::default())
+    }
+
+    /// The running operator's context: children are watched and unchanged ones not re-applied.
+    pub fn watching(
+        client: kube::Client,
+        config: OperatorArgs,
+        metrics: Arc<OperatorMetrics>,
+    ) -> Result<Arc<Self>, ConfigError> {
+        let children = ChildCache::watching(&client);
+        Self::build(client, config, metrics, children)
+    }
+
+    fn build(
+        client: kube::Client,
+        config: OperatorArgs,
+        metrics: Arc<OperatorMetrics>,
+        children: ChildCache,
     ) -> Result<Arc<Self>, ConfigError> {
         let dns = match config.dns_provider {
             DnsProviderKind::None => DnsManager::None,
@@ -61,6 +84,7 @@ impl Context {
             config,
             failures: Mutex::default(),
             registered: Mutex::default(),
+            children,
         }))
     }
 }

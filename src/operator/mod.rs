@@ -2,6 +2,7 @@
 //! records and the tenant's registration in the engine.
 
 pub mod caddy;
+pub mod child_cache;
 pub mod children;
 pub mod config;
 pub mod context;
@@ -107,7 +108,7 @@ pub async fn run(config: OperatorArgs) -> Result<(), OperatorError> {
     }
     metrics.leader.set(1);
     let no_election = config.no_leader_election;
-    let ctx = Context::new(client, config, metrics)?;
+    let ctx = Context::watching(client, config, metrics)?;
     let work = controller(ctx).for_each(|()| async {});
     let keep_lease = async {
         if no_election {

@@ -1,6 +1,7 @@
 //! The reconcile pipeline: read -> plan (pure) -> build children (pure) -> server-side apply ->
 //! external state (engine, Caddy, DNS) -> status. Cleanup runs behind the finalizer.
 
+use crate::operator::child_cache::Cached;
 use crate::operator::children::{
     self, ENCRYPTION_KEY, ENCRYPTION_SECRET, WORKER_SECRET, WORKER_TOKEN,
 };
@@ -18,7 +19,6 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Resource, ResourceExt};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -123,17 +123,23 @@ async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> 
     Ok(Action::requeue(ctx.config.resync()))
 }
 
-async fn ssa<K>(api: Api<K>, object: &K) -> Result<(), kube::Error>
+/// Server-side apply, skipped when the child is known to be exactly as desired already.
+async fn ssa<K>(ctx: &Context, api: Api<K>, object: &K) -> Result<(), kube::Error>
 where
-    K: Resource + Clone + DeserializeOwned + Serialize + Debug,
+    K: Cached + DeserializeOwned + Debug,
 {
+    if ctx.children.unchanged(object) {
+        return Ok(());
+    }
     let name = object.meta().name.clone().unwrap_or_default();
-    api.patch(
-        &name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(object),
-    )
-    .await?;
+    let live = api
+        .patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(object),
+        )
+        .await?;
+    ctx.children.applied(object, &live);
     Ok(())
 }
 
@@ -148,17 +154,25 @@ where
 /// Every Kubernetes child, in dependency order.
 async fn apply_children(tenant: &Tenant, plan: &Plan, ctx: &Context) -> Result<(), kube::Error> {
     ssa(
+        ctx,
         Api::all(ctx.client.clone()),
         &children::namespace(tenant, plan),
     )
     .await?;
     ssa(
+        ctx,
         namespaced(ctx, plan),
         &children::resource_quota(tenant, plan),
     )
     .await?;
-    ssa(namespaced(ctx, plan), &children::limit_range(tenant, plan)).await?;
     ssa(
+        ctx,
+        namespaced(ctx, plan),
+        &children::limit_range(tenant, plan),
+    )
+    .await?;
+    ssa(
+        ctx,
         namespaced(ctx, plan),
         &children::network_policy(
             tenant,
@@ -180,17 +194,29 @@ async fn apply_children(tenant: &Tenant, plan: &Plan, ctx: &Context) -> Result<(
         children::minted_secret(tenant, plan, WORKER_SECRET, WORKER_TOKEN),
     )
     .await?;
-    ssa(namespaced(ctx, plan), &children::pvc(tenant, plan)).await?;
-    ssa(namespaced(ctx, plan), &children::service(tenant, plan)).await?;
-    ssa(namespaced(ctx, plan), &children::deployment(tenant, plan)).await?;
-    ssa(namespaced(ctx, plan), &children::n8n_ingress(tenant, plan)).await?;
+    ssa(ctx, namespaced(ctx, plan), &children::pvc(tenant, plan)).await?;
+    ssa(ctx, namespaced(ctx, plan), &children::service(tenant, plan)).await?;
+    ssa(
+        ctx,
+        namespaced(ctx, plan),
+        &children::deployment(tenant, plan),
+    )
+    .await?;
+    ssa(
+        ctx,
+        namespaced(ctx, plan),
+        &children::n8n_ingress(tenant, plan),
+    )
+    .await?;
     if let Some((external_name, port)) = frontend_target(&ctx.config.frontend_service) {
         ssa(
+            ctx,
             namespaced(ctx, plan),
             &children::frontend_service(tenant, plan, &external_name),
         )
         .await?;
         ssa(
+            ctx,
             namespaced(ctx, plan),
             &children::frontend_ingress(tenant, plan, "frontend", port),
         )
@@ -560,6 +586,7 @@ async fn cleanup(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error
         }
     }
     ctx.registered.lock().unwrap().remove(&slug);
+    ctx.children.forget_namespace(&plan.namespace);
     publish(
         &ctx,
         &tenant,

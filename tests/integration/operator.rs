@@ -683,7 +683,9 @@ async fn the_running_controller_converges_and_heals_drift_by_itself() {
     let mut args = operator_args(&engine);
     // Only this test's Tenants: other tests reconcile theirs by hand.
     args.tenant_selector = Some(format!("flomastr.io/shard={shard}"));
-    let ctx = context(client.clone(), args).await;
+    // As `flomastr operator` runs it: children watched, unchanged ones not re-applied.
+    let ctx =
+        Context::watching(client.clone(), args, Arc::new(OperatorMetrics::default())).unwrap();
     let controller = tokio::spawn(flomastr::operator::controller(ctx).for_each(|()| async {}));
     let secrets = credentials(&client).await;
     let slug = unique("auto");
@@ -710,6 +712,19 @@ async fn the_running_controller_converges_and_heals_drift_by_itself() {
     eventually("phase Ready", || async {
         let t = tenants.get(&slug).await.ok()?;
         (t.status?.phase == Some(TenantPhase::Ready)).then_some(())
+    })
+    .await;
+    // A hand edit is undone although the desired object did not change (the watched copy's
+    // resourceVersion no longer is the one the last apply returned).
+    let edit = json!({"spec": {"template": {"spec": {"containers": [{"name": "n8n", "image": "example.invalid/n8n:hacked"}]}}}});
+    deployments
+        .patch("n8n", &PatchParams::default(), &Patch::Strategic(&edit))
+        .await
+        .unwrap();
+    eventually("the hand-edited image restored", || async {
+        let d = deployments.get_opt("n8n").await.ok().flatten()?;
+        let image = d.spec.template.spec?.containers[0].image.clone()?;
+        (!image.contains("hacked")).then_some(())
     })
     .await;
     deployments
