@@ -311,26 +311,7 @@ async fn full_cycle(
         tasks.push(tokio::spawn(async move {
             let token = format!("worker-{}", w % TENANTS);
             while !stop.load(Ordering::Relaxed) {
-                let Ok(r) = client
-                    .get(format!("{url}/queue/next-job?wait=1"))
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                else {
-                    continue;
-                };
-                if r.status() != 200 {
-                    continue;
-                }
-                let job: Value = r.json().await.unwrap();
-                let id = job["job_id"].as_str().unwrap();
-                let c = client
-                    .post(format!("{url}/queue/jobs/{id}/complete"))
-                    .bearer_auth(&token)
-                    .json(&json!({"lease_token": job["lease_token"]}))
-                    .send()
-                    .await;
-                if c.is_ok_and(|c| c.status() == 200) {
+                if take_and_complete(&client, &url, &token).await == Some(true) {
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -488,26 +469,9 @@ fn drain(
             tokio::spawn(async move {
                 let token = format!("worker-{tenant}");
                 while !stop.load(Ordering::Relaxed) {
-                    let Ok(r) = client
-                        .get(format!("{url}/queue/next-job?wait=1"))
-                        .bearer_auth(&token)
-                        .send()
-                        .await
-                    else {
-                        continue;
-                    };
-                    if r.status() != 200 {
-                        continue;
+                    if take_and_complete(&client, &url, &token).await.is_some() {
+                        done.fetch_add(1, Ordering::Relaxed);
                     }
-                    let job: Value = r.json().await.unwrap();
-                    let jid = job["job_id"].as_str().unwrap();
-                    let _ = client
-                        .post(format!("{url}/queue/jobs/{jid}/complete"))
-                        .bearer_auth(&token)
-                        .json(&json!({"lease_token": job["lease_token"]}))
-                        .send()
-                        .await;
-                    done.fetch_add(1, Ordering::Relaxed);
                 }
             })
         })
@@ -702,4 +666,25 @@ async fn run(filter: Option<String>) {
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("engine.md"), format!("{table}\n")).unwrap();
     drop(engine);
+}
+
+/// One worker step: long-poll for a job (1 s) and complete it. `None` when no job came,
+/// else whether the completion was accepted.
+async fn take_and_complete(client: &reqwest::Client, url: &str, token: &str) -> Option<bool> {
+    let response = client
+        .get(format!("{url}/queue/next-job?wait=1"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .ok()
+        .filter(|r| r.status() == 200)?;
+    let job: Value = response.json().await.unwrap();
+    let id = job["job_id"].as_str().unwrap();
+    let completed = client
+        .post(format!("{url}/queue/jobs/{id}/complete"))
+        .bearer_auth(token)
+        .json(&json!({"lease_token": job["lease_token"]}))
+        .send()
+        .await;
+    Some(completed.is_ok_and(|c| c.status() == 200))
 }

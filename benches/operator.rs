@@ -118,20 +118,11 @@ async fn run(count: usize) {
         .await
         .unwrap();
     let client = kube::Client::try_from(config).unwrap();
-    let crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
-        serde_yaml::from_str(&flomastr::tenant::crd_yaml()).unwrap();
-    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch(
-        "tenants.flomastr.io",
-        &PatchParams::apply("bench").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .unwrap();
-    kube::runtime::wait::await_condition(
-        crds,
-        "tenants.flomastr.io",
-        kube::runtime::wait::conditions::is_crd_established(),
+    flomastr::tenant::install_crd(
+        &client,
+        &<flomastr::tenant::Tenant as kube::CustomResourceExt>::crd(),
+        "bench",
+        Duration::from_secs(60),
     )
     .await
     .unwrap();

@@ -77,35 +77,37 @@ impl ChildCache {
         }
     }
 
-    /// Whether applying `desired` would change nothing we know of.
-    pub fn unchanged<K: Cached>(&self, desired: &K) -> bool {
-        let Some(store) = K::store(self) else {
+    /// The digest to hand to [`Self::unchanged`] and [`Self::applied`]; `None` without watches
+    /// (then nothing is ever skipped, and nothing is serialised for it).
+    pub fn digest<K: Cached>(&self, desired: &K) -> Option<[u8; 32]> {
+        K::store(self)?;
+        let bytes = serde_json::to_vec(desired).unwrap_or_default();
+        Some(Sha256::digest(bytes).into())
+    }
+
+    /// Whether applying `desired` (whose digest is `digest`) would change nothing we know of.
+    pub fn unchanged<K: Cached>(&self, desired: &K, digest: Option<[u8; 32]>) -> bool {
+        let (Some(store), Some(digest)) = (K::store(self), digest) else {
             return false;
         };
-        let key = key(desired);
-        let Some((digest, version)) = self.applied.lock().unwrap().get(&key).cloned() else {
+        let applied = self.applied.lock().unwrap().get(&key(desired)).cloned();
+        let Some((applied_digest, version)) = applied else {
             return false;
         };
-        if digest != digest_of(desired) {
-            return false;
-        }
-        let reference = object_ref(desired);
-        store
-            .get(&reference)
-            .and_then(|live| live.meta().resource_version.clone())
-            .is_some_and(|live| live == version)
+        applied_digest == digest
+            && store
+                .get(&object_ref(desired))
+                .and_then(|live| live.meta().resource_version.clone())
+                .is_some_and(|live| live == version)
     }
 
     /// Records what was applied and the resourceVersion the API server answered with.
-    pub fn applied<K: Cached>(&self, desired: &K, live: &K) {
-        if K::store(self).is_none() {
-            return;
-        }
-        if let Some(version) = live.meta().resource_version.clone() {
+    pub fn applied<K: Cached>(&self, desired: &K, digest: Option<[u8; 32]>, live: &K) {
+        if let (Some(digest), Some(version)) = (digest, live.meta().resource_version.clone()) {
             self.applied
                 .lock()
                 .unwrap()
-                .insert(key(desired), (digest_of(desired), version));
+                .insert(key(desired), (digest, version));
         }
     }
 
@@ -164,9 +166,4 @@ fn key<K: Cached>(object: &K) -> String {
         meta.namespace.as_deref().unwrap_or_default(),
         meta.name.as_deref().unwrap_or_default()
     )
-}
-
-fn digest_of<K: Serialize>(object: &K) -> [u8; 32] {
-    let bytes = serde_json::to_vec(object).unwrap_or_default();
-    Sha256::digest(bytes).into()
 }

@@ -11,6 +11,10 @@ use std::time::Duration;
 pub const LEASE_NAME: &str = "flomastr-operator";
 pub const LEASE_SECONDS: i32 = 15;
 pub const RENEW_EVERY: Duration = Duration::from_secs(5);
+/// Longest a single Lease call may take. A call to an API server that stopped answering would
+/// otherwise outlast the lease: the old leader would still act after another took over (renew),
+/// or a stopping replica would hang for its whole grace period (release).
+const CALL_TIMEOUT: Duration = RENEW_EVERY;
 
 pub struct LeaderElector {
     api: Api<Lease>,
@@ -35,8 +39,15 @@ impl LeaderElector {
         }
     }
 
-    /// Takes the lease if it is free, expired or ours; false if someone else holds it.
+    /// Takes the lease if it is free, expired or ours; false if someone else holds it or the
+    /// API server did not answer in time.
     pub async fn try_acquire_or_renew(&self) -> Result<bool, kube::Error> {
+        tokio::time::timeout(CALL_TIMEOUT, self.attempt())
+            .await
+            .unwrap_or(Ok(false))
+    }
+
+    async fn attempt(&self) -> Result<bool, kube::Error> {
         let now = Timestamp::now();
         let Some(mut lease) = self.api.get_opt(LEASE_NAME).await? else {
             let lease = Lease {
@@ -80,8 +91,18 @@ impl LeaderElector {
         }
     }
 
-    /// Gives the lease up (graceful shutdown), so another replica takes over at once.
+    /// Gives the lease up (graceful shutdown), so another replica takes over at once. Bounded:
+    /// when the API server is going away too, the lease simply expires.
     pub async fn release(&self) {
+        if tokio::time::timeout(CALL_TIMEOUT, self.hand_back())
+            .await
+            .is_err()
+        {
+            tracing::warn!("could not release the leader lease in time; it will expire");
+        }
+    }
+
+    async fn hand_back(&self) {
         if let Ok(Some(mut lease)) = self.api.get_opt(LEASE_NAME).await
             && lease
                 .spec

@@ -83,9 +83,6 @@ pub fn controller(ctx: Arc<Context>) -> impl futures::Stream<Item = ()> + Send {
         })
 }
 
-/// How long a shutting-down leader tries to hand its lease back.
-const RELEASE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Runs `flomastr operator` until SIGINT/SIGTERM or until it loses the leader lease.
 pub async fn run(config: OperatorArgs) -> Result<(), OperatorError> {
     let client = kube::Client::try_default().await?;
@@ -127,12 +124,7 @@ pub async fn run(config: OperatorArgs) -> Result<(), OperatorError> {
         () = shutdown_signal() => Ok(()),
     };
     if !no_election {
-        // Bounded: at shutdown the API server may be going away too, and a successor can
-        // always take the lease once it expires.
-        let released = tokio::time::timeout(RELEASE_TIMEOUT, elector.release()).await;
-        if released.is_err() {
-            tracing::warn!("could not release the leader lease in time; it will expire");
-        }
+        elector.release().await;
     }
     result
 }

@@ -128,7 +128,8 @@ async fn ssa<K>(ctx: &Context, api: Api<K>, object: &K) -> Result<(), kube::Erro
 where
     K: Cached + DeserializeOwned + Debug,
 {
-    if ctx.children.unchanged(object) {
+    let digest = ctx.children.digest(object);
+    if ctx.children.unchanged(object, digest) {
         return Ok(());
     }
     let name = object.meta().name.clone().unwrap_or_default();
@@ -139,7 +140,7 @@ where
             &Patch::Apply(object),
         )
         .await?;
-    ctx.children.applied(object, &live);
+    ctx.children.applied(object, digest, &live);
     Ok(())
 }
 

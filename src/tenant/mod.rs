@@ -4,7 +4,7 @@ mod crd;
 mod spec;
 mod status;
 
-pub use crd::{CRD_FILE, crd_yaml};
+pub use crd::{CRD_FILE, CrdInstallError, crd_yaml, install_crd};
 pub use spec::*;
 pub use status::*;
 

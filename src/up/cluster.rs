@@ -9,10 +9,8 @@ use crate::up::progress::Step;
 use crate::up::sample::Sample;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, CustomResourceExt};
 use serde_json::json;
 use std::path::Path;
@@ -36,21 +34,17 @@ pub async fn connect(kubeconfig: Option<&Path>) -> Result<Client, UpError> {
 /// The Tenant CRD (from this binary, so it always matches the operator) and the namespace the
 /// operator keeps its Lease and the credentials Secrets in.
 pub async fn install(client: &Client) -> Result<(), UpError> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = Tenant::crd();
-    let name = crd.metadata.name.clone().unwrap_or_default();
-    crds.patch(&name, &apply(), &Patch::Apply(&crd)).await?;
-    let established = await_condition(crds, &name, conditions::is_crd_established());
-    tokio::time::timeout(Duration::from_secs(60), established)
-        .await
-        .map_err(|_| UpError::NotReady {
-            what: "the Tenant CRD".into(),
-            detail: "not Established within 60 s".into(),
-        })?
-        .map_err(|e| UpError::NotReady {
-            what: "the Tenant CRD".into(),
-            detail: e.to_string(),
-        })?;
+    crate::tenant::install_crd(
+        client,
+        &Tenant::crd(),
+        FIELD_MANAGER,
+        Duration::from_secs(60),
+    )
+    .await
+    .map_err(|e| UpError::NotReady {
+        what: "the Tenant CRD".into(),
+        detail: e.to_string(),
+    })?;
     let namespace =
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}});
     Api::<Namespace>::all(client.clone())

@@ -3,9 +3,7 @@
 //! a missing variable is a failure, never a skip (a skipped suite looks green).
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::wait::{await_condition, conditions};
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
 use std::str::FromStr;
@@ -97,29 +95,15 @@ pub async fn install_tenant_crd(client: &kube::Client) {
             let path = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/tenant.yaml");
             let yaml = std::fs::read_to_string(path).expect("crds/tenant.yaml exists");
             let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml).expect("CRD parses");
-            let name = crd.metadata.name.clone().unwrap();
-            let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-            crds.patch(
-                &name,
-                &PatchParams::apply("flomastr-tests").force(),
-                &Patch::Apply(&crd),
-            )
-            .await
-            .expect("the API server accepts the CRD");
-            let established = await_condition(crds, &name, conditions::is_crd_established());
-            tokio::time::timeout(Duration::from_secs(30), established)
+            flomastr::tenant::install_crd(client, &crd, "flomastr-tests", Duration::from_secs(30))
                 .await
-                .expect("CRD established within 30 s")
-                .expect("watch the CRD");
+                .expect("the API server accepts and establishes the CRD");
         })
         .await;
 }
 
 /// Polls `check` until it yields, for at most 30 s.
-pub async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut check: impl FnMut() -> F,
-) -> T {
+pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         if let Some(value) = check().await {

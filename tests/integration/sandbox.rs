@@ -2,13 +2,13 @@
 //! process on loopback ports and called with reqwest. Reports land on a tiny receiver started by
 //! each test. No PostgreSQL or Kubernetes needed.
 
+use crate::common::eventually;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use flomastr::engine::providers::{self, DeliveryStatus, StatusReport, WebhookEvent};
 use flomastr::sandbox::{Accounts, Knobs, SandboxConfig};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 const IB_KEY: &str = "ib-api-key-0123456789";
@@ -37,18 +37,6 @@ fn pending() -> Value {
 }
 
 // ---- harness ----
-
-/// Waits until `check` yields a value, polling, for at most 10 s.
-async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 /// One POST the receiver got.
 #[derive(Clone, Debug)]

@@ -323,17 +323,16 @@ fn classify_meta(status: u16, body: &Value, after: Option<Duration>) -> SendOutc
         131047 => SendOutcome::WindowClosed {
             code: code.to_string(),
         },
-        // Throughput, pair rate, API rate limits and transient errors.
-        130429 | 131056 | 4 | 80007 | 131000 | 1 | 2 | 131016 => SendOutcome::Retry {
-            code: code.to_string(),
-            message: text,
-            after,
-        },
-        _ if retryable_status(status) => SendOutcome::Retry {
-            code: code.to_string(),
-            message: text,
-            after,
-        },
+        // Throughput, pair rate, API rate limits and transient errors; any 429/5xx.
+        _ if matches!(code, 130429 | 131056 | 4 | 80007 | 131000 | 1 | 2 | 131016)
+            || retryable_status(status) =>
+        {
+            SendOutcome::Retry {
+                code: code.to_string(),
+                message: text,
+                after,
+            }
+        }
         _ => SendOutcome::Permanent {
             code: code.to_string(),
             message: text,
@@ -361,12 +360,8 @@ fn classify_twilio(status: u16, body: &Value, after: Option<Duration>) -> SendOu
         63016 => SendOutcome::WindowClosed {
             code: code.to_string(),
         },
-        20429 | 63018 => SendOutcome::Retry {
-            code: code.to_string(),
-            message: text,
-            after,
-        },
-        _ if retryable_status(status) => SendOutcome::Retry {
+        // Throughput and queue limits; any 429/5xx.
+        _ if matches!(code, 20429 | 63018) || retryable_status(status) => SendOutcome::Retry {
             code: code.to_string(),
             message: text,
             after,
