@@ -473,7 +473,7 @@ fn minimal_values_render_the_default_objects() {
     let deployments: Vec<Deployment> = of_kind(&objects, "Deployment");
     let operator = deployment(&deployments, "operator");
     assert_eq!(operator.spec.replicas, Some(2));
-    let image = format!("ghcr.io/flomastr/flomastr:{}", env!("CARGO_PKG_VERSION"));
+    let image = format!("flomastr/flomastr:{}", env!("CARGO_PKG_VERSION"));
     let operator_container = container(operator);
     assert_eq!(operator_container.image.as_deref(), Some(image.as_str()));
     assert_eq!(operator_container.args, Some(vec!["operator".to_owned()]));
@@ -599,7 +599,7 @@ fn everything_enabled_renders_hpa_ingress_service_monitors_and_the_existing_secr
     let engine_container = container(engine);
     assert_eq!(
         engine_container.image.as_deref(),
-        Some("ghcr.io/flomastr/flomastr:0.1.0-test")
+        Some("flomastr/flomastr:0.1.0-test")
     );
     for (var, key) in [
         ("DATABASE_URL", "DATABASE_URL"),
