@@ -38,12 +38,9 @@ enum Command {
     Engine(Box<flomastr::engine::config::EngineArgs>),
     /// Run the operator: reconcile Tenants into namespaces, n8n, routes, DNS and engine registrations.
     Operator(Box<flomastr::operator::config::OperatorArgs>),
-    /// Apply the database migrations and exit.
-    Migrate {
-        /// PostgreSQL URL, e.g. postgres://user:pass@127.0.0.1:5432/flomastr
-        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-        database_url: String,
-    },
+    /// Apply the database migrations and exit; with --admin-url, first the one-time privileged
+    /// set-up (logins, database, extension).
+    Migrate(Box<flomastr::db::MigrateArgs>),
     /// Run local stand-ins for the InfoBip, Meta and Twilio send APIs.
     Sandbox(Box<flomastr::sandbox::SandboxArgs>),
     /// Bring up the whole stack on loopback (PostgreSQL, a Kubernetes API server, engine,
@@ -62,9 +59,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Engine(args) => Ok(flomastr::engine::run(*args).await?),
         Command::Operator(args) => Ok(flomastr::operator::run(*args).await?),
-        Command::Migrate { database_url } => {
-            let pool = flomastr::db::connect(&database_url, 2).await?;
-            flomastr::db::migrate(&pool).await.context("migrate")?;
+        Command::Migrate(args) => {
+            flomastr::db::run_migrate(&args).await.context("migrate")?;
             tracing::info!(
                 migrations = flomastr::db::MIGRATOR.iter().count(),
                 "database is up to date"

@@ -42,6 +42,8 @@ pub enum AiConfigError {
     BaseUrl,
     #[error("--embedder openai needs --openai-base-url")]
     NoEmbeddingServer,
+    #[error(transparent)]
+    NlQuery(#[from] nl_query::envelope::EnvelopeError),
 }
 
 /// The AI layer's share of the engine: one embedder, the chat server (if any), limits.
@@ -54,6 +56,8 @@ pub struct AiState {
     /// Whether text leaves the process when embedded (then it is redacted first).
     pub remote_embedder: bool,
     pub rate: RateLimiter,
+    /// `None`: no query login configured; natural-language queries answer 503.
+    pub nl_queries: Option<nl_query::NlQueries>,
     model_dir: Option<PathBuf>,
     sizer: OnceCell<Arc<Sizer>>,
 }
@@ -84,6 +88,17 @@ impl AiState {
             chat_model: args.chat_model.clone(),
             remote_embedder: args.embedder == EmbedderKind::Openai,
             rate: RateLimiter::default(),
+            nl_queries: args
+                .nl_query_database_url
+                .as_deref()
+                .map(|url| {
+                    nl_query::NlQueries::new(
+                        url,
+                        args.nl_query_per_tenant,
+                        args.nl_query_connections,
+                    )
+                })
+                .transpose()?,
             model_dir: args.embed_model_dir.clone(),
             sizer: OnceCell::new(),
         })

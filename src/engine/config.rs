@@ -23,6 +23,21 @@ pub struct EngineArgs {
     #[arg(long, env = "FLOMASTR_MASTER_KEY", hide_env_values = true)]
     pub master_key: String,
 
+    /// PostgreSQL URL of the natural-language query login (`POST /routes/data/nl-query`): a login
+    /// of its own that can read only the views of `ai_views` (`flomastr migrate --admin-url`
+    /// creates it). Without it natural-language queries answer 503.
+    #[arg(long, env = "FLOMASTR_NL_QUERY_DATABASE_URL", hide_env_values = true)]
+    pub nl_query_database_url: Option<String>,
+
+    /// Natural-language queries one tenant may run at once (more answer 429).
+    #[arg(long, env = "FLOMASTR_NL_QUERY_PER_TENANT", default_value_t = 2)]
+    pub nl_query_per_tenant: usize,
+
+    /// Natural-language queries the engine runs at once, all tenants together (each holds a
+    /// database connection of the query login while it runs).
+    #[arg(long, env = "FLOMASTR_NL_QUERY_CONNECTIONS", default_value_t = 8)]
+    pub nl_query_connections: usize,
+
     /// Do not apply database migrations at start.
     #[arg(long, env = "FLOMASTR_NO_MIGRATE")]
     pub no_migrate: bool,

@@ -105,6 +105,14 @@ pub async fn build(args: &EngineArgs, shutdown: CancellationToken) -> Result<App
     if !args.no_migrate {
         crate::db::migrate(&pool).await?;
     }
+    crate::db::warn_if_privileged(&pool).await;
+    if let Some(queries) = &ai.nl_queries {
+        queries
+            .envelope
+            .verify_login(&pool)
+            .await
+            .map_err(crate::ai::AiConfigError::from)?;
+    }
     let metrics = Arc::new(Metrics::default());
     let queue = Queue::new(
         pool.clone(),

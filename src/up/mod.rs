@@ -202,7 +202,8 @@ impl Stack {
             self.scripts.run(s, "python-deps", &[]).await
         })
         .await?;
-        let database_url = self.start_postgres().await?;
+        let database = self.start_postgres(&secrets).await?;
+        let database_url = database.engine.clone();
         let kubeconfig = self.start_cluster(args.local_cluster).await?;
 
         let accounts =
@@ -221,6 +222,7 @@ impl Stack {
             &["engine"],
             &[
                 ("DATABASE_URL", database_url.clone()),
+                ("FLOMASTR_NL_QUERY_DATABASE_URL", database.nl_query.clone()),
                 ("FLOMASTR_LISTEN", engine_listen),
                 ("FLOMASTR_PUBLIC_URL", engine_url.clone()),
                 ("FLOMASTR_ADMIN_TOKEN", secrets.admin_token.clone()),
@@ -290,7 +292,11 @@ impl Stack {
         Ok(())
     }
 
-    async fn start_postgres(&mut self) -> Result<String, UpError> {
+    /// PostgreSQL, set up by its administrator for the engine's two logins, and migrated.
+    async fn start_postgres(
+        &mut self,
+        secrets: &secrets::Secrets,
+    ) -> Result<DatabaseUrls, UpError> {
         let dir = self.state.join("pg");
         // Set first: an interrupted start still gets its stop (stopping is idempotent).
         self.postgres_started = true;
@@ -302,17 +308,21 @@ impl Stack {
         .await?;
         let mut settings = parse_exports(&out);
         self.pgbin = settings.remove("PGBIN");
-        let url = settings
+        let admin = settings
             .remove("FLOMASTR_PG_URL")
             .ok_or(UpError::MissingSetting("scripts/postgres"))?;
-        step("database migrations", async |_| {
-            let pool = crate::db::connect(&url, 2).await?;
-            crate::db::migrate(&pool).await?;
-            pool.close().await;
+        let urls = DatabaseUrls::for_server(&admin, secrets)?;
+        step("database logins and migrations", async |_| {
+            crate::db::run_migrate(&crate::db::MigrateArgs {
+                database_url: urls.engine.clone(),
+                admin_url: Some(admin.clone()),
+                nl_query_database_url: Some(urls.nl_query.clone()),
+            })
+            .await?;
             Ok::<_, UpError>(())
         })
         .await?;
-        Ok(url)
+        Ok(urls)
     }
 
     /// The local API server's kubeconfig, or `None` to use `KUBECONFIG`.
@@ -400,6 +410,31 @@ impl Stack {
             let _ = self.scripts.run(&quiet, "postgres", &["stop", &dir]).await;
         }
         quiet.done();
+    }
+}
+
+/// The stack's database `flomastr` as its two logins see it.
+struct DatabaseUrls {
+    engine: String,
+    nl_query: String,
+}
+
+impl DatabaseUrls {
+    /// Logins `flomastr` and `flomastr_nlq` on the server the administrator's URL names.
+    fn for_server(admin: &str, secrets: &secrets::Secrets) -> Result<Self, UpError> {
+        let login = |user: &str, password: &str| {
+            let mut url =
+                url::Url::parse(admin).map_err(|_| UpError::MissingSetting("scripts/postgres"))?;
+            url.set_username(user)
+                .and_then(|()| url.set_password(Some(password)))
+                .map_err(|()| UpError::MissingSetting("scripts/postgres"))?;
+            url.set_path("/flomastr");
+            Ok::<_, UpError>(url.to_string())
+        };
+        Ok(Self {
+            engine: login("flomastr", &secrets.engine_db_password)?,
+            nl_query: login("flomastr_nlq", &secrets.nl_query_db_password)?,
+        })
     }
 }
 

@@ -16,6 +16,9 @@ pub struct Secrets {
     pub infobip_api_key: String,
     /// The secret InfoBip (the sandbox) sends on the sample tenant's webhooks.
     pub webhook_secret: String,
+    /// Passwords of the engine's database login and of the natural-language query login.
+    pub engine_db_password: String,
+    pub nl_query_db_password: String,
 }
 
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
@@ -28,6 +31,8 @@ impl Secrets {
             master_key: load_or_mint(state, "master-key", || format!("k1:{}", base64(32)))?,
             infobip_api_key: load_or_mint(state, "infobip-api-key", || token(24))?,
             webhook_secret: load_or_mint(state, WEBHOOK_SECRET_FILE, || token(32))?,
+            engine_db_password: load_or_mint(state, "engine-db-password", || token(24))?,
+            nl_query_db_password: load_or_mint(state, "nl-query-db-password", || token(24))?,
         })
     }
 }

@@ -170,8 +170,8 @@ async fn ai_search_never_crosses_tenants_and_rls_backs_it_up() {
         .execute(pool)
         .await
         .unwrap();
-    sqlx::query(&format!(
-        "GRANT SELECT ON kb_chunks, kb_documents TO {role}"
+    sqlx::raw_sql(&format!(
+        "GRANT USAGE ON SCHEMA public TO {role}; GRANT SELECT ON kb_chunks, kb_documents TO {role}"
     ))
     .execute(pool)
     .await

@@ -234,6 +234,7 @@ async fn ai_pulse_catalog_replaces_validates_and_stays_with_its_tenant() {
     let role = unique("rls").replace('-', "_");
     for statement in [
         format!("CREATE ROLE {role} NOLOGIN"),
+        format!("GRANT USAGE ON SCHEMA public TO {role}"),
         format!("GRANT SELECT ON message_templates TO {role}"),
     ] {
         sqlx::query(&statement).execute(pool).await.unwrap();

@@ -4,8 +4,9 @@
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use sqlx::PgPool;
+use sha2::Digest;
 use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, PgPool};
 use std::str::FromStr;
 use std::time::Duration;
 use tokio::sync::OnceCell;
@@ -25,40 +26,89 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &id[..10])
 }
 
-/// A database of its own for one test, migrated to the current schema.
+/// The logins every test database is set up for, as in production: the engine's own (owner of
+/// the database, not a superuser) and the natural-language query login.
+pub const ENGINE_ROLE: &str = "flomastr_test_engine";
+pub const NL_QUERY_ROLE: &str = "flomastr_test_nlq";
+
+/// A database of its own for one test.
 pub struct TestDb {
+    /// The administrator (a superuser) on this database: for what a test arranges or inspects
+    /// behind the engine's back. The engine itself never gets this login.
     pub pool: PgPool,
+    /// The engine's login on this database (what `DATABASE_URL` is in production).
     pub url: String,
+    /// The natural-language query login on this database.
+    pub nl_query_url: String,
+    /// The administrator's URL of this database.
+    pub admin_url: String,
 }
 
+/// A new database set up by `flomastr migrate --admin-url`'s privileged steps and migrated by
+/// the engine's login.
 pub async fn fresh_db() -> TestDb {
     let db = empty_db().await;
-    flomastr::db::migrate(&db.pool)
+    let engine = PgPool::connect(&db.url)
         .await
-        .expect("migrations apply");
+        .expect("the engine's login connects");
+    flomastr::db::migrate(&engine)
+        .await
+        .expect("migrations apply as the engine's login");
+    engine.close().await;
     db
 }
 
-/// A new database with nothing in it (not even the migrations).
+/// A database with the privileged set-up done and no migrations yet.
 pub async fn empty_db() -> TestDb {
     let admin_url = require_env(PG_URL_VAR);
-    let admin = PgPool::connect(&admin_url)
+    let name = unique("test").replace('-', "_");
+    let url = login_url(&admin_url, ENGINE_ROLE, &name);
+    let nl_query_url = login_url(&admin_url, NL_QUERY_ROLE, &name);
+    let plan = flomastr::db::bootstrap::Plan::from_urls(&url, Some(&nl_query_url)).unwrap();
+    let mut server = PgConnection::connect(&admin_url)
         .await
         .expect("connect to the test server");
-    let name = unique("test").replace('-', "_");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&admin)
+    ROLES_READY
+        .get_or_init(|| async {
+            flomastr::db::bootstrap::ensure_roles(&mut server, &plan)
+                .await
+                .expect("the test logins are set up");
+        })
+        .await;
+    flomastr::db::bootstrap::ensure_database(&mut server, &plan)
         .await
         .expect("create test database");
-    admin.close().await;
+    server.close().await.ok();
     let options = PgConnectOptions::from_str(&admin_url)
         .unwrap()
         .database(&name);
-    let url = database_url(&admin_url, &name);
+    let mut conn = PgConnection::connect_with(&options).await.unwrap();
+    flomastr::db::bootstrap::prepare_database(&mut conn, &plan)
+        .await
+        .expect("prepare test database");
+    conn.close().await.ok();
     let pool = PgPool::connect_with(options)
         .await
         .expect("connect to test database");
-    TestDb { pool, url }
+    TestDb {
+        pool,
+        url,
+        nl_query_url,
+        admin_url: database_url(&admin_url, &name),
+    }
+}
+
+static ROLES_READY: OnceCell<()> = OnceCell::const_new();
+
+/// `role`'s URL for `database` on the test server. Passwords are derived from the
+/// administrator's, so every process of a run agrees on them.
+fn login_url(admin_url: &str, role: &str, database: &str) -> String {
+    let password = hex::encode(&sha2::Sha256::digest(format!("{admin_url}\n{role}"))[..16]);
+    let mut url = url::Url::parse(admin_url).expect("the test server URL parses");
+    url.set_username(role).unwrap();
+    url.set_password(Some(&password)).unwrap();
+    url.set_path(&format!("/{database}"));
+    url.to_string()
 }
 
 /// The admin URL with its database path replaced.

@@ -23,11 +23,15 @@ impl Drop for TestEngine {
     }
 }
 
-pub fn args(database_url: &str) -> EngineArgs {
+/// The engine's settings for a test database: its own login, and the query login.
+pub fn args(db: &TestDb) -> EngineArgs {
     let key = base64::engine::general_purpose::STANDARD.encode([42u8; 32]);
     EngineArgs {
         listen: "127.0.0.1:0".parse().unwrap(),
-        database_url: database_url.to_owned(),
+        database_url: db.url.clone(),
+        nl_query_database_url: Some(db.nl_query_url.clone()),
+        nl_query_per_tenant: 2,
+        nl_query_connections: 8,
         admin_token: ADMIN_TOKEN.to_owned(),
         master_key: format!("test-key:{key}"),
         no_migrate: false,
@@ -72,7 +76,7 @@ pub async fn start_engine_public(adjust: impl FnOnce(&mut EngineArgs)) -> TestEn
 
 async fn start_engine_on(public: bool, adjust: impl FnOnce(&mut EngineArgs)) -> TestEngine {
     let db = fresh_db().await;
-    let mut args = args(&db.url);
+    let mut args = args(&db);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address: SocketAddr = listener.local_addr().unwrap();
     if public {

@@ -105,3 +105,72 @@ async fn jobs_table_refuses_what_a_queue_must_never_hold() {
         .unwrap_err();
     assert!(orphan.to_string().contains("foreign key"), "{orphan}");
 }
+
+#[tokio::test]
+async fn the_engine_runs_as_an_unprivileged_owner() {
+    let db = fresh_db().await;
+    let engine = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let (role, superuser, bypass): (String, bool, bool) = sqlx::query_as(
+        "SELECT rolname::text, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_one(&engine)
+    .await
+    .unwrap();
+    assert_eq!(
+        (role.as_str(), superuser, bypass),
+        (crate::common::ENGINE_ROLE, false, false)
+    );
+    let foreign: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname IN ('public', 'ai_views') AND c.relkind IN ('r', 'v')
+           AND pg_get_userbyid(c.relowner) <> $1",
+    )
+    .bind(crate::common::ENGINE_ROLE)
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert!(foreign.is_empty(), "owned by someone else: {foreign:?}");
+    // Row-level security binds the owner too: without the tenant setting, nothing is visible.
+    let tenant = insert_tenant(&db.pool, "rls").await;
+    sqlx::query("INSERT INTO ai_memory (tenant_id, contact, turn_no, user_text, assistant_text) VALUES ($1, 'c', 1, 'u', 'a')")
+        .bind(tenant)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let visible: i64 = sqlx::query_scalar("SELECT count(*) FROM ai_memory")
+        .fetch_one(&engine)
+        .await
+        .unwrap();
+    assert_eq!(visible, 0);
+}
+
+#[tokio::test]
+async fn the_query_login_reads_only_the_views() {
+    let db = fresh_db().await;
+    let nl = sqlx::PgPool::connect(&db.nl_query_url).await.unwrap();
+    let (superuser, settings): (bool, Vec<String>) = sqlx::query_as(
+        "SELECT rolsuper, coalesce(rolconfig, '{}') FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_one(&nl)
+    .await
+    .unwrap();
+    assert!(!superuser);
+    for expected in [
+        "statement_timeout=3s",
+        "default_transaction_read_only=on",
+        "work_mem=4MB",
+    ] {
+        assert!(settings.iter().any(|s| s == expected), "{settings:?}");
+    }
+    let denied = sqlx::query("SELECT 1 FROM public.jobs LIMIT 1")
+        .fetch_optional(&nl)
+        .await
+        .unwrap_err();
+    assert!(denied.to_string().contains("permission denied"), "{denied}");
+    // Without a scope bound to its connection, the views show nothing.
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM ai_views.inbound_messages")
+        .fetch_one(&nl)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+}

@@ -96,7 +96,7 @@ async fn every_acknowledged_webhook_survives_kill_9() {
     let db = fresh_db().await;
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let engine_args = args(&db.url);
+    let engine_args = args(&db);
     let mut child = Command::new(env!("CARGO_BIN_EXE_flomastr"))
         .arg("engine")
         .env("DATABASE_URL", &db.url)

@@ -1,7 +1,11 @@
 //! `POST /routes/data/nl-query`: question → SQL from the chat model → checked (one SELECT over
-//! the tenant's declared views, allow-listed functions) → run where Postgres enforces the rest:
-//! a read-only transaction, a 3 s statement timeout, the tenant's row scope, a role that can
-//! read only the views, 200 rows at most. Rolled back whatever happens.
+//! the tenant's declared views, allow-listed functions, bounded size: `sql_guard`) → run where
+//! Postgres enforces the rest on its own (`envelope`: a login that reads only the views, on a
+//! connection bound to the tenant, read-only, time- and size-limited), a few at a time per tenant
+//! (`admission`).
+
+pub mod admission;
+pub mod envelope;
 
 use crate::ai::chat::Message;
 use crate::ai::controls::{self, Tokens};
@@ -12,16 +16,32 @@ use crate::engine::auth::Worker;
 use crate::engine::body::JsonBody;
 use crate::engine::error::ApiError;
 use crate::engine::state::AppState;
+use admission::Admission;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use envelope::{Envelope, EnvelopeError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::time::Instant;
 use uuid::Uuid;
 
-pub const ROW_LIMIT: usize = 200;
-const READONLY_ROLE: &str = "flomastr_ai_readonly";
+pub use envelope::ROW_LIMIT;
+
+/// Natural-language queries of this engine: where they run and how many at once.
+pub struct NlQueries {
+    pub envelope: Envelope,
+    admission: Admission,
+}
+
+impl NlQueries {
+    pub fn new(database_url: &str, per_tenant: usize, total: usize) -> Result<Self, EnvelopeError> {
+        Ok(Self {
+            envelope: Envelope::new(database_url)?,
+            admission: Admission::new(per_tenant, total),
+        })
+    }
+}
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -42,8 +62,10 @@ pub struct NlQueryOut {
 #[utoipa::path(post, path = "/routes/data/nl-query", tag = "ai", request_body = NlQueryIn,
     security(("worker_token" = [])),
     responses((status = 200, body = NlQueryOut), (status = 400, description = "invalid body, or the SQL was refused"),
-              (status = 401), (status = 403, description = "no data views declared"), (status = 422, description = "the query failed in the database"),
-              (status = 429), (status = 503, description = "no chat model")))]
+              (status = 401), (status = 403, description = "no data views declared"),
+              (status = 422, description = "the query failed in the database, ran longer than 3 s (`query_timeout`) or returned more than 1 MiB (`result_too_large`)"),
+              (status = 429, description = "rate limit, budget, or too many queries running (`too_many_queries`)"),
+              (status = 503, description = "no chat model, or no query login configured (`nl_query_not_configured`)")))]
 pub async fn nl_query(
     State(state): State<AppState>,
     worker: Worker,
@@ -76,6 +98,13 @@ async fn run(
             "must be 1 to 2000 characters",
         ));
     }
+    let Some(queries) = &state.ai.nl_queries else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "nl_query_not_configured",
+            "natural-language queries need a login of their own; the engine has none configured",
+        ));
+    };
     let settings = settings::load(&state.pool, tenant).await?;
     if settings.data_views.is_empty() {
         return Err(ApiError::forbidden(
@@ -109,7 +138,18 @@ async fn run(
     *sql_seen = Some(sql.clone());
     sql_guard::check(&sql, &settings.data_views)
         .map_err(|refusal| ApiError::bad_request("query_refused", refusal.to_string()))?;
-    let rows = execute(&state.pool, tenant, &sql).await?;
+    let _turn = queries.admission.enter(tenant).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_queries",
+            "too many natural-language queries are running; retry shortly",
+        )
+    })?;
+    let rows = queries
+        .envelope
+        .run(&state.pool, tenant, &sql)
+        .await
+        .map_err(envelope_error)?;
     Ok(NlQueryOut {
         sql,
         row_count: rows.len(),
@@ -165,54 +205,26 @@ pub fn extract_sql(answer: &str) -> String {
     text.trim().trim_end_matches(';').trim().to_owned()
 }
 
-/// Runs checked SQL inside the envelope and returns the rows as JSON objects.
-async fn execute(pool: &sqlx::PgPool, tenant: Uuid, sql: &str) -> Result<Vec<Value>, ApiError> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET TRANSACTION READ ONLY")
-        .execute(&mut *tx)
-        .await?;
-    // set_config(.., true): transaction-local, unlike ALTER ROLE settings it survives SET ROLE.
-    sqlx::query(
-        "SELECT set_config('statement_timeout', '3000', true), set_config('lock_timeout', '500', true),
-                set_config('app.tenant_id', $1, true), set_config('search_path', 'ai_views', true)",
-    )
-    .bind(tenant.to_string())
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(&format!("SET LOCAL ROLE {READONLY_ROLE}"))
-        .execute(&mut *tx)
-        .await?;
-    // The newline keeps a trailing `--` comment from swallowing the wrapper.
-    let wrapped =
-        format!("SELECT to_jsonb(r) FROM (SELECT * FROM ({sql}\n) q LIMIT {ROW_LIMIT}) r");
-    // Extended protocol: one statement only, even if a check above were ever wrong.
-    let rows = sqlx::query(&wrapped).fetch_all(&mut *tx).await;
-    tx.rollback().await.ok();
-    let rows = rows.map_err(query_failed)?;
-    rows.iter()
-        .map(|row| sqlx::Row::try_get::<Value, _>(row, 0).map_err(query_failed))
-        .collect()
-}
-
-fn query_failed(error: sqlx::Error) -> ApiError {
-    if crate::engine::error::is_unavailable(&error) {
-        return ApiError::from(error);
-    }
-    let timed_out =
-        matches!(&error, sqlx::Error::Database(db) if db.code().as_deref() == Some("57014"));
-    tracing::info!(%error, "natural-language query failed in the database");
-    if timed_out {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "query_timeout",
-            "the query ran longer than 3 seconds",
-        )
-    } else {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "query_failed",
-            "the query failed in the database",
-        )
+fn envelope_error(error: EnvelopeError) -> ApiError {
+    let unprocessable =
+        |code, message: &str| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message);
+    match error {
+        EnvelopeError::Timeout => {
+            unprocessable("query_timeout", "the query ran longer than 3 seconds")
+        }
+        EnvelopeError::TooLarge => unprocessable(
+            "result_too_large",
+            "the result is larger than 1 MiB (or a row larger than 64 KiB); ask for less",
+        ),
+        EnvelopeError::Query(error) => {
+            tracing::info!(%error, "natural-language query failed in the database");
+            unprocessable("query_failed", "the query failed in the database")
+        }
+        EnvelopeError::Engine(error) => ApiError::from(error),
+        other => {
+            tracing::error!(error = %other, "natural-language query database unavailable");
+            ApiError::unavailable("the query database is unavailable; retry shortly")
+        }
     }
 }
 
