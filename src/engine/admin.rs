@@ -154,6 +154,12 @@ fn validate(body: &TenantUpsert) -> Result<Vec<[u8; 32]>, ApiError> {
                 "must be 1 to 64 characters",
             ));
         }
+        if let Err((field, reason)) = channel.credentials.validate() {
+            return Err(ApiError::invalid_field(
+                &format!("channel.credentials.{field}"),
+                reason,
+            ));
+        }
         if let Some(url) = &channel.base_url
             && !(url.starts_with("https://") || url.starts_with("http://"))
         {
