@@ -489,6 +489,18 @@ async fn knowledge_and_every_ai_field_accept_nul() {
             .await
             .unwrap();
     assert_eq!(audited, [json!("How many messages?")]);
+
+    // A contact in a path is matched as it was stored: without U+0000.
+    let purged = engine
+        .http
+        .delete(engine.at("/routes/memory/4477%0000900001"))
+        .bearer_auth(&tenant.worker_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(purged.status(), 200);
+    let purged: Value = purged.json().await.unwrap();
+    assert_eq!(purged["exchanges_deleted"], 1);
 }
 
 fn inbound_form(tenant: &TestTenant, padding: usize) -> Vec<(String, String)> {
@@ -835,6 +847,15 @@ async fn ids_too_long_to_index_and_names_that_are_no_slug_are_refused_cleanly() 
             .contains("message_id")
     );
     assert_eq!(engine.count_jobs().await, 0);
+    let release = engine
+        .http
+        .post(engine.at("/admin/tenants/acme/conversations/4477%0000/release"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"action": "skip"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(release.status(), 404, "not blocked, and no database error");
     for slug in ["%00", "ac%00me", "UPPER", "-x"] {
         let response = engine
             .http
