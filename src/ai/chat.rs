@@ -2,6 +2,7 @@
 //! leniently (missing `usage`, `finish_reason` null or "", extra fields are all fine).
 
 use crate::ai::provider::{Provider, ProviderError};
+use crate::engine::text::without_nul;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -100,7 +101,8 @@ fn parse(answer: serde_json::Value) -> Result<Completion, ProviderError> {
         .choices
         .into_iter()
         .find_map(|c| c.message.and_then(|m| m.content))
-        .map(|t| t.trim().to_owned())
+        // Answers end up stored (memory, audit), and PostgreSQL cannot store U+0000.
+        .map(|t| without_nul(&t).trim().to_owned())
         .filter(|t| !t.is_empty())
         .ok_or_else(|| ProviderError::Malformed("no message content in the answer".into()))?;
     Ok(Completion {
@@ -123,6 +125,8 @@ mod tests {
             "usage": {"prompt_tokens": 3, "completion_tokens": 1, "service_tier": "on_demand"}, "extra": 1});
         assert_eq!(parse(odd).unwrap().usage.unwrap().prompt_tokens, 3);
         assert!(parse(json!({"choices": []})).is_err());
+        let nul = json!({"choices": [{"message": {"content": "\u{0} a\u{0}b "}}]});
+        assert_eq!(parse(nul).unwrap().text, "ab");
         assert!(parse(json!("garbage")).is_err());
     }
 }

@@ -5,6 +5,7 @@ use crate::ai::tenant_tx;
 use crate::engine::auth::Worker;
 use crate::engine::error::ApiError;
 use crate::engine::state::AppState;
+use crate::engine::text::without_nul;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Serialize;
@@ -95,6 +96,8 @@ pub async fn purge(
     worker: Worker,
     Path(contact): Path<String>,
 ) -> Result<Json<Purged>, ApiError> {
+    // Contacts are stored without U+0000 (PostgreSQL cannot store it): match them the same way.
+    let contact = without_nul(&contact).into_owned();
     validate_contact(&contact)?;
     let mut tx = tenant_tx(&state.pool, worker.tenant_id).await?;
     let deleted = sqlx::query("DELETE FROM ai_memory WHERE tenant_id = $1 AND contact = $2")

@@ -154,6 +154,12 @@ fn validate(body: &TenantUpsert) -> Result<Vec<[u8; 32]>, ApiError> {
                 "must be 1 to 64 characters",
             ));
         }
+        if let Err((field, reason)) = channel.credentials.validate() {
+            return Err(ApiError::invalid_field(
+                &format!("channel.credentials.{field}"),
+                reason,
+            ));
+        }
         if let Some(url) = &channel.base_url
             && !(url.starts_with("https://") || url.starts_with("http://"))
         {
@@ -430,6 +436,8 @@ pub async fn release_conversation(
     JsonBody(body): JsonBody<ReleaseBody>,
 ) -> Result<Json<ReleaseResult>, ApiError> {
     let tenant = crate::engine::webhooks::tenant_or_404(&state, &slug).await?;
+    // Conversation keys are stored without U+0000 (PostgreSQL cannot store it).
+    let conversation = crate::engine::text::without_nul(&conversation).into_owned();
     let mut tx = state.pool.begin().await?;
     let job_id: Option<Uuid> = sqlx::query_scalar(
         "DELETE FROM blocked_conversations WHERE tenant_id = $1 AND conversation_key = $2 RETURNING job_id",

@@ -1,8 +1,10 @@
 //! Request bodies as raw bytes (signatures are computed over exactly what arrived), with the
-//! size limit answered as a JSON 413, and JSON parsing that names the offending field.
+//! size limit answered as a JSON 413, and JSON parsing that names the offending field and removes
+//! U+0000 from every string (PostgreSQL cannot store it; see [`crate::engine::text`]).
 
 use crate::engine::error::ApiError;
 use crate::engine::state::AppState;
+use crate::engine::text::strip_nul_escapes;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
@@ -25,9 +27,11 @@ impl FromRequest<AppState> for RawBody {
     }
 }
 
-/// Parses JSON; an error names the field (`channel.provider`) and what is wrong with it.
+/// Parses JSON; an error names the field (`channel.provider`) and what is wrong with it. Every
+/// string in the result, object keys included, is free of U+0000.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let bytes = strip_nul_escapes(bytes);
+    let mut deserializer = serde_json::Deserializer::from_slice(&bytes);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();

@@ -2,10 +2,15 @@
 //! only after the rows are committed. Concurrent requests share one transaction (group commit):
 //! a writer takes everything waiting, inserts it with one statement per table, commits once,
 //! then answers every request in the batch.
+//!
+//! No request can fail another's commit: what is handed over is first made storable (U+0000
+//! removed, keys bounded), and a batch the database refuses for any reason other than being
+//! unavailable is written again one request per transaction, so only the refused request fails.
 
 use crate::engine::error::{ApiError, is_unavailable};
 use crate::engine::providers::StatusReport;
 use crate::engine::tenants::normalize_address;
+use crate::engine::text::{strip_nul, strip_nul_json};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -15,6 +20,9 @@ use uuid::Uuid;
 
 /// Rows per transaction at most; beyond this a batch is split.
 const MAX_BATCH_ROWS: usize = 2000;
+/// Longest message id, contact or status name, in bytes. These are indexed, and PostgreSQL
+/// refuses an index entry over about 2.7 kB; real ids are well under 100 bytes.
+pub const MAX_KEY_BYTES: usize = 512;
 /// Writers committing in parallel: while one waits for its commit, another gathers the next batch.
 const WRITERS: usize = 2;
 /// Channel used to tell other engine replicas (and ourselves) that tenants have new jobs.
@@ -41,6 +49,51 @@ pub struct NewReport {
 pub struct Submission {
     pub jobs: Vec<NewJob>,
     pub reports: Vec<NewReport>,
+}
+
+impl Submission {
+    /// Makes every row storable: U+0000 removed from every text and JSON string (object keys
+    /// included), and keys the database indexes refused when too long (nothing is stored then).
+    fn make_storable(&mut self) -> Result<(), ApiError> {
+        for job in &mut self.jobs {
+            strip_nul_json(&mut job.payload);
+            strip_nul(&mut job.conversation_key);
+            strip_nul(&mut job.dedup_key);
+            check_key_length("message_id", &job.dedup_key)?;
+            check_key_length("from", &job.conversation_key)?;
+        }
+        for NewReport { report, .. } in &mut self.reports {
+            strip_nul_json(&mut report.raw);
+            for text in [&mut report.provider_message_id, &mut report.provider_status] {
+                strip_nul(text);
+            }
+            let optional = [
+                &mut report.recipient,
+                &mut report.to,
+                &mut report.account_id,
+                &mut report.error_code,
+                &mut report.error_message,
+            ];
+            optional.into_iter().flatten().for_each(strip_nul);
+            check_key_length("message_id", &report.provider_message_id)?;
+            check_key_length("status", &report.provider_status)?;
+        }
+        Ok(())
+    }
+
+    fn rows(&self) -> usize {
+        self.jobs.len() + self.reports.len()
+    }
+}
+
+fn check_key_length(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.len() > MAX_KEY_BYTES {
+        return Err(ApiError::invalid_field(
+            field,
+            format!("is longer than {MAX_KEY_BYTES} bytes; nothing was stored"),
+        ));
+    }
+    Ok(())
 }
 
 /// The fate of one submitted job.
@@ -73,10 +126,12 @@ impl Ingestor {
     }
 
     /// Stores a submission durably; returns one outcome per job, in order.
-    pub async fn submit(&self, submission: Submission) -> Result<Vec<JobOutcome>, ApiError> {
-        if submission.jobs.is_empty() && submission.reports.is_empty() {
+    /// Refused with 400 when an id is too long to be stored; U+0000 is removed from every text.
+    pub async fn submit(&self, mut submission: Submission) -> Result<Vec<JobOutcome>, ApiError> {
+        if submission.rows() == 0 {
             return Ok(Vec::new());
         }
+        submission.make_storable()?;
         let (reply, answer) = oneshot::channel();
         self.sender
             .send((submission, reply))
@@ -102,19 +157,48 @@ async fn writer(
                     let _ = reply.send(Ok(outcome));
                 }
             }
-            Err(error) => {
-                let api_error = if is_unavailable(&error) {
-                    tracing::warn!(%error, "ingest: database unavailable");
-                    ApiError::unavailable("the database is unavailable; nothing was stored, retry")
-                } else {
-                    tracing::error!(%error, "ingest failed");
-                    ApiError::internal()
-                };
+            Err(error) if is_unavailable(&error) || submissions.len() == 1 => {
+                let api_error = ingest_error(&error);
                 for reply in replies {
                     let _ = reply.send(Err(api_error.clone()));
                 }
             }
+            Err(error) => {
+                tracing::warn!(%error, requests = submissions.len(),
+                    "ingest: the database refused a batch; writing its requests one by one");
+                write_one_by_one(&pool, submissions, replies, &on_commit).await;
+            }
         }
+    }
+}
+
+/// After a refused batch: each request in its own transaction, so only the one the database
+/// refuses fails and the others commit and get their answers.
+async fn write_one_by_one(
+    pool: &PgPool,
+    submissions: Vec<Submission>,
+    replies: Vec<Reply>,
+    on_commit: &CommitHook,
+) {
+    for (submission, reply) in submissions.into_iter().zip(replies) {
+        let result = match write_batch(pool, std::slice::from_ref(&submission)).await {
+            Ok((outcomes, tenants)) => {
+                on_commit(&tenants);
+                Ok(outcomes.into_iter().next().unwrap_or_default())
+            }
+            Err(error) => Err(ingest_error(&error)),
+        };
+        let _ = reply.send(result);
+    }
+}
+
+fn ingest_error(error: &sqlx::Error) -> ApiError {
+    if is_unavailable(error) {
+        tracing::warn!(%error, "ingest: database unavailable");
+        ApiError::unavailable("the database is unavailable; nothing was stored, retry")
+    } else {
+        tracing::error!(%error, "ingest failed");
+        ApiError::internal()
     }
 }
 
@@ -124,11 +208,11 @@ async fn next_batch(
 ) -> Option<Vec<(Submission, Reply)>> {
     let mut receiver = receiver.lock().await;
     let first = receiver.recv().await?;
-    let mut rows = first.0.jobs.len() + first.0.reports.len();
+    let mut rows = first.0.rows();
     let mut batch = vec![first];
     while rows < MAX_BATCH_ROWS {
         let Ok(next) = receiver.try_recv() else { break };
-        rows += next.0.jobs.len() + next.0.reports.len();
+        rows += next.0.rows();
         batch.push(next);
     }
     Some(batch)

@@ -17,6 +17,7 @@ pub mod queue;
 pub mod secret;
 pub mod state;
 pub mod tenants;
+pub mod text;
 pub mod webhooks;
 pub mod worker_api;
 

@@ -3,6 +3,7 @@
 
 use crate::engine::crypto::{Keyring, SealError};
 use crate::engine::providers::Provider;
+use crate::engine::providers::infobip::SignatureAlgorithm;
 use crate::engine::secret::Secret;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -59,6 +60,17 @@ pub struct ChannelSecrets {
     /// InfoBip: password InfoBip presents with HTTP Basic auth on webhooks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic_password: Option<Secret>,
+    /// InfoBip: key of the HMAC of each webhook's raw body. When set, every InfoBip webhook must
+    /// carry a valid signature, whatever `webhook_secret` or Basic auth say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_hmac_secret: Option<Secret>,
+    /// InfoBip: header carrying that signature (default `X-Hub-Signature`), valued
+    /// `<algorithm>=<hex>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_signature_header: Option<String>,
+    /// InfoBip: `sha1` (default), `sha256` or `sha512`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_signature_algorithm: Option<SignatureAlgorithm>,
     /// Meta: access token for sending.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access_token: Option<Secret>,
@@ -90,12 +102,48 @@ impl ChannelSecrets {
         add("webhook_header", self.webhook_header.is_some());
         add("basic_username", self.basic_username.is_some());
         add("basic_password", self.basic_password.is_some());
+        add("webhook_hmac_secret", self.webhook_hmac_secret.is_some());
+        add(
+            "webhook_signature_header",
+            self.webhook_signature_header.is_some(),
+        );
+        add(
+            "webhook_signature_algorithm",
+            self.webhook_signature_algorithm.is_some(),
+        );
         add("access_token", self.access_token.is_some());
         add("app_secret", self.app_secret.is_some());
         add("verify_token", self.verify_token.is_some());
         add("account_sid", self.account_sid.is_some());
         add("auth_token", self.auth_token.is_some());
         names
+    }
+}
+
+impl ChannelSecrets {
+    /// Refuses settings that could never authenticate a webhook: an empty HMAC key, or a header
+    /// name HTTP cannot carry. Returns the field (under `credentials`) and what is wrong.
+    pub fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+        if self
+            .webhook_hmac_secret
+            .as_ref()
+            .is_some_and(Secret::is_empty)
+        {
+            return Err(("webhook_hmac_secret", "must not be empty"));
+        }
+        let headers = [
+            ("webhook_header", &self.webhook_header),
+            ("webhook_signature_header", &self.webhook_signature_header),
+        ];
+        for (field, header) in headers {
+            if header
+                .as_deref()
+                .is_some_and(|name| axum::http::HeaderName::from_bytes(name.as_bytes()).is_err())
+            {
+                return Err((field, "must be an HTTP header name"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -113,6 +161,17 @@ impl Channel {
     pub fn owns_address(&self, to: &str) -> bool {
         normalize_address(&self.sender) == normalize_address(to)
     }
+}
+
+/// A DNS-1123 label of at most 40 characters: the only names tenants can have.
+pub fn is_valid_slug(slug: &str) -> bool {
+    !slug.is_empty()
+        && slug.len() <= 40
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !slug.starts_with('-')
+        && !slug.ends_with('-')
 }
 
 pub fn normalize_address(value: &str) -> &str {
@@ -344,6 +403,33 @@ mod tests {
         assert!(channel.owns_address("14155238886"));
         assert!(channel.owns_address("whatsapp:+14155238886"));
         assert!(!channel.owns_address("+14155238887"));
+    }
+
+    #[test]
+    fn settings_that_cannot_authenticate_are_refused() {
+        let with = |secrets: ChannelSecrets| secrets.validate().map_err(|(field, _)| field);
+        assert_eq!(with(ChannelSecrets::default()), Ok(()));
+        assert_eq!(
+            with(ChannelSecrets {
+                webhook_hmac_secret: Some(Secret::new("")),
+                ..Default::default()
+            }),
+            Err("webhook_hmac_secret")
+        );
+        assert_eq!(
+            with(ChannelSecrets {
+                webhook_signature_header: Some("X Hub".into()),
+                ..Default::default()
+            }),
+            Err("webhook_signature_header")
+        );
+        assert_eq!(
+            with(ChannelSecrets {
+                webhook_header: Some(String::new()),
+                ..Default::default()
+            }),
+            Err("webhook_header")
+        );
     }
 
     #[test]

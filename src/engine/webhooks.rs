@@ -13,11 +13,12 @@ use crate::engine::metrics::{IngestLabels, ProviderLabels};
 use crate::engine::providers::{self, InboundMessage, Provider, SignatureError, WebhookEvent};
 use crate::engine::secret::Secret;
 use crate::engine::state::AppState;
-use crate::engine::tenants::{Channel, Tenant};
+use crate::engine::tenants::{Channel, Tenant, is_valid_slug};
+use crate::engine::text::without_nul;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
-use axum::http::{HeaderMap, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
@@ -61,7 +62,7 @@ pub struct SeedMessage {
 
 #[utoipa::path(post, path = "/webhook/inbound", tag = "webhooks",
     request_body = SeedMessage,
-    params(("X-Webhook-Secret" = String, Header, description = "The tenant's webhook secret (or `Authorization: Bearer <secret>`)")),
+    params(("X-Webhook-Secret" = String, Header, description = "The tenant's webhook secret (or `Authorization: Bearer <secret>`); required before the body is read")),
     responses((status = 200, body = WebhookAck), (status = 400, body = crate::engine::error::ErrorBody),
               (status = 401), (status = 403), (status = 404), (status = 413), (status = 503)))]
 pub async fn seed(
@@ -70,13 +71,19 @@ pub async fn seed(
     RawBody(body): RawBody,
 ) -> Result<Json<WebhookAck>, ApiError> {
     let started = Instant::now();
-    let message: SeedMessage =
-        parse_json(&body).inspect_err(|_| state.metrics.count_rejected("seed", "malformed"))?;
-    let tenant = tenant_or_404(&state, &message.tenant_id).await?;
+    // The tenant is named in the body, so the body must be parsed before the secret can be
+    // checked; an anonymous request is refused before that.
     let presented = headers
         .get("x-webhook-secret")
         .and_then(|v| v.to_str().ok())
-        .or_else(|| crate::engine::auth::bearer_token(&headers));
+        .or_else(|| crate::engine::auth::bearer_token(&headers))
+        .ok_or_else(|| {
+            state.metrics.count_rejected("seed", "unauthenticated");
+            ApiError::unauthorized("the webhook secret is required (X-Webhook-Secret)")
+        })?;
+    let message: SeedMessage =
+        parse_json(&body).inspect_err(|_| state.metrics.count_rejected("seed", "malformed"))?;
+    let tenant = tenant_or_404(&state, &message.tenant_id).await?;
     check_secret(&state, "seed", tenant.webhook_secret.as_ref(), presented)?;
     let inbound = seed_to_inbound(message)?;
     let ack = store(
@@ -155,7 +162,9 @@ fn seed_timestamp(value: &serde_json::Value) -> Result<DateTime<Utc>, ApiError> 
 }
 
 #[utoipa::path(post, path = "/webhook/infobip/{tenant}", tag = "webhooks",
-    params(("tenant" = String, Path, description = "Tenant slug")),
+    params(("tenant" = String, Path, description = "Tenant slug"),
+           ("X-Webhook-Secret" = Option<String>, Header, description = "The tenant's webhook secret (header name configurable), or HTTP Basic"),
+           ("X-Hub-Signature" = Option<String>, Header, description = "`<algorithm>=<hex HMAC of the raw body>` (header name and algorithm configurable); required once the tenant has an HMAC key")),
     request_body(content = Object, description = "InfoBip `{results: [...]}`: inbound messages, delivery and seen reports"),
     responses((status = 200, body = WebhookAck), (status = 400), (status = 401), (status = 403), (status = 404), (status = 413), (status = 503)))]
 pub async fn infobip(
@@ -167,19 +176,44 @@ pub async fn infobip(
     let started = Instant::now();
     let tenant = tenant_or_404(&state, &slug).await?;
     let channel = channel_of(&tenant, Provider::Infobip)?;
-    check_infobip_auth(&state, channel, &headers)?;
+    check_infobip_auth(&state, channel, &headers, &body)?;
     let events = providers::infobip::parse(&body).map_err(|e| malformed(&state, "infobip", e))?;
     let ack = store(&state, &tenant, Provider::Infobip, events).await?;
     observe(&state, "infobip", started);
     Ok(Json(ack))
 }
 
+/// With an HMAC key configured the signature is required, and neither the secret header nor Basic
+/// auth can stand in for it; without one, either of those is enough.
 fn check_infobip_auth(
     state: &AppState,
     channel: &Channel,
     headers: &HeaderMap,
+    body: &[u8],
 ) -> Result<(), ApiError> {
     let secrets = &channel.secrets;
+    if let Some(key) = secrets
+        .webhook_hmac_secret
+        .as_ref()
+        .filter(|k| !k.is_empty())
+    {
+        let header_name = secrets
+            .webhook_signature_header
+            .as_deref()
+            .unwrap_or(providers::infobip::DEFAULT_SIGNATURE_HEADER);
+        // A value that is not visible ASCII is a malformed signature, not a missing one.
+        let header = headers
+            .get(header_name)
+            .map(|value| value.to_str().unwrap_or_default());
+        let algorithm = secrets.webhook_signature_algorithm.unwrap_or_default();
+        return providers::infobip::verify_signature(
+            algorithm,
+            key.expose().as_bytes(),
+            header,
+            body,
+        )
+        .map_err(|e| signature_error(state, "infobip", e));
+    }
     let header_name = secrets
         .webhook_header
         .as_deref()
@@ -204,7 +238,7 @@ fn check_infobip_auth(
             state.metrics.count_rejected("infobip", "unauthenticated");
             Err(ApiError::forbidden(
                 "webhook_auth_not_configured",
-                "this tenant has no InfoBip webhook secret or basic credentials configured",
+                "this tenant has no InfoBip webhook secret, basic credentials or HMAC key configured",
             ))
         }
         (Some(Some(true)), _) | (_, Some(Some(true))) => Ok(()),
@@ -313,9 +347,10 @@ pub async fn meta(
 }
 
 #[utoipa::path(post, path = "/webhook/twilio/{tenant}", tag = "webhooks",
-    params(("tenant" = String, Path), ("X-Twilio-Signature" = String, Header)),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "empty TwiML response"), (status = 400), (status = 401), (status = 403), (status = 404), (status = 413), (status = 503)))]
+    params(("tenant" = String, Path), ("X-Twilio-Signature" = String, Header, description = "Checked as Twilio's SDKs check it: the public URL with and without its default port, repeated form values de-duplicated")),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "At most 256 fields"),
+    responses((status = 200, description = "empty TwiML response"), (status = 400), (status = 401), (status = 403), (status = 404),
+              (status = 413, description = "too large, or `too_many_fields`"), (status = 503)))]
 pub async fn twilio(
     State(state): State<AppState>,
     Path(slug): Path<String>,
@@ -332,12 +367,28 @@ pub async fn twilio(
             "this tenant has no Twilio auth token configured",
         )
     })?;
+    // The signature covers the decoded form, so everything that can be checked without decoding
+    // it comes first: the header, and how many fields the body holds.
+    let header = headers
+        .get("x-twilio-signature")
+        .map(|value| value.to_str().unwrap_or_default());
+    providers::twilio::decode_signature(header)
+        .map_err(|e| signature_error(&state, "twilio", e))?;
+    let fields = providers::twilio::field_count(&body);
+    if fields > providers::twilio::MAX_FORM_FIELDS {
+        state.metrics.count_rejected("twilio", "too_many_fields");
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_fields",
+            format!(
+                "the form has {fields} fields; at most {} are accepted",
+                providers::twilio::MAX_FORM_FIELDS
+            ),
+        ));
+    }
     let params =
         providers::twilio::parse_form(&body).map_err(|e| malformed(&state, "twilio", e))?;
     let url = public_url(&state, &headers, &uri);
-    let header = headers
-        .get("x-twilio-signature")
-        .and_then(|v| v.to_str().ok());
     providers::twilio::verify_signature(token.expose(), &url, &params, header)
         .map_err(|e| signature_error(&state, "twilio", e))?;
     let events = providers::twilio::parse(&params).map_err(|e| malformed(&state, "twilio", e))?;
@@ -481,6 +532,13 @@ fn job_for(tenant: &Tenant, message: InboundMessage) -> NewJob {
 }
 
 pub async fn tenant_or_404(state: &AppState, slug: &str) -> Result<Arc<Tenant>, ApiError> {
+    // What cannot be a slug names no tenant: no query, and nothing cached for it.
+    if !is_valid_slug(slug) {
+        return Err(ApiError::not_found(format!(
+            "unknown tenant `{}`",
+            truncate(&without_nul(slug), 64)
+        )));
+    }
     let tenant = state
         .tenants
         .by_slug(slug)
@@ -513,7 +571,7 @@ fn check_secret(
     state: &AppState,
     provider: &str,
     expected: Option<&Secret>,
-    presented: Option<&str>,
+    presented: &str,
 ) -> Result<(), ApiError> {
     let Some(expected) = expected.filter(|s| !s.is_empty()) else {
         state.metrics.count_rejected(provider, "unauthenticated");
@@ -522,21 +580,14 @@ fn check_secret(
             "this tenant has no webhook secret configured",
         ));
     };
-    match presented {
-        None => {
-            state.metrics.count_rejected(provider, "unauthenticated");
-            Err(ApiError::unauthorized(
-                "the webhook secret is required (X-Webhook-Secret)",
-            ))
-        }
-        Some(value) if expected.matches(value.as_bytes()) => Ok(()),
-        Some(_) => {
-            state.metrics.count_rejected(provider, "bad_credentials");
-            Err(ApiError::forbidden(
-                "bad_credentials",
-                "the webhook secret is not valid",
-            ))
-        }
+    if expected.matches(presented.as_bytes()) {
+        Ok(())
+    } else {
+        state.metrics.count_rejected(provider, "bad_credentials");
+        Err(ApiError::forbidden(
+            "bad_credentials",
+            "the webhook secret is not valid",
+        ))
     }
 }
 

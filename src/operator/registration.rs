@@ -16,6 +16,9 @@ fn credential_keys(provider: WhatsAppProvider) -> &'static [(&'static str, &'sta
             ("webhookHeader", "webhook_header"),
             ("basicUsername", "basic_username"),
             ("basicPassword", "basic_password"),
+            ("webhookHmacSecret", "webhook_hmac_secret"),
+            ("webhookSignatureHeader", "webhook_signature_header"),
+            ("webhookSignatureAlgorithm", "webhook_signature_algorithm"),
         ],
         WhatsAppProvider::Meta => &[
             ("accessToken", "access_token"),
@@ -89,4 +92,41 @@ pub fn build(
 /// A digest of what would be sent, to skip re-sending an unchanged registration.
 pub fn digest(registration: &Registration) -> [u8; 32] {
     Sha256::digest(serde_json::to_vec(registration).unwrap_or_default()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    /// The Tenant of the shipped InfoBip example.
+    fn infobip_tenant() -> Tenant {
+        let manifest = include_str!("../../manifests/examples/tenant-infobip.yaml");
+        serde_yaml::Deserializer::from_str(manifest)
+            .map(|document| serde_yaml::Value::deserialize(document).unwrap())
+            .find(|document| document["kind"] == "Tenant")
+            .map(|document| serde_yaml::from_value(document).unwrap())
+            .unwrap()
+    }
+
+    fn secret(data: serde_json::Value) -> Secret {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "c"}, "stringData": data}))
+            .unwrap()
+    }
+
+    #[test]
+    fn infobip_hmac_settings_reach_the_engine() {
+        let credentials = secret(serde_json::json!({
+            "apiKey": "k",
+            "webhookHmacSecret": "hmac-key",
+            "webhookSignatureHeader": "X-Infobip-Signature",
+            "webhookSignatureAlgorithm": "sha256",
+        }));
+        let registration = build(&infobip_tenant(), &credentials, "token").unwrap();
+        let sent = &registration.channel.credentials;
+        assert_eq!(sent["webhook_hmac_secret"], "hmac-key");
+        assert_eq!(sent["webhook_signature_header"], "X-Infobip-Signature");
+        assert_eq!(sent["webhook_signature_algorithm"], "sha256");
+        assert_eq!(registration.webhook_secret, None);
+    }
 }

@@ -22,10 +22,16 @@ type HmacSha1 = Hmac<Sha1>;
 
 const WHATSAPP_PREFIX: &str = "whatsapp:";
 const SHA1_LEN: usize = 20;
+/// Most form fields a webhook may carry. Twilio sends a few dozen (MediaUrl0..9 and
+/// MediaContentType0..9 included); more is refused before anything is decoded.
+pub const MAX_FORM_FIELDS: usize = 256;
 
 /// The `X-Twilio-Signature` Twilio computes for a request (reference 3.2):
 /// `Base64(HMAC-SHA1(auth_token, url + name1 + value1 + name2 + value2 ...))` with the form
-/// parameters sorted by name, and repeated names by value (as Twilio's SDKs do).
+/// parameters sorted by name, and a repeated name's values de-duplicated and sorted, as Twilio's
+/// SDKs do (twilio-python `RequestValidator.compute_signature`: `sorted(set(values))`; twilio-node
+/// `toFormUrlEncodedParam`: `Array.from(new Set(values)).sort()`). Where the two differ (Python
+/// sorts by code point, Node by UTF-16 unit: only for characters above U+FFFF) this follows Python.
 ///
 /// `url` must be the exact public URL Twilio requested, query string and percent-encoding included.
 /// For a GET, pass no params: the query is already part of `url`.
@@ -35,26 +41,36 @@ pub fn expected_signature(auth_token: &str, url: &str, params: &[(String, String
         .unwrap_or_default()
 }
 
-/// Checks the `X-Twilio-Signature` header in constant time.
-///
-/// Twilio's SDKs also retry with the port added or removed from `url`, because Twilio has not
-/// always signed the same form; callers that see such mismatches should pass the URL form Twilio
-/// was configured with.
+/// Decodes the `X-Twilio-Signature` header: Base64 of 20 bytes, or an error that says whether it
+/// is missing or malformed. Needs nothing from the body, so it is checked before the body is read.
+pub fn decode_signature(header: Option<&str>) -> Result<[u8; SHA1_LEN], SignatureError> {
+    let header = header.ok_or(SignatureError::Missing)?;
+    BASE64
+        .decode(header.trim())
+        .ok()
+        .and_then(|bytes| <[u8; SHA1_LEN]>::try_from(bytes).ok())
+        .ok_or(SignatureError::Malformed)
+}
+
+/// Checks the `X-Twilio-Signature` header in constant time, as Twilio's validators do: against
+/// `url` with its port removed and with its port (the scheme's default, 443 or 80, when it has
+/// none), because Twilio has not always signed the same form (twilio-python `validate`, twilio-node
+/// `validateRequest`). twilio-node's last resort, re-encoding the URL the way Node's URL parser
+/// does, is not followed: `url` is rebuilt from the request line as it arrived.
 pub fn verify_signature(
     auth_token: &str,
     url: &str,
     params: &[(String, String)],
     header: Option<&str>,
 ) -> Result<(), SignatureError> {
-    let header = header.ok_or(SignatureError::Missing)?;
-    let given = BASE64
-        .decode(header.trim())
-        .map_err(|_| SignatureError::Malformed)?;
-    if given.len() != SHA1_LEN {
-        return Err(SignatureError::Malformed);
+    let given = decode_signature(header)?;
+    let mut matched = subtle::Choice::from(0);
+    for candidate in url_variants(url) {
+        let expected =
+            signature_bytes(auth_token, &candidate, params).ok_or(SignatureError::Mismatch)?;
+        matched |= expected.as_slice().ct_eq(&given);
     }
-    let expected = signature_bytes(auth_token, url, params).ok_or(SignatureError::Mismatch)?;
-    if bool::from(expected.as_slice().ct_eq(&given)) {
+    if bool::from(matched) {
         Ok(())
     } else {
         Err(SignatureError::Mismatch)
@@ -63,9 +79,13 @@ pub fn verify_signature(
 
 /// HMAC takes keys of any length, so `None` cannot happen; it is handled rather than unwrapped.
 fn signature_bytes(auth_token: &str, url: &str, params: &[(String, String)]) -> Option<Vec<u8>> {
-    let mut sorted: Vec<&(String, String)> = params.iter().collect();
-    // Tuples order by name, then value: byte order, which equals the SDKs' code-point order.
-    sorted.sort();
+    let mut sorted: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    // Tuples order by name, then value: byte order, which equals code-point order.
+    sorted.sort_unstable();
+    sorted.dedup();
     let mut mac = HmacSha1::new_from_slice(auth_token.as_bytes()).ok()?;
     mac.update(url.as_bytes());
     for (name, value) in sorted {
@@ -73,6 +93,89 @@ fn signature_bytes(auth_token: &str, url: &str, params: &[(String, String)]) -> 
         mac.update(value.as_bytes());
     }
     Some(mac.finalize().into_bytes().to_vec())
+}
+
+/// `url` without its port, and with it (the scheme's default port added when there is none).
+/// A URL without `scheme://` is returned as it is, twice.
+fn url_variants(url: &str) -> [String; 2] {
+    let Some(parts) = UrlParts::split(url) else {
+        return [url.to_owned(), url.to_owned()];
+    };
+    let UrlParts {
+        scheme,
+        user_info,
+        host,
+        port,
+        rest,
+    } = parts;
+    let without_port = format!("{scheme}{user_info}{host}{rest}");
+    let with_port = if port.is_empty() {
+        let default = if scheme.eq_ignore_ascii_case("https://") {
+            ":443"
+        } else {
+            ":80"
+        };
+        format!("{scheme}{user_info}{host}{default}{rest}")
+    } else {
+        url.to_owned()
+    };
+    [without_port, with_port]
+}
+
+/// A URL cut at its authority without normalising anything, so the path and query keep the
+/// exact characters Twilio signed.
+struct UrlParts<'a> {
+    /// `https://`
+    scheme: &'a str,
+    /// `user:password@`, or empty
+    user_info: &'a str,
+    host: &'a str,
+    /// `:8443`, or empty
+    port: &'a str,
+    /// path, query and fragment
+    rest: &'a str,
+}
+
+impl<'a> UrlParts<'a> {
+    fn split(url: &'a str) -> Option<Self> {
+        let scheme_end = url.find("://")? + 3;
+        let scheme = &url[..scheme_end];
+        let name = &scheme[..scheme_end - 3];
+        let valid_scheme = name.starts_with(|c: char| c.is_ascii_alphabetic())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-'));
+        if !valid_scheme {
+            return None;
+        }
+        let authority_end = url[scheme_end..]
+            .find(['/', '?', '#'])
+            .map_or(url.len(), |offset| scheme_end + offset);
+        let authority = &url[scheme_end..authority_end];
+        let host_start = authority.rfind('@').map_or(0, |at| at + 1);
+        let host_and_port = &authority[host_start..];
+        // A colon starts the port only after the closing bracket of an IPv6 literal.
+        let after_bracket = host_and_port.rfind(']').map_or(0, |bracket| bracket + 1);
+        let port_start = host_and_port[after_bracket..]
+            .find(':')
+            .map_or(host_and_port.len(), |colon| after_bracket + colon);
+        Some(Self {
+            scheme,
+            user_info: &authority[..host_start],
+            host: &host_and_port[..port_start],
+            port: &host_and_port[port_start..],
+            rest: &url[authority_end..],
+        })
+    }
+}
+
+/// How many fields a form body holds, counted from its separators without decoding anything.
+pub fn field_count(body: &[u8]) -> usize {
+    if body.is_empty() {
+        0
+    } else {
+        memchr::memchr_iter(b'&', body).count() + 1
+    }
 }
 
 /// Decodes an `application/x-www-form-urlencoded` body, keeping every pair in order, repeated
@@ -364,6 +467,124 @@ mod tests {
             expected_signature("authtoken", url, &params),
             "405S/desAMgCNF4EowcK19mQEI8="
         );
+    }
+
+    /// Vectors computed with twilio-python 9.13.0 (`RequestValidator.compute_signature` over a
+    /// Flask-style MultiDict) and twilio-node 6.3.1 (`getExpectedTwilioSignature`), which agree.
+    #[test]
+    fn repeated_pairs_count_once_as_in_the_sdks() {
+        let params = pairs(&[
+            ("MediaUrl", "https://b"),
+            ("Body", "x"),
+            ("MediaUrl", "https://a"),
+            ("MediaUrl", "https://b"),
+        ]);
+        let url = "https://example.com/twilio/inbound";
+        assert_eq!(
+            expected_signature("authtoken", url, &params),
+            "405S/desAMgCNF4EowcK19mQEI8="
+        );
+        assert_eq!(
+            verify_signature(
+                "authtoken",
+                url,
+                &params,
+                Some("405S/desAMgCNF4EowcK19mQEI8=")
+            ),
+            Ok(())
+        );
+    }
+
+    /// (URL Twilio signed, URL the engine saw, signature): twilio-python 9.13.0 and twilio-node
+    /// 6.3.1 both accept these, trying the URL with its port removed and with the default added.
+    #[test]
+    fn default_ports_are_optional_as_in_the_sdks() {
+        let params = pairs(&[("MessageSid", "SM1"), ("Body", "hi")]);
+        let accepted = [
+            (
+                "https://hooks.example.com/webhook/twilio/acme?x=1",
+                "GCGUJhbreH8Q6XbYIMpW2kvAPvw=",
+            ),
+            (
+                "https://hooks.example.com:443/webhook/twilio/acme?x=1",
+                "NQHCR9/WEv9N5+/dDWrH8biDqNg=",
+            ),
+            (
+                "http://hooks.example.com/webhook/twilio/acme",
+                "8Halkt+0Nd770tNT4usBGPjwrak=",
+            ),
+            (
+                "http://hooks.example.com:80/webhook/twilio/acme",
+                "LmL0CeBz7yybO29aXhGl1UyqmoE=",
+            ),
+            (
+                "https://hooks.example.com:8443/webhook/twilio/acme",
+                "2j53hIcu5IlgQtIz0qR2FlJOTpw=",
+            ),
+        ];
+        for (seen, signature) in accepted {
+            assert_eq!(
+                verify_signature("authtoken", seen, &params, Some(signature)),
+                Ok(()),
+                "{seen}"
+            );
+        }
+        // Signed with a port that is not the default: only that port, or none, matches (the
+        // SDKs refuse these two as well).
+        let refused = [
+            (
+                "https://hooks.example.com/webhook/twilio/acme",
+                "kPxbvy33wX3Soar2mw+V9FDDsT4=",
+            ),
+            (
+                "https://hooks.example.com:8443/webhook/twilio/acme",
+                "siQqqGu4L5m21kDAMZ/Sb/UJVWc=",
+            ),
+        ];
+        for (seen, signature) in refused {
+            assert_eq!(
+                verify_signature("authtoken", seen, &params, Some(signature)),
+                Err(SignatureError::Mismatch),
+                "{seen}"
+            );
+        }
+    }
+
+    #[test]
+    fn url_variants_keep_everything_but_the_port() {
+        assert_eq!(
+            url_variants("https://u:p@h.example:443/a:b?c=d:e#f"),
+            [
+                "https://u:p@h.example/a:b?c=d:e#f".to_owned(),
+                "https://u:p@h.example:443/a:b?c=d:e#f".to_owned()
+            ]
+        );
+        assert_eq!(
+            url_variants("HTTPS://[::1]/x"),
+            [
+                "HTTPS://[::1]/x".to_owned(),
+                "HTTPS://[::1]:443/x".to_owned()
+            ]
+        );
+        assert_eq!(
+            url_variants("http://[::1]:8080?q"),
+            [
+                "http://[::1]?q".to_owned(),
+                "http://[::1]:8080?q".to_owned()
+            ]
+        );
+        assert_eq!(
+            url_variants("no-scheme/x:1"),
+            ["no-scheme/x:1".to_owned(), "no-scheme/x:1".to_owned()]
+        );
+    }
+
+    #[test]
+    fn fields_are_counted_without_decoding() {
+        assert_eq!(field_count(b""), 0);
+        assert_eq!(field_count(b"a=1"), 1);
+        assert_eq!(field_count(b"a=1&b=%26&c"), 3);
+        assert_eq!(field_count(INBOUND_BODY), 15);
     }
 
     #[test]
