@@ -6,6 +6,7 @@ use crate::operator::children::{
     self, ENCRYPTION_KEY, ENCRYPTION_SECRET, WORKER_SECRET, WORKER_TOKEN,
 };
 use crate::operator::context::Context;
+use crate::operator::credentials;
 use crate::operator::plan::{MANAGER, Plan, plan};
 use crate::operator::registration::{self, secret_value};
 use crate::operator::status::{Finding, Observed, compute};
@@ -178,8 +179,7 @@ async fn apply_children(tenant: &Tenant, plan: &Plan, ctx: &Context) -> Result<(
         &children::network_policy(
             tenant,
             plan,
-            &ctx.config.ingress_namespace,
-            &ctx.config.namespace,
+            &children::NetworkReach::from_config(&ctx.config),
         ),
     )
     .await?;
@@ -236,23 +236,15 @@ fn frontend_target(spec: &Option<String>) -> Option<(String, i32)> {
     ))
 }
 
-/// Creates the Secret when it does not exist; never touches an existing one.
+/// Creates the Secret when it does not exist; never reads or touches an existing one (the
+/// operator may create Secrets in tenant namespaces but not read these: create-only).
 async fn mint_once(ctx: &Context, plan: &Plan, secret: Secret) -> Result<(), kube::Error> {
     let api: Api<Secret> = namespaced(ctx, plan);
-    let name = secret.metadata.name.clone().unwrap_or_default();
-    if api.get_opt(&name).await?.is_some() {
-        return Ok(());
-    }
-    match api
-        .create(
-            &PostParams {
-                field_manager: Some(MANAGER.into()),
-                ..Default::default()
-            },
-            &secret,
-        )
-        .await
-    {
+    let params = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    match api.create(&params, &secret).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
         Err(error) => Err(error),
@@ -408,21 +400,11 @@ async fn dns_finding(
 async fn engine_finding(tenant: &Tenant, plan: &Plan, ctx: &Context) -> Finding {
     let kind = ConditionType::EngineRegistered;
     let reference = &tenant.spec.whatsapp.credentials_secret_ref;
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &reference.namespace);
-    let credentials = match secrets.get_opt(&reference.name).await {
-        Ok(Some(secret)) => secret,
-        Ok(None) => {
-            return Finding::failed(
-                kind,
-                "CredentialsSecretMissing",
-                format!(
-                    "create the Secret {}/{} named in spec.whatsapp.credentialsSecretRef",
-                    reference.namespace, reference.name
-                ),
-            );
-        }
-        Err(error) => return Finding::failed(kind, "CredentialsUnreadable", error.to_string()),
-    };
+    let credentials =
+        match credentials::fetch(&ctx.client, tenant, &ctx.config.credentials_namespace).await {
+            Ok(secret) => secret,
+            Err(finding) => return finding,
+        };
     let token = match namespaced::<Secret>(ctx, plan).get_opt(WORKER_SECRET).await {
         Ok(Some(secret)) => secret_value(&secret, WORKER_TOKEN).unwrap_or_default(),
         Ok(None) => {

@@ -20,6 +20,7 @@ mod examples;
 mod n8n_workflow;
 mod operator;
 mod operator_edge;
+mod operator_privileges;
 mod postgres;
 mod reliability;
 mod sandbox;
