@@ -183,18 +183,7 @@ async fn apply_children(tenant: &Tenant, plan: &Plan, ctx: &Context) -> Result<(
         ),
     )
     .await?;
-    mint_once(
-        ctx,
-        plan,
-        children::minted_secret(tenant, plan, ENCRYPTION_SECRET, ENCRYPTION_KEY),
-    )
-    .await?;
-    mint_once(
-        ctx,
-        plan,
-        children::minted_secret(tenant, plan, WORKER_SECRET, WORKER_TOKEN),
-    )
-    .await?;
+    mint_secrets(tenant, plan, ctx).await?;
     ssa(ctx, namespaced(ctx, plan), &children::pvc(tenant, plan)).await?;
     ssa(ctx, namespaced(ctx, plan), &children::service(tenant, plan)).await?;
     ssa(
@@ -236,19 +225,32 @@ fn frontend_target(spec: &Option<String>) -> Option<(String, i32)> {
     ))
 }
 
-/// Creates the Secret when it does not exist; never reads or touches an existing one (the
-/// operator may create Secrets in tenant namespaces but not read these: create-only).
-async fn mint_once(ctx: &Context, plan: &Plan, secret: Secret) -> Result<(), kube::Error> {
+/// Mints the n8n encryption key, then the worker token, where they do not exist; never changes
+/// an existing one. The operator may create Secrets but read only the worker token: when that
+/// exists, both were minted (it comes last), and nothing is created. A lost encryption key alone
+/// is not replaced: a new one would silently orphan every credential n8n stored (restore it
+/// from the backup instead; n8n does not start without it, which `N8nReady` shows).
+async fn mint_secrets(tenant: &Tenant, plan: &Plan, ctx: &Context) -> Result<(), kube::Error> {
     let api: Api<Secret> = namespaced(ctx, plan);
+    if api.get_opt(WORKER_SECRET).await?.is_some() {
+        return Ok(());
+    }
     let params = PostParams {
         field_manager: Some(MANAGER.into()),
         ..Default::default()
     };
-    match api.create(&params, &secret).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-        Err(error) => Err(error),
+    for (name, key) in [
+        (ENCRYPTION_SECRET, ENCRYPTION_KEY),
+        (WORKER_SECRET, WORKER_TOKEN),
+    ] {
+        let secret = children::minted_secret(tenant, plan, name, key);
+        match api.create(&params, &secret).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(error) => return Err(error),
+        }
     }
+    Ok(())
 }
 
 async fn n8n_finding(ctx: &Context, plan: &Plan) -> Finding {
