@@ -126,7 +126,12 @@ pub struct OperatorArgs {
     pub engine_pod_selector: PodSelector,
 
     /// The engine's container port: the only port n8n may reach the engine's pods on.
-    #[arg(long, env = "FLOMASTR_ENGINE_POD_PORT", default_value_t = 8080, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(
+        long,
+        env = "FLOMASTR_ENGINE_POD_PORT",
+        default_value_t = 8080,
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
     pub engine_pod_port: u16,
 
     /// Namespace of the cluster DNS pods, the only DNS servers n8n may query.
@@ -137,7 +142,8 @@ pub struct OperatorArgs {
     )]
     pub cluster_dns_namespace: String,
 
-    /// Labels of the cluster DNS pods (`key=value,...`; CoreDNS and kube-dns both use `k8s-app=kube-dns`).
+    /// Labels of the cluster DNS pods (`key=value,...`; CoreDNS and kube-dns both carry
+    /// `k8s-app=kube-dns`).
     #[arg(
         long,
         env = "FLOMASTR_CLUSTER_DNS_POD_SELECTOR",
