@@ -127,7 +127,7 @@ async fn run(count: usize) {
     .await
     .unwrap();
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    for name in ["flomastr-system", "creds"] {
+    for name in ["flomastr-system", "flomastr-credentials"] {
         namespaces
             .create(
                 &PostParams::default(),
@@ -136,11 +136,23 @@ async fn run(count: usize) {
             .await
             .unwrap();
     }
-    let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "ib", "namespace": "creds"}, "stringData": {"apiKey": "k", "webhookSecret": "s"}})).unwrap();
-    Api::<Secret>::namespaced(client.clone(), "creds")
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
+    // Each tenant's credentials, labelled as its own (the operator uses no other).
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "flomastr-credentials");
+    futures::stream::iter(0..count)
+        .map(|i| {
+            let secrets = secrets.clone();
+            async move {
+                let secret: Secret = serde_json::from_value(json!({
+                    "metadata": {"name": format!("t{i:04}-ib"), "labels": {"flomastr.io/tenant": format!("t{i:04}")}},
+                    "stringData": {"apiKey": "k", "webhookSecret": "s"}
+                }))
+                .unwrap();
+                secrets.create(&PostParams::default(), &secret).await.unwrap();
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
 
     let operator = Command::new(binary)
         .arg("operator")
@@ -173,7 +185,7 @@ async fn run(count: usize) {
                 let tenant: Tenant = serde_json::from_value(json!({
                     "apiVersion": "flomastr.io/v1alpha1", "kind": "Tenant", "metadata": {"name": format!("t{i:04}")},
                     "spec": {"displayName": format!("Tenant {i}"),
-                             "whatsapp": {"provider": "Infobip", "sender": "441134960000", "credentialsSecretRef": {"name": "ib", "namespace": "creds"}}}
+                             "whatsapp": {"provider": "Infobip", "sender": "441134960000", "credentialsSecretRef": {"name": format!("t{i:04}-ib"), "namespace": "flomastr-credentials"}}}
                 }))
                 .unwrap();
                 tenants.create(&PostParams::default(), &tenant).await.unwrap();

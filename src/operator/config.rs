@@ -1,6 +1,10 @@
 //! Operator-wide settings (flags and environment, set by the Helm chart).
 
+use crate::operator::pod_selector::PodSelector;
 use std::time::Duration;
+
+/// Where tenants' credentials Secrets live unless `--credentials-namespace` says otherwise.
+pub const DEFAULT_CREDENTIALS_NAMESPACE: &str = "flomastr-credentials";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum DnsProviderKind {
@@ -99,9 +103,53 @@ pub struct OperatorArgs {
     )]
     pub n8n_image: String,
 
-    /// Namespace the operator runs in (its leader-election Lease lives there).
+    /// Namespace the operator runs in (its leader-election Lease lives there) and, with the
+    /// chart, the engine's namespace: the only namespace n8n may reach the engine in.
     #[arg(long, env = "FLOMASTR_NAMESPACE", default_value = "flomastr-system")]
     pub namespace: String,
+
+    /// The only namespace tenants' credentials Secrets are read from (a Tenant naming another
+    /// namespace is refused; the operator's RBAC can read Secrets nowhere else).
+    #[arg(
+        long,
+        env = "FLOMASTR_CREDENTIALS_NAMESPACE",
+        default_value = DEFAULT_CREDENTIALS_NAMESPACE
+    )]
+    pub credentials_namespace: String,
+
+    /// Labels of the engine's pods (`key=value,...`): n8n may reach only these pods.
+    #[arg(
+        long,
+        env = "FLOMASTR_ENGINE_POD_SELECTOR",
+        default_value = "app.kubernetes.io/part-of=flomastr,app.kubernetes.io/component=engine"
+    )]
+    pub engine_pod_selector: PodSelector,
+
+    /// The engine's container port: the only port n8n may reach the engine's pods on.
+    #[arg(
+        long,
+        env = "FLOMASTR_ENGINE_POD_PORT",
+        default_value_t = 8080,
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    pub engine_pod_port: u16,
+
+    /// Namespace of the cluster DNS pods, the only DNS servers n8n may query.
+    #[arg(
+        long,
+        env = "FLOMASTR_CLUSTER_DNS_NAMESPACE",
+        default_value = "kube-system"
+    )]
+    pub cluster_dns_namespace: String,
+
+    /// Labels of the cluster DNS pods (`key=value,...`; CoreDNS and kube-dns both carry
+    /// `k8s-app=kube-dns`).
+    #[arg(
+        long,
+        env = "FLOMASTR_CLUSTER_DNS_POD_SELECTOR",
+        default_value = "k8s-app=kube-dns"
+    )]
+    pub cluster_dns_pod_selector: PodSelector,
 
     /// Identity in leader election (the pod name).
     #[arg(long, env = "POD_NAME")]
@@ -135,6 +183,7 @@ impl std::fmt::Debug for OperatorArgs {
             .field("engine_url", &self.engine_url)
             .field("caddy_admin_url", &self.caddy_admin_url)
             .field("dns_provider", &self.dns_provider)
+            .field("credentials_namespace", &self.credentials_namespace)
             .finish_non_exhaustive()
     }
 }

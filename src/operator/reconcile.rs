@@ -6,6 +6,7 @@ use crate::operator::children::{
     self, ENCRYPTION_KEY, ENCRYPTION_SECRET, WORKER_SECRET, WORKER_TOKEN,
 };
 use crate::operator::context::Context;
+use crate::operator::credentials;
 use crate::operator::plan::{MANAGER, Plan, plan};
 use crate::operator::registration::{self, secret_value};
 use crate::operator::status::{Finding, Observed, compute};
@@ -178,23 +179,11 @@ async fn apply_children(tenant: &Tenant, plan: &Plan, ctx: &Context) -> Result<(
         &children::network_policy(
             tenant,
             plan,
-            &ctx.config.ingress_namespace,
-            &ctx.config.namespace,
+            &children::NetworkReach::from_config(&ctx.config),
         ),
     )
     .await?;
-    mint_once(
-        ctx,
-        plan,
-        children::minted_secret(tenant, plan, ENCRYPTION_SECRET, ENCRYPTION_KEY),
-    )
-    .await?;
-    mint_once(
-        ctx,
-        plan,
-        children::minted_secret(tenant, plan, WORKER_SECRET, WORKER_TOKEN),
-    )
-    .await?;
+    mint_secrets(tenant, plan, ctx).await?;
     ssa(ctx, namespaced(ctx, plan), &children::pvc(tenant, plan)).await?;
     ssa(ctx, namespaced(ctx, plan), &children::service(tenant, plan)).await?;
     ssa(
@@ -236,27 +225,32 @@ fn frontend_target(spec: &Option<String>) -> Option<(String, i32)> {
     ))
 }
 
-/// Creates the Secret when it does not exist; never touches an existing one.
-async fn mint_once(ctx: &Context, plan: &Plan, secret: Secret) -> Result<(), kube::Error> {
+/// Mints the n8n encryption key, then the worker token, where they do not exist; never changes
+/// an existing one. The operator may create Secrets but read only the worker token: when that
+/// exists, both were minted (it comes last), and nothing is created. A lost encryption key alone
+/// is not replaced: a new one would silently orphan every credential n8n stored (restore it
+/// from the backup instead; n8n does not start without it, which `N8nReady` shows).
+async fn mint_secrets(tenant: &Tenant, plan: &Plan, ctx: &Context) -> Result<(), kube::Error> {
     let api: Api<Secret> = namespaced(ctx, plan);
-    let name = secret.metadata.name.clone().unwrap_or_default();
-    if api.get_opt(&name).await?.is_some() {
+    if api.get_opt(WORKER_SECRET).await?.is_some() {
         return Ok(());
     }
-    match api
-        .create(
-            &PostParams {
-                field_manager: Some(MANAGER.into()),
-                ..Default::default()
-            },
-            &secret,
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
-        Err(error) => Err(error),
+    let params = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    for (name, key) in [
+        (ENCRYPTION_SECRET, ENCRYPTION_KEY),
+        (WORKER_SECRET, WORKER_TOKEN),
+    ] {
+        let secret = children::minted_secret(tenant, plan, name, key);
+        match api.create(&params, &secret).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(error) => return Err(error),
+        }
     }
+    Ok(())
 }
 
 async fn n8n_finding(ctx: &Context, plan: &Plan) -> Finding {
@@ -408,21 +402,11 @@ async fn dns_finding(
 async fn engine_finding(tenant: &Tenant, plan: &Plan, ctx: &Context) -> Finding {
     let kind = ConditionType::EngineRegistered;
     let reference = &tenant.spec.whatsapp.credentials_secret_ref;
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &reference.namespace);
-    let credentials = match secrets.get_opt(&reference.name).await {
-        Ok(Some(secret)) => secret,
-        Ok(None) => {
-            return Finding::failed(
-                kind,
-                "CredentialsSecretMissing",
-                format!(
-                    "create the Secret {}/{} named in spec.whatsapp.credentialsSecretRef",
-                    reference.namespace, reference.name
-                ),
-            );
-        }
-        Err(error) => return Finding::failed(kind, "CredentialsUnreadable", error.to_string()),
-    };
+    let credentials =
+        match credentials::fetch(&ctx.client, tenant, &ctx.config.credentials_namespace).await {
+            Ok(secret) => secret,
+            Err(finding) => return finding,
+        };
     let token = match namespaced::<Secret>(ctx, plan).get_opt(WORKER_SECRET).await {
         Ok(Some(secret)) => secret_value(&secret, WORKER_TOKEN).unwrap_or_default(),
         Ok(None) => {

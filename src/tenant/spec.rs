@@ -227,11 +227,13 @@ pub struct WhatsAppSpec {
 
     /// The Secret holding the provider credentials. Keys by provider: Infobip `apiKey`
     /// (+ optional `webhookSecret`), Meta `accessToken`, `appSecret`, `verifyToken`;
-    /// Twilio `accountSid`, `authToken`. The operator reads only this Secret.
+    /// Twilio `accountSid`, `authToken`. The operator reads only this Secret, only from its
+    /// credentials namespace (`flomastr-credentials` unless the platform configures another),
+    /// and uses it only when it carries the label `flomastr.io/tenant: <this Tenant's name>`.
     pub credentials_secret_ref: SecretRef,
 }
 
-/// A reference to a Secret in a given namespace.
+/// A reference to a credentials Secret.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretRef {
@@ -241,7 +243,9 @@ pub struct SecretRef {
         regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     )]
     pub name: String,
-    /// Namespace of the Secret.
+    /// Namespace of the Secret: the operator's credentials namespace (`flomastr-credentials`
+    /// unless the platform configures another). Any other namespace is refused
+    /// (condition EngineRegistered False, reason CredentialsNamespaceNotAllowed).
     #[schemars(
         length(min = 1, max = 63),
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")

@@ -3,6 +3,7 @@
 //! the kubelet so the tenant's n8n Deployment reports itself available.
 
 use crate::operator::children::{WORKER_SECRET, WORKER_TOKEN};
+use crate::operator::config::DEFAULT_CREDENTIALS_NAMESPACE;
 use crate::tenant::Tenant;
 use crate::up::UpError;
 use crate::up::progress::Step;
@@ -31,8 +32,8 @@ pub async fn connect(kubeconfig: Option<&Path>) -> Result<Client, UpError> {
     Ok(Client::try_from(config)?)
 }
 
-/// The Tenant CRD (from this binary, so it always matches the operator) and the namespace the
-/// operator keeps its Lease and the credentials Secrets in.
+/// The Tenant CRD (from this binary, so it always matches the operator), the namespace the
+/// operator keeps its Lease in and the one it reads the credentials Secrets in.
 pub async fn install(client: &Client) -> Result<(), UpError> {
     crate::tenant::install_crd(
         client,
@@ -45,11 +46,13 @@ pub async fn install(client: &Client) -> Result<(), UpError> {
         what: "the Tenant CRD".into(),
         detail: e.to_string(),
     })?;
-    let namespace =
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": OPERATOR_NAMESPACE}});
-    Api::<Namespace>::all(client.clone())
-        .patch(OPERATOR_NAMESPACE, &apply(), &Patch::Apply(&namespace))
-        .await?;
+    for name in [OPERATOR_NAMESPACE, DEFAULT_CREDENTIALS_NAMESPACE] {
+        let namespace =
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        Api::<Namespace>::all(client.clone())
+            .patch(name, &apply(), &Patch::Apply(&namespace))
+            .await?;
+    }
     Ok(())
 }
 

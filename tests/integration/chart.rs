@@ -5,6 +5,7 @@
 //! run), and generated secrets that survive an upgrade.
 
 use crate::common::{KUBECONFIG_VAR, admin_client, install_tenant_crd, require_env, unique};
+use crate::operator::ensure_namespace;
 use clap::{Args, FromArgMatches};
 use flomastr::engine::config::EngineArgs;
 use flomastr::operator::config::{DnsProviderKind, OperatorArgs};
@@ -157,6 +158,8 @@ fn everything_values() -> Value {
             "replicas": 3,
             "ingressClass": "caddy",
             "frontendService": "web/frontend:80",
+            "credentialsNamespace": "whatsapp-credentials",
+            "clusterDns": {"namespace": "dns", "podSelector": "app=coredns"},
             "caddy": {
                 "adminUrl": "http://caddy-admin.caddy.svc:2019",
                 "server": "srv1",
@@ -245,6 +248,7 @@ fn variants() -> Vec<(&'static str, Value)> {
         "dns": {"provider": "external-dns"},
         "podDisruptionBudget": {"enabled": false},
         "serviceAccount": {"name": "custom-operator"},
+        "admissionPolicy": {"enabled": false},
     });
     generated_secret_without_pdbs["engine"] = json!({"podDisruptionBudget": {"enabled": false}, "publicUrl": "https://hooks.example.org"});
     vec![
@@ -279,6 +283,49 @@ fn one_of_kind<T: DeserializeOwned>(objects: &[Value], kind: &str) -> T {
     let mut all = of_kind::<T>(objects, kind);
     assert_eq!(all.len(), 1, "exactly one {kind} is rendered");
     all.pop().unwrap()
+}
+
+/// Kinds the chart renders without a namespace.
+const CLUSTER_SCOPED: &[&str] = &[
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "CustomResourceDefinition",
+];
+
+/// The tenants' NetworkPolicy lets n8n reach exactly this release's engine pods on the engine's
+/// container port: the operator's settings select the engine's pods and not the operator's.
+fn assert_engine_reach(deployments: &[Deployment], args: &OperatorArgs, namespace: &str) {
+    let pod_labels = |component: &str| {
+        deployment(deployments, component)
+            .spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|meta| meta.labels.clone())
+            .unwrap()
+    };
+    let selects = |labels: &BTreeMap<String, String>| {
+        args.engine_pod_selector
+            .labels()
+            .iter()
+            .all(|(key, value)| labels.get(key) == Some(value))
+    };
+    assert!(
+        selects(&pod_labels("engine")),
+        "the engine's pods are selected"
+    );
+    assert!(
+        !selects(&pod_labels("operator")),
+        "the operator's pods are not"
+    );
+    let engine = container(deployment(deployments, "engine"));
+    assert_eq!(
+        i32::from(args.engine_pod_port),
+        engine.ports.as_ref().unwrap()[0].container_port
+    );
+    assert_eq!(args.namespace, namespace, "the engine's namespace");
 }
 
 fn deployment<'a>(deployments: &'a [Deployment], component: &str) -> &'a Deployment {
@@ -429,12 +476,16 @@ fn minimal_values_render_the_default_objects() {
             "PodDisruptionBudget",
             "PodDisruptionBudget",
             "Role",
+            "Role",
+            "RoleBinding",
             "RoleBinding",
             "Secret",
             "Service",
             "Service",
             "ServiceAccount",
             "ServiceAccount",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
         ]
     );
     // Names come from the release; a release named like the chart is not repeated.
@@ -446,6 +497,8 @@ fn minimal_values_render_the_default_objects() {
         ("Service", "flomastr-operator-metrics"),
         ("Secret", "flomastr"),
         ("Role", "flomastr-operator-leader"),
+        ("Role", "flomastr-operator-credentials"),
+        ("ValidatingAdmissionPolicy", "flomastr-operator"),
     ] {
         assert!(
             names.contains(&(expected.0.to_owned(), expected.1.to_owned())),
@@ -462,7 +515,16 @@ fn minimal_values_render_the_default_objects() {
             labels["app.kubernetes.io/version"],
             env!("CARGO_PKG_VERSION")
         );
-        if !["ClusterRole", "ClusterRoleBinding"].contains(&object["kind"].as_str().unwrap()) {
+        let (kind, name) = kind_and_name(object);
+        if CLUSTER_SCOPED.contains(&kind.as_str()) {
+            assert!(object["metadata"]["namespace"].is_null(), "{object}");
+        } else if name.ends_with("-credentials") {
+            // The credentials Role and its binding live where the credentials are.
+            assert_eq!(
+                object["metadata"]["namespace"], "flomastr-credentials",
+                "{object}"
+            );
+        } else {
             assert_eq!(
                 object["metadata"]["namespace"], "flomastr-system",
                 "{object}"
@@ -501,6 +563,13 @@ fn minimal_values_render_the_default_objects() {
     assert_eq!(operator_args.dns_provider, DnsProviderKind::None);
     assert_eq!(operator_args.metrics_listen.port(), 9090);
     assert!(!operator_args.no_leader_election);
+    assert_eq!(operator_args.credentials_namespace, "flomastr-credentials");
+    assert_eq!(operator_args.cluster_dns_namespace, "kube-system");
+    assert_eq!(
+        operator_args.cluster_dns_pod_selector.to_string(),
+        "k8s-app=kube-dns"
+    );
+    assert_engine_reach(&deployments, &operator_args, "flomastr-system");
     let probe = operator_container.liveness_probe.as_ref().unwrap();
     let get = probe.http_get.as_ref().unwrap();
     assert_eq!(get.path.as_deref(), Some("/healthz"));
@@ -654,6 +723,13 @@ fn everything_enabled_renders_hpa_ingress_service_monitors_and_the_existing_secr
     assert_eq!(operator_args.tenant_selector.as_deref(), Some("shard=a"));
     assert_eq!(operator_args.concurrency, 8);
     assert_eq!(operator_args.metrics_listen.port(), 9191);
+    assert_eq!(operator_args.credentials_namespace, "whatsapp-credentials");
+    assert_eq!(operator_args.cluster_dns_namespace, "dns");
+    assert_eq!(
+        operator_args.cluster_dns_pod_selector.to_string(),
+        "app=coredns"
+    );
+    assert_engine_reach(&deployments, &operator_args, "flomastr");
     assert_eq!(literal(operator_container, "TZ").as_deref(), Some("UTC"));
     assert_eq!(
         literal(operator_container, "FLOMASTR_LOG_FORMAT").as_deref(),
@@ -718,6 +794,11 @@ fn values_that_break_the_schema_are_refused_naming_the_field() {
         ingress_without_hosts["engine"] = json!({"ingress": {"enabled": true}});
         let mut bad_pull_policy = minimal_values();
         bad_pull_policy["image"] = json!({"pullPolicy": "Sometimes"});
+        let mut bad_credentials_namespace = minimal_values();
+        bad_credentials_namespace["operator"] = json!({"credentialsNamespace": "Team Secrets"});
+        let mut set_based_dns_selector = minimal_values();
+        set_based_dns_selector["operator"] =
+            json!({"clusterDns": {"podSelector": "k8s-app in (kube-dns)"}});
         vec![
             ("missing baseDomain", without_domain, "baseDomain"),
             (
@@ -760,6 +841,16 @@ fn values_that_break_the_schema_are_refused_naming_the_field() {
                 "/engine/ingress/hosts",
             ),
             ("bad pull policy", bad_pull_policy, "/image/pullPolicy"),
+            (
+                "a credentials namespace that is no namespace name",
+                bad_credentials_namespace,
+                "/operator/credentialsNamespace",
+            ),
+            (
+                "a set-based cluster DNS selector",
+                set_based_dns_selector,
+                "/operator/clusterDns/podSelector",
+            ),
         ]
     };
     for (what, values, field) in cases {
@@ -785,16 +876,33 @@ fn rbac_manifest() -> Vec<Value> {
     )
 }
 
+/// The object of `kind` whose name ends with `suffix`.
+fn named<T: DeserializeOwned>(objects: &[Value], kind: &str, suffix: &str) -> T {
+    let object = objects
+        .iter()
+        .find(|object| {
+            object["kind"] == kind
+                && object["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|name| name.ends_with(suffix))
+        })
+        .unwrap_or_else(|| panic!("a {kind} named *{suffix} is rendered"));
+    serde_json::from_value(object.clone()).unwrap()
+}
+
 #[test]
-fn chart_rbac_rules_equal_manifests_rbac_operator_yaml() {
+fn chart_rbac_and_admission_policy_equal_manifests_rbac_operator_yaml() {
     let manifest = rbac_manifest();
     let expected_cluster_role: ClusterRole = one_of_kind(&manifest, "ClusterRole");
-    let expected_role: Role = one_of_kind(&manifest, "Role");
+    let expected_leader: Role = named(&manifest, "Role", "-leader");
+    let expected_credentials: Role = named(&manifest, "Role", "-credentials");
+    let expected_policy: Value = one_of_kind(&manifest, "ValidatingAdmissionPolicy");
     let helm = Helm::new();
     for (what, values) in variants() {
         let objects = helm.render("rbac", "ops", &values);
         let cluster_role: ClusterRole = one_of_kind(&objects, "ClusterRole");
-        let role: Role = one_of_kind(&objects, "Role");
+        let leader: Role = named(&objects, "Role", "-leader");
+        let credentials: Role = named(&objects, "Role", "-credentials");
         let rules = |rules: Option<Vec<PolicyRule>>| rules.expect("rules");
         assert_eq!(
             rules(cluster_role.rules),
@@ -802,38 +910,96 @@ fn chart_rbac_rules_equal_manifests_rbac_operator_yaml() {
             "{what}: the chart's ClusterRole rules differ from manifests/rbac/operator.yaml"
         );
         assert_eq!(
-            rules(role.rules),
-            rules(expected_role.rules.clone()),
+            rules(leader.rules.clone()),
+            rules(expected_leader.rules.clone()),
             "{what}: the chart's Lease Role rules differ from manifests/rbac/operator.yaml"
         );
-        assert_eq!(role.metadata.namespace.as_deref(), Some("ops"));
+        assert_eq!(leader.metadata.namespace.as_deref(), Some("ops"));
+        assert_eq!(
+            rules(credentials.rules.clone()),
+            rules(expected_credentials.rules.clone()),
+            "{what}: the chart's credentials Role rules differ from manifests/rbac/operator.yaml"
+        );
+        let credentials_namespace = values["operator"]["credentialsNamespace"]
+            .as_str()
+            .unwrap_or("flomastr-credentials");
+        assert_eq!(
+            credentials.metadata.namespace.as_deref(),
+            Some(credentials_namespace),
+            "{what}: the credentials Role is where the operator reads credentials"
+        );
 
         // The bindings tie those roles to the operator's ServiceAccount, which its pods use.
         let deployments: Vec<Deployment> = of_kind(&objects, "Deployment");
-        let operator_pod = deployment(&deployments, "operator")
+        let operator = deployment(&deployments, "operator");
+        let account = operator
             .spec
             .template
             .spec
             .clone()
+            .unwrap()
+            .service_account_name
             .unwrap();
-        let account = operator_pod.service_account_name.unwrap();
+        let args: OperatorArgs = parse_settings(
+            "operator",
+            &environment(container(operator)),
+            &["TZ", "RUST_LOG", "FLOMASTR_LOG_FORMAT"],
+        )
+        .unwrap();
+        assert_eq!(args.credentials_namespace, credentials_namespace, "{what}");
         let cluster_binding: ClusterRoleBinding = one_of_kind(&objects, "ClusterRoleBinding");
         assert_eq!(cluster_binding.role_ref.kind, "ClusterRole");
         assert_eq!(
             Some(&cluster_binding.role_ref.name),
             cluster_role.metadata.name.as_ref()
         );
-        let binding: RoleBinding = one_of_kind(&objects, "RoleBinding");
-        assert_eq!(binding.role_ref.kind, "Role");
-        assert_eq!(Some(&binding.role_ref.name), role.metadata.name.as_ref());
-        assert_eq!(binding.metadata.namespace.as_deref(), Some("ops"));
-        for subjects in [cluster_binding.subjects, binding.subjects] {
+        let leader_binding: RoleBinding = named(&objects, "RoleBinding", "-leader");
+        let credentials_binding: RoleBinding = named(&objects, "RoleBinding", "-credentials");
+        for (binding, role, namespace) in [
+            (&leader_binding, &leader, "ops"),
+            (&credentials_binding, &credentials, credentials_namespace),
+        ] {
+            assert_eq!(binding.role_ref.kind, "Role");
+            assert_eq!(Some(&binding.role_ref.name), role.metadata.name.as_ref());
+            assert_eq!(binding.metadata.namespace.as_deref(), Some(namespace));
+        }
+        for subjects in [
+            cluster_binding.subjects,
+            leader_binding.subjects,
+            credentials_binding.subjects,
+        ] {
             let subjects = subjects.unwrap();
             assert_eq!(subjects.len(), 1);
             assert_eq!(subjects[0].kind, "ServiceAccount");
             assert_eq!(subjects[0].name, account);
             assert_eq!(subjects[0].namespace.as_deref(), Some("ops"));
         }
+
+        // The admission policy: the manifest's, for this release's ServiceAccount and namespace.
+        let policies: Vec<Value> = of_kind(&objects, "ValidatingAdmissionPolicy");
+        let bindings: Vec<Value> = of_kind(&objects, "ValidatingAdmissionPolicyBinding");
+        if values["operator"]["admissionPolicy"]["enabled"] == false {
+            assert!(policies.is_empty() && bindings.is_empty(), "{what}");
+            continue;
+        }
+        let expected_spec = serde_json::to_string(&expected_policy["spec"])
+            .unwrap()
+            .replace(
+                "system:serviceaccount:flomastr-system:flomastr-operator",
+                &format!("system:serviceaccount:ops:{account}"),
+            )
+            .replace("'flomastr-system'", "'ops'");
+        assert_eq!(
+            policies[0]["spec"],
+            serde_json::from_str::<Value>(&expected_spec).unwrap(),
+            "{what}: the chart's admission policy differs from manifests/rbac/operator.yaml"
+        );
+        assert_eq!(bindings.len(), 1);
+        assert_eq!(
+            bindings[0]["spec"],
+            json!({"policyName": policies[0]["metadata"]["name"], "validationActions": ["Deny"]}),
+            "{what}"
+        );
     }
 }
 
@@ -1035,6 +1201,11 @@ async fn the_api_server_accepts_every_rendered_object_in_a_dry_run() {
     for (what, values) in variants() {
         let namespace = unique("chart");
         create_namespace(&client, &namespace).await;
+        // The credentials Role goes where the credentials are: that namespace must exist.
+        let credentials = values["operator"]["credentialsNamespace"]
+            .as_str()
+            .unwrap_or("flomastr-credentials");
+        ensure_namespace(&client, credentials).await;
         let objects = helm
             .template("flomastr", &namespace, &values, &["--include-crds"])
             .unwrap_or_else(|error| panic!("helm template with {what}: {error}"));
@@ -1082,6 +1253,7 @@ async fn helm_install_and_upgrade_keep_the_generated_admin_token_and_master_key(
     let helm = Helm::new();
     let namespace = unique("chart-install");
     create_namespace(&client, &namespace).await;
+    ensure_namespace(&client, "flomastr-credentials").await;
     let release = unique("rel");
     let chart = chart_dir();
     let install = |values: &Value, verb: &'static str| {

@@ -3,6 +3,8 @@
 //! needs to register its Tenant with the engine.
 
 use crate::common::{KUBECONFIG_VAR, admin_client, install_tenant_crd, require_env};
+use flomastr::operator::config::DEFAULT_CREDENTIALS_NAMESPACE;
+use flomastr::operator::credentials;
 use flomastr::tenant::Tenant;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, Patch, PatchParams};
@@ -42,6 +44,22 @@ fn every_example_secret_registers_its_tenant() {
             Some(reference.name.as_str()),
             "{path}"
         );
+        // Where and as whose the operator accepts it.
+        assert_eq!(
+            secret.metadata.namespace.as_deref(),
+            Some(reference.namespace.as_str()),
+            "{path}"
+        );
+        assert_eq!(
+            credentials::namespace_refusal(&tenant, DEFAULT_CREDENTIALS_NAMESPACE),
+            None,
+            "{path}"
+        );
+        assert_eq!(
+            credentials::ownership_refusal(&tenant, &secret),
+            None,
+            "{path}"
+        );
         let registration = flomastr::operator::registration::build(&tenant, &secret, "token")
             .unwrap_or_else(|missing| panic!("{path}: the Secret lacks {missing}"));
         assert_eq!(registration.channel.sender, tenant.spec.whatsapp.sender);
@@ -55,16 +73,18 @@ fn every_example_secret_registers_its_tenant() {
 async fn every_example_is_accepted_by_the_api_server() {
     let client = admin_client().await;
     install_tenant_crd(&client).await;
-    let namespace =
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "flomastr-system"}});
-    Api::<Namespace>::all(client.clone())
-        .patch(
-            "flomastr-system",
-            &PatchParams::apply("flomastr-tests"),
-            &Patch::Apply(&namespace),
-        )
-        .await
-        .unwrap();
+    for name in ["flomastr-system", DEFAULT_CREDENTIALS_NAMESPACE] {
+        let namespace =
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+        Api::<Namespace>::all(client.clone())
+            .patch(
+                name,
+                &PatchParams::apply("flomastr-tests"),
+                &Patch::Apply(&namespace),
+            )
+            .await
+            .unwrap();
+    }
     let kubeconfig = require_env(KUBECONFIG_VAR);
     for path in EXAMPLES {
         let out = std::process::Command::new("kubectl")

@@ -21,6 +21,7 @@ mod isolation_inbound;
 mod n8n_workflow;
 mod operator;
 mod operator_edge;
+mod operator_privileges;
 mod postgres;
 mod reliability;
 mod sandbox;

@@ -1,5 +1,7 @@
 //! The operator against the real API server, a running engine and (when installed) real Caddy:
 //! the lifecycle, drift, no-op resyncs, suspension, deletion, missing credentials, DNS, RBAC.
+//! The operator runs as its own ServiceAccount under `manifests/rbac/operator.yaml` (the chart's
+//! RBAC and admission policy) unless a test says why not.
 
 use crate::common::{admin_client, eventually, install_tenant_crd, kube_client, unique};
 use crate::engine_harness::{ADMIN_TOKEN, TestEngine, start_engine};
@@ -16,6 +18,12 @@ use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::OnceCell;
+
+/// The operator's credentials namespace in `manifests/rbac/operator.yaml` and in the tests.
+pub const CREDENTIALS_NAMESPACE: &str = "flomastr-credentials";
+/// The operator's own namespace (its Lease; the engine's namespace for the NetworkPolicy).
+pub const OPERATOR_NAMESPACE: &str = "flomastr-system";
 
 pub fn operator_args(engine: &TestEngine) -> OperatorArgs {
     OperatorArgs {
@@ -35,7 +43,14 @@ pub fn operator_args(engine: &TestEngine) -> OperatorArgs {
         engine_worker_url: None,
         engine_admin_token: ADMIN_TOKEN.into(),
         n8n_image: "docker.n8n.io/n8nio/n8n:1.116.2".into(),
-        namespace: "flomastr-system".into(),
+        namespace: OPERATOR_NAMESPACE.into(),
+        credentials_namespace: CREDENTIALS_NAMESPACE.into(),
+        engine_pod_selector: "app.kubernetes.io/name=flomastr,app.kubernetes.io/instance=flomastr,app.kubernetes.io/component=engine"
+            .parse()
+            .unwrap(),
+        engine_pod_port: 8080,
+        cluster_dns_namespace: "kube-system".into(),
+        cluster_dns_pod_selector: "k8s-app=kube-dns".parse().unwrap(),
         identity: None,
         no_leader_election: true,
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
@@ -49,41 +64,54 @@ pub async fn context(client: kube::Client, args: OperatorArgs) -> Arc<Context> {
     Context::new(client, args, Arc::new(OperatorMetrics::default())).unwrap()
 }
 
-/// A namespace with the tenant's credentials Secret (InfoBip keys).
-pub async fn credentials(client: &kube::Client) -> String {
-    let namespace = unique("creds");
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": namespace}})).unwrap(),
-        )
-        .await
-        .unwrap();
+/// Creates a namespace unless it exists (tests share the fixed ones).
+pub async fn ensure_namespace(client: &kube::Client, name: &str) {
+    let namespaces = Api::<Namespace>::all(client.clone());
+    if namespaces.get_opt(name).await.unwrap().is_some() {
+        return;
+    }
+    let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+    match namespaces.create(&PostParams::default(), &namespace).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(error) => panic!("create namespace {name}: {error}"),
+    }
+}
+
+/// The name of a tenant's credentials Secret in the tests.
+pub fn credentials_name(slug: &str) -> String {
+    format!("{slug}-infobip")
+}
+
+/// A credentials Secret (InfoBip keys) in `namespace`, labelled as tenant `owner`'s.
+pub async fn credentials_in(client: &kube::Client, namespace: &str, name: &str, owner: &str) {
+    ensure_namespace(client, namespace).await;
     let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "acme-infobip", "namespace": namespace},
+        "metadata": {"name": name, "namespace": namespace, "labels": {"flomastr.io/tenant": owner}},
         "stringData": {"apiKey": "ib-api-key-from-secret", "webhookSecret": "hook-from-secret"}
     }))
     .unwrap();
-    Api::<Secret>::namespaced(client.clone(), &namespace)
+    Api::<Secret>::namespaced(client.clone(), namespace)
         .create(&PostParams::default(), &secret)
         .await
         .unwrap();
-    namespace
 }
 
-pub async fn create_tenant(
-    client: &kube::Client,
-    slug: &str,
-    secret_namespace: &str,
-    extra: Value,
-) -> Tenant {
+/// The tenant's credentials Secret where the operator reads them, labelled for it.
+pub async fn credentials(client: &kube::Client, slug: &str) {
+    credentials_in(client, CREDENTIALS_NAMESPACE, &credentials_name(slug), slug).await;
+}
+
+/// A Tenant naming its credentials Secret in the credentials namespace; `extra` replaces
+/// top-level spec fields.
+pub async fn create_tenant(client: &kube::Client, slug: &str, extra: Value) -> Tenant {
     let mut body = json!({
         "apiVersion": "flomastr.io/v1alpha1", "kind": "Tenant", "metadata": {"name": slug},
         "spec": {
             "displayName": "ACME Bakery", "deletionPolicy": "Delete",
             "n8n": {"replicas": 1, "storage": "2Gi", "timezone": "Europe/Madrid"},
             "whatsapp": {"provider": "Infobip", "sender": "441134960000",
-                         "credentialsSecretRef": {"name": "acme-infobip", "namespace": secret_namespace}},
+                         "credentialsSecretRef": {"name": credentials_name(slug), "namespace": CREDENTIALS_NAMESPACE}},
             "limits": {"quota": {"pods": 5, "requestsCpu": "2"}, "maxConcurrentJobs": 7}
         }
     });
@@ -95,6 +123,83 @@ pub async fn create_tenant(
         .create(&PostParams::default(), &tenant)
         .await
         .unwrap()
+}
+
+static OPERATOR_RBAC: OnceCell<()> = OnceCell::const_new();
+
+/// Applies `manifests/rbac/operator.yaml` (the chart's RBAC and admission policy) once per test
+/// process and waits until the API server enforces both.
+pub async fn install_operator_rbac(admin: &kube::Client) {
+    OPERATOR_RBAC
+        .get_or_init(|| async {
+            ensure_namespace(admin, OPERATOR_NAMESPACE).await;
+            ensure_namespace(admin, CREDENTIALS_NAMESPACE).await;
+            let rbac = std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/manifests/rbac/operator.yaml"
+            ))
+            .unwrap();
+            let discovery = kube::Discovery::new(admin.clone()).run().await.unwrap();
+            for document in serde_yaml::Deserializer::from_str(&rbac) {
+                let object: kube::api::DynamicObject =
+                    serde::Deserialize::deserialize(document).unwrap();
+                let gvk =
+                    kube::core::GroupVersionKind::try_from(object.types.as_ref().unwrap()).unwrap();
+                let (resource, caps) = discovery.resolve_gvk(&gvk).unwrap();
+                let api: Api<kube::api::DynamicObject> = match caps.scope {
+                    kube::discovery::Scope::Namespaced => Api::namespaced_with(
+                        admin.clone(),
+                        object.metadata.namespace.as_deref().unwrap(),
+                        &resource,
+                    ),
+                    kube::discovery::Scope::Cluster => Api::all_with(admin.clone(), &resource),
+                };
+                api.patch(
+                    &object.metadata.name.clone().unwrap(),
+                    &PatchParams::apply("flomastr-tests").force(),
+                    &Patch::Apply(&object),
+                )
+                .await
+                .unwrap();
+            }
+            // RBAC and admission policies take effect when the API server's caches see them.
+            let operator = kube_client("operator").await;
+            eventually("the operator's RBAC in force", || async {
+                Api::<Tenant>::all(operator.clone())
+                    .list(&Default::default())
+                    .await
+                    .ok()
+            })
+            .await;
+            let probe: Deployment = serde_json::from_value(json!({
+                "metadata": {"name": "admission-probe"},
+                "spec": {"selector": {"matchLabels": {"app": "probe"}},
+                         "template": {"metadata": {"labels": {"app": "probe"}},
+                                      "spec": {"containers": [{"name": "probe", "image": "probe"}]}}}
+            }))
+            .unwrap();
+            let deployments = Api::<Deployment>::namespaced(operator.clone(), "default");
+            eventually("the operator's admission policy in force", || async {
+                let params = PostParams {
+                    dry_run: true,
+                    ..PostParams::default()
+                };
+                match deployments.create(&params, &probe).await {
+                    Err(kube::Error::Api(status)) if status.message.contains("denied request") => {
+                        Some(())
+                    }
+                    _ => None,
+                }
+            })
+            .await;
+        })
+        .await;
+}
+
+/// The operator's own identity, under the chart's RBAC and admission policy.
+pub async fn operator_client(admin: &kube::Client) -> kube::Client {
+    install_operator_rbac(admin).await;
+    kube_client("operator").await
 }
 
 /// One reconcile, as the controller would run it. A Tenant without the finalizer first gets it
@@ -206,11 +311,11 @@ async fn full_lifecycle_on_the_real_api_server() {
     let client = admin_client().await;
     install_tenant_crd(&client).await;
     let engine = start_engine().await;
-    let ctx = context(client.clone(), operator_args(&engine)).await;
-    let secrets = credentials(&client).await;
+    let ctx = context(operator_client(&client).await, operator_args(&engine)).await;
     let slug = unique("acme");
+    credentials(&client, &slug).await;
     let ns = format!("tenant-{slug}");
-    create_tenant(&client, &slug, &secrets, json!({})).await;
+    create_tenant(&client, &slug, json!({})).await;
 
     // First pass: children applied, engine registered, waiting for n8n.
     let action = reconcile_now(&client, &ctx, &slug).await.unwrap();
@@ -524,9 +629,9 @@ async fn a_missing_credentials_secret_is_a_condition_with_backoff_not_a_crash() 
     let client = admin_client().await;
     install_tenant_crd(&client).await;
     let engine = start_engine().await;
-    let ctx = context(client.clone(), operator_args(&engine)).await;
+    let ctx = context(operator_client(&client).await, operator_args(&engine)).await;
     let slug = unique("nocreds");
-    create_tenant(&client, &slug, "nowhere", json!({})).await;
+    create_tenant(&client, &slug, json!({})).await;
     let error = reconcile_now(&client, &ctx, &slug).await.unwrap_err();
     assert!(error.contains("EngineRegistered"), "{error}");
     let tenant = Api::<Tenant>::all(client.clone()).get(&slug).await.unwrap();
@@ -536,7 +641,9 @@ async fn a_missing_credentials_secret_is_a_condition_with_backoff_not_a_crash() 
         ("False", "CredentialsSecretMissing")
     );
     assert!(
-        registered.message.contains("nowhere/acme-infobip"),
+        registered
+            .message
+            .contains(&format!("{CREDENTIALS_NAMESPACE}/{slug}-infobip")),
         "{}",
         registered.message
     );
@@ -564,52 +671,12 @@ async fn a_missing_credentials_secret_is_a_condition_with_backoff_not_a_crash() 
 async fn the_operator_needs_nothing_beyond_its_cluster_role() {
     let admin = admin_client().await;
     install_tenant_crd(&admin).await;
-    let rbac = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/manifests/rbac/operator.yaml"
-    ))
-    .unwrap();
-    let namespaces = Api::<Namespace>::all(admin.clone());
-    if namespaces
-        .get_opt("flomastr-system")
-        .await
-        .unwrap()
-        .is_none()
-    {
-        let _ = namespaces
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": "flomastr-system"}})).unwrap(),
-            )
-            .await;
-    }
-    let discovery = kube::Discovery::new(admin.clone()).run().await.unwrap();
-    for document in rbac.split("\n---") {
-        let object: kube::api::DynamicObject = serde_yaml::from_str(document).unwrap();
-        let gvk = kube::core::GroupVersionKind::try_from(object.types.as_ref().unwrap()).unwrap();
-        let (resource, caps) = discovery.resolve_gvk(&gvk).unwrap();
-        let api: Api<kube::api::DynamicObject> = match caps.scope {
-            kube::discovery::Scope::Namespaced => Api::namespaced_with(
-                admin.clone(),
-                object.metadata.namespace.as_deref().unwrap(),
-                &resource,
-            ),
-            kube::discovery::Scope::Cluster => Api::all_with(admin.clone(), &resource),
-        };
-        api.patch(
-            &object.metadata.name.clone().unwrap(),
-            &PatchParams::apply("flomastr-tests").force(),
-            &Patch::Apply(&object),
-        )
-        .await
-        .unwrap();
-    }
     let engine = start_engine().await;
-    let secrets = credentials(&admin).await;
     let slug = unique("rbac");
-    create_tenant(&admin, &slug, &secrets, json!({})).await;
+    credentials(&admin, &slug).await;
+    create_tenant(&admin, &slug, json!({})).await;
     // The operator's own identity: the ServiceAccount the ClusterRole is bound to.
-    let operator = kube_client("operator").await;
+    let operator = operator_client(&admin).await;
     let ctx = context(operator.clone(), operator_args(&engine)).await;
     reconcile_now(&operator, &ctx, &slug)
         .await
@@ -625,7 +692,7 @@ async fn the_operator_needs_nothing_beyond_its_cluster_role() {
     assert!(matches!(pods, Err(kube::Error::Api(ref s)) if s.code == 403));
     let leases = flomastr::operator::leader::LeaderElector::new(
         operator.clone(),
-        "flomastr-system",
+        OPERATOR_NAMESPACE,
         "test-leader",
     );
     assert!(
@@ -684,17 +751,17 @@ async fn the_running_controller_converges_and_heals_drift_by_itself() {
     // Only this test's Tenants: other tests reconcile theirs by hand.
     args.tenant_selector = Some(format!("flomastr.io/shard={shard}"));
     // As `flomastr operator` runs it: children watched, unchanged ones not re-applied.
-    let ctx =
-        Context::watching(client.clone(), args, Arc::new(OperatorMetrics::default())).unwrap();
+    let operator = operator_client(&client).await;
+    let ctx = Context::watching(operator, args, Arc::new(OperatorMetrics::default())).unwrap();
     let controller = tokio::spawn(flomastr::operator::controller(ctx).for_each(|()| async {}));
-    let secrets = credentials(&client).await;
     let slug = unique("auto");
+    credentials(&client, &slug).await;
     let ns = format!("tenant-{slug}");
     let tenant: Tenant = serde_json::from_value(json!({
         "apiVersion": "flomastr.io/v1alpha1", "kind": "Tenant",
         "metadata": {"name": slug, "labels": {"flomastr.io/shard": shard}},
         "spec": {"displayName": "Auto", "whatsapp": {"provider": "Infobip", "sender": "441134960000",
-                 "credentialsSecretRef": {"name": "acme-infobip", "namespace": secrets}}}
+                 "credentialsSecretRef": {"name": credentials_name(&slug), "namespace": CREDENTIALS_NAMESPACE}}}
     }))
     .unwrap();
     let tenants = Api::<Tenant>::all(client.clone());

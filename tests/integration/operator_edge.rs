@@ -3,7 +3,9 @@
 
 use crate::common::{admin_client, free_port, install_tenant_crd, unique};
 use crate::engine_harness::start_engine;
-use crate::operator::{context, create_tenant, credentials, operator_args, reconcile_now};
+use crate::operator::{
+    context, create_tenant, credentials, operator_args, operator_client, reconcile_now,
+};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::routing::get;
@@ -151,14 +153,14 @@ async fn caddy_routes_are_idempotent_heal_after_a_restart_and_go_on_suspend_and_
     args.caddy_admin_url = Some(caddy.admin.clone());
     args.caddy_frontend_upstream = upstream.clone();
     args.caddy_n8n_upstream = upstream;
-    let ctx = context(client.clone(), args).await;
-    let secrets = credentials(&client).await;
+    let ctx = context(operator_client(&client).await, args).await;
     let slug = unique("edge");
+    credentials(&client, &slug).await;
     let (front, n8n) = (
         format!("{slug}.example.test"),
         format!("{slug}.n8n.example.test"),
     );
-    create_tenant(&client, &slug, &secrets, json!({})).await;
+    create_tenant(&client, &slug, json!({})).await;
 
     let _ = reconcile_now(&client, &ctx, &slug).await;
     assert_eq!(
@@ -290,13 +292,12 @@ async fn digitalocean_records_follow_the_spec_and_go_with_the_tenant() {
     args.dns_provider = DnsProviderKind::Digitalocean;
     args.digitalocean_url = url;
     args.digitalocean_token = Some("do-token-secret".into());
-    let ctx = context(client.clone(), args).await;
-    let secrets = credentials(&client).await;
+    let ctx = context(operator_client(&client).await, args).await;
     let slug = unique("dns");
+    credentials(&client, &slug).await;
     create_tenant(
         &client,
         &slug,
-        &secrets,
         json!({"dns": {"enabled": true, "target": "203.0.113.10"}}),
     )
     .await;
@@ -421,13 +422,12 @@ async fn external_dns_mode_writes_a_dns_endpoint() {
     let engine = start_engine().await;
     let mut args = operator_args(&engine);
     args.dns_provider = DnsProviderKind::ExternalDns;
-    let ctx = context(client.clone(), args).await;
-    let secrets = credentials(&client).await;
+    let ctx = context(operator_client(&client).await, args).await;
     let slug = unique("xdns");
+    credentials(&client, &slug).await;
     create_tenant(
         &client,
         &slug,
-        &secrets,
         json!({"dns": {"enabled": true, "target": "203.0.113.30", "ttl": 120}}),
     )
     .await;

@@ -9,7 +9,7 @@ mod secrets;
 pub use ingress::{frontend_ingress, frontend_service, n8n_ingress};
 pub use n8n::{deployment, pvc, service};
 pub use namespace::{limit_range, namespace, resource_quota};
-pub use network_policy::network_policy;
+pub use network_policy::{NON_PUBLIC_V4, NON_PUBLIC_V6, NetworkReach, network_policy};
 pub use secrets::{ENCRYPTION_KEY, ENCRYPTION_SECRET, WORKER_SECRET, WORKER_TOKEN, minted_secret};
 
 use crate::tenant::Tenant;

@@ -1,0 +1,147 @@
+//! The tenant's provider credentials: the one Secret its `spec.whatsapp.credentialsSecretRef`
+//! names, read only from the operator's credentials namespace and used only when the Secret is
+//! labelled for this tenant.
+//!
+//! Whoever may write a Tenant chooses that reference. Without these checks they could make the
+//! operator read any Secret in the cluster, or another tenant's credentials, and hand it to the
+//! engine as their own channel. The namespace is checked before anything is read (and the
+//! operator's RBAC allows reading Secrets in that namespace only); the label is the platform
+//! admin's statement of which tenant a Secret belongs to.
+
+use crate::operator::plan::SLUG_LABEL;
+use crate::operator::status::Finding;
+use crate::tenant::{ConditionType, Tenant};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+
+const KIND: ConditionType = ConditionType::EngineRegistered;
+
+/// A refusal when the reference names a namespace other than `allowed`: nothing is read then.
+pub fn namespace_refusal(tenant: &Tenant, allowed: &str) -> Option<Finding> {
+    let reference = &tenant.spec.whatsapp.credentials_secret_ref;
+    (reference.namespace != allowed).then(|| {
+        Finding::failed(
+            KIND,
+            "CredentialsNamespaceNotAllowed",
+            format!(
+                "spec.whatsapp.credentialsSecretRef names namespace {}: credentials Secrets are read only from {allowed}",
+                reference.namespace
+            ),
+        )
+    })
+}
+
+/// A refusal when `secret` is not labelled `flomastr.io/tenant: <slug>` for this tenant.
+pub fn ownership_refusal(tenant: &Tenant, secret: &Secret) -> Option<Finding> {
+    let slug = tenant.slug();
+    let owner = secret
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(SLUG_LABEL));
+    (owner.map(String::as_str) != Some(slug)).then(|| {
+        let reference = &tenant.spec.whatsapp.credentials_secret_ref;
+        Finding::failed(
+            KIND,
+            "CredentialsNotForTenant",
+            format!(
+                "the Secret {}/{} is not labelled {SLUG_LABEL}: {slug}, so it is not this tenant's",
+                reference.namespace, reference.name
+            ),
+        )
+    })
+}
+
+/// The tenant's credentials Secret, or the finding that says why there is none to use.
+pub async fn fetch(
+    client: &kube::Client,
+    tenant: &Tenant,
+    allowed: &str,
+) -> Result<Secret, Finding> {
+    if let Some(refusal) = namespace_refusal(tenant, allowed) {
+        return Err(refusal);
+    }
+    let reference = &tenant.spec.whatsapp.credentials_secret_ref;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &reference.namespace);
+    let secret = match secrets.get_opt(&reference.name).await {
+        Ok(Some(secret)) => secret,
+        Ok(None) => {
+            return Err(Finding::failed(
+                KIND,
+                "CredentialsSecretMissing",
+                format!(
+                    "create the Secret {}/{} named in spec.whatsapp.credentialsSecretRef, labelled {SLUG_LABEL}: {}",
+                    reference.namespace,
+                    reference.name,
+                    tenant.slug()
+                ),
+            ));
+        }
+        Err(error) => {
+            return Err(Finding::failed(
+                KIND,
+                "CredentialsUnreadable",
+                error.to_string(),
+            ));
+        }
+    };
+    match ownership_refusal(tenant, &secret) {
+        Some(refusal) => Err(refusal),
+        None => Ok(secret),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn tenant(namespace: &str) -> Tenant {
+        serde_json::from_value(json!({
+            "apiVersion": "flomastr.io/v1alpha1", "kind": "Tenant", "metadata": {"name": "acme"},
+            "spec": {"displayName": "ACME", "whatsapp": {"provider": "Infobip", "sender": "441134960000",
+                     "credentialsSecretRef": {"name": "acme-infobip", "namespace": namespace}}}
+        }))
+        .unwrap()
+    }
+
+    fn secret(labels: serde_json::Value) -> Secret {
+        serde_json::from_value(json!({
+            "metadata": {"name": "acme-infobip", "namespace": "flomastr-credentials", "labels": labels},
+            "stringData": {"apiKey": "k"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_the_credentials_namespace_is_allowed() {
+        assert_eq!(
+            namespace_refusal(&tenant("flomastr-credentials"), "flomastr-credentials"),
+            None
+        );
+        for other in ["kube-system", "tenant-globex", "flomastr-system"] {
+            let refusal = namespace_refusal(&tenant(other), "flomastr-credentials").unwrap();
+            assert_eq!(refusal.reason, "CredentialsNamespaceNotAllowed");
+            assert!(!refusal.ok);
+            assert!(refusal.message.contains(other), "{}", refusal.message);
+        }
+    }
+
+    #[test]
+    fn a_secret_is_used_only_by_the_tenant_it_is_labelled_for() {
+        let acme = tenant("flomastr-credentials");
+        assert_eq!(
+            ownership_refusal(&acme, &secret(json!({"flomastr.io/tenant": "acme"}))),
+            None
+        );
+        for labels in [
+            json!({"flomastr.io/tenant": "globex"}),
+            json!({"flomastr.io/tenant": "acme-2"}),
+            json!({"app": "acme"}),
+            json!(null),
+        ] {
+            let refusal = ownership_refusal(&acme, &secret(labels.clone())).unwrap();
+            assert_eq!(refusal.reason, "CredentialsNotForTenant", "{labels}");
+        }
+    }
+}
