@@ -51,23 +51,30 @@ fn too_many(code: &'static str, message: String) -> ApiError {
     ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message)
 }
 
-/// Admits a call or answers 429 with the reason (rate limit, then budget).
+/// The tenant's AI calls per minute.
+pub fn calls_per_minute(settings: &TenantAi) -> i32 {
+    settings
+        .requests_per_minute
+        .unwrap_or(DEFAULT_REQUESTS_PER_MINUTE)
+}
+
+/// Why a call was refused by the rate limit, for people.
+pub fn rate_limit_reached(per_minute: i32) -> String {
+    format!("the tenant's limit of {per_minute} AI calls per minute is reached; retry shortly")
+}
+
+/// Admits a request or answers 429 with the reason (rate limit, then budget). The request
+/// takes one call from the rate limit: enough for an endpoint that makes at most one model
+/// call; one that makes more takes another before each further call.
 pub async fn admit(
     pool: &PgPool,
     rate: &RateLimiter,
     tenant: Uuid,
     settings: &TenantAi,
 ) -> Result<(), ApiError> {
-    let per_minute = settings
-        .requests_per_minute
-        .unwrap_or(DEFAULT_REQUESTS_PER_MINUTE);
+    let per_minute = calls_per_minute(settings);
     if !rate.try_acquire(tenant, per_minute) {
-        return Err(too_many(
-            "rate_limited",
-            format!(
-                "the tenant's limit of {per_minute} AI calls per minute is reached; retry shortly"
-            ),
-        ));
+        return Err(too_many("rate_limited", rate_limit_reached(per_minute)));
     }
     if let Some(budget) = settings.monthly_token_budget {
         let used = month_tokens(pool, tenant).await?;

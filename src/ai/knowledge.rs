@@ -4,6 +4,7 @@
 use crate::ai::chunk::{self, Format};
 use crate::ai::controls;
 use crate::ai::embed::EmbedError;
+use crate::ai::embed::fair::ReserveError;
 use crate::ai::redact::redact;
 use crate::ai::settings::{self, TenantAi};
 use crate::ai::{AiState, tenant_tx};
@@ -90,21 +91,70 @@ pub fn check_model(ai: &AiState, settings: &TenantAi) -> Result<(), ApiError> {
     }
 }
 
-/// Embeds texts, redacted first when they leave the process.
-pub async fn embed(ai: &AiState, texts: Vec<String>) -> Result<Vec<Vector>, ApiError> {
+/// Embeds the tenant's texts in its turns at the embedder, redacted first when they leave the
+/// process.
+pub async fn embed(
+    ai: &AiState,
+    tenant: Uuid,
+    texts: Vec<String>,
+) -> Result<Vec<Vector>, ApiError> {
     let texts = if ai.remote_embedder {
         texts.iter().map(|t| redact(t)).collect()
     } else {
         texts
     };
-    let vectors = ai.embedder.embed(&texts).await.map_err(embed_failed)?;
+    let vectors = ai
+        .embedder
+        .embed(tenant, &texts)
+        .await
+        .map_err(embed_failed)?;
     Ok(vectors.into_iter().map(Vector::from).collect())
+}
+
+/// Embeds one search query in the tenant's turns for queries (which never wait behind a
+/// document), redacted first when it leaves the process.
+pub async fn embed_query(ai: &AiState, tenant: Uuid, query: &str) -> Result<Vector, ApiError> {
+    let query = if ai.remote_embedder {
+        redact(query)
+    } else {
+        query.to_owned()
+    };
+    let vector = ai
+        .embedder
+        .embed_query(tenant, query)
+        .await
+        .map_err(embed_failed)?;
+    Ok(Vector::from(vector))
+}
+
+/// A document's room in the tenant's share of the embedding queue: 413 when it can never fit,
+/// 429 while the tenant's other ingests fill it.
+fn queue_refused(error: ReserveError) -> ApiError {
+    match error {
+        ReserveError::TooLarge { texts, limit } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "document_too_large",
+            format!(
+                "the document makes {texts} chunks; at most {limit} are embedded at once: split it"
+            ),
+        ),
+        ReserveError::Busy { queued, limit } => ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "embedding_queue_full",
+            format!(
+                "the tenant's other documents hold {queued} of its {limit} chunks waiting to be embedded; retry when they are stored"
+            ),
+        ),
+    }
 }
 
 #[utoipa::path(post, path = "/routes/knowledge/documents", tag = "ai", request_body = DocumentIn,
     security(("worker_token" = [])),
     responses((status = 201, body = DocumentOut, description = "stored"), (status = 200, body = DocumentOut, description = "already stored"),
-              (status = 400), (status = 401), (status = 409), (status = 429), (status = 503)))]
+              (status = 400), (status = 401), (status = 403, description = "tenant_suspended"), (status = 409),
+              (status = 413, description = "document_too_large: more chunks than one tenant may queue"),
+              (status = 429, description = "rate_limited, budget_exceeded, or embedding_queue_full (the tenant's other ingests fill its queue)"),
+              (status = 503)))]
 pub async fn ingest(
     State(state): State<AppState>,
     worker: Worker,
@@ -164,7 +214,16 @@ async fn ingest_inner(
     let chunks = tokio::task::spawn_blocking(move || chunk::split(&sizer, format, &text))
         .await
         .map_err(|_| ApiError::internal())?;
-    let vectors = embed(ai, chunks.iter().map(|c| c.content.clone()).collect()).await?;
+    let _room = ai
+        .embedder
+        .reserve(tenant, chunks.len())
+        .map_err(queue_refused)?;
+    let vectors = embed(
+        ai,
+        tenant,
+        chunks.iter().map(|c| c.content.clone()).collect(),
+    )
+    .await?;
     let mut tx = tenant_tx(&state.pool, tenant).await?;
     let inserted: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO kb_documents (tenant_id, title, format, sha256) VALUES ($1, $2, $3, $4)
@@ -260,7 +319,7 @@ pub async fn reembed_stale(state: &AppState, tenant: Uuid) -> Result<(), ApiErro
             return Ok(tx.commit().await?);
         }
         let (ids, texts): (Vec<i64>, Vec<String>) = stale.into_iter().unzip();
-        let vectors = embed(&state.ai, texts).await?;
+        let vectors = embed(&state.ai, tenant, texts).await?;
         sqlx::query(
             "UPDATE kb_chunks SET embedding = u.v, embedding_model = $2
              FROM UNNEST($3::bigint[], $4::vector[]) AS u(id, v)
@@ -285,10 +344,7 @@ pub async fn retrieve(
     k: i64,
 ) -> Result<Vec<Hit>, ApiError> {
     reembed_stale(state, tenant).await?;
-    let vector = embed(&state.ai, vec![query.to_owned()])
-        .await?
-        .pop()
-        .ok_or_else(ApiError::internal)?;
+    let vector = embed_query(&state.ai, tenant, query).await?;
     Ok(search_vector(&state.pool, tenant, state.ai.embedder.model_id(), vector, k).await?)
 }
 
@@ -320,7 +376,7 @@ pub struct SearchOut {
 #[utoipa::path(get, path = "/routes/knowledge/search", tag = "ai",
     params(("q" = String, Query), ("k" = Option<i64>, Query, description = "1 to 50, default 5")),
     security(("worker_token" = [])),
-    responses((status = 200, body = SearchOut), (status = 400), (status = 401), (status = 409), (status = 429), (status = 503)))]
+    responses((status = 200, body = SearchOut), (status = 400), (status = 401), (status = 403, description = "tenant_suspended"), (status = 409), (status = 429), (status = 503)))]
 pub async fn search(
     State(state): State<AppState>,
     worker: Worker,

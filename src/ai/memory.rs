@@ -90,7 +90,7 @@ pub struct Purged {
 }
 
 #[utoipa::path(delete, path = "/routes/memory/{contact}", tag = "ai", params(("contact" = String, Path)),
-    security(("worker_token" = [])), responses((status = 200, body = Purged), (status = 400), (status = 401)))]
+    security(("worker_token" = [])), responses((status = 200, body = Purged), (status = 400), (status = 401), (status = 403, description = "tenant_suspended")))]
 pub async fn purge(
     State(state): State<AppState>,
     worker: Worker,

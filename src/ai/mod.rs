@@ -14,6 +14,7 @@ pub mod pulse;
 pub mod redact;
 pub mod settings;
 pub mod sql_guard;
+pub mod suspension;
 pub mod synthesis;
 pub mod templates;
 
@@ -21,6 +22,7 @@ use crate::ai::chat::ChatClient;
 use crate::ai::chunk::Sizer;
 use crate::ai::controls::RateLimiter;
 use crate::ai::embed::Embedder;
+use crate::ai::embed::fair::FairEmbedder;
 use crate::ai::embed::minilm::{LocalEmbedder, MiniLm};
 use crate::ai::embed::openai::OpenAiEmbedder;
 use crate::ai::provider::Provider;
@@ -48,7 +50,8 @@ pub enum AiConfigError {
 
 /// The AI layer's share of the engine: one embedder, the chat server (if any), limits.
 pub struct AiState {
-    pub embedder: Arc<dyn Embedder>,
+    /// The embedder, taken in fair turns between tenants.
+    pub embedder: FairEmbedder,
     /// `None`: no chat server configured; synthesis answers extractively.
     pub chat: Option<ChatClient>,
     /// The engine-wide chat model; a tenant's own setting wins.
@@ -73,9 +76,10 @@ impl AiState {
             None => None,
         };
         let embedder: Arc<dyn Embedder> = match args.embedder {
+            // Documents' batches and search queries each have `embed_concurrency` slots.
             EmbedderKind::Local => Arc::new(LocalEmbedder::new(
                 args.embed_model_dir.clone(),
-                args.embed_concurrency,
+                args.embed_concurrency.max(1) * 2,
             )),
             EmbedderKind::Openai => Arc::new(OpenAiEmbedder::new(
                 provider.clone().ok_or(AiConfigError::NoEmbeddingServer)?,
@@ -83,7 +87,12 @@ impl AiState {
             )),
         };
         Ok(Self {
-            embedder,
+            embedder: FairEmbedder::new(
+                embedder,
+                args.embed_concurrency,
+                args.embed_batch,
+                args.embed_tenant_queue,
+            ),
             chat: provider.map(ChatClient::new),
             chat_model: args.chat_model.clone(),
             remote_embedder: args.embedder == EmbedderKind::Openai,
@@ -123,8 +132,8 @@ impl AiState {
     }
 }
 
-/// The AI routes, merged into the engine's router.
-pub fn routes() -> Router<AppState> {
+/// The AI routes, merged into the engine's router; closed to suspended tenants.
+pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/routes/knowledge/documents", post(knowledge::ingest))
         .route("/routes/knowledge/search", get(knowledge::search))
@@ -136,6 +145,10 @@ pub fn routes() -> Router<AppState> {
             put(templates::put).get(templates::get),
         )
         .route("/routes/context/pulse-content", post(pulse::pulse_content))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            suspension::require_active_tenant,
+        ))
 }
 
 /// A transaction that row-level security scopes to one tenant. `set_config(.., true)` ends

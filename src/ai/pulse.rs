@@ -89,7 +89,8 @@ pub struct PulseResult {
     /// The model was not used (none configured, it failed, or its answer was refused).
     pub degraded: bool,
     /// `no_chat_model`, `model_unavailable`, `invalid_model_answer`, `budget_exceeded`,
-    /// `budget_unknown`, `deadline_exceeded`, `no_approved_template`, `not_sendable`.
+    /// `budget_unknown`, `rate_limited`, `deadline_exceeded`, `no_approved_template`,
+    /// `not_sendable`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
     /// What was wrong, for people.
@@ -112,7 +113,8 @@ pub struct SendBody {
 
 #[utoipa::path(post, path = "/routes/context/pulse-content", tag = "ai", request_body = PulseIn,
     security(("worker_token" = [])),
-    responses((status = 200, body = PulseOut), (status = 400), (status = 401), (status = 429), (status = 503)))]
+    responses((status = 200, body = PulseOut), (status = 400), (status = 401), (status = 403, description = "tenant_suspended"),
+              (status = 429, description = "rate_limited or budget_exceeded before any model call; later calls that run out degrade their contacts"), (status = 503)))]
 pub async fn pulse_content(
     State(state): State<AppState>,
     worker: Worker,
@@ -228,6 +230,9 @@ struct Model<'a> {
     down: AtomicBool,
     deadline: Instant,
     calls: std::sync::atomic::AtomicUsize,
+    /// The request's admission took one call from the rate limit: the first model call's.
+    /// Every further call takes its own before it is made.
+    prepaid: AtomicBool,
 }
 
 async fn run(state: &AppState, tenant: Uuid, body: PulseIn) -> Result<(PulseOut, usize), ApiError> {
@@ -256,6 +261,7 @@ async fn run(state: &AppState, tenant: Uuid, body: PulseIn) -> Result<(PulseOut,
             down: AtomicBool::new(false),
             deadline: Instant::now() + DEADLINE,
             calls: Default::default(),
+            prepaid: AtomicBool::new(true),
         }),
         _ => None,
     };
@@ -508,6 +514,15 @@ async fn ask(
         brief,
         history,
     );
+    if !model.prepaid.swap(false, Ordering::Relaxed) {
+        let per_minute = controls::calls_per_minute(model.settings);
+        if !state.ai.rate.try_acquire(tenant, per_minute) {
+            return Err((
+                "rate_limited",
+                Some(controls::rate_limit_reached(per_minute)),
+            ));
+        }
+    }
     model.calls.fetch_add(1, Ordering::Relaxed);
     let completion = match tokio::time::timeout(left, model.chat.complete(&model.name, &messages))
         .await

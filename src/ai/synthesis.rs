@@ -58,7 +58,7 @@ pub struct SynthesisOut {
 
 #[utoipa::path(post, path = "/routes/tools/synthesis", tag = "ai", request_body = SynthesisIn,
     security(("worker_token" = [])),
-    responses((status = 200, body = SynthesisOut), (status = 400), (status = 401), (status = 409), (status = 429), (status = 503)))]
+    responses((status = 200, body = SynthesisOut), (status = 400), (status = 401), (status = 403, description = "tenant_suspended"), (status = 409), (status = 429), (status = 503)))]
 pub async fn synthesize(
     State(state): State<AppState>,
     worker: Worker,

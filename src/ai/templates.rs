@@ -340,7 +340,7 @@ async fn replace(pool: &PgPool, tenant: Uuid, templates: &[TemplateIn]) -> Resul
 #[utoipa::path(put, path = "/routes/context/templates", tag = "ai", request_body = CatalogIn,
     security(("worker_token" = [])),
     responses((status = 200, body = CatalogStored, description = "the catalog was replaced"),
-              (status = 400, description = "a field is invalid (named); nothing was written"), (status = 401), (status = 413), (status = 503)))]
+              (status = 400, description = "a field is invalid (named); nothing was written"), (status = 401), (status = 403, description = "tenant_suspended"), (status = 413), (status = 503)))]
 pub async fn put(
     State(state): State<AppState>,
     worker: Worker,
@@ -362,7 +362,7 @@ pub async fn put(
 
 #[utoipa::path(get, path = "/routes/context/templates", tag = "ai",
     security(("worker_token" = [])),
-    responses((status = 200, body = CatalogOut), (status = 401), (status = 503)))]
+    responses((status = 200, body = CatalogOut), (status = 401), (status = 403, description = "tenant_suspended"), (status = 503)))]
 pub async fn get(
     State(state): State<AppState>,
     worker: Worker,

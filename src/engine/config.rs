@@ -115,9 +115,21 @@ pub struct EngineArgs {
     #[arg(long, env = "FLOMASTR_EMBED_MODEL_DIR")]
     pub embed_model_dir: Option<std::path::PathBuf>,
 
-    /// Local embedding inferences at once (each uses the CPU fully).
+    /// Documents' embedding batches at once, and as many search queries beside them (local:
+    /// inferences, each uses the CPU fully; openai: requests to the server). Tenants take these
+    /// slots in turns, one batch at a time.
     #[arg(long, env = "FLOMASTR_EMBED_CONCURRENCY", default_value_t = 1)]
     pub embed_concurrency: usize,
+
+    /// Texts embedded per turn: a tenant's search waits for at most one batch of another
+    /// tenant's document.
+    #[arg(long, env = "FLOMASTR_EMBED_BATCH", default_value_t = 16)]
+    pub embed_batch: usize,
+
+    /// Chunks one tenant may have waiting to be embedded; a larger document is refused (413)
+    /// and one that does not fit beside the tenant's other ingests gets 429.
+    #[arg(long, env = "FLOMASTR_EMBED_TENANT_QUEUE", default_value_t = 4096)]
+    pub embed_tenant_queue: usize,
 
     /// Base URL of an OpenAI-compatible API (OpenAI, Ollama, vLLM, llama.cpp), e.g.
     /// http://localhost:11434/v1. Without it synthesis answers extractively.

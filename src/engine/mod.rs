@@ -90,7 +90,7 @@ pub fn router(state: AppState) -> Router {
             "/admin/tenants/{slug}/conversations/{conversation}/release",
             post(admin::release_conversation),
         )
-        .merge(crate::ai::routes())
+        .merge(crate::ai::routes(&state))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())

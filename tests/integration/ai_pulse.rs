@@ -686,3 +686,48 @@ async fn ai_pulse_budget_and_bad_bodies_are_refused_and_every_call_is_audited() 
     assert_eq!(detail["contacts"], 1);
     assert_eq!(detail["model_calls"], 1);
 }
+
+#[tokio::test]
+async fn ai_pulse_takes_one_rate_limit_call_per_model_call() {
+    let (engine, stub) = engine_with_stub(reply(
+        json!({"template": "order_update", "language": "en_US", "params": ["B-7"]}),
+    ))
+    .await;
+    let per_minute = 5;
+    let t = tenant(&engine, json!({"requests_per_minute": per_minute})).await;
+    assert_eq!(put_templates(&engine, &t, &catalog()).await.status(), 200);
+    let contacts: Vec<String> = (0..100).map(|i| format!("4477009{i:05}")).collect();
+    let out = results(
+        &engine,
+        &t,
+        json!({"contacts": contacts, "brief": "your order has shipped"}),
+    )
+    .await;
+    assert_eq!(out.len(), 100);
+    let calls = stub.requests().len();
+    assert!(
+        (1..=per_minute).contains(&calls),
+        "{calls} model calls with a limit of {per_minute} a minute"
+    );
+    let limited = out.iter().filter(|r| r["reason"] == "rate_limited").count();
+    assert_eq!(limited, 100 - calls, "the rest degrade");
+    assert!(out.iter().all(|r| r["template"]["name"] == "order_update"));
+    let refused = pulse(
+        &engine,
+        &t,
+        json!({"contacts": ["447700900001"], "brief": "your order has shipped"}),
+    )
+    .await;
+    assert_eq!(refused.status(), 429, "no call is left for another request");
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["error"]["code"],
+        "rate_limited"
+    );
+    let detail: Value = sqlx::query_scalar(
+        "SELECT detail FROM ai_audit WHERE endpoint = 'pulse_content' ORDER BY id LIMIT 1",
+    )
+    .fetch_one(&engine.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(detail["model_calls"], calls);
+}

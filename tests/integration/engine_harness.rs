@@ -15,6 +15,8 @@ pub struct TestEngine {
     pub db: TestDb,
     pub http: reqwest::Client,
     pub shutdown: CancellationToken,
+    /// The engine's state, for tests that watch its internals.
+    pub state: flomastr::engine::state::AppState,
 }
 
 impl Drop for TestEngine {
@@ -53,6 +55,8 @@ pub fn args(db: &TestDb) -> EngineArgs {
         embedder: flomastr::engine::config::EmbedderKind::Local,
         embed_model_dir: None,
         embed_concurrency: 1,
+        embed_batch: 16,
+        embed_tenant_queue: 4096,
         openai_base_url: None,
         openai_api_key: None,
         chat_model: None,
@@ -87,7 +91,7 @@ async fn start_engine_on(public: bool, adjust: impl FnOnce(&mut EngineArgs)) -> 
     let state = flomastr::engine::build(&args, shutdown.clone())
         .await
         .expect("engine starts");
-    let app = flomastr::engine::router(state);
+    let app = flomastr::engine::router(state.clone());
     let stop = shutdown.clone();
     tokio::spawn(async move {
         axum::serve(listener, app)
@@ -100,6 +104,7 @@ async fn start_engine_on(public: bool, adjust: impl FnOnce(&mut EngineArgs)) -> 
         db,
         http: reqwest::Client::new(),
         shutdown,
+        state,
     }
 }
 

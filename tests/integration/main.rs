@@ -2,10 +2,12 @@
 //! `scripts/test`. One test binary keeps linking cheap on a two-core machine.
 
 mod ai_embed;
+mod ai_fairness;
 mod ai_knowledge;
 mod ai_nl_query;
 mod ai_pulse;
 mod ai_stub;
+mod ai_suspension;
 mod ai_synthesis;
 mod chart;
 mod cli;

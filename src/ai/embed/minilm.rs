@@ -107,18 +107,31 @@ impl MiniLm {
 /// The local embedder as the engine holds it: loaded on first use (engines that never embed
 /// never pay for it), inference on the blocking pool behind a semaphore so it never stalls the
 /// async runtime and never takes every core.
+///
+/// candle splits its matrix products over rayon's global pool, where a query's small tasks
+/// would queue behind every task of a document's batch: queries run in a pool of their own, so
+/// the operating system shares the cores between the two.
 pub struct LocalEmbedder {
     dir: Option<PathBuf>,
     model: OnceCell<Arc<MiniLm>>,
     permits: Semaphore,
+    queries: Option<Arc<rayon::ThreadPool>>,
 }
 
 impl LocalEmbedder {
     pub fn new(dir: Option<PathBuf>, concurrency: usize) -> Self {
+        let queries = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .thread_name(|_| "embed-query".to_owned())
+            .build()
+            .inspect_err(|error| tracing::warn!(%error, "no thread for search queries: they share the global pool"))
+            .ok()
+            .map(Arc::new);
         Self {
             dir,
             model: OnceCell::new(),
             permits: Semaphore::new(concurrency.max(1)),
+            queries,
         }
     }
 
@@ -168,6 +181,29 @@ impl Embedder for LocalEmbedder {
             tokio::task::spawn_blocking(move || model.embed_blocking(&texts))
                 .await
                 .map_err(|e| EmbedError::Inference(e.to_string()))?
+        })
+    }
+
+    fn embed_query<'a>(&'a self, query: String) -> BoxFuture<'a, Result<Vec<f32>, EmbedError>> {
+        Box::pin(async move {
+            let model = self.loaded().await?;
+            let _permit = self
+                .permits
+                .acquire()
+                .await
+                .map_err(|e| EmbedError::Inference(e.to_string()))?;
+            let pool = self.queries.clone();
+            let texts = [query];
+            let vectors = tokio::task::spawn_blocking(move || match pool {
+                Some(pool) => pool.install(|| model.embed_blocking(&texts)),
+                None => model.embed_blocking(&texts),
+            })
+            .await
+            .map_err(|e| EmbedError::Inference(e.to_string()))??;
+            vectors
+                .into_iter()
+                .next()
+                .ok_or(EmbedError::Inference("no vector for the query".into()))
         })
     }
 }

@@ -1,6 +1,7 @@
 //! Text embeddings: the local all-MiniLM-L6-v2 on candle, or any OpenAI-compatible server.
 //! Vectors of different models are not comparable, so every vector is stored with `model_id()`.
 
+pub mod fair;
 pub mod minilm;
 pub mod openai;
 
@@ -33,6 +34,18 @@ pub trait Embedder: Send + Sync {
     /// Boxed so the engine can hold any embedder as `Arc<dyn Embedder>`.
     fn embed<'a>(&'a self, texts: &'a [String])
     -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>>;
+
+    /// Embeds one search query. An embedder that computes on this machine runs it beside the
+    /// documents' batches rather than behind their work.
+    fn embed_query<'a>(&'a self, query: String) -> BoxFuture<'a, Result<Vec<f32>, EmbedError>> {
+        Box::pin(async move {
+            let texts = [query];
+            self.embed(&texts)
+                .await?
+                .pop()
+                .ok_or(EmbedError::Inference("no vector for the query".into()))
+        })
+    }
 }
 
 /// Scales a vector to unit length (a zero vector stays zero).
