@@ -54,6 +54,7 @@ pub fn args(database_url: &str) -> EngineArgs {
         chat_model: None,
         openai_embedding_model: "text-embedding-3-small".to_owned(),
         ai_timeout_seconds: 10,
+        server: Default::default(),
     }
 }
 
@@ -83,14 +84,14 @@ async fn start_engine_on(public: bool, adjust: impl FnOnce(&mut EngineArgs)) -> 
     let state = flomastr::engine::build(&args, shutdown.clone())
         .await
         .expect("engine starts");
+    let settings = state.settings.server.clone();
     let app = flomastr::engine::router(state);
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-            .ok();
-    });
+    tokio::spawn(flomastr::engine::server::serve(
+        listener,
+        app,
+        settings,
+        shutdown.clone(),
+    ));
     TestEngine {
         url: format!("http://{address}"),
         db,
