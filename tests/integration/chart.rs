@@ -725,7 +725,10 @@ fn the_engine_ingress_routes_only_public_paths_and_metrics_stay_on_their_port() 
         let routed = |request: &str| {
             paths.iter().any(|(path, kind)| match kind.as_str() {
                 "Exact" => request == path,
-                "Prefix" => request == path || request.starts_with(&format!("{path}/")),
+                "Prefix" => {
+                    let path = path.trim_end_matches('/');
+                    path.is_empty() || request == path || request.starts_with(&format!("{path}/"))
+                }
                 other => panic!("unexpected pathType {other}"),
             })
         };

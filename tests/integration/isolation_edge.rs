@@ -123,8 +123,17 @@ async fn probes_root_and_metrics_never_scan_jobs_and_show_tenants_only_to_the_ad
     let scanned = jobs_read_by_scans(&engine.db.pool).await - before;
     assert!(
         scanned < JOBS,
-        "60 probes, roots and scrapes read {scanned} job rows by sequential scans"
+        "70 probes, roots and scrapes read {scanned} job rows by sequential scans"
     );
+
+    let (_, document) = get(&engine, "/openapi.json", None).await;
+    let document: Value = serde_json::from_str(&document).unwrap();
+    for path in ["/", "/healthz", "/readyz", "/routes/health", "/metrics"] {
+        assert!(
+            document["paths"][path]["get"].is_object(),
+            "{path} documented"
+        );
+    }
 
     // A token that is not the admin's is refused rather than shown the public view.
     let (status, body) = get(&engine, "/", Some("not-the-admin-token")).await;
