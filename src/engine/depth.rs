@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Longest a count may run; a slower one is given up and tried again next period.
+/// Longest a count may take (waiting for a connection included); a slower one is given up,
+/// on the server too, and tried again next period.
 const COUNT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Jobs per status.
@@ -41,11 +42,17 @@ impl QueueDepth {
     pub async fn current(&self) -> Option<Arc<DepthSnapshot>> {
         self.latest
             .get(|| async {
-                count(&self.pool)
-                    .await
-                    .inspect_err(|error| tracing::warn!(%error, "counting the queue depth failed"))
-                    .ok()
-                    .map(Arc::new)
+                match tokio::time::timeout(COUNT_TIMEOUT, count(&self.pool)).await {
+                    Ok(Ok(snapshot)) => Some(Arc::new(snapshot)),
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "counting the queue depth failed");
+                        None
+                    }
+                    Err(_) => {
+                        tracing::warn!("counting the queue depth took too long");
+                        None
+                    }
+                }
             })
             .await
     }
