@@ -108,14 +108,7 @@ pub struct ChannelView {
 }
 
 fn validate_slug(slug: &str) -> Result<(), ApiError> {
-    let ok = !slug.is_empty()
-        && slug.len() <= 40
-        && slug
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !slug.starts_with('-')
-        && !slug.ends_with('-');
-    if ok {
+    if crate::engine::tenants::is_valid_slug(slug) {
         Ok(())
     } else {
         Err(ApiError::invalid_field(

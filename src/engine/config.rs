@@ -155,6 +155,60 @@ pub struct EngineArgs {
     /// Seconds to wait for the model server.
     #[arg(long, env = "FLOMASTR_AI_TIMEOUT_SECONDS", default_value_t = 30)]
     pub ai_timeout_seconds: u64,
+
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// How the engine serves HTTP: connection limits and timeouts, the metrics listener, and how
+/// often the queue depth shown by `GET /` and `/metrics` is recounted.
+#[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
+pub struct ServerArgs {
+    /// Seconds a client has to send a request's headers, from the connection's start or the
+    /// request's first byte; slower connections are closed.
+    #[arg(long, env = "FLOMASTR_HEADER_TIMEOUT_SECONDS", default_value_t = ServerArgs::DEFAULT.header_timeout_seconds)]
+    pub header_timeout_seconds: u64,
+
+    /// Seconds a client has to send a request's whole body once its headers arrived (408 after).
+    #[arg(long, env = "FLOMASTR_BODY_TIMEOUT_SECONDS", default_value_t = ServerArgs::DEFAULT.body_timeout_seconds)]
+    pub body_timeout_seconds: u64,
+
+    /// Seconds a keep-alive connection may stay open without a request. Keep it above the
+    /// upstream keep-alive of the proxy in front (nginx 60 s, the shipped Caddyfile 60 s).
+    #[arg(long, env = "FLOMASTR_IDLE_TIMEOUT_SECONDS", default_value_t = ServerArgs::DEFAULT.idle_timeout_seconds)]
+    pub idle_timeout_seconds: u64,
+
+    /// Connections served at once (each waiting worker holds one); more wait in the listen
+    /// backlog until one closes.
+    #[arg(long, env = "FLOMASTR_MAX_CONNECTIONS", default_value_t = ServerArgs::DEFAULT.max_connections)]
+    pub max_connections: usize,
+
+    /// Serve `/metrics` on this address instead of the API's (so it can be kept off the network
+    /// tenants reach).
+    #[arg(long, env = "FLOMASTR_ENGINE_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Seconds the queue depth per tenant and status (admin `GET /`, `/metrics`) is reused
+    /// before it is counted again.
+    #[arg(long, env = "FLOMASTR_DEPTH_REFRESH_SECONDS", default_value_t = ServerArgs::DEFAULT.depth_refresh_seconds)]
+    pub depth_refresh_seconds: u64,
+}
+
+impl ServerArgs {
+    pub const DEFAULT: Self = Self {
+        header_timeout_seconds: 10,
+        body_timeout_seconds: 30,
+        idle_timeout_seconds: 75,
+        max_connections: 4096,
+        metrics_listen: None,
+        depth_refresh_seconds: 10,
+    };
+}
+
+impl Default for ServerArgs {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }
 
 /// Where knowledge embeddings come from.
@@ -185,7 +239,10 @@ pub struct Settings {
     pub retention: Duration,
     pub dead_retention: Duration,
     pub public_url: Option<String>,
-    pub shutdown_grace: Duration,
+    pub server: crate::engine::server::ServerSettings,
+    /// Where `/metrics` is served when not on the API's address.
+    pub metrics_listen: Option<SocketAddr>,
+    pub depth_refresh: Duration,
     pub dispatch: crate::engine::outbound::dispatcher::DispatcherSettings,
 }
 
@@ -218,6 +275,16 @@ impl EngineArgs {
         }
     }
 
+    fn server_settings(&self) -> crate::engine::server::ServerSettings {
+        crate::engine::server::ServerSettings {
+            header_timeout: Duration::from_secs(self.server.header_timeout_seconds),
+            body_timeout: Duration::from_secs(self.server.body_timeout_seconds),
+            idle_timeout: Duration::from_secs(self.server.idle_timeout_seconds),
+            max_connections: self.server.max_connections,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
+        }
+    }
+
     pub fn settings(&self) -> Result<Settings, ConfigError> {
         if self.admin_token.len() < 16 {
             return Err(ConfigError::WeakAdminToken);
@@ -229,6 +296,11 @@ impl EngineArgs {
             ("send timeout", self.send_timeout_seconds),
             ("recipient interval", self.recipient_interval_ms),
             ("max send attempts", self.max_send_attempts.max(0) as u64),
+            ("header timeout", self.server.header_timeout_seconds),
+            ("body timeout", self.server.body_timeout_seconds),
+            ("idle timeout", self.server.idle_timeout_seconds),
+            ("max connections", self.server.max_connections as u64),
+            ("depth refresh", self.server.depth_refresh_seconds),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
@@ -255,7 +327,9 @@ impl EngineArgs {
             retention: Duration::from_secs(self.retention_seconds),
             dead_retention: Duration::from_secs(self.dead_retention_seconds),
             public_url: self.public_url.clone(),
-            shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
+            server: self.server_settings(),
+            metrics_listen: self.server.metrics_listen,
+            depth_refresh: Duration::from_secs(self.server.depth_refresh_seconds),
             dispatch: self.dispatch_settings(),
         })
     }

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod body;
 pub mod config;
 pub mod crypto;
+pub mod depth;
 pub mod error;
 pub mod health;
 pub mod ingest;
@@ -14,7 +15,9 @@ pub mod openapi;
 pub mod outbound;
 pub mod providers;
 pub mod queue;
+pub mod recent;
 pub mod secret;
+pub mod server;
 pub mod state;
 pub mod tenants;
 pub mod text;
@@ -23,7 +26,9 @@ pub mod worker_api;
 
 use crate::engine::config::EngineArgs;
 use crate::engine::crypto::Keyring;
+use crate::engine::depth::QueueDepth;
 use crate::engine::error::ApiError;
+use crate::engine::health::DatabaseProbe;
 use crate::engine::ingest::Ingestor;
 use crate::engine::metrics::Metrics;
 use crate::engine::outbound::dispatcher::Dispatcher;
@@ -53,19 +58,23 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the server failed: {0}")]
-    Serve(#[source] std::io::Error),
     #[error(transparent)]
     Ai(#[from] crate::ai::AiConfigError),
 }
 
-/// All routes, for a given state (tests build the app with it too).
+/// All routes, for a given state (tests build the app with it too). `/metrics` is among them
+/// unless it has an address of its own ([`metrics_router`]).
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings.body_limit;
-    Router::new()
+    let mut routes = Router::new();
+    if state.settings.metrics_listen.is_none() {
+        routes = routes.route("/metrics", get(health::metrics));
+    }
+    routes
         .route("/", get(health::root))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
         .route("/routes/health", get(health::routes_health))
-        .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi::document))
         .route("/webhook/inbound", post(webhooks::seed))
         .route("/webhook/infobip/{tenant}", post(webhooks::infobip))
@@ -94,6 +103,14 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// `/metrics` alone, for the address of `--metrics-listen`.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(health::metrics))
+        .fallback(|| async { ApiError::not_found("no such route") })
         .with_state(state)
 }
 
@@ -141,6 +158,8 @@ pub async fn build(args: &EngineArgs, shutdown: CancellationToken) -> Result<App
     );
     dispatcher.spawn(shutdown.clone());
     Ok(Arc::new(Engine {
+        database: DatabaseProbe::new(pool.clone()),
+        depth: QueueDepth::new(pool.clone(), settings.depth_refresh),
         tenants,
         dispatcher,
         admin_token: Secret::new(args.admin_token.clone()),
@@ -159,30 +178,38 @@ pub async fn build(args: &EngineArgs, shutdown: CancellationToken) -> Result<App
 pub async fn run(args: EngineArgs) -> Result<(), StartError> {
     let shutdown = CancellationToken::new();
     let state = build(&args, shutdown.clone()).await?;
-    let listener = TcpListener::bind(args.listen)
-        .await
-        .map_err(|source| StartError::Listen {
-            address: args.listen,
-            source,
-        })?;
-    tracing::info!(address = %args.listen, "engine listening");
-    let grace = state.settings.shutdown_grace;
+    let listener = bind(args.listen).await?;
+    let metrics_listener = match state.settings.metrics_listen {
+        Some(address) => Some(bind(address).await?),
+        None => None,
+    };
+    tracing::info!(address = %args.listen, metrics = ?state.settings.metrics_listen, "engine listening");
     let signal = shutdown.clone();
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+    tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down: no new connections; finishing in-flight requests");
         signal.cancel();
     });
-    let served = tokio::spawn(async move { server.await });
-    shutdown.cancelled().await;
-    match tokio::time::timeout(grace, served).await {
-        Ok(Ok(result)) => result.map_err(StartError::Serve),
-        Ok(Err(join)) => Err(StartError::Serve(std::io::Error::other(join))),
-        Err(_) => {
-            tracing::warn!("in-flight requests did not finish within the grace period");
-            Ok(())
-        }
+    let settings = state.settings.server.clone();
+    let metrics = metrics_listener.map(|listener| {
+        tokio::spawn(server::serve(
+            listener,
+            metrics_router(state.clone()),
+            settings.clone(),
+            shutdown.clone(),
+        ))
+    });
+    server::serve(listener, router(state), settings, shutdown).await;
+    if let Some(metrics) = metrics {
+        metrics.await.ok();
     }
+    Ok(())
+}
+
+async fn bind(address: std::net::SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Listen { address, source })
 }
 
 async fn wait_for_signal() {

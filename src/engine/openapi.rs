@@ -1,7 +1,10 @@
 //! `GET /openapi.json`: the engine's API as OpenAPI 3.
 
 use crate::engine::{admin, error, health, outbound, queue, webhooks, worker_api};
-use axum::Json;
+use axum::body::Bytes;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use std::sync::OnceLock;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -9,7 +12,7 @@ use utoipa::{Modify, OpenApi};
 #[openapi(
     info(title = "flomastr engine", description = "Durable WhatsApp ingest, tenant job queue and admin API."),
     paths(
-        health::root, health::routes_health, health::metrics,
+        health::root, health::healthz, health::readyz, health::routes_health, health::metrics,
         webhooks::seed, webhooks::infobip, webhooks::meta_verify, webhooks::meta, webhooks::twilio,
         worker_api::next_job, worker_api::complete, worker_api::fail, worker_api::heartbeat,
         outbound::api::send, outbound::api::get,
@@ -37,6 +40,13 @@ impl Modify for BearerAuth {
     }
 }
 
-pub async fn document() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+/// The document, built and serialised once: anyone may ask for it, as often as they like.
+pub async fn document() -> impl IntoResponse {
+    static DOCUMENT: OnceLock<Bytes> = OnceLock::new();
+    let body = DOCUMENT.get_or_init(|| {
+        serde_json::to_vec(&ApiDoc::openapi())
+            .expect("the OpenAPI document serialises")
+            .into()
+    });
+    ([(CONTENT_TYPE, "application/json")], body.clone())
 }

@@ -2,6 +2,8 @@
 
 use crate::ai::AiState;
 use crate::engine::config::Settings;
+use crate::engine::depth::QueueDepth;
+use crate::engine::health::DatabaseProbe;
 use crate::engine::ingest::Ingestor;
 use crate::engine::metrics::Metrics;
 use crate::engine::outbound::dispatcher::Dispatcher;
@@ -16,6 +18,10 @@ pub type AppState = Arc<Engine>;
 
 pub struct Engine {
     pub pool: PgPool,
+    /// Whether the database answers (health and readiness), probed at most once a second.
+    pub database: DatabaseProbe,
+    /// Jobs per tenant and status, counted at most once per refresh period.
+    pub depth: QueueDepth,
     pub settings: Settings,
     pub admin_token: Secret,
     pub tenants: Arc<TenantDirectory>,

@@ -17,6 +17,21 @@ use uuid::Uuid;
 /// engine's admin API take effect at once; changes through another replica within this time.
 const CACHE_TTL: Duration = Duration::from_secs(2);
 
+/// Slugs remembered at most (webhook URLs carry a slug anyone can make up). Past it, slugs of
+/// no tenant are looked up each time (one indexed read) rather than remembered.
+const SLUG_CACHE_LIMIT: usize = 10_000;
+
+/// Whether `slug` can name a tenant: a DNS-1123 label of at most 40 characters.
+pub fn is_valid_slug(slug: &str) -> bool {
+    !slug.is_empty()
+        && slug.len() <= 40
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !slug.starts_with('-')
+        && !slug.ends_with('-')
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TenantState {
@@ -227,6 +242,9 @@ pub struct TenantDirectory {
     pool: PgPool,
     keys: Arc<Keyring>,
     by_slug: Mutex<HashMap<String, Cached>>,
+    slug_cache_limit: usize,
+    /// When expired slugs were last dropped from `by_slug`.
+    slugs_swept_at: Mutex<Instant>,
     by_token: Mutex<HashMap<[u8; 32], (Instant, Uuid, String)>>,
 }
 
@@ -236,8 +254,23 @@ impl TenantDirectory {
             pool,
             keys,
             by_slug: Mutex::default(),
+            slug_cache_limit: SLUG_CACHE_LIMIT,
+            slugs_swept_at: Mutex::new(Instant::now()),
             by_token: Mutex::default(),
         }
+    }
+
+    /// The same directory remembering at most `limit` slugs.
+    pub fn with_slug_cache_limit(self, limit: usize) -> Self {
+        Self {
+            slug_cache_limit: limit,
+            ..self
+        }
+    }
+
+    /// How many slugs (of tenants or of none) are remembered now.
+    pub fn cached_slugs(&self) -> usize {
+        self.by_slug.lock().unwrap().len()
     }
 
     pub fn keys(&self) -> &Keyring {
@@ -246,17 +279,34 @@ impl TenantDirectory {
 
     /// The tenant with this slug, or None.
     pub async fn by_slug(&self, slug: &str) -> Result<Option<Arc<Tenant>>, LoadError> {
+        if !is_valid_slug(slug) {
+            return Ok(None);
+        }
         if let Some((at, tenant)) = self.by_slug.lock().unwrap().get(slug)
             && at.elapsed() < CACHE_TTL
         {
             return Ok(tenant.clone());
         }
         let tenant = self.load(slug).await?.map(Arc::new);
-        self.by_slug
-            .lock()
-            .unwrap()
-            .insert(slug.to_owned(), (Instant::now(), tenant.clone()));
+        self.remember(slug, tenant.clone());
         Ok(tenant)
+    }
+
+    /// Caches a lookup; when the cache is full, expired entries go (at most once per TTL, so a
+    /// flood does not sweep on every request) and a slug of no tenant is not kept.
+    fn remember(&self, slug: &str, tenant: Option<Arc<Tenant>>) {
+        let mut cache = self.by_slug.lock().unwrap();
+        if cache.len() >= self.slug_cache_limit && !cache.contains_key(slug) {
+            let mut swept_at = self.slugs_swept_at.lock().unwrap();
+            if swept_at.elapsed() >= CACHE_TTL {
+                cache.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
+                *swept_at = Instant::now();
+            }
+            if cache.len() >= self.slug_cache_limit && tenant.is_none() {
+                return;
+            }
+        }
+        cache.insert(slug.to_owned(), (Instant::now(), tenant));
     }
 
     /// The tenant (id, slug) a worker token belongs to, or None.

@@ -197,6 +197,12 @@ fn everything_values() -> Value {
             "bodyLimit": 2097152,
             "deadRetentionSeconds": 5184000,
             "senderRate": 20.5,
+            "metricsPort": 9292,
+            "maxConnections": 1000,
+            "headerTimeoutSeconds": 5,
+            "bodyTimeoutSeconds": 20,
+            "idleTimeoutSeconds": 90,
+            "depthRefreshSeconds": 30,
             "ai": {
                 "embedder": "openai",
                 "embedModelDir": "/models/minilm",
@@ -482,6 +488,7 @@ fn minimal_values_render_the_default_objects() {
             "Secret",
             "Service",
             "Service",
+            "Service",
             "ServiceAccount",
             "ServiceAccount",
             "ValidatingAdmissionPolicy",
@@ -495,6 +502,7 @@ fn minimal_values_render_the_default_objects() {
         ("Deployment", "flomastr-engine"),
         ("Service", "flomastr-engine"),
         ("Service", "flomastr-operator-metrics"),
+        ("Service", "flomastr-engine-metrics"),
         ("Secret", "flomastr"),
         ("Role", "flomastr-operator-leader"),
         ("Role", "flomastr-operator-credentials"),
@@ -597,21 +605,38 @@ fn minimal_values_render_the_default_objects() {
     engine_args
         .settings()
         .expect("the engine accepts the chart's settings");
-    for probe in [
-        &engine_container.readiness_probe,
-        &engine_container.liveness_probe,
-        &engine_container.startup_probe,
+    // Probes on the cheap endpoints, never on `/`: readiness asks the database (cached),
+    // liveness and startup only that the process answers.
+    for (probe, path) in [
+        (&engine_container.readiness_probe, "/readyz"),
+        (&engine_container.liveness_probe, "/healthz"),
+        (&engine_container.startup_probe, "/healthz"),
     ] {
         let get = probe.as_ref().unwrap().http_get.as_ref().unwrap();
-        assert_eq!(get.path.as_deref(), Some("/"));
+        assert_eq!(get.path.as_deref(), Some(path));
         assert_eq!(
             get.port,
             k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String("http".into())
         );
     }
+    let ports = engine_container.ports.as_ref().unwrap();
+    assert_eq!(ports[0].container_port, 8080);
     assert_eq!(
-        engine_container.ports.as_ref().unwrap()[0].container_port,
-        8080
+        (ports[1].name.as_deref(), ports[1].container_port),
+        (Some("metrics"), 9090)
+    );
+    // /metrics has a port of its own, off the API port tenants' pods may reach.
+    assert_eq!(
+        engine_args.server.metrics_listen,
+        Some("0.0.0.0:9090".parse().unwrap())
+    );
+    assert_eq!(
+        engine_args.server,
+        flomastr::engine::config::ServerArgs {
+            metrics_listen: engine_args.server.metrics_listen,
+            ..Default::default()
+        },
+        "the chart's server limits are the engine's defaults"
     );
 
     // The generated Secret: the database URL given, a token and a master key made up.
@@ -697,6 +722,17 @@ fn everything_enabled_renders_hpa_ingress_service_monitors_and_the_existing_secr
         Some("https://engine.example.com")
     );
     assert_eq!(engine_args.chat_model.as_deref(), Some("llama3.1"));
+    assert_eq!(
+        engine_args.server,
+        flomastr::engine::config::ServerArgs {
+            header_timeout_seconds: 5,
+            body_timeout_seconds: 20,
+            idle_timeout_seconds: 90,
+            max_connections: 1000,
+            metrics_listen: Some("0.0.0.0:9292".parse().unwrap()),
+            depth_refresh_seconds: 30,
+        }
+    );
     engine_args.settings().unwrap();
 
     let operator_container = container(deployment(&deployments, "operator"));
@@ -735,6 +771,101 @@ fn everything_enabled_renders_hpa_ingress_service_monitors_and_the_existing_secr
         literal(operator_container, "FLOMASTR_LOG_FORMAT").as_deref(),
         Some("text")
     );
+}
+
+/// The engine's Ingress routes what providers and workers call, nothing else: not the admin
+/// API, `/metrics`, the probes or `/`. The ServiceMonitor scrapes the metrics port.
+#[test]
+fn the_engine_ingress_routes_only_public_paths_and_metrics_stay_on_their_port() {
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::api::networking::v1::Ingress;
+    let helm = Helm::new();
+    let objects = helm.render("prod", "flomastr", &everything_values());
+    let ingress: Ingress = one_of_kind(&objects, "Ingress");
+    let rules = ingress.spec.unwrap().rules.unwrap();
+    assert_eq!(rules.len(), 2, "one rule per host");
+    for rule in rules {
+        let paths: Vec<(String, String)> = rule
+            .http
+            .unwrap()
+            .paths
+            .into_iter()
+            .map(|path| {
+                let backend = path.backend.service.unwrap();
+                assert_eq!(backend.name, "prod-flomastr-engine");
+                assert_eq!(backend.port.unwrap().name.as_deref(), Some("http"));
+                (path.path.unwrap(), path.path_type)
+            })
+            .collect();
+        // Kubernetes path matching: Exact is the whole path, Prefix whole `/` elements.
+        let routed = |request: &str| {
+            paths.iter().any(|(path, kind)| match kind.as_str() {
+                "Exact" => request == path,
+                "Prefix" => {
+                    let path = path.trim_end_matches('/');
+                    path.is_empty() || request == path || request.starts_with(&format!("{path}/"))
+                }
+                other => panic!("unexpected pathType {other}"),
+            })
+        };
+        for public in [
+            "/webhook/infobip/acme",
+            "/webhook/meta/acme",
+            "/webhook/inbound",
+            "/queue/next-job",
+            "/queue/jobs/1/complete",
+            "/messages/send",
+            "/routes/health",
+            "/routes/tools/synthesis",
+            "/openapi.json",
+        ] {
+            assert!(routed(public), "{public} is routed: {paths:?}");
+        }
+        for internal in [
+            "/",
+            "/admin/tenants/acme",
+            "/metrics",
+            "/healthz",
+            "/readyz",
+            "/openapi.json/x",
+            "/webhooks",
+        ] {
+            assert!(!routed(internal), "{internal} is not routed: {paths:?}");
+        }
+    }
+    let services: Vec<Service> = of_kind(&objects, "Service");
+    let metrics = services
+        .iter()
+        .find(|service| service.metadata.name.as_deref() == Some("prod-flomastr-engine-metrics"))
+        .expect("the engine's metrics Service");
+    let spec = metrics.spec.as_ref().unwrap();
+    assert_eq!(spec.type_.as_deref(), Some("ClusterIP"));
+    let port = &spec.ports.as_ref().unwrap()[0];
+    assert_eq!((port.name.as_deref(), port.port), (Some("metrics"), 9292));
+    let api = services
+        .iter()
+        .find(|service| service.metadata.name.as_deref() == Some("prod-flomastr-engine"))
+        .unwrap();
+    assert!(
+        api.spec
+            .as_ref()
+            .unwrap()
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .all(|port| port.name.as_deref() == Some("http")),
+        "the API Service does not carry metrics"
+    );
+    let monitor = objects
+        .iter()
+        .find(|object| {
+            object["kind"] == "ServiceMonitor"
+                && object["metadata"]["name"] == "prod-flomastr-engine"
+        })
+        .unwrap();
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+    assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
 }
 
 #[test]

@@ -62,6 +62,7 @@ pub fn args(db: &TestDb) -> EngineArgs {
         chat_model: None,
         openai_embedding_model: "text-embedding-3-small".to_owned(),
         ai_timeout_seconds: 10,
+        server: Default::default(),
     }
 }
 
@@ -91,14 +92,14 @@ async fn start_engine_on(public: bool, adjust: impl FnOnce(&mut EngineArgs)) -> 
     let state = flomastr::engine::build(&args, shutdown.clone())
         .await
         .expect("engine starts");
+    let settings = state.settings.server.clone();
     let app = flomastr::engine::router(state.clone());
-    let stop = shutdown.clone();
-    tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await
-            .ok();
-    });
+    tokio::spawn(flomastr::engine::server::serve(
+        listener,
+        app,
+        settings,
+        shutdown.clone(),
+    ));
     TestEngine {
         url: format!("http://{address}"),
         db,

@@ -439,6 +439,7 @@ async fn health_metrics_and_openapi() {
     let health: Value = engine
         .http
         .get(engine.at("/"))
+        .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
         .unwrap()

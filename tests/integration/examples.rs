@@ -108,8 +108,9 @@ async fn every_example_is_accepted_by_the_api_server() {
     }
 }
 
-/// `manifests/caddy/Caddyfile` run by the real Caddy: it serves the engine, hides the admin API
-/// and metrics, and takes the routes the operator inserts into `srv0`.
+/// `manifests/caddy/Caddyfile` run by the real Caddy: it serves the engine's public paths only
+/// (not the admin API, metrics, probes or `/`), and takes the routes the operator inserts into
+/// `srv0`.
 #[tokio::test]
 async fn the_caddyfile_fronts_the_engine_and_takes_operator_routes() {
     use crate::common::free_port;
@@ -146,15 +147,44 @@ async fn the_caddyfile_fronts_the_engine_and_takes_operator_routes() {
     })
     .await;
     assert_eq!(health.status(), 200);
-    for hidden in ["/admin/tenants/acme", "/metrics"] {
+    // Only the public paths reach the engine, however the others are spelled.
+    for hidden in [
+        "/admin/tenants/acme",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+        "/",
+        "/%61dmin/tenants/acme",
+        "/ADMIN/tenants/acme",
+        "//admin/tenants/acme",
+        "/routes/../admin/tenants/acme",
+        "/webhook/%2e%2e/admin/tenants/acme",
+        "/metrics?x=/webhook/",
+    ] {
+        let answer = raw_get(port, hidden).await;
+        assert!(
+            answer.starts_with("HTTP/1.1 404") && !answer.contains("\"error\""),
+            "{hidden} is not public: {answer}"
+        );
+    }
+    for public in ["/routes/health", "/openapi.json"] {
         let status = http
-            .get(format!("{edge}{hidden}"))
+            .get(format!("{edge}{public}"))
             .send()
             .await
             .unwrap()
             .status();
-        assert_eq!(status, 404, "{hidden} is not public");
+        assert_eq!(status, 200, "{public} is public");
     }
+    let webhook = http
+        .post(format!("{edge}/webhook/infobip/nobody"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(webhook.status(), 404);
+    let error: serde_json::Value = webhook.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "not_found", "the engine answered");
     // The operator's route for a tenant's n8n host lands in front of the site's route.
     let client = CaddyClient::new(&format!("http://127.0.0.1:{admin_port}"), "srv0");
     let id = "tenant-demo-n8n";
@@ -181,4 +211,22 @@ async fn the_caddyfile_fronts_the_engine_and_takes_operator_routes() {
     assert_eq!(answer.0, 200, "the engine answered: {}", answer.1);
     caddy.kill().unwrap();
     caddy.wait().unwrap();
+}
+
+/// A GET of `path` exactly as written (no client-side normalisation), its answer as text.
+async fn raw_get(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
 }

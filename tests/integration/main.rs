@@ -19,6 +19,7 @@ mod engine_outbound;
 mod engine_queue;
 mod engine_webhooks;
 mod examples;
+mod isolation_edge;
 mod isolation_inbound;
 mod n8n_workflow;
 mod operator;
