@@ -178,17 +178,6 @@ impl Channel {
     }
 }
 
-/// A DNS-1123 label of at most 40 characters: the only names tenants can have.
-pub fn is_valid_slug(slug: &str) -> bool {
-    !slug.is_empty()
-        && slug.len() <= 40
-        && slug
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !slug.starts_with('-')
-        && !slug.ends_with('-')
-}
-
 pub fn normalize_address(value: &str) -> &str {
     let value = value.trim();
     let value = value.strip_prefix("whatsapp:").unwrap_or(value);

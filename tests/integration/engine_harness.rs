@@ -25,9 +25,14 @@ impl Drop for TestEngine {
     }
 }
 
+/// The master key every test engine seals secrets with.
+pub fn master_key() -> String {
+    let key = base64::engine::general_purpose::STANDARD.encode([42u8; 32]);
+    format!("test-key:{key}")
+}
+
 /// The engine's settings for a test database: its own login, and the query login.
 pub fn args(db: &TestDb) -> EngineArgs {
-    let key = base64::engine::general_purpose::STANDARD.encode([42u8; 32]);
     EngineArgs {
         listen: "127.0.0.1:0".parse().unwrap(),
         database_url: db.url.clone(),
@@ -35,7 +40,7 @@ pub fn args(db: &TestDb) -> EngineArgs {
         nl_query_per_tenant: 2,
         nl_query_connections: 8,
         admin_token: ADMIN_TOKEN.to_owned(),
-        master_key: format!("test-key:{key}"),
+        master_key: master_key(),
         no_migrate: false,
         body_limit: 64 * 1024,
         lease_seconds: 30,

@@ -146,7 +146,7 @@ async fn readiness_needs_the_database_and_fails_once_shutting_down_liveness_need
     use flomastr::engine::health;
     let db = crate::common::fresh_db().await;
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let state = flomastr::engine::build(&crate::engine_harness::args(&db.url), shutdown.clone())
+    let state = flomastr::engine::build(&crate::engine_harness::args(&db), shutdown.clone())
         .await
         .unwrap();
     let ready = health::readyz(State(state.clone())).await;
@@ -188,7 +188,7 @@ async fn a_flood_of_unknown_slugs_is_answered_from_memory_or_one_bounded_lookup(
     use flomastr::engine::tenants::TenantDirectory;
     let engine = start_engine_with(|_| {}).await;
     let known = engine.tenant("edge-known", "infobip").await;
-    let keys = Arc::new(Keyring::parse(&crate::engine_harness::args("").master_key).unwrap());
+    let keys = Arc::new(Keyring::parse(&crate::engine_harness::master_key()).unwrap());
     let directory = TenantDirectory::new(engine.db.pool.clone(), keys).with_slug_cache_limit(50);
     for i in 0..200 {
         assert!(
@@ -213,7 +213,7 @@ async fn a_flood_of_unknown_slugs_is_answered_from_memory_or_one_bounded_lookup(
         .acquire_timeout(Duration::from_millis(200))
         .connect_lazy("postgres://nobody@127.0.0.1:1/nothing")
         .unwrap();
-    let keys = Arc::new(Keyring::parse(&crate::engine_harness::args("").master_key).unwrap());
+    let keys = Arc::new(Keyring::parse(&crate::engine_harness::master_key()).unwrap());
     let offline = TenantDirectory::new(nowhere, keys);
     for slug in [
         "",
@@ -471,7 +471,7 @@ async fn shutdown_answers_waiting_workers_finishes_requests_in_flight_and_stops_
 async fn metrics_can_be_moved_off_the_api_address() {
     let db = crate::common::fresh_db().await;
     let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut args = crate::engine_harness::args(&db.url);
+    let mut args = crate::engine_harness::args(&db);
     args.server.metrics_listen = Some(metrics_listener.local_addr().unwrap());
     let shutdown = tokio_util::sync::CancellationToken::new();
     let _stop = shutdown.clone().drop_guard();
