@@ -17,6 +17,7 @@ mod engine_outbound;
 mod engine_queue;
 mod engine_webhooks;
 mod examples;
+mod isolation_outbound;
 mod n8n_workflow;
 mod operator;
 mod operator_edge;
