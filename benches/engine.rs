@@ -95,7 +95,8 @@ impl Drop for Engine {
     }
 }
 
-fn start_engine(database_url: &str) -> Engine {
+/// `sandbox_port`: where the send benchmark's sandbox listens; the engine allows it explicitly.
+fn start_engine(database_url: &str, sandbox_port: u16) -> Engine {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -111,6 +112,11 @@ fn start_engine(database_url: &str) -> Engine {
         .env("FLOMASTR_DB_CONNECTIONS", "40")
         .env("FLOMASTR_SENDER_RATE", SEND_RATE.to_string())
         .env("FLOMASTR_SENDER_BURST", "20")
+        .env(
+            "FLOMASTR_PROVIDER_BASE_URL_ALLOW",
+            format!("infobip=http://127.0.0.1:{sandbox_port}"),
+        )
+        .env("FLOMASTR_PROVIDER_PRIVATE_NETWORKS", "127.0.0.1/32")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -120,6 +126,14 @@ fn start_engine(database_url: &str) -> Engine {
         child,
         url: format!("http://127.0.0.1:{port}"),
     }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn sha256_hex(value: &str) -> String {
@@ -498,6 +512,7 @@ async fn send_rate(
     client: &reqwest::Client,
     pg: &Postgres,
     engine: &Engine,
+    sandbox_port: u16,
     count: usize,
 ) -> (f64, f64) {
     let accounts = flomastr::sandbox::Accounts::from_json(
@@ -509,7 +524,9 @@ async fn send_rate(
         ..Default::default()
     };
     let state = flomastr::sandbox::new_state(flomastr::sandbox::SandboxConfig { accounts, knobs });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", sandbox_port))
+        .await
+        .unwrap();
     let sandbox_url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
         axum::serve(listener, flomastr::sandbox::router(state))
@@ -586,7 +603,8 @@ async fn run(filter: Option<String>) {
         .unwrap_or(10u64);
     let duration = Duration::from_secs(seconds);
     let pg = Postgres::start();
-    let engine = start_engine(&pg.url);
+    let sandbox_port = free_port();
+    let engine = start_engine(&pg.url, sandbox_port);
     let client = http();
     wait_up(&client, &engine.url).await;
     for tenant in 0..TENANTS {
@@ -655,7 +673,7 @@ async fn run(filter: Option<String>) {
         ));
     }
     if wants("send") {
-        let (rate, cpu) = send_rate(&client, &pg, &engine, 3000).await;
+        let (rate, cpu) = send_rate(&client, &pg, &engine, sandbox_port, 3000).await;
         rows.push(format!(
             "| send: 3000 messages through the sandbox (InfoBip), pacing {SEND_RATE} msg/s per sender | {rate:.0} msgs/s | saturate the pacing rate, not the CPU | engine CPU {cpu:.0} % of one core while sending |"
         ));

@@ -4,6 +4,7 @@
 use crate::engine::auth::Admin;
 use crate::engine::body::JsonBody;
 use crate::engine::error::ApiError;
+use crate::engine::providers::Provider;
 use crate::engine::secret::Secret;
 use crate::engine::state::AppState;
 use crate::engine::tenants::{ChannelSecrets, TenantState, channel_context, webhook_context};
@@ -55,7 +56,12 @@ pub struct ChannelUpsert {
     pub provider: ProviderName,
     /// The business sender: InfoBip number, Meta phone-number-id, Twilio `whatsapp:+...` or `MG...`.
     pub sender: String,
-    /// Provider API base URL (a personal InfoBip URL, a BSP, or a sandbox).
+    /// Provider API base URL: an origin (`https://host[:port]`, no path, query, fragment or user
+    /// info) on the engine's allow-list for the provider: InfoBip `https://*.api.infobip.com`
+    /// (a personal base URL) or `https://api.infobip.com`, Meta `https://graph.facebook.com`,
+    /// Twilio `https://api.twilio.com`, and what the platform adds with
+    /// `--provider-base-url-allow` (a sandbox, a private deployment). Others get 400. Stored and
+    /// shown as the origin. Absent: the provider's public API.
     #[serde(default)]
     pub base_url: Option<String>,
     #[serde(default)]
@@ -72,10 +78,14 @@ pub enum ProviderName {
 
 impl ProviderName {
     fn as_str(self) -> &'static str {
+        self.provider().as_str()
+    }
+
+    fn provider(self) -> Provider {
         match self {
-            Self::Infobip => "infobip",
-            Self::Meta => "meta",
-            Self::Twilio => "twilio",
+            Self::Infobip => Provider::Infobip,
+            Self::Meta => Provider::Meta,
+            Self::Twilio => Provider::Twilio,
         }
     }
 }
@@ -153,14 +163,6 @@ fn validate(body: &TenantUpsert) -> Result<Vec<[u8; 32]>, ApiError> {
                 reason,
             ));
         }
-        if let Some(url) = &channel.base_url
-            && !(url.starts_with("https://") || url.starts_with("http://"))
-        {
-            return Err(ApiError::invalid_field(
-                "channel.base_url",
-                "must be an absolute http(s) URL",
-            ));
-        }
     }
     if let Some(Err((field, reason))) = body.ai.as_ref().map(|ai| ai.validate()) {
         return Err(ApiError::invalid_field(field, reason));
@@ -194,6 +196,7 @@ pub async fn put_tenant(
 ) -> Result<Response, ApiError> {
     validate_slug(&slug)?;
     let digests = validate(&body)?;
+    let base_url = channel_base_url(&state, body.channel.as_ref())?;
     let mut tx = state.pool.begin().await?;
     let (id, created): (Uuid, bool) = sqlx::query_as(
         "INSERT INTO tenants (slug, display_name, status, max_attempts, max_concurrency)
@@ -224,7 +227,7 @@ pub async fn put_tenant(
     .bind(webhook.as_ref().map(|w| &w.1))
     .execute(&mut *tx)
     .await?;
-    replace_channel(&state, &mut tx, id, body.channel.as_ref()).await?;
+    replace_channel(&state, &mut tx, id, body.channel.as_ref(), base_url).await?;
     let unknown = crate::ai::settings::store(&mut tx, id, body.ai.as_ref()).await?;
     if !unknown.is_empty() {
         return Err(ApiError::invalid_field(
@@ -275,11 +278,31 @@ async fn replace_worker_tokens(
     Ok(())
 }
 
+/// The channel's base URL as stored: its origin, when the engine's allow-list takes it. Tenant
+/// input must not choose where the engine connects with the tenant's credentials.
+fn channel_base_url(
+    state: &AppState,
+    channel: Option<&ChannelUpsert>,
+) -> Result<Option<String>, ApiError> {
+    let Some((channel, url)) = channel.and_then(|c| c.base_url.as_ref().map(|url| (c, url))) else {
+        return Ok(None);
+    };
+    state
+        .settings
+        .dispatch
+        .policy
+        .base_urls
+        .resolve(channel.provider.provider(), Some(url))
+        .map(|base| Some(base.origin()))
+        .map_err(|refused| ApiError::invalid_field("channel.base_url", refused))
+}
+
 async fn replace_channel(
     state: &AppState,
     tx: &mut sqlx::PgConnection,
     tenant: Uuid,
     channel: Option<&ChannelUpsert>,
+    base_url: Option<String>,
 ) -> Result<(), ApiError> {
     let Some(channel) = channel else {
         sqlx::query("DELETE FROM channels WHERE tenant_id = $1")
@@ -300,7 +323,7 @@ async fn replace_channel(
     .bind(tenant)
     .bind(channel.provider.as_str())
     .bind(channel.sender.trim())
-    .bind(&channel.base_url)
+    .bind(base_url)
     .bind(sealed)
     .bind(key_id)
     .execute(&mut *tx)

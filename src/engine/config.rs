@@ -97,6 +97,28 @@ pub struct EngineArgs {
     #[arg(long, env = "FLOMASTR_MAX_SEND_ATTEMPTS", default_value_t = 8)]
     pub max_send_attempts: i32,
 
+    /// Provider API base URLs tenants' channels may use besides the providers' public APIs:
+    /// `provider=origin` (provider infobip, meta or twilio; origin `scheme://host[:port]`, the
+    /// host may start with `*.` for one label), repeatable or comma-separated. For a sandbox or
+    /// a private deployment, e.g. `infobip=http://127.0.0.1:8090`.
+    #[arg(long, env = "FLOMASTR_PROVIDER_BASE_URL_ALLOW", value_delimiter = ',')]
+    pub provider_base_url_allow: Vec<String>,
+
+    /// Non-public networks sends may connect to (CIDR or single addresses), repeatable or
+    /// comma-separated, e.g. `127.0.0.1/32` for a sandbox on loopback. Every other loopback,
+    /// private, link-local, CGNAT, multicast or reserved address is refused after DNS resolution.
+    #[arg(
+        long,
+        env = "FLOMASTR_PROVIDER_PRIVATE_NETWORKS",
+        value_delimiter = ','
+    )]
+    pub provider_private_networks: Vec<String>,
+
+    /// Sends of one tenant in flight at once on one engine replica (a provider that hangs holds
+    /// at most this many of the replica's 256 send slots).
+    #[arg(long, env = "FLOMASTR_TENANT_SEND_CONCURRENCY", default_value_t = 16)]
+    pub tenant_send_concurrency: usize,
+
     /// Graph API version for Meta sends.
     #[arg(long, env = "FLOMASTR_META_API_VERSION", default_value = "v21.0")]
     pub meta_api_version: String,
@@ -254,12 +276,25 @@ pub enum ConfigError {
     Zero(&'static str),
     #[error("the public URL must be an absolute http(s) URL without a trailing slash")]
     PublicUrl,
+    #[error(transparent)]
+    ProviderBaseUrlAllow(#[from] crate::engine::outbound::base_url::AllowEntryError),
+    #[error(transparent)]
+    ProviderPrivateNetworks(#[from] crate::engine::outbound::destination::NetworkEntryError),
 }
 
 impl EngineArgs {
-    fn dispatch_settings(&self) -> crate::engine::outbound::dispatcher::DispatcherSettings {
+    fn dispatch_settings(
+        &self,
+    ) -> Result<crate::engine::outbound::dispatcher::DispatcherSettings, ConfigError> {
+        use crate::engine::outbound::base_url::BaseUrlAllowList;
+        use crate::engine::outbound::clients::SendPolicy;
+        use crate::engine::outbound::destination::Destinations;
         use crate::engine::outbound::pacing::Rate;
-        crate::engine::outbound::dispatcher::DispatcherSettings {
+        let policy = SendPolicy {
+            base_urls: std::sync::Arc::new(BaseUrlAllowList::new(&self.provider_base_url_allow)?),
+            destinations: std::sync::Arc::new(Destinations::new(&self.provider_private_networks)?),
+        };
+        Ok(crate::engine::outbound::dispatcher::DispatcherSettings {
             sender_rate: Rate {
                 per_second: self.sender_rate,
                 burst: self.sender_burst,
@@ -272,7 +307,9 @@ impl EngineArgs {
             timeout: Duration::from_secs(self.send_timeout_seconds),
             meta_version: self.meta_api_version.clone(),
             public_url: self.public_url.clone(),
-        }
+            policy,
+            tenant_concurrency: self.tenant_send_concurrency,
+        })
     }
 
     fn server_settings(&self) -> crate::engine::server::ServerSettings {
@@ -301,6 +338,10 @@ impl EngineArgs {
             ("idle timeout", self.server.idle_timeout_seconds),
             ("max connections", self.server.max_connections as u64),
             ("depth refresh", self.server.depth_refresh_seconds),
+            (
+                "tenant send concurrency",
+                self.tenant_send_concurrency as u64,
+            ),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));
@@ -330,7 +371,7 @@ impl EngineArgs {
             server: self.server_settings(),
             metrics_listen: self.server.metrics_listen,
             depth_refresh: Duration::from_secs(self.server.depth_refresh_seconds),
-            dispatch: self.dispatch_settings(),
+            dispatch: self.dispatch_settings()?,
         })
     }
 }

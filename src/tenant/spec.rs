@@ -218,8 +218,13 @@ pub struct WhatsAppSpec {
     #[schemars(length(min = 1, max = 64))]
     pub sender: String,
 
-    /// Base URL of the provider's API, for a personal InfoBip base URL, a BSP proxy or a sandbox.
-    /// Defaults to the provider's public API.
+    /// Base URL of the provider's API, for a personal InfoBip base URL, a BSP proxy or a sandbox:
+    /// an origin only (`https://host[:port]`, no path, query, fragment or user info) that must be
+    /// allowed by the engine's provider allow-list (InfoBip `https://<account>.api.infobip.com`
+    /// and `https://api.infobip.com`, Meta `https://graph.facebook.com`, Twilio
+    /// `https://api.twilio.com`, plus what the platform adds with `--provider-base-url-allow`);
+    /// any other is refused by the engine and the Tenant is not registered. Defaults to the
+    /// provider's public API.
     #[schemars(length(max = 2048))]
     #[x_kube(validation = Rule::new("isURL(self) && url(self).getScheme() in ['http', 'https']").message("whatsapp.providerBaseUrl must be an absolute http(s) URL"))]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -227,6 +227,18 @@ impl Stack {
                 ("FLOMASTR_PUBLIC_URL", engine_url.clone()),
                 ("FLOMASTR_ADMIN_TOKEN", secrets.admin_token.clone()),
                 ("FLOMASTR_MASTER_KEY", secrets.master_key.clone()),
+                // The sample tenant's channel points at the sandbox: the engine allows that
+                // origin and loopback explicitly; tenant input alone could not.
+                (
+                    "FLOMASTR_PROVIDER_BASE_URL_ALLOW",
+                    ["infobip", "meta", "twilio"]
+                        .map(|provider| format!("{provider}={sandbox_url}"))
+                        .join(","),
+                ),
+                (
+                    "FLOMASTR_PROVIDER_PRIVATE_NETWORKS",
+                    "127.0.0.1/32".to_owned(),
+                ),
             ],
             &format!("{engine_url}/"),
         )

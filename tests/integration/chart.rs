@@ -203,6 +203,9 @@ fn everything_values() -> Value {
             "bodyTimeoutSeconds": 20,
             "idleTimeoutSeconds": 90,
             "depthRefreshSeconds": 30,
+            "tenantSendConcurrency": 8,
+            "providerBaseUrlAllow": ["infobip=https://ib-proxy.internal.example", "meta=http://graph-proxy.svc:8080"],
+            "providerPrivateNetworks": ["10.96.0.0/12"],
             "ai": {
                 "embedder": "openai",
                 "embedModelDir": "/models/minilm",
@@ -733,6 +736,15 @@ fn everything_enabled_renders_hpa_ingress_service_monitors_and_the_existing_secr
             depth_refresh_seconds: 30,
         }
     );
+    assert_eq!(engine_args.tenant_send_concurrency, 8);
+    assert_eq!(
+        engine_args.provider_base_url_allow,
+        [
+            "infobip=https://ib-proxy.internal.example",
+            "meta=http://graph-proxy.svc:8080"
+        ]
+    );
+    assert_eq!(engine_args.provider_private_networks, ["10.96.0.0/12"]);
     engine_args.settings().unwrap();
 
     let operator_container = container(deployment(&deployments, "operator"));
@@ -923,6 +935,9 @@ fn values_that_break_the_schema_are_refused_naming_the_field() {
         trailing_slash["engine"] = json!({"publicUrl": "https://engine.example.com/"});
         let mut ingress_without_hosts = minimal_values();
         ingress_without_hosts["engine"] = json!({"ingress": {"enabled": true}});
+        let mut base_url_with_path = minimal_values();
+        base_url_with_path["engine"] =
+            json!({"providerBaseUrlAllow": ["infobip=https://ib-proxy.example/x"]});
         let mut bad_pull_policy = minimal_values();
         bad_pull_policy["image"] = json!({"pullPolicy": "Sometimes"});
         let mut bad_credentials_namespace = minimal_values();
@@ -970,6 +985,11 @@ fn values_that_break_the_schema_are_refused_naming_the_field() {
                 "Ingress without hosts",
                 ingress_without_hosts,
                 "/engine/ingress/hosts",
+            ),
+            (
+                "allowed base URL with a path",
+                base_url_with_path,
+                "/engine/providerBaseUrlAllow/0",
             ),
             ("bad pull policy", bad_pull_policy, "/image/pullPolicy"),
             (

@@ -56,6 +56,12 @@ pub fn args(db: &TestDb) -> EngineArgs {
         recipient_interval_ms: 6000,
         send_timeout_seconds: 5,
         max_send_attempts: 8,
+        // The AI tests' dead provider (tests/integration/ai_pulse.rs): allowed as a base URL, but
+        // no private network is, so its sends end at once as `destination_refused`. Tests with a
+        // sandbox allow its origin and 127.0.0.1/32 themselves (`allow_sandbox`).
+        provider_base_url_allow: vec!["infobip=http://127.0.0.1:9".to_owned()],
+        provider_private_networks: Vec::new(),
+        tenant_send_concurrency: 16,
         meta_api_version: "v21.0".to_owned(),
         embedder: flomastr::engine::config::EmbedderKind::Local,
         embed_model_dir: None,
@@ -69,6 +75,16 @@ pub fn args(db: &TestDb) -> EngineArgs {
         ai_timeout_seconds: 10,
         server: Default::default(),
     }
+}
+
+/// Lets every provider's channels use `origin` (a local sandbox) and sends reach loopback.
+pub fn allow_sandbox(args: &mut EngineArgs, origin: &str) {
+    for provider in ["infobip", "meta", "twilio"] {
+        args.provider_base_url_allow
+            .push(format!("{provider}={origin}"));
+    }
+    args.provider_private_networks
+        .push("127.0.0.1/32".to_owned());
 }
 
 pub async fn start_engine() -> TestEngine {

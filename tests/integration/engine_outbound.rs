@@ -1,7 +1,7 @@
 //! Sending through each provider against `flomastr sandbox`: stored before 202, idempotent,
 //! paced and retried, window rules, reports moving status forward only, tenant isolation.
 
-use crate::engine_harness::{TestEngine, TestTenant, start_engine_public};
+use crate::engine_harness::{TestEngine, TestTenant, allow_sandbox, start_engine_public};
 use flomastr::sandbox::{Accounts, Knobs, KnobsUpdate, SandboxConfig, SandboxState};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -25,22 +25,16 @@ async fn sandbox(accounts: Value) -> Sandbox {
     Sandbox { url, state }
 }
 
-/// A tenant of `provider` whose channel points at a sandbox that reports back to the engine.
-async fn tenant_and_sandbox(
-    engine: &TestEngine,
-    provider: &str,
-    closed: &[&str],
-) -> (TestTenant, Sandbox) {
+/// An engine whose configuration allows a sandbox, and a tenant of `provider` whose channel
+/// points at that sandbox, which reports back to the engine.
+async fn engine_and_sandbox(provider: &str, closed: &[&str]) -> (TestEngine, TestTenant, Sandbox) {
+    // The tenant's secrets are random per test; register first, then tell the sandbox.
+    let sandbox = sandbox(json!({})).await;
+    let engine = start_engine_public(|args| allow_sandbox(args, &sandbox.url)).await;
     let slug = format!("{provider}-co");
     let hook = engine.at(&format!("/webhook/{provider}/{slug}"));
-    // The tenant's secrets are random per test; register first, then tell the sandbox.
-    let placeholder = sandbox(json!({})).await;
     let tenant = engine
-        .tenant_with(
-            &slug,
-            provider,
-            json!({"channel_base_url": placeholder.url}),
-        )
+        .tenant_with(&slug, provider, json!({"channel_base_url": sandbox.url}))
         .await;
     let accounts = json!({
         "infobip": [{"api_key": "ib-api-key-secret", "sender": tenant.sender, "webhook_url": hook,
@@ -50,10 +44,10 @@ async fn tenant_and_sandbox(
         "twilio": [{"account_sid": tenant.account_sid, "auth_token": tenant.auth_token, "sender": tenant.sender,
                     "webhook_url": hook, "closed_window": closed.iter().map(|c| format!("whatsapp:+{c}")).collect::<Vec<_>>()}],
     });
-    placeholder
+    sandbox
         .state
         .set_accounts(Accounts::from_json(&accounts.to_string()).unwrap());
-    (tenant, placeholder)
+    (engine, tenant, sandbox)
 }
 
 /// Opens the 24-hour window: the contact writes first.
@@ -91,8 +85,7 @@ fn statuses(view: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn infobip_send_is_idempotent_uses_our_message_id_and_reaches_read() {
-    let engine = start_engine_public(|_| {}).await;
-    let (tenant, sandbox) = tenant_and_sandbox(&engine, "infobip", &[]).await;
+    let (engine, tenant, sandbox) = engine_and_sandbox("infobip", &[]).await;
     contact_writes(&engine, &tenant, "447700900001").await;
     let body =
         json!({"to": "447700900001", "message": "Sí, abrimos a las 8", "tenant_id": tenant.slug});
@@ -146,8 +139,7 @@ async fn infobip_send_is_idempotent_uses_our_message_id_and_reaches_read() {
 #[tokio::test]
 async fn meta_and_twilio_sends_reach_read_through_signed_reports() {
     for provider in ["meta", "twilio"] {
-        let engine = start_engine_public(|_| {}).await;
-        let (tenant, sandbox) = tenant_and_sandbox(&engine, provider, &[]).await;
+        let (engine, tenant, sandbox) = engine_and_sandbox(provider, &[]).await;
         contact_writes(&engine, &tenant, "447700900001").await;
         let sent: Value = engine
             .send(
@@ -176,8 +168,7 @@ async fn meta_and_twilio_sends_reach_read_through_signed_reports() {
 
 #[tokio::test]
 async fn window_rules_free_text_needs_an_open_window_templates_do_not() {
-    let engine = start_engine_public(|_| {}).await;
-    let (tenant, _sandbox) = tenant_and_sandbox(&engine, "meta", &["447700900009"]).await;
+    let (engine, tenant, _sandbox) = engine_and_sandbox("meta", &["447700900009"]).await;
     let refused = engine
         .send(
             &tenant,
@@ -227,8 +218,7 @@ async fn window_rules_free_text_needs_an_open_window_templates_do_not() {
 
 #[tokio::test]
 async fn transient_failures_and_throttling_are_retried_permanent_ones_are_not() {
-    let engine = start_engine_public(|_| {}).await;
-    let (tenant, sandbox) = tenant_and_sandbox(&engine, "twilio", &[]).await;
+    let (engine, tenant, sandbox) = engine_and_sandbox("twilio", &[]).await;
     contact_writes(&engine, &tenant, "447700900001").await;
     sandbox
         .state
@@ -282,8 +272,7 @@ async fn transient_failures_and_throttling_are_retried_permanent_ones_are_not() 
 
 #[tokio::test]
 async fn shuffled_reports_never_move_a_message_back() {
-    let engine = start_engine_public(|_| {}).await;
-    let (tenant, sandbox) = tenant_and_sandbox(&engine, "infobip", &[]).await;
+    let (engine, tenant, sandbox) = engine_and_sandbox("infobip", &[]).await;
     sandbox
         .state
         .update_knobs(KnobsUpdate {
@@ -326,8 +315,7 @@ async fn shuffled_reports_never_move_a_message_back() {
 
 #[tokio::test]
 async fn send_input_is_validated_and_tenants_are_isolated() {
-    let engine = start_engine_public(|_| {}).await;
-    let (tenant, _sandbox) = tenant_and_sandbox(&engine, "infobip", &[]).await;
+    let (engine, tenant, _sandbox) = engine_and_sandbox("infobip", &[]).await;
     let other = engine.tenant("other", "infobip").await;
     contact_writes(&engine, &tenant, "447700900001").await;
     let cases = [
@@ -395,8 +383,7 @@ async fn send_input_is_validated_and_tenants_are_isolated() {
 
 #[tokio::test]
 async fn new_credentials_take_effect_without_a_restart() {
-    let engine = start_engine_public(|_| {}).await;
-    let (tenant, sandbox) = tenant_and_sandbox(&engine, "infobip", &[]).await;
+    let (engine, tenant, sandbox) = engine_and_sandbox("infobip", &[]).await;
     contact_writes(&engine, &tenant, "447700900001").await;
     // The provider rotates the key: the old one stops working.
     let hook = engine.at("/webhook/infobip/infobip-co");

@@ -21,6 +21,7 @@ mod engine_webhooks;
 mod examples;
 mod isolation_edge;
 mod isolation_inbound;
+mod isolation_outbound;
 mod n8n_workflow;
 mod operator;
 mod operator_edge;

@@ -1,11 +1,17 @@
 //! The providers' send APIs. Each call ends in one of a few outcomes the dispatcher acts on;
 //! the classification follows the providers' documented error codes (reference section 4).
 
+use super::base_url::{BaseUrl, BaseUrlAllowList};
+use super::destination::{Destinations, GuardedResolver, refused_by_policy};
+use super::provider_error;
 use crate::engine::providers::Provider;
 use crate::engine::secret::Secret;
 use crate::engine::tenants::{Channel, normalize_address};
 use serde_json::{Value, json};
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
+use url::Host;
 
 /// What to send, as stored.
 #[derive(Clone, Debug)]
@@ -36,24 +42,39 @@ pub enum SendOutcome {
     Unknown { message: String },
 }
 
-pub const DEFAULT_INFOBIP: &str = "https://api.infobip.com";
-pub const DEFAULT_META: &str = "https://graph.facebook.com";
-pub const DEFAULT_TWILIO: &str = "https://api.twilio.com";
-
 pub struct Clients {
     http: reqwest::Client,
     meta_version: String,
+    base_urls: Arc<BaseUrlAllowList>,
+    destinations: Arc<Destinations>,
+}
+
+/// Where sends may go: the allowed base URLs and the addresses they may connect to.
+#[derive(Clone, Debug)]
+pub struct SendPolicy {
+    pub base_urls: Arc<BaseUrlAllowList>,
+    pub destinations: Arc<Destinations>,
 }
 
 impl Clients {
-    pub fn new(timeout: Duration, meta_version: String) -> Self {
+    pub fn new(timeout: Duration, meta_version: String, policy: &SendPolicy) -> Self {
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(64)
+            // A redirect would carry the tenant's credentials to a host nobody checked.
+            .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve and connect in our place, past the destination check.
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver::new(policy.destinations.clone())))
             .build()
             .expect("an HTTP client with static settings builds");
-        Self { http, meta_version }
+        Self {
+            http,
+            meta_version,
+            base_urls: policy.base_urls.clone(),
+            destinations: policy.destinations.clone(),
+        }
     }
 
     pub async fn send(&self, channel: &Channel, message: &Outgoing) -> SendOutcome {
@@ -62,19 +83,38 @@ impl Clients {
                 .map(|s| s.expose().to_owned())
                 .unwrap_or_default()
         };
+        if channel.provider == Provider::Seed {
+            return SendOutcome::Permanent {
+                code: "no_channel".into(),
+                message: "the seed format cannot send".into(),
+            };
+        }
+        let base = match self.destination(channel) {
+            Ok(base) => base,
+            Err(refused) => return refused,
+        };
         let request = match channel.provider {
-            Provider::Infobip => self.infobip(channel, message, &secret(&channel.secrets.api_key)),
-            Provider::Meta => self.meta(channel, message, &secret(&channel.secrets.access_token)),
-            Provider::Twilio => self.twilio(channel, message, &secret(&channel.secrets.auth_token)),
-            Provider::Seed => {
-                return SendOutcome::Permanent {
-                    code: "no_channel".into(),
-                    message: "the seed format cannot send".into(),
-                };
-            }
+            Provider::Meta => self.meta(
+                &base,
+                channel,
+                message,
+                &secret(&channel.secrets.access_token),
+            ),
+            Provider::Twilio => self.twilio(
+                &base,
+                channel,
+                message,
+                &secret(&channel.secrets.auth_token),
+            ),
+            _ => self.infobip(&base, channel, message, &secret(&channel.secrets.api_key)),
         };
         let response = match request.send().await {
             Ok(response) => response,
+            Err(error) if refused_by_policy(&error) => {
+                return destination_refused(
+                    "the provider's host resolves only to addresses sends may not connect to",
+                );
+            }
             Err(error) if error.is_connect() => {
                 return SendOutcome::Retry {
                     code: "connect".into(),
@@ -97,13 +137,21 @@ impl Clients {
             }
         };
         let status = response.status().as_u16();
+        if response.status().is_redirection() {
+            return SendOutcome::Permanent {
+                code: "redirect_refused".into(),
+                message: format!(
+                    "the provider answered HTTP {status} (a redirect); redirects are not followed"
+                ),
+            };
+        }
         let retry_after = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let body = provider_error::read_json(response).await;
         match channel.provider {
             Provider::Infobip => classify_infobip(status, &body, message, retry_after),
             Provider::Meta => classify_meta(status, &body, retry_after),
@@ -111,17 +159,36 @@ impl Clients {
         }
     }
 
+    /// The channel's base URL, if the allow-list takes it and an IP-literal host is one sends may
+    /// connect to (host names are checked when they are resolved). Checked on every send: the
+    /// stored URL may predate the allow-list, or the allow-list may have shrunk since.
+    fn destination(&self, channel: &Channel) -> Result<BaseUrl, SendOutcome> {
+        let base = self
+            .base_urls
+            .resolve(channel.provider, channel.base_url.as_deref())
+            .map_err(|_| {
+                destination_refused("the channel's base URL is not on the engine's allow-list")
+            })?;
+        let literal = match base.host() {
+            Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+            Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+            Host::Domain(_) => None,
+        };
+        if literal.is_some_and(|ip| !self.destinations.permits(ip)) {
+            return Err(destination_refused(
+                "the channel's base URL is an address sends may not connect to",
+            ));
+        }
+        Ok(base)
+    }
+
     fn infobip(
         &self,
+        base: &BaseUrl,
         channel: &Channel,
         message: &Outgoing,
         api_key: &str,
     ) -> reqwest::RequestBuilder {
-        let base = channel
-            .base_url
-            .as_deref()
-            .unwrap_or(DEFAULT_INFOBIP)
-            .trim_end_matches('/');
         let from = normalize_address(&channel.sender);
         let to = normalize_address(&message.recipient);
         let id = message.message_id.to_string();
@@ -136,28 +203,29 @@ impl Clients {
                     "language": template["language"],
                     "templateData": {"body": {"placeholders": template.get("params").cloned().unwrap_or(json!([]))}},
                 });
-                ("/whatsapp/1/message/template", json!({"messages": [one]}))
+                ("template", json!({"messages": [one]}))
             }
             None => {
                 one["content"] = json!({"text": message.content["text"]});
                 if let Some(reply) = &message.reply_to {
                     one["context"] = json!({"replyToMessageId": reply});
                 }
-                ("/whatsapp/1/message/text", one)
+                ("text", one)
             }
         };
         self.http
-            .post(format!("{base}{path}"))
+            .post(base.url_with_segments(&["whatsapp", "1", "message", path]))
             .header("Authorization", format!("App {api_key}"))
             .json(&body)
     }
 
-    fn meta(&self, channel: &Channel, message: &Outgoing, token: &str) -> reqwest::RequestBuilder {
-        let base = channel
-            .base_url
-            .as_deref()
-            .unwrap_or(DEFAULT_META)
-            .trim_end_matches('/');
+    fn meta(
+        &self,
+        base: &BaseUrl,
+        channel: &Channel,
+        message: &Outgoing,
+        token: &str,
+    ) -> reqwest::RequestBuilder {
         let to = normalize_address(&message.recipient);
         let mut body = json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": to,
                               "biz_opaque_callback_data": message.message_id.to_string()});
@@ -183,21 +251,17 @@ impl Clients {
         if let Some(reply) = &message.reply_to {
             body["context"] = json!({"message_id": reply});
         }
-        let url = format!("{base}/{}/{}/messages", self.meta_version, channel.sender);
+        let url = base.url_with_segments(&[&self.meta_version, &channel.sender, "messages"]);
         self.http.post(url).bearer_auth(token).json(&body)
     }
 
     fn twilio(
         &self,
+        base: &BaseUrl,
         channel: &Channel,
         message: &Outgoing,
         auth_token: &str,
     ) -> reqwest::RequestBuilder {
-        let base = channel
-            .base_url
-            .as_deref()
-            .unwrap_or(DEFAULT_TWILIO)
-            .trim_end_matches('/');
         let account = channel.secrets.account_sid.clone().unwrap_or_default();
         let to = format!("whatsapp:+{}", normalize_address(&message.recipient));
         let mut form: Vec<(&str, String)> = vec![("To", to)];
@@ -238,11 +302,18 @@ impl Clients {
         if let Some(url) = &message.callback_url {
             form.push(("StatusCallback", url.clone()));
         }
-        let url = format!("{base}/2010-04-01/Accounts/{account}/Messages.json");
+        let url = base.url_with_segments(&["2010-04-01", "Accounts", &account, "Messages.json"]);
         self.http
             .post(url)
             .basic_auth(account, Some(auth_token))
             .form(&form)
+    }
+}
+
+fn destination_refused(why: &str) -> SendOutcome {
+    SendOutcome::Permanent {
+        code: "destination_refused".into(),
+        message: why.to_owned(),
     }
 }
 
@@ -269,26 +340,23 @@ fn classify_infobip(
         // We chose the id; InfoBip echoes it (template sends answer per message).
         let echoed = body["messageId"]
             .as_str()
-            .or_else(|| body["messages"][0]["messageId"].as_str());
+            .or_else(|| body["messages"][0]["messageId"].as_str())
+            .and_then(provider_error::message_id);
         return SendOutcome::Accepted {
-            provider_message_id: echoed
-                .map_or_else(|| message.message_id.to_string(), str::to_owned),
+            provider_message_id: echoed.unwrap_or_else(|| message.message_id.to_string()),
         };
     }
     let code = body["errorCode"]
         .as_str()
-        .map(str::to_owned)
-        .or_else(|| {
-            body["requestError"]["serviceException"]["messageId"]
-                .as_str()
-                .map(str::to_owned)
-        })
+        .or_else(|| body["requestError"]["serviceException"]["messageId"].as_str())
+        .and_then(provider_error::code)
         .unwrap_or_else(|| format!("HTTP{status}"));
-    let text = body["description"]
-        .as_str()
-        .or_else(|| body["requestError"]["serviceException"]["text"].as_str())
-        .unwrap_or("InfoBip refused the message")
-        .to_owned();
+    let text = provider_error::description(
+        body["description"]
+            .as_str()
+            .or_else(|| body["requestError"]["serviceException"]["text"].as_str())
+            .unwrap_or("InfoBip refused the message"),
+    );
     if retryable_status(status) {
         SendOutcome::Retry {
             code,
@@ -305,20 +373,24 @@ fn classify_infobip(
 
 fn classify_meta(status: u16, body: &Value, after: Option<Duration>) -> SendOutcome {
     if (200..300).contains(&status) {
-        return match body["messages"][0]["id"].as_str() {
+        return match body["messages"][0]["id"]
+            .as_str()
+            .and_then(provider_error::message_id)
+        {
             Some(id) => SendOutcome::Accepted {
-                provider_message_id: id.to_owned(),
+                provider_message_id: id,
             },
             None => SendOutcome::Unknown {
-                message: "Meta accepted the request but returned no message id".into(),
+                message: "Meta accepted the request but returned no usable message id".into(),
             },
         };
     }
     let code = body["error"]["code"].as_i64().unwrap_or(0);
-    let text = body["error"]["message"]
-        .as_str()
-        .unwrap_or("Meta refused the message")
-        .to_owned();
+    let text = provider_error::description(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("Meta refused the message"),
+    );
     match code {
         131047 => SendOutcome::WindowClosed {
             code: code.to_string(),
@@ -342,20 +414,21 @@ fn classify_meta(status: u16, body: &Value, after: Option<Duration>) -> SendOutc
 
 fn classify_twilio(status: u16, body: &Value, after: Option<Duration>) -> SendOutcome {
     if (200..300).contains(&status) {
-        return match body["sid"].as_str() {
+        return match body["sid"].as_str().and_then(provider_error::message_id) {
             Some(sid) => SendOutcome::Accepted {
-                provider_message_id: sid.to_owned(),
+                provider_message_id: sid,
             },
             None => SendOutcome::Unknown {
-                message: "Twilio accepted the request but returned no SID".into(),
+                message: "Twilio accepted the request but returned no usable SID".into(),
             },
         };
     }
     let code = body["code"].as_i64().unwrap_or(0);
-    let text = body["message"]
-        .as_str()
-        .unwrap_or("Twilio refused the message")
-        .to_owned();
+    let text = provider_error::description(
+        body["message"]
+            .as_str()
+            .unwrap_or("Twilio refused the message"),
+    );
     match code {
         63016 => SendOutcome::WindowClosed {
             code: code.to_string(),
@@ -411,6 +484,29 @@ mod tests {
                 code: "63016".into()
             }
         );
+    }
+
+    #[test]
+    fn provider_text_is_stored_bounded_and_without_control_characters() {
+        let hostile = format!("{}\u{0}\r\n{}", "A".repeat(10_000), "internal secret");
+        let outcome = classify_infobip(
+            400,
+            &json!({"errorCode": format!("E400\n{}", "9".repeat(500)), "description": hostile}),
+            &outgoing(),
+            None,
+        );
+        let SendOutcome::Permanent { code, message } = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(code.len(), provider_error::MAX_CODE_CHARS);
+        assert!(code.chars().all(|c| c.is_ascii_graphic()));
+        assert_eq!(
+            message.chars().count(),
+            provider_error::MAX_DESCRIPTION_CHARS
+        );
+        assert!(!message.chars().any(char::is_control));
+        let twilio = classify_twilio(201, &json!({"sid": "x".repeat(10_000)}), None);
+        assert!(matches!(twilio, SendOutcome::Unknown { .. }), "{twilio:?}");
     }
 
     #[test]

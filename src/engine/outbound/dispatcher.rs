@@ -1,7 +1,9 @@
-//! The dispatcher: claims due messages (SKIP LOCKED, so several engine replicas share the work),
-//! paces them, sends them and records the outcome. One per engine process.
+//! The dispatcher: claims due messages (SKIP LOCKED, so several engine replicas share the work)
+//! in fair turns between tenants, each tenant capped in sends in flight, paces them, sends them
+//! and records the outcome. One per engine process.
 
-use super::clients::{Clients, Outgoing, SendOutcome};
+use super::clients::{Clients, Outgoing, SendOutcome, SendPolicy};
+use super::in_flight::InFlight;
 use super::pacing::{Buckets, Rate};
 use crate::engine::metrics::Metrics;
 use crate::engine::tenants::{TenantDirectory, TenantState, normalize_address};
@@ -9,12 +11,12 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-const CLAIM_BATCH: i64 = 200;
-const IN_FLIGHT: usize = 128;
+/// Sends in flight at once on one replica, all tenants together.
+const IN_FLIGHT: usize = 256;
 /// How long a claimed message may stay `sending` before it is considered stuck (crashed sender).
 const CLAIM_SECONDS: f64 = 120.0;
 
@@ -26,6 +28,10 @@ pub struct DispatcherSettings {
     pub timeout: Duration,
     pub meta_version: String,
     pub public_url: Option<String>,
+    /// Where sends may go.
+    pub policy: SendPolicy,
+    /// Sends of one tenant in flight at once on one replica.
+    pub tenant_concurrency: usize,
 }
 
 pub struct Dispatcher {
@@ -36,13 +42,14 @@ pub struct Dispatcher {
     senders: Buckets,
     recipients: Buckets,
     settings: DispatcherSettings,
-    wake: Notify,
-    in_flight: Arc<Semaphore>,
+    wake: Arc<Notify>,
+    in_flight: Arc<InFlight>,
 }
 
 #[derive(sqlx::FromRow)]
 struct Due {
     id: Uuid,
+    tenant_id: Uuid,
     slug: String,
     recipient: String,
     content: Value,
@@ -57,16 +64,27 @@ impl Dispatcher {
         metrics: Arc<Metrics>,
         settings: DispatcherSettings,
     ) -> Arc<Self> {
+        tracing::info!(
+            base_urls = ?settings.policy.base_urls.describe(),
+            private_networks = ?settings.policy.destinations.describe(),
+            tenant_concurrency = settings.tenant_concurrency,
+            "provider sends: allowed base URLs and non-public networks"
+        );
+        let wake = Arc::new(Notify::new());
         Arc::new(Self {
-            clients: Clients::new(settings.timeout, settings.meta_version.clone()),
+            clients: Clients::new(
+                settings.timeout,
+                settings.meta_version.clone(),
+                &settings.policy,
+            ),
             senders: Buckets::new(settings.sender_rate),
             recipients: Buckets::new(settings.recipient_rate),
+            in_flight: InFlight::new(IN_FLIGHT, settings.tenant_concurrency, wake.clone()),
             pool,
             tenants,
             metrics,
             settings,
-            wake: Notify::new(),
-            in_flight: Arc::new(Semaphore::new(IN_FLIGHT)),
+            wake,
         })
     }
 
@@ -82,29 +100,16 @@ impl Dispatcher {
 
     async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
-            let due = match self.claim().await {
-                Ok(due) => due,
+            let claimed = match self.claim_and_start().await {
+                Ok(claimed) => claimed,
                 Err(error) => {
                     tracing::warn!(%error, "outbound claim failed; retrying");
-                    Vec::new()
+                    0
                 }
             };
-            let idle = due.is_empty();
-            for message in due {
-                let permit = self
-                    .in_flight
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("never closed");
-                let this = self.clone();
-                tokio::spawn(async move {
-                    this.deliver(message).await;
-                    drop(permit);
-                });
-            }
-            if idle {
-                // Other replicas' messages and retries coming due are found by the tick.
+            if claimed == 0 {
+                // Woken by new messages and freed slots; other replicas' messages and retries
+                // coming due are found by the tick.
                 tokio::select! {
                     _ = self.wake.notified() => {}
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -117,12 +122,30 @@ impl Dispatcher {
         }
     }
 
-    async fn claim(&self) -> Result<Vec<Due>, sqlx::Error> {
-        sqlx::query_as(include_str!("sql/claim.sql"))
-            .bind(CLAIM_BATCH)
+    /// Claims what this replica has room for and starts sending it; how many were claimed.
+    async fn claim_and_start(self: &Arc<Self>) -> Result<usize, sqlx::Error> {
+        let room = self.in_flight.room();
+        if room.free == 0 {
+            return Ok(0);
+        }
+        let due: Vec<Due> = sqlx::query_as(include_str!("sql/claim.sql"))
+            .bind(i64::try_from(room.free).unwrap_or(i64::MAX))
             .bind(CLAIM_SECONDS)
+            .bind(i32::try_from(self.in_flight.tenant_limit()).unwrap_or(i32::MAX))
+            .bind(&room.busy_tenants)
+            .bind(&room.busy_counts)
             .fetch_all(&self.pool)
-            .await
+            .await?;
+        let claimed = due.len();
+        for message in due {
+            let slot = self.in_flight.start(message.tenant_id);
+            let this = self.clone();
+            tokio::spawn(async move {
+                this.deliver(message).await;
+                drop(slot);
+            });
+        }
+        Ok(claimed)
     }
 
     async fn deliver(&self, message: Due) {
@@ -150,8 +173,14 @@ impl Dispatcher {
         if let Err(wait) = self.recipients.try_take(&recipient_key) {
             return self.reschedule(message.id, wait).await;
         }
+        // Per tenant too: a tenant naming another's sender must not eat into its rate.
         self.senders
-            .take(&format!("{}:{}", channel.provider.as_str(), channel.sender))
+            .take(&format!(
+                "{}:{}:{}",
+                tenant.id,
+                channel.provider.as_str(),
+                channel.sender
+            ))
             .await;
         let outgoing = Outgoing {
             message_id: message.id,

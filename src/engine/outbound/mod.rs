@@ -3,6 +3,10 @@
 //! throttling and transient errors, and moved forward only by the providers' reports.
 
 pub mod api;
+pub mod base_url;
 pub mod clients;
+pub mod destination;
 pub mod dispatcher;
+pub mod in_flight;
 pub mod pacing;
+pub mod provider_error;
