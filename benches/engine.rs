@@ -51,8 +51,9 @@ impl Postgres {
                 .map(|v| v.trim_end_matches('\'').to_owned())
                 .unwrap()
         };
+        let url = engine_login(&var("FLOMASTR_PG_URL"));
         Self {
-            url: var("FLOMASTR_PG_URL"),
+            url,
             pgbin: var("PGBIN"),
             dir,
         }
@@ -70,6 +71,28 @@ impl Postgres {
         );
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
+}
+
+/// As in production: the engine's own login (not a superuser) owning database `flomastr`, set up
+/// by `flomastr migrate --admin-url`. pgbench inserts as the same login into the same table.
+fn engine_login(admin_url: &str) -> String {
+    let mut url = url::Url::parse(admin_url).unwrap();
+    url.set_username("flomastr_bench").unwrap();
+    url.set_password(Some("bench-engine-password")).unwrap();
+    url.set_path("/flomastr");
+    let out = Command::new(env!("CARGO_BIN_EXE_flomastr"))
+        .arg("migrate")
+        .env("DATABASE_URL", url.as_str())
+        .env("FLOMASTR_DATABASE_ADMIN_URL", admin_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("flomastr migrate");
+    assert!(
+        out.status.success(),
+        "flomastr migrate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    url.to_string()
 }
 
 impl Drop for Postgres {
