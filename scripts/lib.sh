@@ -18,6 +18,9 @@ NODE_K8S_BIN_DIR="$FLOMASTR_CACHE/k8s-node-$K8S_VERSION"
 CONTAINERD_BIN_DIR="$FLOMASTR_CACHE/containerd-$CONTAINERD_VERSION"
 COREDNS_BIN_DIR="$FLOMASTR_CACHE/coredns-$COREDNS_VERSION"
 IMAGE_CACHE="$FLOMASTR_CACHE/images"
+# containerd's content store and unpacked images persist between node runs (importing n8n
+# unpacks gigabytes); its runtime state lives in each node's own directory.
+NODE_IMAGE_STORE="$FLOMASTR_CACHE/node-images-containerd-$CONTAINERD_VERSION"
 # The node's network: pods on a bridge whose host address is also where pods reach the API
 # server, PostgreSQL and cluster DNS; Services in the API server's service range.
 NODE_NAME=flomastr-node
