@@ -65,7 +65,9 @@ fn runtime_stage(stages: &[Vec<(String, String)>]) -> RuntimeStage {
         match keyword.as_str() {
             "FROM" => assert_eq!(args, "scratch", "the runtime stage starts from nothing"),
             "COPY" => stage.copies.push(args.clone()),
-            "ENV" => stage.env.push(args.replacen(' ', "=", usize::from(!args.contains('=')))),
+            "ENV" => stage
+                .env
+                .push(args.replacen(' ', "=", usize::from(!args.contains('=')))),
             "USER" => stage.user = args.clone(),
             "ENTRYPOINT" => {
                 stage.entrypoint = serde_json::from_str(args).expect("ENTRYPOINT in exec form")
@@ -86,7 +88,12 @@ impl Archive {
         let mut files = BTreeMap::new();
         for entry in tar.entries().expect("a tar archive") {
             let mut entry = entry.expect("a tar entry");
-            let name = entry.path().unwrap().to_string_lossy().trim_start_matches("./").to_owned();
+            let name = entry
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_start_matches("./")
+                .to_owned();
             let mut data = Vec::new();
             entry.read_to_end(&mut data).unwrap();
             files.insert(name, data);
@@ -96,7 +103,9 @@ impl Archive {
 
     fn blob(&self, digest: &str) -> &[u8] {
         let name = format!("blobs/{}", digest.replacen(':', "/", 1));
-        self.0.get(&name).unwrap_or_else(|| panic!("{name} is in the archive"))
+        self.0
+            .get(&name)
+            .unwrap_or_else(|| panic!("{name} is in the archive"))
     }
 
     fn json(&self, digest: &str) -> Value {
@@ -106,7 +115,9 @@ impl Archive {
     /// The single image's manifest.
     fn manifest(&self) -> Value {
         let index: Value = serde_json::from_slice(&self.0["index.json"]).unwrap();
-        let manifests = index["manifests"].as_array().expect("index lists manifests");
+        let manifests = index["manifests"]
+            .as_array()
+            .expect("index lists manifests");
         assert_eq!(manifests.len(), 1, "one image in the archive");
         self.json(manifests[0]["digest"].as_str().unwrap())
     }
@@ -123,16 +134,31 @@ struct Entry {
 
 /// Every entry of the image's layers (applied in order), keyed by absolute path, and the
 /// contents of the regular files under `keep` (an absolute directory or file path).
-fn layer_entries(archive: &Archive, manifest: &Value, keep: &[&str]) -> (BTreeMap<String, Entry>, BTreeMap<String, Vec<u8>>) {
+fn layer_entries(
+    archive: &Archive,
+    manifest: &Value,
+    keep: &[&str],
+) -> (BTreeMap<String, Entry>, BTreeMap<String, Vec<u8>>) {
     let mut entries = BTreeMap::new();
     let mut contents = BTreeMap::new();
     for layer in manifest["layers"].as_array().expect("layers") {
         let blob = archive.blob(layer["digest"].as_str().unwrap());
-        assert_eq!(layer["mediaType"], "application/vnd.oci.image.layer.v1.tar", "scripts/image writes plain tar layers");
+        assert_eq!(
+            layer["mediaType"], "application/vnd.oci.image.layer.v1.tar",
+            "scripts/image writes plain tar layers"
+        );
         let mut tar = tar::Archive::new(blob);
         for entry in tar.entries().expect("a tar layer") {
             let mut entry = entry.expect("a layer entry");
-            let path = format!("/{}", entry.path().unwrap().to_string_lossy().trim_start_matches("./").trim_end_matches('/'));
+            let path = format!(
+                "/{}",
+                entry
+                    .path()
+                    .unwrap()
+                    .to_string_lossy()
+                    .trim_start_matches("./")
+                    .trim_end_matches('/')
+            );
             if path == "/" {
                 continue;
             }
@@ -149,7 +175,11 @@ fn layer_entries(archive: &Archive, manifest: &Value, keep: &[&str]) -> (BTreeMa
                 uid: header.uid().unwrap(),
                 gid: header.gid().unwrap(),
             };
-            if kind == 'f' && keep.iter().any(|k| path == *k || path.starts_with(&format!("{k}/"))) {
+            if kind == 'f'
+                && keep
+                    .iter()
+                    .any(|k| path == *k || path.starts_with(&format!("{k}/")))
+            {
                 let mut data = Vec::new();
                 entry.read_to_end(&mut data).unwrap();
                 contents.insert(path.clone(), data);
@@ -180,7 +210,12 @@ fn tree_entries(root: &Path) -> BTreeMap<String, Entry> {
             let relative = format!("/{}", path.strip_prefix(root).unwrap().display());
             entries.insert(
                 relative,
-                Entry { kind, mode: meta.mode() & 0o7777, uid: meta.uid().into(), gid: meta.gid().into() },
+                Entry {
+                    kind,
+                    mode: meta.mode() & 0o7777,
+                    uid: meta.uid().into(),
+                    gid: meta.gid().into(),
+                },
             );
         }
     }
@@ -205,11 +240,15 @@ fn the_dockerfile_and_scripts_image_make_the_same_flomastr_image() {
     // the build stage, and scripts/image packs the output of the same command.
     assert_eq!(runtime.copies, ["--from=build /rootfs/ /"]);
     assert!(
-        build.iter().any(|(k, a)| k == "RUN" && a.contains("scripts/image-rootfs flomastr /rootfs")),
+        build
+            .iter()
+            .any(|(k, a)| k == "RUN" && a.contains("scripts/image-rootfs flomastr /rootfs")),
         "the build stage lays out /rootfs with scripts/image-rootfs"
     );
     assert!(
-        build.iter().any(|(k, a)| k == "RUN" && a.contains("cargo build --release --locked")),
+        build
+            .iter()
+            .any(|(k, a)| k == "RUN" && a.contains("cargo build --release --locked")),
         "the Dockerfile builds the release binary from the lock file"
     );
     assert!(repo_file("scripts/image").contains(r#"scripts/image-rootfs" flomastr"#));
@@ -222,10 +261,16 @@ fn the_dockerfile_and_scripts_image_make_the_same_flomastr_image() {
     let entrypoint: Vec<String> = serde_json::from_value(image["Entrypoint"].clone()).unwrap();
     assert_eq!(entrypoint, runtime.entrypoint);
     assert_eq!(image["User"], runtime.user.as_str());
-    assert!(image["Cmd"].is_null(), "no CMD in either: arguments are the subcommand");
+    assert!(
+        image["Cmd"].is_null(),
+        "no CMD in either: arguments are the subcommand"
+    );
     let env: Vec<String> = serde_json::from_value(image["Env"].clone()).unwrap_or_default();
     for variable in &runtime.env {
-        assert!(env.contains(variable), "{variable} is set in the archive's config ({env:?})");
+        assert!(
+            env.contains(variable),
+            "{variable} is set in the archive's config ({env:?})"
+        );
     }
     assert_eq!(config["os"], "linux");
 
@@ -240,7 +285,11 @@ fn the_dockerfile_and_scripts_image_make_the_same_flomastr_image() {
     let (entries, contents) = layer_entries(&archive, &manifest, &[binary_path, model_dir]);
     assert!(!entries.contains_key("/bin/sh"), "no shell in the image");
     assert_eq!(entries["/etc/ssl/certs/ca-certificates.crt"].kind, 'f');
-    assert_eq!(entries[binary_path].mode & 0o111, 0o111, "the entrypoint is executable");
+    assert_eq!(
+        entries[binary_path].mode & 0o111,
+        0o111,
+        "the entrypoint is executable"
+    );
 
     let inputs = tempfile::tempdir().unwrap();
     let binary = inputs.path().join("flomastr");
@@ -253,16 +302,20 @@ fn the_dockerfile_and_scripts_image_make_the_same_flomastr_image() {
         write_file(&model.join(name), data, 0o644);
     }
     let rootfs: PathBuf = inputs.path().join("rootfs");
-    let status = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/image-rootfs"))
-        .arg("flomastr")
-        .arg(&rootfs)
-        .arg(&binary)
-        .arg(&model)
-        .status()
-        .expect("run scripts/image-rootfs");
+    let status =
+        std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/image-rootfs"))
+            .arg("flomastr")
+            .arg(&rootfs)
+            .arg(&binary)
+            .arg(&model)
+            .status()
+            .expect("run scripts/image-rootfs");
     assert!(status.success(), "scripts/image-rootfs lays out the image");
     let expected = tree_entries(&rootfs);
-    assert_eq!(entries, expected, "the archive's files are what the Dockerfile copies");
+    assert_eq!(
+        entries, expected,
+        "the archive's files are what the Dockerfile copies"
+    );
 }
 
 /// The n8n the operator gives tenants by default is the one the tests run (`n8n-version`, which
@@ -281,6 +334,11 @@ fn the_operators_default_n8n_is_the_pinned_version() {
         .expect("with a default")
         .to_string_lossy()
         .into_owned();
-    let (_, tag) = default.rsplit_once(':').expect("the default image has a tag");
-    assert_eq!(tag, pinned, "the operator's default n8n image {default} is not n8n-version's {pinned}");
+    let (_, tag) = default
+        .rsplit_once(':')
+        .expect("the default image has a tag");
+    assert_eq!(
+        tag, pinned,
+        "the operator's default n8n image {default} is not n8n-version's {pinned}"
+    );
 }

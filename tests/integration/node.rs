@@ -25,7 +25,10 @@ async fn within<T>(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> 
         if let Some(value) = check().await {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -41,16 +44,20 @@ impl TestNamespace {
         require_env(NODE_VAR);
         let client = common::admin_client().await;
         let name = unique(prefix);
-        let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
+        let namespace: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
         Api::<Namespace>::all(client.clone())
             .create(&PostParams::default(), &namespace)
             .await
             .expect("create the test namespace");
         // Pods need the namespace's default ServiceAccount (the controller manager makes it).
-        let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), &name);
-        within(Duration::from_secs(30), "the default ServiceAccount", async || {
-            accounts.get_opt("default").await.ok().flatten()
-        })
+        let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(client.clone(), &name);
+        within(
+            Duration::from_secs(30),
+            "the default ServiceAccount",
+            async || accounts.get_opt("default").await.ok().flatten(),
+        )
         .await;
         TestNamespace { client, name }
     }
@@ -61,7 +68,10 @@ impl TestNamespace {
 
     async fn create_pod(&self, spec: serde_json::Value) -> Pod {
         let pod: Pod = serde_json::from_value(spec).expect("a valid Pod");
-        self.pods().create(&PostParams::default(), &pod).await.expect("the API server accepts the pod")
+        self.pods()
+            .create(&PostParams::default(), &pod)
+            .await
+            .expect("the API server accepts the pod")
     }
 
     async fn create_service(&self, spec: serde_json::Value) {
@@ -81,7 +91,11 @@ impl TestNamespace {
             if status.phase.as_deref() == Some("Failed") {
                 panic!("pod {name} failed: {:?}\n{}", status, self.logs(name).await);
             }
-            let ready = status.conditions.as_ref()?.iter().any(|c| c.type_ == "Ready" && c.status == "True");
+            let ready = status
+                .conditions
+                .as_ref()?
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True");
             ready.then_some(pod)
         })
         .await
@@ -102,13 +116,22 @@ impl TestNamespace {
     }
 
     async fn logs(&self, name: &str) -> String {
-        self.pods().logs(name, &LogParams::default()).await.unwrap_or_else(|e| format!("(no log: {e})"))
+        self.pods()
+            .logs(name, &LogParams::default())
+            .await
+            .unwrap_or_else(|e| format!("(no log: {e})"))
     }
 
     /// Deletes the test's pods (the node runs no namespace controller; teardown removes the rest).
     async fn delete_pods(&self) {
-        let params = DeleteParams { grace_period_seconds: Some(0), ..Default::default() };
-        let _ = self.pods().delete_collection(&params, &Default::default()).await;
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        };
+        let _ = self
+            .pods()
+            .delete_collection(&params, &Default::default())
+            .await;
     }
 }
 
@@ -136,8 +159,14 @@ async fn the_flomastr_image_runs_the_engine_against_postgres_behind_a_service() 
     // The same server, at the address pods reach the host on.
     let host_ip = require_env(HOST_IP_VAR);
     let database_url = db.url.replacen("@127.0.0.1:", &format!("@{host_ip}:"), 1);
-    assert_ne!(database_url, db.url, "the test database URL names 127.0.0.1");
-    let master_key = format!("node-test:{}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32]));
+    assert_ne!(
+        database_url, db.url,
+        "the test database URL names 127.0.0.1"
+    );
+    let master_key = format!(
+        "node-test:{}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, [7u8; 32])
+    );
 
     ns.create_pod(json!({
         "metadata": {"name": "engine", "labels": {"app": "engine"}},
@@ -172,7 +201,10 @@ async fn the_flomastr_image_runs_the_engine_against_postgres_behind_a_service() 
     }))
     .await;
     let engine = ns.ready("engine", Duration::from_secs(120)).await;
-    let user = engine.spec.unwrap().containers[0].security_context.clone().unwrap();
+    let user = engine.spec.unwrap().containers[0]
+        .security_context
+        .clone()
+        .unwrap();
     assert_eq!(user.run_as_non_root, Some(true));
 
     // Another pod reaches it through the Service's cluster DNS name (CoreDNS → ClusterIP →
@@ -229,11 +261,23 @@ async fn an_image_that_is_not_on_the_node_fails_to_pull_at_once() {
     .await;
     let pods = ns.pods();
     // Nothing outside the machine answers, so the pull fails fast rather than hanging.
-    let reason = within(Duration::from_secs(60), "an image pull failure", async || {
-        let pod = pods.get("missing").await.ok()?;
-        let waiting = pod.status?.container_statuses?.first()?.state.clone()?.waiting?;
-        waiting.reason.filter(|r| r == "ErrImagePull" || r == "ImagePullBackOff")
-    })
+    let reason = within(
+        Duration::from_secs(60),
+        "an image pull failure",
+        async || {
+            let pod = pods.get("missing").await.ok()?;
+            let waiting = pod
+                .status?
+                .container_statuses?
+                .first()?
+                .state
+                .clone()?
+                .waiting?;
+            waiting
+                .reason
+                .filter(|r| r == "ErrImagePull" || r == "ImagePullBackOff")
+        },
+    )
     .await;
     assert!(["ErrImagePull", "ImagePullBackOff"].contains(&reason.as_str()));
     ns.delete_pods().await;
@@ -275,7 +319,10 @@ async fn the_n8n_image_starts_and_answers_its_health_check() {
         .expect("n8n answers /healthz with JSON");
     assert_eq!(health["status"], "ok", "{health}");
     let logs = ns.logs("n8n").await;
-    assert!(!logs.contains("EMFILE"), "n8n ran out of file descriptors:\n{logs}");
+    assert!(
+        !logs.contains("EMFILE"),
+        "n8n ran out of file descriptors:\n{logs}"
+    );
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "n8n pod ready");
     ns.delete_pods().await;
 }
