@@ -18,7 +18,10 @@ const HOST_IP_VAR: &str = "FLOMASTR_TEST_NODE_HOST_IP";
 const FLOMASTR_IMAGE_VAR: &str = "FLOMASTR_TEST_IMAGE_FLOMASTR";
 const N8N_IMAGE_VAR: &str = "FLOMASTR_TEST_IMAGE_N8N";
 
-/// Polls `check` every 250 ms until it yields, for at most `limit`.
+/// How often a condition on the node is polled.
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Polls `check` until it yields, for at most `limit` (pods start in seconds to minutes).
 async fn within<T>(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
     loop {
@@ -29,7 +32,7 @@ async fn within<T>(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> 
             Instant::now() < deadline,
             "timed out after {limit:?} waiting for {what}"
         );
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(POLL_INTERVAL).await;
     }
 }
 
