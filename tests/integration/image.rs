@@ -317,28 +317,3 @@ fn the_dockerfile_and_scripts_image_make_the_same_flomastr_image() {
         "the archive's files are what the Dockerfile copies"
     );
 }
-
-/// The n8n the operator gives tenants by default is the one the tests run (`n8n-version`, which
-/// scripts/image builds): one pin, so what is tested is what tenants get.
-#[test]
-fn the_operators_default_n8n_is_the_pinned_version() {
-    use clap::{Args, Command};
-    let pinned = repo_file("n8n-version").trim().to_owned();
-    let command = flomastr::operator::config::OperatorArgs::augment_args(Command::new("operator"));
-    let default = command
-        .get_arguments()
-        .find(|a| a.get_id() == "n8n_image")
-        .expect("the operator has an n8n image setting")
-        .get_default_values()
-        .first()
-        .expect("with a default")
-        .to_string_lossy()
-        .into_owned();
-    let (_, tag) = default
-        .rsplit_once(':')
-        .expect("the default image has a tag");
-    assert_eq!(
-        tag, pinned,
-        "the operator's default n8n image {default} is not n8n-version's {pinned}"
-    );
-}
