@@ -17,6 +17,8 @@ COREDNS_VERSION=v1.15.0
 NODE_K8S_BIN_DIR="$FLOMASTR_CACHE/k8s-node-$K8S_VERSION"
 CONTAINERD_BIN_DIR="$FLOMASTR_CACHE/containerd-$CONTAINERD_VERSION"
 COREDNS_BIN_DIR="$FLOMASTR_CACHE/coredns-$COREDNS_VERSION"
+# The node's volume provisioner (testenv/provisioner, our own code): cached by its sources.
+NODE_PROVISIONER_BIN_DIR="$FLOMASTR_CACHE/node-provisioner-$(cat "$FLOMASTR_ROOT"/testenv/provisioner/{go.mod,go.sum,main.go} | sha256sum | cut -c1-16)"
 IMAGE_CACHE="$FLOMASTR_CACHE/images"
 # containerd's content store and unpacked images persist between node runs (importing n8n
 # unpacks gigabytes); its runtime state lives in each node's own directory.

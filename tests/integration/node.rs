@@ -1,10 +1,15 @@
 //! The real node of the test ground (`scripts/node`, started by `scripts/test`): pods of the
 //! images built here run under containerd and runc, reach PostgreSQL on the host, find each
 //! other through Services (kube-proxy) by their cluster DNS names (CoreDNS), talk to the API
-//! server with their ServiceAccount token, and a missing image fails at once (no registry).
+//! server with their ServiceAccount token, and a missing image fails at once (no registry). The
+//! node runs a cluster's controllers: a Deployment makes pods, a claim gets a volume, a deleted
+//! namespace takes everything in it.
 
 use crate::common::{self, require_env, unique};
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{
+    Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Service,
+};
 use kube::Api;
 use kube::api::{DeleteParams, LogParams, PostParams};
 use serde_json::json;
@@ -125,16 +130,12 @@ impl TestNamespace {
             .unwrap_or_else(|e| format!("(no log: {e})"))
     }
 
-    /// Deletes the test's pods (the node runs no namespace controller; teardown removes the rest).
-    async fn delete_pods(&self) {
-        let params = DeleteParams {
-            grace_period_seconds: Some(0),
-            ..Default::default()
-        };
-        let _ = self
-            .pods()
-            .delete_collection(&params, &Default::default())
-            .await;
+    /// Deletes the test's namespace: the namespace controller removes what is in it.
+    async fn delete(&self) {
+        Api::<Namespace>::all(self.client.clone())
+            .delete(&self.name, &DeleteParams::default())
+            .await
+            .expect("delete the test namespace");
     }
 }
 
@@ -220,7 +221,7 @@ async fn the_flomastr_image_runs_the_engine_against_postgres_behind_a_service() 
     ns.create_pod(node_script_pod("client", &script)).await;
     let logs = ns.succeeds("client", Duration::from_secs(90)).await;
     assert!(logs.starts_with("200 "), "{logs}");
-    ns.delete_pods().await;
+    ns.delete().await;
 }
 
 #[tokio::test]
@@ -251,7 +252,7 @@ const dir = '/var/run/secrets/kubernetes.io/serviceaccount';
     let logs = ns.succeeds("dns", Duration::from_secs(90)).await;
     assert!(logs.contains("resolved 10.96.0.1 10.96.0.1"), "{logs}");
     assert!(logs.contains("version 200 v1.37"), "{logs}");
-    ns.delete_pods().await;
+    ns.delete().await;
 }
 
 #[tokio::test]
@@ -283,7 +284,7 @@ async fn an_image_that_is_not_on_the_node_fails_to_pull_at_once() {
     )
     .await;
     assert!(["ErrImagePull", "ImagePullBackOff"].contains(&reason.as_str()));
-    ns.delete_pods().await;
+    ns.delete().await;
 }
 
 #[tokio::test]
@@ -327,5 +328,102 @@ async fn the_n8n_image_starts_and_answers_its_health_check() {
         "n8n ran out of file descriptors:\n{logs}"
     );
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "n8n pod ready");
-    ns.delete_pods().await;
+    ns.delete().await;
+}
+
+#[tokio::test]
+async fn a_deployment_runs_a_non_root_pod_on_a_provisioned_volume_and_goes_with_its_namespace() {
+    let ns = TestNamespace::new("node-workload").await;
+    // A claim of the node's default StorageClass, used by a Deployment's pod that runs as n8n
+    // does (uid 1000, fsGroup 1000): the Deployment and ReplicaSet controllers make the pod,
+    // the scheduler places it, the provisioner makes its volume, the pod writes to it.
+    let claim: PersistentVolumeClaim = serde_json::from_value(json!({
+        "metadata": {"name": "data"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }))
+    .unwrap();
+    let claims: Api<PersistentVolumeClaim> = Api::namespaced(ns.client.clone(), &ns.name);
+    claims.create(&PostParams::default(), &claim).await.unwrap();
+    let script = "const fs = require('fs'); fs.writeFileSync('/data/proof', 'written by ' + process.getuid()); \
+                  process.on('SIGTERM', () => process.exit(0)); \
+                  require('http').createServer((q, r) => r.end(fs.readFileSync('/data/proof'))).listen(8080);";
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "writer"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "writer"}},
+            "template": {
+                "metadata": {"labels": {"app": "writer"}},
+                "spec": {
+                    "securityContext": {"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000, "runAsNonRoot": true},
+                    "containers": [{
+                        "name": "writer",
+                        "image": require_env(N8N_IMAGE_VAR),
+                        "imagePullPolicy": "Never",
+                        "command": ["node", "-e", script],
+                        "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1},
+                        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                        "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}},
+                    }],
+                    "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
+                },
+            },
+        },
+    }))
+    .unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(ns.client.clone(), &ns.name);
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .unwrap();
+    within(
+        Duration::from_secs(120),
+        "the Deployment's pod available",
+        async || {
+            let status = deployments.get("writer").await.ok()?.status?;
+            (status.available_replicas == Some(1)).then_some(())
+        },
+    )
+    .await;
+
+    let volume_name = claims
+        .get("data")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .volume_name
+        .expect("the claim is bound");
+    let volumes: Api<PersistentVolume> = Api::all(ns.client.clone());
+    let volume = volumes.get(&volume_name).await.unwrap();
+    let path = volume
+        .spec
+        .as_ref()
+        .and_then(|s| s.local.as_ref())
+        .map(|l| l.path.clone())
+        .expect("a local volume");
+    let written =
+        std::fs::read_to_string(format!("{path}/proof")).expect("the pod's file on the node");
+    assert_eq!(written, "written by 1000");
+
+    // The namespace controller deletes the Deployment, the garbage collector its ReplicaSet and
+    // pod; the released volume's directory goes with it.
+    ns.delete().await;
+    within(
+        Duration::from_secs(120),
+        "the namespace and the volume gone",
+        async || {
+            let namespace = Api::<Namespace>::all(ns.client.clone())
+                .get_opt(&ns.name)
+                .await
+                .ok()?;
+            let volume = volumes.get_opt(&volume_name).await.ok()?;
+            (namespace.is_none() && volume.is_none()).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        !std::path::Path::new(&path).exists(),
+        "the volume's directory is removed"
+    );
 }
