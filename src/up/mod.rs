@@ -141,6 +141,11 @@ pub enum UpError {
          point KUBECONFIG at a cluster you have"
     )]
     NeedsRoot,
+    #[error(
+        "a Kubernetes node already runs on this machine (only one can: another `flomastr up`, or \
+         scripts/test?). Stop it first, or point KUBECONFIG at its API server. Found:\n{found}"
+    )]
+    NodeBusy { found: String },
     #[error("database: {0}")]
     Database(#[from] crate::db::DbError),
     #[error("Kubernetes: {0}")]
@@ -269,13 +274,13 @@ impl Stack {
         .await?;
         let database = self.start_postgres(&secrets).await?;
         let database_url = database.engine.clone();
-        let cluster = self.start_cluster(args).await?;
+        let target = self.start_cluster(args).await?;
         self.start_sandbox(&sample, &secrets, args.sandbox_port)
             .await?;
         self.start_engine(&database, &secrets, &engine_url, &sandbox_url)
             .await?;
         // The tenants' n8n pods reach the engine through the node's bridge address.
-        let worker_url = match cluster.node_host_ip {
+        let worker_url = match target.node_host_ip {
             Some(ip) => {
                 let engine = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), args.engine_port);
                 relay::start(
@@ -290,7 +295,7 @@ impl Stack {
         };
 
         let client = step("Tenant CRD and the flomastr-system namespace", async |_| {
-            let client = cluster::connect(cluster.kubeconfig.as_deref()).await?;
+            let client = cluster::connect(target.kubeconfig.as_deref()).await?;
             cluster::install(&client).await?;
             Ok::<_, UpError>(client)
         })
@@ -301,10 +306,10 @@ impl Stack {
             ("FLOMASTR_ENGINE_WORKER_URL", worker_url),
             ("POD_NAME", "flomastr-up".to_owned()),
         ];
-        if let Some(path) = &cluster.kubeconfig {
+        if let Some(path) = &target.kubeconfig {
             operator_env.push(("KUBECONFIG", path.display().to_string()));
         }
-        if let Some(image) = &cluster.n8n_image {
+        if let Some(image) = &target.n8n_image {
             operator_env.push(("FLOMASTR_N8N_IMAGE", image.clone()));
         }
         if let Some(selector) = &args.tenant_selector {
@@ -331,7 +336,7 @@ impl Stack {
             .as_deref()
             .and_then(sample::selector_labels)
             .unwrap_or_default();
-        sample.adapt(cluster.n8n_image.as_deref(), &labels);
+        sample.adapt(target.n8n_image.as_deref(), &labels);
         let slug = sample.slug().to_owned();
         step(format!("sample Tenant {slug} Ready (its n8n started)"), async |s| {
             cluster::apply_sample(&client, &sample).await?;
@@ -360,7 +365,7 @@ impl Stack {
             n8n_owner_email: n8n_owner.as_ref().map(|(email, _)| email.clone()),
             database_url,
             pgbin: self.pgbin.clone(),
-            kubeconfig: cluster.kubeconfig,
+            kubeconfig: target.kubeconfig,
             local_cluster: self.local_cluster_started,
             slug,
             sender: sample.sender().to_owned(),
@@ -504,6 +509,12 @@ impl Stack {
             async |s| self.scripts.run(s, "node-build", &[]).await,
         )
         .await?;
+        // One node per machine. Checked here, before anything is marked started: stopping a
+        // node that is not ours would stop another stack's or test run's.
+        let (free, found) = self.scripts.ask("node", &["check"]).await?;
+        if !free {
+            return Err(UpError::NodeBusy { found });
+        }
         // Set first: an interrupted start still gets its stop (stopping is idempotent).
         self.node_started = true;
         let out = step("Kubernetes node (containerd, kubelet, kube-proxy, DNS)", async |s| {

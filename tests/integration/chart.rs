@@ -1432,7 +1432,11 @@ async fn helm_install_and_upgrade_keep_the_generated_admin_token_and_master_key(
         );
         String::from_utf8(output.stdout).unwrap()
     };
-    let notes = install(&minimal_values(), "install");
+    // The image the chart names is on the test node: its operator runs, and must take no
+    // other test's Tenants.
+    let mut values = minimal_values();
+    values["operator"] = json!({"tenantSelector": format!("flomastr.io/chart-test={release}")});
+    let notes = install(&values, "install");
     let secret_name = format!("{release}-flomastr");
     assert!(
         notes.contains(&format!("get secret {secret_name}")),
@@ -1442,7 +1446,7 @@ async fn helm_install_and_upgrade_keep_the_generated_admin_token_and_master_key(
     let secrets = Api::<Secret>::namespaced(client.clone(), &namespace);
     let first = secret_data(&secrets.get(&secret_name).await.unwrap());
 
-    let mut changed = minimal_values();
+    let mut changed = values.clone();
     changed["secret"]["databaseUrl"] =
         json!("postgres://flomastr:other@postgres.db.svc:5432/flomastr");
     install(&changed, "upgrade");

@@ -2,9 +2,12 @@
 //! `flomastr migrate --admin-url` (the engine a non-superuser login), `helm install` of
 //! `charts/flomastr` with the image built here (the engine and two operator replicas as pods),
 //! the provider sandbox as a pod of the same image, `kubectl apply` of a Tenant pointed at it →
-//! the Tenant goes Ready with its n8n pod Running. Then the operator's leader pod is deleted and
-//! the standby takes over, `helm upgrade` with a changed value rolls the pods, and deleting the
-//! Tenant removes its namespace, pods and engine registration.
+//! the Tenant goes Ready with its n8n pod Running, and a customer's message goes the whole way:
+//! InfoBip webhook to the engine's Service → the real n8n takes the job → its reply reaches the
+//! sandbox → the delivery and seen reports mark it read, the job completed. Then the operator's
+//! leader pod is deleted and the standby takes over, `helm upgrade` with a changed value rolls
+//! the pods (each time another message is answered), and deleting the Tenant removes its
+//! namespace, pods and engine registration.
 
 use crate::chart::{Helm, chart_dir, helm_on_cluster};
 use crate::common::{KUBECONFIG_VAR, PG_URL_VAR, admin_client, install_tenant_crd, require_env, unique};
@@ -417,7 +420,8 @@ fn start_seconds(pod: &Pod) -> i64 {
 async fn helm_install_on_the_node_serves_a_tenant_through_failover_upgrade_and_deletion() {
     let started = Instant::now();
     let installation = Installation::new().await;
-    let database = prepare_database(&installation.release.replace('-', "_"));
+    let database_name = installation.release.replace('-', "_");
+    let database = prepare_database(&database_name);
     installation.start_sandbox().await;
     let mut values = values(&installation, &database, &master_key());
     installation.helm("install", &values);
@@ -431,6 +435,8 @@ async fn helm_install_on_the_node_serves_a_tenant_through_failover_upgrade_and_d
         start_seconds(&n8n)
     );
     assert_eq!(installation.registration(&http).await, 200);
+    let db = admin_pool(&database_name).await;
+    installation.conversation(&http, &db, "When do you open?").await;
 
     // The leader's pod goes: the standby takes the Lease and reconciles what changes next.
     let leader = within(Duration::from_secs(60), "an operator leader", async || {
@@ -448,6 +454,7 @@ async fn helm_install_on_the_node_serves_a_tenant_through_failover_upgrade_and_d
     .await;
     installation.touch_tenant("Helm E2E Bakery (after failover)").await;
     assert_eq!(installation.registration(&http).await, 200);
+    installation.conversation(&http, &db, "Are you open on Sunday?").await;
 
     // An upgrade with a changed value rolls the operator; the tenant is still served.
     values["operator"]["resyncSeconds"] = json!(60);
@@ -458,6 +465,7 @@ async fn helm_install_on_the_node_serves_a_tenant_through_failover_upgrade_and_d
     .await;
     assert_ne!(after_upgrade, leader);
     installation.touch_tenant("Helm E2E Bakery (after upgrade)").await;
+    installation.conversation(&http, &db, "Do you bake sourdough?").await;
 
     // Deleting the Tenant takes its namespace, pods and engine registration.
     installation
@@ -473,6 +481,7 @@ async fn helm_install_on_the_node_serves_a_tenant_through_failover_upgrade_and_d
     })
     .await;
     assert_eq!(installation.registration(&http).await, 404);
+    db.close().await;
     eprintln!("[e2e_helm] whole test {} s", started.elapsed().as_secs());
     installation.uninstall().await;
 }
@@ -489,4 +498,74 @@ impl Installation {
             namespaces.delete(name, &DeleteParams::default()).await.unwrap();
         }
     }
+}
+
+/// The customer who writes to the tenant.
+const CUSTOMER: &str = "447700900123";
+
+impl Installation {
+    /// The sandbox as this process reaches it: its Service's cluster IP.
+    async fn sandbox_from_host(&self) -> String {
+        let service = self.services().get("sandbox").await.unwrap();
+        let ip = service.spec.and_then(|s| s.cluster_ip).unwrap();
+        format!("http://{ip}:{SANDBOX_PORT}")
+    }
+
+    /// A customer writes `text` (InfoBip's webhook to the engine's Service); the tenant's real
+    /// n8n takes the job and replies: the sandbox receives the reply, its delivery and seen
+    /// reports mark the message read, and the job is completed.
+    async fn conversation(&self, http: &reqwest::Client, db: &sqlx::PgPool, text: &str) {
+        let engine = self.engine_from_host().await;
+        let webhook = json!({
+            "results": [{
+                "from": CUSTOMER, "to": SENDER, "integrationType": "WHATSAPP",
+                "receivedAt": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3f%z").to_string(),
+                "messageId": unique("ib-in"),
+                "message": {"type": "TEXT", "text": text},
+                "contact": {"name": "Ana"},
+            }],
+            "messageCount": 1, "pendingMessageCount": 0,
+        });
+        let response = http
+            .post(format!("{engine}/webhook/infobip/{}", self.slug))
+            .header("x-webhook-secret", &self.webhook_secret)
+            .json(&webhook)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{:?}", response.text().await);
+        let reply = within(Duration::from_secs(240), &format!("n8n's reply to {text:?} read"), async || {
+            let row: (String, String, Value) = sqlx::query_as(
+                "SELECT j.status, m.status, m.content FROM jobs j \
+                 JOIN outbound_messages m ON m.idempotency_key = j.id::text \
+                 WHERE j.payload->>'message' = $1",
+            )
+            .bind(text)
+            .fetch_optional(db)
+            .await
+            .ok()??;
+            (row.0 == "completed" && row.1 == "read").then_some(row.2)
+        })
+        .await;
+        let sandbox = self.sandbox_from_host().await;
+        let received: Value = http
+            .get(format!("{sandbox}/_sandbox/messages"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let sent = received.as_array().unwrap().iter().any(|m| {
+            m["body"]["to"] == CUSTOMER && m["body"]["content"]["text"] == reply["text"]
+        });
+        assert!(sent, "the sandbox received {reply}: {received}");
+    }
+}
+
+/// The administrator's pool on the release's database.
+async fn admin_pool(database: &str) -> sqlx::PgPool {
+    let mut url = url::Url::parse(&require_env(PG_URL_VAR)).unwrap();
+    url.set_path(&format!("/{database}"));
+    sqlx::PgPool::connect(url.as_str()).await.unwrap()
 }
