@@ -338,11 +338,14 @@ impl Stack {
             .unwrap_or_default();
         sample.adapt(target.n8n_image.as_deref(), &labels);
         let slug = sample.slug().to_owned();
-        step(format!("sample Tenant {slug} Ready (its n8n started)"), async |s| {
-            cluster::apply_sample(&client, &sample).await?;
-            let timeout = Duration::from_secs(args.ready_timeout_seconds);
-            cluster::wait_ready(&client, &slug, s, timeout).await
-        })
+        step(
+            format!("sample Tenant {slug} Ready (its n8n started)"),
+            async |s| {
+                cluster::apply_sample(&client, &sample).await?;
+                let timeout = Duration::from_secs(args.ready_timeout_seconds);
+                cluster::wait_ready(&client, &slug, s, timeout).await
+            },
+        )
         .await?;
         let n8n_url = format!("http://127.0.0.1:{}", args.n8n_port);
         relay::start(
@@ -510,16 +513,18 @@ impl Stack {
         )
         .await?;
         // One node per machine. Checked here, before anything is marked started: stopping a
-        // node that is not ours would stop another stack's or test run's.
+        // running node that is not ours would stop another stack's or test run's.
+        // (What a stopped node left behind is no obstacle: `scripts/node start` clears it.)
         let (free, found) = self.scripts.ask("node", &["check"]).await?;
-        if !free {
+        if !free && found.lines().any(|line| line.starts_with("process:")) {
             return Err(UpError::NodeBusy { found });
         }
         // Set first: an interrupted start still gets its stop (stopping is idempotent).
         self.node_started = true;
-        let out = step("Kubernetes node (containerd, kubelet, kube-proxy, DNS)", async |s| {
-            self.scripts.run(s, "node", &["start", dir]).await
-        })
+        let out = step(
+            "Kubernetes node (containerd, kubelet, kube-proxy, DNS)",
+            async |s| self.scripts.run(s, "node", &["start", dir]).await,
+        )
         .await?;
         parse_exports(&out)
             .remove("FLOMASTR_TEST_NODE_HOST_IP")
@@ -541,7 +546,9 @@ impl Stack {
             .trim()
             .to_owned();
         step("n8n image imported into the node", async |s| {
-            self.scripts.run(s, "node", &["import", dir, &archive]).await
+            self.scripts
+                .run(s, "node", &["import", dir, &archive])
+                .await
         })
         .await?;
         let quiet = Step::start("n8n image name");

@@ -110,7 +110,7 @@ async fn ready_endpoint(client: &Client, namespace: &str, name: &str) -> Option<
     let list = slices.list(&selector).await.ok()?;
     list.items.iter().find_map(|slice| {
         let port = slice.ports.as_ref()?.first()?.port?;
-        let endpoint = slice.endpoints.iter().find(|endpoint| {
+        let endpoint = slice.endpoints.as_ref()?.iter().find(|endpoint| {
             endpoint
                 .conditions
                 .as_ref()

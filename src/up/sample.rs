@@ -149,14 +149,20 @@ mod tests {
         let mut sample = load(root(), "http://127.0.0.1:9/", "k", "h").unwrap();
         let labels = selector_labels("flomastr.io/stack=up, team = a").unwrap();
         sample.adapt(Some("flomastr/n8n:1.2.3"), &labels);
-        assert_eq!(sample.tenant.spec.n8n.image.as_deref(), Some("flomastr/n8n:1.2.3"));
+        assert_eq!(
+            sample.tenant.spec.n8n.image.as_deref(),
+            Some("flomastr/n8n:1.2.3")
+        );
         let on_tenant = sample.tenant.metadata.labels.as_ref().unwrap();
         assert_eq!(on_tenant["flomastr.io/stack"], "up");
         assert_eq!(on_tenant["team"], "a");
         // Only equality selectors can be turned into labels.
         assert_eq!(selector_labels("a!=b"), None);
         assert_eq!(selector_labels("a"), None);
-        assert_eq!(selector_labels("a==b").unwrap(), [("a".to_owned(), "b".to_owned())]);
+        assert_eq!(
+            selector_labels("a==b").unwrap(),
+            [("a".to_owned(), "b".to_owned())]
+        );
     }
 
     #[test]

@@ -10,7 +10,9 @@
 //! namespace, pods and engine registration.
 
 use crate::chart::{Helm, chart_dir, helm_on_cluster};
-use crate::common::{KUBECONFIG_VAR, PG_URL_VAR, admin_client, install_tenant_crd, require_env, unique};
+use crate::common::{
+    KUBECONFIG_VAR, PG_URL_VAR, admin_client, install_tenant_crd, require_env, unique,
+};
 use flomastr::tenant::Tenant;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
@@ -399,7 +401,7 @@ impl Installation {
 }
 
 /// When the pod's Ready condition last turned True.
-fn ready_since(pod: &Pod) -> Option<chrono::DateTime<chrono::Utc>> {
+fn ready_since(pod: &Pod) -> Option<k8s_openapi::jiff::Timestamp> {
     let condition = pod
         .status
         .as_ref()?
@@ -413,7 +415,7 @@ fn ready_since(pod: &Pod) -> Option<chrono::DateTime<chrono::Utc>> {
 /// Seconds from the pod's creation to its readiness.
 fn start_seconds(pod: &Pod) -> i64 {
     let created = pod.metadata.creation_timestamp.as_ref().unwrap().0;
-    (ready_since(pod).unwrap() - created).num_seconds()
+    ready_since(pod).unwrap().as_second() - created.as_second()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -436,7 +438,9 @@ async fn helm_install_on_the_node_serves_a_tenant_through_failover_upgrade_and_d
     );
     assert_eq!(installation.registration(&http).await, 200);
     let db = admin_pool(&database_name).await;
-    installation.conversation(&http, &db, "When do you open?").await;
+    installation
+        .conversation(&http, &db, "When do you open?")
+        .await;
 
     // The leader's pod goes: the standby takes the Lease and reconciles what changes next.
     let leader = within(Duration::from_secs(60), "an operator leader", async || {
@@ -449,23 +453,41 @@ async fn helm_install_on_the_node_serves_a_tenant_through_failover_upgrade_and_d
         .await
         .unwrap();
     let successor = within(Duration::from_secs(90), "a new leader", async || {
-        installation.leader().await.filter(|holder| *holder != leader)
+        installation
+            .leader()
+            .await
+            .filter(|holder| *holder != leader)
     })
     .await;
-    installation.touch_tenant("Helm E2E Bakery (after failover)").await;
+    installation
+        .touch_tenant("Helm E2E Bakery (after failover)")
+        .await;
     assert_eq!(installation.registration(&http).await, 200);
-    installation.conversation(&http, &db, "Are you open on Sunday?").await;
+    installation
+        .conversation(&http, &db, "Are you open on Sunday?")
+        .await;
 
     // An upgrade with a changed value rolls the operator; the tenant is still served.
     values["operator"]["resyncSeconds"] = json!(60);
     installation.helm("upgrade", &values);
-    let after_upgrade = within(Duration::from_secs(90), "a leader after the upgrade", async || {
-        installation.leader().await.filter(|holder| *holder != successor)
-    })
+    let after_upgrade = within(
+        Duration::from_secs(90),
+        "a leader after the upgrade",
+        async || {
+            installation
+                .leader()
+                .await
+                .filter(|holder| *holder != successor)
+        },
+    )
     .await;
     assert_ne!(after_upgrade, leader);
-    installation.touch_tenant("Helm E2E Bakery (after upgrade)").await;
-    installation.conversation(&http, &db, "Do you bake sourdough?").await;
+    installation
+        .touch_tenant("Helm E2E Bakery (after upgrade)")
+        .await;
+    installation
+        .conversation(&http, &db, "Do you bake sourdough?")
+        .await;
 
     // Deleting the Tenant takes its namespace, pods and engine registration.
     installation
@@ -474,11 +496,22 @@ async fn helm_install_on_the_node_serves_a_tenant_through_failover_upgrade_and_d
         .await
         .unwrap();
     let namespaces = Api::<Namespace>::all(installation.client.clone());
-    within(Duration::from_secs(180), "the Tenant and its namespace gone", async || {
-        let tenant = installation.tenants().get_opt(&installation.slug).await.ok()?;
-        let namespace = namespaces.get_opt(&installation.tenant_namespace()).await.ok()?;
-        (tenant.is_none() && namespace.is_none()).then_some(())
-    })
+    within(
+        Duration::from_secs(180),
+        "the Tenant and its namespace gone",
+        async || {
+            let tenant = installation
+                .tenants()
+                .get_opt(&installation.slug)
+                .await
+                .ok()?;
+            let namespace = namespaces
+                .get_opt(&installation.tenant_namespace())
+                .await
+                .ok()?;
+            (tenant.is_none() && namespace.is_none()).then_some(())
+        },
+    )
     .await;
     assert_eq!(installation.registration(&http).await, 404);
     db.close().await;
@@ -490,12 +523,26 @@ impl Installation {
     async fn uninstall(&self) {
         let output = self.helm.run_with(
             helm_on_cluster(&self.helm),
-            &["uninstall", &self.release, "--namespace", &self.release, "--kube-context", "admin"],
+            &[
+                "uninstall",
+                &self.release,
+                "--namespace",
+                &self.release,
+                "--kube-context",
+                "admin",
+            ],
         );
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         let namespaces = Api::<Namespace>::all(self.client.clone());
         for name in [&self.release, &self.credentials] {
-            namespaces.delete(name, &DeleteParams::default()).await.unwrap();
+            namespaces
+                .delete(name, &DeleteParams::default())
+                .await
+                .unwrap();
         }
     }
 }
@@ -534,18 +581,22 @@ impl Installation {
             .await
             .unwrap();
         assert_eq!(response.status(), 200, "{:?}", response.text().await);
-        let reply = within(Duration::from_secs(240), &format!("n8n's reply to {text:?} read"), async || {
-            let row: (String, String, Value) = sqlx::query_as(
-                "SELECT j.status, m.status, m.content FROM jobs j \
+        let reply = within(
+            Duration::from_secs(240),
+            &format!("n8n's reply to {text:?} read"),
+            async || {
+                let row: (String, String, Value) = sqlx::query_as(
+                    "SELECT j.status, m.status, m.content FROM jobs j \
                  JOIN outbound_messages m ON m.idempotency_key = j.id::text \
                  WHERE j.payload->>'message' = $1",
-            )
-            .bind(text)
-            .fetch_optional(db)
-            .await
-            .ok()??;
-            (row.0 == "completed" && row.1 == "read").then_some(row.2)
-        })
+                )
+                .bind(text)
+                .fetch_optional(db)
+                .await
+                .ok()??;
+                (row.0 == "completed" && row.1 == "read").then_some(row.2)
+            },
+        )
         .await;
         let sandbox = self.sandbox_from_host().await;
         let received: Value = http
@@ -556,9 +607,10 @@ impl Installation {
             .json()
             .await
             .unwrap();
-        let sent = received.as_array().unwrap().iter().any(|m| {
-            m["body"]["to"] == CUSTOMER && m["body"]["content"]["text"] == reply["text"]
-        });
+        let sent =
+            received.as_array().unwrap().iter().any(|m| {
+                m["body"]["to"] == CUSTOMER && m["body"]["content"]["text"] == reply["text"]
+            });
         assert!(sent, "the sandbox received {reply}: {received}");
     }
 }

@@ -10,10 +10,10 @@
 //! operator confined to its own Tenant. Started without `KUBECONFIG`, it starts its own.
 
 use crate::common::{KUBECONFIG_VAR, admin_client, eventually, free_port, require_env};
+use crate::n8n_workflow::{Workflow, requests};
 use flomastr::tenant::Tenant;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, DeleteParams, ListParams};
-use crate::n8n_workflow::{Workflow, requests};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -319,13 +319,19 @@ async fn the_tenants_n8n_is_a_pod_served_on_loopback(
     assert_eq!(health["status"], "ok", "{health}");
     let page = http.get(format!("{n8n_url}/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
-    assert!(page.text().await.unwrap().contains("n8n"), "n8n's editor page");
+    assert!(
+        page.text().await.unwrap().contains("n8n"),
+        "n8n's editor page"
+    );
 }
 
 /// Deletes the sample Tenant (the operator of `up` finalizes it) and then its namespace.
 async fn remove_sample(client: &kube::Client, slug: &str) {
     let tenants: Api<Tenant> = Api::all(client.clone());
-    tenants.delete(slug, &DeleteParams::default()).await.unwrap();
+    tenants
+        .delete(slug, &DeleteParams::default())
+        .await
+        .unwrap();
     eventually("the sample Tenant gone", || async {
         tenants.get_opt(slug).await.ok()?.is_none().then_some(())
     })
