@@ -1,6 +1,5 @@
-//! What `flomastr up` does on Kubernetes: the CRD, the operator's namespace, the sample tenant,
-//! waiting for it to be Ready, and — on the local API server, which has no nodes — standing in for
-//! the kubelet so the tenant's n8n Deployment reports itself available.
+//! What `flomastr up` does on Kubernetes: the CRD, the operator's namespaces, the sample tenant,
+//! waiting for it to be Ready (its n8n a real pod), and reading back what the operator minted.
 
 use crate::operator::children::{WORKER_SECRET, WORKER_TOKEN};
 use crate::operator::config::DEFAULT_CREDENTIALS_NAMESPACE;
@@ -8,9 +7,8 @@ use crate::tenant::Tenant;
 use crate::up::UpError;
 use crate::up::progress::Step;
 use crate::up::sample::Sample;
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, CustomResourceExt};
 use serde_json::json;
@@ -19,6 +17,8 @@ use std::time::Duration;
 
 const FIELD_MANAGER: &str = "flomastr-up";
 pub const OPERATOR_NAMESPACE: &str = "flomastr-system";
+/// The Secret in a tenant namespace with the n8n owner's `email` and `password`.
+const N8N_OWNER_SECRET: &str = "n8n-owner";
 
 /// A client for the local API server's kubeconfig, or for `KUBECONFIG` / in-cluster.
 pub async fn connect(kubeconfig: Option<&Path>) -> Result<Client, UpError> {
@@ -131,52 +131,20 @@ pub async fn worker_token(client: &Client, slug: &str) -> Result<String, UpError
         })
 }
 
-/// The local API server runs no pods. Until `stop` fires, marks every tenant's n8n Deployment
-/// available with as many replicas as it asks for — what a kubelet and the Deployment
-/// controller would report once n8n started — so the tenant's status tells the truth about
-/// everything else (engine registration, routes, DNS).
-pub async fn stand_in_for_kubelet(client: Client, stop: tokio_util::sync::CancellationToken) {
-    let deployments: Api<Deployment> = Api::all(client.clone());
-    let selector = ListParams::default().labels("app.kubernetes.io/managed-by=flomastr-operator");
-    loop {
-        if let Ok(list) = deployments.list(&selector).await {
-            for deployment in list {
-                mark_available(&client, &deployment).await;
-            }
-        }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-    }
-}
-
-async fn mark_available(client: &Client, deployment: &Deployment) {
-    let (Some(namespace), Some(name)) = (
-        deployment.metadata.namespace.as_deref(),
-        deployment.metadata.name.as_deref(),
-    ) else {
-        return;
+/// The tenant's n8n owner login, once the operator has minted it (Secret `n8n-owner` in the
+/// tenant namespace): its email and password. `None` while there is no such Secret.
+pub async fn n8n_owner(client: &Client, slug: &str) -> Result<Option<(String, String)>, UpError> {
+    let secret = Api::<Secret>::namespaced(client.clone(), &format!("tenant-{slug}"))
+        .get_opt(N8N_OWNER_SECRET)
+        .await?;
+    let Some(mut data) = secret.and_then(|s| s.data) else {
+        return Ok(None);
     };
-    let wanted = deployment.spec.replicas.unwrap_or(1);
-    let status = deployment.status.as_ref();
-    let available = status.and_then(|s| s.available_replicas).unwrap_or(0);
-    let observed = status.and_then(|s| s.observed_generation);
-    if available == wanted && observed == deployment.metadata.generation {
-        return;
-    }
-    let patch = json!({"status": {
-        "observedGeneration": deployment.metadata.generation,
-        "replicas": wanted, "updatedReplicas": wanted,
-        "readyReplicas": wanted, "availableReplicas": wanted,
-    }});
-    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    if let Err(error) = api
-        .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        tracing::debug!(%error, namespace, name, "could not mark the Deployment available");
-    }
+    let mut take = |key: &str| {
+        data.remove(key)
+            .and_then(|bytes| String::from_utf8(bytes.0).ok())
+    };
+    Ok(take("email").zip(take("password")))
 }
 
 fn apply() -> PatchParams {

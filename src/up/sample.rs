@@ -24,6 +24,30 @@ impl Sample {
     pub fn sender(&self) -> &str {
         &self.tenant.spec.whatsapp.sender
     }
+
+    /// Runs the sample's n8n from `image` (the example pins a public one, which a local node
+    /// without a registry cannot pull) and gives the Tenant the `labels` its operator selects.
+    pub fn adapt(&mut self, image: Option<&str>, labels: &[(String, String)]) {
+        if let Some(image) = image {
+            self.tenant.spec.n8n.image = Some(image.to_owned());
+        }
+        let tenant_labels = self.tenant.metadata.labels.get_or_insert_default();
+        for (key, value) in labels {
+            tenant_labels.insert(key.clone(), value.clone());
+        }
+    }
+}
+
+/// The `key=value,...` labels of an equality-only label selector; `None` when it is not one.
+pub fn selector_labels(selector: &str) -> Option<Vec<(String, String)>> {
+    selector
+        .split(',')
+        .map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            let (key, value) = (key.trim(), value.trim_start_matches('=').trim());
+            (!key.is_empty() && !key.ends_with('!')).then(|| (key.to_owned(), value.to_owned()))
+        })
+        .collect()
 }
 
 /// Reads the example and points it at the sandbox.
@@ -118,6 +142,27 @@ mod tests {
         assert_eq!(data["webhookSecret"], "hook-1");
         let accounts = sandbox_accounts(&sample, "key-1", "hook-1");
         crate::sandbox::Accounts::from_json(&accounts).expect("the sandbox takes the accounts");
+    }
+
+    #[test]
+    fn the_sample_runs_the_given_image_with_the_selected_labels() {
+        let mut sample = load(root(), "http://127.0.0.1:9/", "k", "h").unwrap();
+        let labels = selector_labels("flomastr.io/stack=up, team = a").unwrap();
+        sample.adapt(Some("flomastr/n8n:1.2.3"), &labels);
+        assert_eq!(
+            sample.tenant.spec.n8n.image.as_deref(),
+            Some("flomastr/n8n:1.2.3")
+        );
+        let on_tenant = sample.tenant.metadata.labels.as_ref().unwrap();
+        assert_eq!(on_tenant["flomastr.io/stack"], "up");
+        assert_eq!(on_tenant["team"], "a");
+        // Only equality selectors can be turned into labels.
+        assert_eq!(selector_labels("a!=b"), None);
+        assert_eq!(selector_labels("a"), None);
+        assert_eq!(
+            selector_labels("a==b").unwrap(),
+            [("a".to_owned(), "b".to_owned())]
+        );
     }
 
     #[test]

@@ -70,6 +70,25 @@ impl Scripts {
     }
 }
 
+impl Scripts {
+    /// Runs a script that answers by its exit status (`scripts/node check`): whether it
+    /// succeeded, and its output.
+    pub async fn ask(&self, name: &str, args: &[&str]) -> Result<(bool, String), UpError> {
+        let output = Command::new(self.dir.join(name))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|source| UpError::Spawn {
+                what: format!("scripts/{name}"),
+                source,
+            })?;
+        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+        Ok((output.status.success(), text.trim().to_owned()))
+    }
+}
+
 /// The `export NAME='value'` lines the server scripts print, as a map.
 pub fn parse_exports(text: &str) -> BTreeMap<String, String> {
     text.lines()

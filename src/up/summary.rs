@@ -10,11 +10,16 @@ use std::path::{Path, PathBuf};
 pub const STACK_ENV: &str = "stack.env";
 const WORKER_TOKEN_FILE: &str = "worker-token";
 const INBOUND_EXAMPLE_FILE: &str = "inbound-example.json";
+const N8N_PASSWORD_FILE: &str = "n8n-owner-password";
 
 pub struct Summary {
     pub engine_url: String,
     pub sandbox_url: String,
     pub operator_url: String,
+    /// The sample tenant's n8n, relayed to loopback.
+    pub n8n_url: String,
+    /// The n8n owner's email, once the operator minted the owner (Secret `n8n-owner`).
+    pub n8n_owner_email: Option<String>,
     pub database_url: String,
     pub pgbin: Option<String>,
     /// `None` when the cluster in `KUBECONFIG` is used.
@@ -25,9 +30,22 @@ pub struct Summary {
     pub inbound_example: Value,
 }
 
-/// Writes `stack.env` and the worker token, then prints the summary.
-pub fn publish(state: &Path, info: &Summary, worker_token: &str) -> Result<(), UpError> {
+/// Writes `stack.env`, the worker token and the n8n owner's password, then prints the summary.
+pub fn publish(
+    state: &Path,
+    info: &Summary,
+    worker_token: &str,
+    n8n_password: Option<&str>,
+) -> Result<(), UpError> {
     write_private(&state.join(WORKER_TOKEN_FILE), worker_token)?;
+    let password_file = state.join(N8N_PASSWORD_FILE);
+    match n8n_password {
+        Some(password) => write_private(&password_file, password)?,
+        // A password of an earlier stack would not open this one's n8n.
+        None => {
+            let _ = std::fs::remove_file(&password_file);
+        }
+    }
     let example = serde_json::to_string_pretty(&info.inbound_example).unwrap_or_default();
     let example_path = state.join(INBOUND_EXAMPLE_FILE);
     std::fs::write(&example_path, example).map_err(|source| UpError::Io {
@@ -45,6 +63,7 @@ pub fn publish(state: &Path, info: &Summary, worker_token: &str) -> Result<(), U
         ("FLOMASTR_ENGINE_URL", info.engine_url.clone()),
         ("FLOMASTR_SANDBOX_URL", info.sandbox_url.clone()),
         ("FLOMASTR_OPERATOR_URL", info.operator_url.clone()),
+        ("FLOMASTR_N8N_URL", info.n8n_url.clone()),
         ("FLOMASTR_TENANT", info.slug.clone()),
         ("FLOMASTR_SENDER", info.sender.clone()),
         ("DATABASE_URL", info.database_url.clone()),
@@ -81,14 +100,21 @@ fn print(state: &Path, info: &Summary, kubeconfig: &str) {
         .as_deref()
         .map_or_else(|| "psql".to_owned(), |bin| format!("{bin}/psql"));
     let cluster_note = if info.local_cluster {
-        "local API server: it runs no pods, so `flomastr up` reports n8n's Deployment available in its place"
+        "local API server and node: the tenants' n8n are real pods"
     } else {
         "the cluster in KUBECONFIG"
+    };
+    let n8n_login = match &info.n8n_owner_email {
+        Some(email) => {
+            format!("log in as {email}, password in {state}/{N8N_PASSWORD_FILE}")
+        }
+        None => "n8n asks for its owner account on the first visit".to_owned(),
     };
     println!(
         r#"
 flomastr is up. Everything listens on 127.0.0.1; state, logs and secrets are in {state}
 
+  n8n        {n8n}/   (tenant {slug}'s own n8n, a pod on the node; {n8n_login})
   Engine     {engine}/   API: {engine}/openapi.json   metrics: {engine}/metrics
   Operator   {operator}/metrics  (health: /healthz)
   Sandbox    {sandbox}/_sandbox/messages  (what the "provider" received; InfoBip, Meta, Twilio)
@@ -115,5 +141,6 @@ Take it as the tenant's n8n worker would, and reply (manifests/n8n/whatsapp-work
 Press Ctrl-C to stop everything."#,
         operator = info.operator_url,
         sandbox = info.sandbox_url,
+        n8n = info.n8n_url,
     );
 }

@@ -30,19 +30,19 @@ pub const HELM_VAR: &str = "FLOMASTR_HELM";
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const FIELD_MANAGER: &str = "flomastr-chart-tests";
 
-fn chart_dir() -> PathBuf {
+pub fn chart_dir() -> PathBuf {
     Path::new(ROOT).join("charts/flomastr")
 }
 
 /// The helm binary, with its cache, config and data directories in a temporary directory of
 /// its own (tests never read or write the user's helm settings).
-struct Helm {
+pub struct Helm {
     bin: PathBuf,
     home: tempfile::TempDir,
 }
 
 impl Helm {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let bin = std::env::var(HELM_VAR).unwrap_or_else(|_| {
             panic!(
                 "{HELM_VAR} is not set: run the tests through scripts/test, which builds helm \
@@ -78,7 +78,7 @@ impl Helm {
         self.run_with(self.command(), args)
     }
 
-    fn run_with(&self, mut command: Command, args: &[&str]) -> Output {
+    pub fn run_with(&self, mut command: Command, args: &[&str]) -> Output {
         command
             .args(args)
             .output()
@@ -86,7 +86,7 @@ impl Helm {
     }
 
     /// Writes values to a file of their own (JSON is YAML) and returns its path.
-    fn values_file(&self, values: &Value) -> String {
+    pub fn values_file(&self, values: &Value) -> String {
         let path = self.home.path().join(format!("{}.yaml", unique("values")));
         std::fs::write(&path, serde_json::to_vec_pretty(values).unwrap()).unwrap();
         path.to_str().unwrap().to_owned()
@@ -1381,7 +1381,7 @@ async fn the_api_server_accepts_every_rendered_object_in_a_dry_run() {
 }
 
 /// A `helm` command against the test API server's `admin` context.
-fn helm_on_cluster(helm: &Helm) -> Command {
+pub fn helm_on_cluster(helm: &Helm) -> Command {
     let mut command = helm.command();
     command.env("KUBECONFIG", require_env(KUBECONFIG_VAR));
     command
@@ -1432,7 +1432,11 @@ async fn helm_install_and_upgrade_keep_the_generated_admin_token_and_master_key(
         );
         String::from_utf8(output.stdout).unwrap()
     };
-    let notes = install(&minimal_values(), "install");
+    // The image the chart names is on the test node: its operator runs, and must take no
+    // other test's Tenants.
+    let mut values = minimal_values();
+    values["operator"] = json!({"tenantSelector": format!("flomastr.io/chart-test={release}")});
+    let notes = install(&values, "install");
     let secret_name = format!("{release}-flomastr");
     assert!(
         notes.contains(&format!("get secret {secret_name}")),
@@ -1442,7 +1446,7 @@ async fn helm_install_and_upgrade_keep_the_generated_admin_token_and_master_key(
     let secrets = Api::<Secret>::namespaced(client.clone(), &namespace);
     let first = secret_data(&secrets.get(&secret_name).await.unwrap());
 
-    let mut changed = minimal_values();
+    let mut changed = values.clone();
     changed["secret"]["databaseUrl"] =
         json!("postgres://flomastr:other@postgres.db.svc:5432/flomastr");
     install(&changed, "upgrade");

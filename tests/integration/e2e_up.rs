@@ -1,11 +1,19 @@
-//! End to end, as a new user meets it: `flomastr up` in the background (its own PostgreSQL, API
-//! server, engine, operator, sandbox) → an InfoBip webhook → the shipped n8n workflow, run step by
-//! step, polls, answers with synthesis, replies and completes → the sandbox receives the send →
-//! its delivery report reaches the engine → the message is delivered and the job complete →
-//! SIGTERM tears everything down.
+//! End to end, as a new user meets it: `flomastr up` in the background (its own PostgreSQL,
+//! engine, operator, sandbox) with the sample tenant's n8n a real pod on the node, served on
+//! loopback → an InfoBip webhook → the shipped n8n workflow, run step by step, polls, answers
+//! with synthesis, replies and completes → the sandbox receives the send → its delivery report
+//! reaches the engine → the message is delivered and the job complete → SIGTERM tears
+//! everything down.
+//!
+//! One node runs on a machine at a time and the test run's is up already: `flomastr up` runs on
+//! the test run's API server and node (through `KUBECONFIG`, as against any cluster), with its
+//! operator confined to its own Tenant. Started without `KUBECONFIG`, it starts its own.
 
-use crate::common::{eventually, free_port};
+use crate::common::{KUBECONFIG_VAR, admin_client, eventually, free_port, require_env};
 use crate::n8n_workflow::{Workflow, requests};
+use flomastr::tenant::Tenant;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, DeleteParams, ListParams};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,13 +23,17 @@ use utoipa::OpenApi;
 
 const STACK_ENV: &str = "stack.env";
 
+/// Where pods reach the host, and the n8n image the test run imported into the node.
+const HOST_IP_VAR: &str = "FLOMASTR_TEST_NODE_HOST_IP";
+const N8N_IMAGE_VAR: &str = "FLOMASTR_TEST_IMAGE_N8N";
+
 struct Up {
     child: Child,
     state: PathBuf,
 }
 
 impl Up {
-    fn start(state: &Path) -> (Up, u16) {
+    fn start(state: &Path, selector: &str) -> (Up, u16) {
         let engine_port = free_port();
         let log = std::fs::File::create(state.join("up.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_flomastr"))
@@ -32,7 +44,11 @@ impl Up {
             .args(["--engine-port", &engine_port.to_string()])
             .args(["--sandbox-port", &free_port().to_string()])
             .args(["--operator-port", &free_port().to_string()])
-            .env_remove("KUBECONFIG")
+            .args(["--n8n-port", &free_port().to_string()])
+            .args(["--node-host-ip", &require_env(HOST_IP_VAR)])
+            .args(["--n8n-image", &require_env(N8N_IMAGE_VAR)])
+            .args(["--tenant-selector", selector])
+            .env("KUBECONFIG", require_env(KUBECONFIG_VAR))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -111,12 +127,17 @@ fn read(path: &str) -> String {
 async fn flomastr_up_then_a_message_round_trip_through_the_n8n_workflow() {
     let state = std::env::temp_dir().join(format!("flomastr-e2e-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&state).unwrap();
-    let (mut up, engine_port) = Up::start(&state);
+    let selector = format!("flomastr.io/e2e-up={}", crate::common::unique("up"));
+    let (mut up, engine_port) = Up::start(&state, &selector);
     let stack = up.wait_ready(Duration::from_secs(600));
     let engine = &stack["FLOMASTR_ENGINE_URL"];
     assert_eq!(engine, &format!("http://127.0.0.1:{engine_port}"));
     let worker_token = read(&stack["FLOMASTR_WORKER_TOKEN_FILE"]);
     let http = reqwest::Client::new();
+    let client = admin_client().await;
+    let slug = stack["FLOMASTR_TENANT"].clone();
+    the_tenants_n8n_is_a_pod_served_on_loopback(&client, &slug, &stack["FLOMASTR_N8N_URL"], &http)
+        .await;
 
     // The tenant's knowledge, so the workflow's synthesis step has something to answer from.
     let ingested = http
@@ -247,6 +268,10 @@ async fn flomastr_up_then_a_message_round_trip_through_the_n8n_workflow() {
         .unwrap();
     assert_eq!(next.status(), 204);
 
+    // The sample keeps its namespace when deleted (deletionPolicy Retain): it goes by hand, so
+    // its n8n does not hold the shared node's memory for the rest of the run.
+    remove_sample(&client, &slug).await;
+
     // Ctrl-C / SIGTERM stops everything: the stack is gone, ports free, state kept.
     let status = up.terminate();
     assert!(status.success(), "up exited with {status}:\n{}", up.log());
@@ -260,6 +285,61 @@ async fn flomastr_up_then_a_message_round_trip_through_the_n8n_workflow() {
         "secrets kept for the next run"
     );
     let _ = std::fs::remove_dir_all(&state);
+}
+
+/// The sample tenant's n8n runs as a Ready pod of the node, and `up` serves it on loopback.
+async fn the_tenants_n8n_is_a_pod_served_on_loopback(
+    client: &kube::Client,
+    slug: &str,
+    n8n_url: &str,
+    http: &reqwest::Client,
+) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &format!("tenant-{slug}"));
+    let list = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/name=n8n"))
+        .await
+        .unwrap();
+    let running = list.items.iter().any(|pod| {
+        let status = pod.status.as_ref();
+        status.and_then(|s| s.phase.as_deref()) == Some("Running")
+            && status
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+    });
+    assert!(running, "the tenant's n8n pod is Running and Ready");
+    assert!(n8n_url.starts_with("http://127.0.0.1:"), "{n8n_url}");
+    let health: Value = http
+        .get(format!("{n8n_url}/healthz"))
+        .send()
+        .await
+        .expect("the n8n relay answers")
+        .json()
+        .await
+        .expect("n8n's health is JSON");
+    assert_eq!(health["status"], "ok", "{health}");
+    let page = http.get(format!("{n8n_url}/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.text().await.unwrap().contains("n8n"),
+        "n8n's editor page"
+    );
+}
+
+/// Deletes the sample Tenant (the operator of `up` finalizes it) and then its namespace.
+async fn remove_sample(client: &kube::Client, slug: &str) {
+    let tenants: Api<Tenant> = Api::all(client.clone());
+    tenants
+        .delete(slug, &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the sample Tenant gone", || async {
+        tenants.get_opt(slug).await.ok()?.is_none().then_some(())
+    })
+    .await;
+    Api::<Namespace>::all(client.clone())
+        .delete(&format!("tenant-{slug}"), &DeleteParams::default())
+        .await
+        .unwrap();
 }
 
 #[test]

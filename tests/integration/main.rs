@@ -12,6 +12,7 @@ mod ai_synthesis;
 mod chart;
 mod cli;
 mod common;
+mod e2e_helm;
 mod e2e_up;
 mod engine_admin;
 mod engine_harness;
