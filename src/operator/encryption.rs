@@ -73,8 +73,20 @@ mod tests {
             reported(&[pod(0, &format!("fingerprint {print}\n"))], "provision"),
             Some(print.clone())
         );
-        assert_eq!(reported(&[pod(1, &format!("fingerprint {print}"))], "provision"), None);
-        assert_eq!(reported(&[pod(0, &format!("fingerprint {print}"))], "other"), None);
-        assert_eq!(reported(&[pod(0, "fingerprint sha256:nothex!!nothex!!")], "provision"), None);
+        assert_eq!(
+            reported(&[pod(1, &format!("fingerprint {print}"))], "provision"),
+            None
+        );
+        assert_eq!(
+            reported(&[pod(0, &format!("fingerprint {print}"))], "other"),
+            None
+        );
+        assert_eq!(
+            reported(
+                &[pod(0, "fingerprint sha256:nothex!!nothex!!")],
+                "provision"
+            ),
+            None
+        );
     }
 }

@@ -131,9 +131,7 @@ pub fn unready_pods(pods: &[Pod]) -> Vec<String> {
                     statuses.iter().any(|c| {
                         !c.ready
                             && c.started == Some(true)
-                            && c.state
-                                .as_ref()
-                                .is_some_and(|s| s.running.is_some())
+                            && c.state.as_ref().is_some_and(|s| s.running.is_some())
                     })
                 })
         })
@@ -176,15 +174,28 @@ mod tests {
 
     #[test]
     fn image_pull_failures_and_crash_loops_name_their_reason_and_container() {
-        for reason in ["ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull", "CrashLoopBackOff"] {
+        for reason in [
+            "ErrImagePull",
+            "ImagePullBackOff",
+            "ErrImageNeverPull",
+            "CrashLoopBackOff",
+        ] {
             let found = trouble(&[pod(json!({
                 "initContainerStatuses": [waiting("provision", reason, "back-off")],
             }))])
             .unwrap();
             assert_eq!(found.reason, reason);
             assert!(!found.ok);
-            assert!(found.message.contains("container provision"), "{}", found.message);
-            assert!(found.message.contains("last exit code 1, Error"), "{}", found.message);
+            assert!(
+                found.message.contains("container provision"),
+                "{}",
+                found.message
+            );
+            assert!(
+                found.message.contains("last exit code 1, Error"),
+                "{}",
+                found.message
+            );
         }
     }
 
@@ -196,7 +207,11 @@ mod tests {
         );
         let found = trouble(&[pod(json!({"initContainerStatuses": [refused]}))]).unwrap();
         assert_eq!(found.reason, "EncryptionKeyChanged");
-        assert!(found.message.contains("fingerprint sha256:1"), "{}", found.message);
+        assert!(
+            found.message.contains("fingerprint sha256:1"),
+            "{}",
+            found.message
+        );
         let missing = waiting(
             "provision",
             "CreateContainerConfigError",
@@ -228,7 +243,14 @@ mod tests {
         assert_eq!(trouble(std::slice::from_ref(&starting)), None);
         assert!(unready_pods(std::slice::from_ref(&starting)).is_empty());
         let mut started = starting;
-        started.status.as_mut().unwrap().container_statuses.as_mut().unwrap()[0].started = Some(true);
+        started
+            .status
+            .as_mut()
+            .unwrap()
+            .container_statuses
+            .as_mut()
+            .unwrap()[0]
+            .started = Some(true);
         assert_eq!(unready_pods(&[started]), ["n8n-abc"]);
     }
 
@@ -243,7 +265,11 @@ mod tests {
         .unwrap();
         let found = probe_failure("n8n-abc", &events).unwrap();
         assert_eq!(found.reason, "ProbeFailed");
-        assert!(found.message.contains("statuscode: 503"), "{}", found.message);
+        assert!(
+            found.message.contains("statuscode: 503"),
+            "{}",
+            found.message
+        );
         assert_eq!(probe_failure("n8n-abc", &events[..1]), None);
     }
 }

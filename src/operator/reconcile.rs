@@ -8,10 +8,10 @@ use crate::operator::children::{
 use crate::operator::context::Context;
 use crate::operator::credentials;
 use crate::operator::encryption;
-use crate::operator::{pod_health, workflow_ready};
 use crate::operator::plan::{MANAGER, Plan, plan};
 use crate::operator::registration::{self, secret_value};
 use crate::operator::status::{Finding, Observed, compute};
+use crate::operator::{pod_health, workflow_ready};
 use crate::tenant::{ConditionType, DeletionPolicy, Tenant, TenantStatus};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -172,7 +172,11 @@ where
 
 /// Every Kubernetes child, in dependency order. The plan learns the fingerprint of an
 /// encryption key minted here, before the Deployment that checks it is built.
-async fn apply_children(tenant: &Tenant, plan: &mut Plan, ctx: &Context) -> Result<(), kube::Error> {
+async fn apply_children(
+    tenant: &Tenant,
+    plan: &mut Plan,
+    ctx: &Context,
+) -> Result<(), kube::Error> {
     ssa(
         ctx,
         Api::all(ctx.client.clone()),
@@ -308,8 +312,13 @@ async fn mint_owner(tenant: &Tenant, plan: &Plan, ctx: &Context) -> Result<(), k
         field_manager: Some(MANAGER.into()),
         ..Default::default()
     };
-    match namespaced::<Secret>(ctx, plan).create(&params, &secret).await {
-        Ok(_) => tracing::info!(namespace = %plan.namespace, "minted the n8n owner Secret {OWNER_SECRET}"),
+    match namespaced::<Secret>(ctx, plan)
+        .create(&params, &secret)
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(namespace = %plan.namespace, "minted the n8n owner Secret {OWNER_SECRET}")
+        }
         Err(kube::Error::Api(status)) if status.code == 409 => {}
         Err(error) => return Err(error),
     }
@@ -405,7 +414,11 @@ async fn workflow_finding(tenant: &Tenant, plan: &Plan, ctx: &Context, n8n: &Fin
         tenant
             .status
             .as_ref()
-            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "N8nReady" && c.status == "True"))
+            .and_then(|s| {
+                s.conditions
+                    .iter()
+                    .find(|c| c.type_ == "N8nReady" && c.status == "True")
+            })
             .and_then(|c| chrono::DateTime::from_timestamp(c.last_transition_time.0.as_second(), 0))
             .unwrap_or(now)
     });

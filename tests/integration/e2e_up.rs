@@ -197,7 +197,10 @@ async fn flomastr_up_then_a_message_round_trip_through_the_n8n_workflow() {
         .unwrap_or_else(|| panic!("send answered {reply}"))
         .to_owned();
     let completed = http
-        .post(format!("{engine}/queue/jobs/{}/complete", job["job_id"].as_str().unwrap()))
+        .post(format!(
+            "{engine}/queue/jobs/{}/complete",
+            job["job_id"].as_str().unwrap()
+        ))
         .bearer_auth(&worker_token)
         .json(&json!({"lease_token": job["lease_token"]}))
         .send()

@@ -572,9 +572,20 @@ async fn a_permanent_failure_is_dead_at_once_and_blocks_nothing_and_polls_are_se
         .await;
     assert_eq!(both.status(), 400);
     let error: Value = both.json().await.unwrap();
-    assert!(error["error"]["message"].as_str().unwrap().contains("retry_after_seconds"), "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("retry_after_seconds"),
+        "{error}"
+    );
     let not_bool = engine
-        .job_call(&tenant, &head, "fail", json!({"lease_token": head["lease_token"], "permanent": "yes"}))
+        .job_call(
+            &tenant,
+            &head,
+            "fail",
+            json!({"lease_token": head["lease_token"], "permanent": "yes"}),
+        )
         .await;
     assert_eq!(not_bool.status(), 400);
 
@@ -584,7 +595,10 @@ async fn a_permanent_failure_is_dead_at_once_and_blocks_nothing_and_polls_are_se
         .json()
         .await
         .unwrap();
-    assert_eq!(dead["status"], "dead", "attempts were left, but no retry can help");
+    assert_eq!(
+        dead["status"], "dead",
+        "attempts were left, but no retry can help"
+    );
     let (attempts, blocked): (i32, i64) = sqlx::query_as(
         "SELECT attempts, (SELECT count(*) FROM blocked_conversations) FROM jobs WHERE id = $1::uuid",
     )

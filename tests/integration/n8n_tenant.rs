@@ -206,18 +206,26 @@ impl Stack {
     }
 
     /// The job of an inbound message once it is finished: (status, attempts, last error, when).
-    async fn finished(&self, message_id: &str, limit: Duration) -> (String, i32, Option<String>, chrono::DateTime<chrono::Utc>) {
+    async fn finished(
+        &self,
+        message_id: &str,
+        limit: Duration,
+    ) -> (String, i32, Option<String>, chrono::DateTime<chrono::Utc>) {
         let pool = &self.engine.db.pool;
-        within(limit, &format!("the job of {message_id} finished"), async || {
-            sqlx::query_as(
-                "SELECT status, attempts, last_error, updated_at FROM jobs
+        within(
+            limit,
+            &format!("the job of {message_id} finished"),
+            async || {
+                sqlx::query_as(
+                    "SELECT status, attempts, last_error, updated_at FROM jobs
                  WHERE payload->>'message_id' = $1 AND status IN ('completed', 'dead')",
-            )
-            .bind(message_id)
-            .fetch_optional(pool)
-            .await
-            .unwrap()
-        })
+                )
+                .bind(message_id)
+                .fetch_optional(pool)
+                .await
+                .unwrap()
+            },
+        )
         .await
     }
 
@@ -264,7 +272,10 @@ async fn owner_session(http: &reqwest::Client, base: &str, email: &str, password
         .find(|v| v.starts_with("n8n-auth="))
         .map(|v| v.split(';').next().unwrap().to_owned());
     let body: Value = response.json().await.unwrap_or(Value::Null);
-    assert_eq!(status, 200, "the owner logs in with the Secret's password: {body}");
+    assert_eq!(
+        status, 200,
+        "the owner logs in with the Secret's password: {body}"
+    );
     assert_eq!(body["data"]["email"], email, "{body}");
     cookie.expect("n8n sets its session cookie")
 }
@@ -297,8 +308,12 @@ async fn a_tenants_n8n_is_provisioned_headless_and_answers_through_the_shipped_w
             .flatten()
     })
     .await;
-    let worker_token =
-        String::from_utf8(worker_token.data.unwrap()["FLOMASTR_WORKER_TOKEN"].0.clone()).unwrap();
+    let worker_token = String::from_utf8(
+        worker_token.data.unwrap()["FLOMASTR_WORKER_TOKEN"]
+            .0
+            .clone(),
+    )
+    .unwrap();
     let registered = within(Duration::from_secs(60), "the engine registration", async || {
         let status = stack
             .engine
@@ -326,7 +341,10 @@ async fn a_tenants_n8n_is_provisioned_headless_and_answers_through_the_shipped_w
             c.status == "True"
         })
         .await;
-    tracing::info!(seconds = started.elapsed().as_secs_f64(), "tenant n8n available");
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        "tenant n8n available"
+    );
     assert_eq!(n8n.reason, "Available");
     let tenant = stack.tenants().get(&slug).await.unwrap();
     let fingerprint = tenant
@@ -339,11 +357,17 @@ async fn a_tenants_n8n_is_provisioned_headless_and_answers_through_the_shipped_w
     let key = stack
         .secret(&slug, "n8n-encryption", "N8N_ENCRYPTION_KEY")
         .await;
-    assert_eq!(fingerprint, flomastr::operator::encryption::fingerprint(&key));
+    assert_eq!(
+        fingerprint,
+        flomastr::operator::encryption::fingerprint(&key)
+    );
 
     // Headless: the owner exists with the minted password; the workflow and credential are in.
     let pod = n8n_pod(&stack.admin, &slug).await;
-    let base = format!("http://{}:5678", pod.status.as_ref().unwrap().pod_ip.as_ref().unwrap());
+    let base = format!(
+        "http://{}:5678",
+        pod.status.as_ref().unwrap().pod_ip.as_ref().unwrap()
+    );
     let http = reqwest::Client::new();
     let email = stack.secret(&slug, "n8n-owner", "email").await;
     let password = stack.secret(&slug, "n8n-owner", "password").await;
@@ -366,7 +390,9 @@ async fn a_tenants_n8n_is_provisioned_headless_and_answers_through_the_shipped_w
     );
     let env = &pod.spec.as_ref().unwrap().containers[0].env;
     assert!(
-        env.iter().flatten().all(|e| e.name != "FLOMASTR_WORKER_TOKEN"),
+        env.iter()
+            .flatten()
+            .all(|e| e.name != "FLOMASTR_WORKER_TOKEN"),
         "the token reaches n8n only as its credential"
     );
 
@@ -379,13 +405,18 @@ async fn a_tenants_n8n_is_provisioned_headless_and_answers_through_the_shipped_w
 
     // A question: taken by the real n8n, answered from the knowledge, sent, completed.
     stack
-        .inbound(&slug, &[("q-1", json!({"type": "TEXT", "text": "When do you open?"}))])
+        .inbound(
+            &slug,
+            &[("q-1", json!({"type": "TEXT", "text": "When do you open?"}))],
+        )
         .await;
     let (status, attempts, _, _) = stack.finished("q-1", Duration::from_secs(120)).await;
     assert_eq!((status.as_str(), attempts), ("completed", 1));
-    let answer = within(Duration::from_secs(30), "the reply at the sandbox", async || {
-        stack.sent_texts().into_iter().find(|t| t.contains("8am"))
-    })
+    let answer = within(
+        Duration::from_secs(30),
+        "the reply at the sandbox",
+        async || stack.sent_texts().into_iter().find(|t| t.contains("8am")),
+    )
     .await;
     tracing::info!(%answer, "answered");
 
@@ -398,8 +429,14 @@ async fn a_tenants_n8n_is_provisioned_headless_and_answers_through_the_shipped_w
             &slug,
             &[
                 ("blank-1", json!({"type": "TEXT", "text": "   "})),
-                ("q-2", json!({"type": "TEXT", "text": "Is sourdough ready at 7am?"})),
-                ("img-1", json!({"type": "IMAGE", "url": "https://example.invalid/cat.jpg"})),
+                (
+                    "q-2",
+                    json!({"type": "TEXT", "text": "Is sourdough ready at 7am?"}),
+                ),
+                (
+                    "img-1",
+                    json!({"type": "IMAGE", "url": "https://example.invalid/cat.jpg"}),
+                ),
                 ("long-1", json!({"type": "TEXT", "text": long})),
             ],
         )
@@ -407,7 +444,10 @@ async fn a_tenants_n8n_is_provisioned_headless_and_answers_through_the_shipped_w
     let (status, attempts, error, failed_at) =
         stack.finished("blank-1", Duration::from_secs(120)).await;
     assert_eq!((status.as_str(), attempts), ("dead", 1), "{error:?}");
-    assert!(error.as_deref().unwrap_or_default().starts_with("HTTP 400"), "{error:?}");
+    assert!(
+        error.as_deref().unwrap_or_default().starts_with("HTTP 400"),
+        "{error:?}"
+    );
     let (status, _, _, answered_at) = stack.finished("q-2", Duration::from_secs(60)).await;
     assert_eq!(status, "completed");
     let gap = (answered_at - failed_at).to_std().unwrap_or_default();
@@ -417,14 +457,25 @@ async fn a_tenants_n8n_is_provisioned_headless_and_answers_through_the_shipped_w
     );
     for id in ["img-1", "long-1"] {
         let (status, attempts, error, _) = stack.finished(id, Duration::from_secs(60)).await;
-        assert_eq!((status.as_str(), attempts), ("completed", 1), "{id}: {error:?}");
+        assert_eq!(
+            (status.as_str(), attempts),
+            ("completed", 1),
+            "{id}: {error:?}"
+        );
     }
     let texts = stack.sent_texts();
-    assert!(texts.iter().any(|t| t.contains("I can only read text")), "{texts:?}");
+    assert!(
+        texts.iter().any(|t| t.contains("I can only read text")),
+        "{texts:?}"
+    );
     assert!(texts.iter().any(|t| t.contains("too long")), "{texts:?}");
 
     let memory = pod_memory(&slug);
-    tracing::info!(?memory, seconds = started.elapsed().as_secs_f64(), "tenant n8n test done");
+    tracing::info!(
+        ?memory,
+        seconds = started.elapsed().as_secs_f64(),
+        "tenant n8n test done"
+    );
     stack
         .tenants()
         .delete(&slug, &DeleteParams::default())
@@ -487,7 +538,11 @@ async fn an_unpullable_image_and_an_unschedulable_pod_show_in_n8n_ready_and_noth
         pull.reason,
         pull.message
     );
-    assert!(pull.message.contains("n8nio/n8n:0.0.0-absent") || pull.message.contains("provision"), "{}", pull.message);
+    assert!(
+        pull.message.contains("n8nio/n8n:0.0.0-absent") || pull.message.contains("provision"),
+        "{}",
+        pull.message
+    );
     let sched = stack
         .condition(&huge, "N8nReady", Duration::from_secs(120), |c| {
             c.reason != "Progressing" && c.status == "False"

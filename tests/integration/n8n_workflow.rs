@@ -74,7 +74,10 @@ fn every_request_is_an_engine_worker_route_with_the_worker_credential() {
         let method = p["method"].as_str().unwrap().to_lowercase();
         let path = path_template(p["url"].as_str().unwrap());
         let operation = &openapi["paths"][&path][&method];
-        assert!(operation.is_object(), "{name}: {method} {path} is not in /openapi.json");
+        assert!(
+            operation.is_object(),
+            "{name}: {method} {path} is not in /openapi.json"
+        );
         assert_eq!(
             operation["security"][0]["worker_token"],
             json!([]),
@@ -82,15 +85,24 @@ fn every_request_is_an_engine_worker_route_with_the_worker_credential() {
         );
         assert_eq!(p["authentication"], "genericCredentialType", "{name}");
         assert_eq!(p["genericAuthType"], "httpHeaderAuth", "{name}");
-        assert_eq!(node["credentials"]["httpHeaderAuth"]["id"], CREDENTIAL_ID, "{name}");
+        assert_eq!(
+            node["credentials"]["httpHeaderAuth"]["id"], CREDENTIAL_ID,
+            "{name}"
+        );
         assert!(
             !p["headerParameters"].to_string().contains("Authorization"),
             "{name}: the token comes from the credential only"
         );
         // Errors are answers to branch on, not exceptions that end the loop.
-        assert_eq!(p["options"]["response"]["response"]["neverError"], true, "{name}");
+        assert_eq!(
+            p["options"]["response"]["response"]["neverError"], true,
+            "{name}"
+        );
     }
-    assert!(!WORKFLOW.contains("$env"), "n8n blocks $env by default; the workflow needs none");
+    assert!(
+        !WORKFLOW.contains("$env"),
+        "n8n blocks $env by default; the workflow needs none"
+    );
 }
 
 #[test]
@@ -124,26 +136,52 @@ fn every_job_ends_completed_or_failed_and_the_loop_goes_on_at_once() {
     // Every step of a job has both its outcomes wired: nothing ends the execution mid-job.
     for node in nodes(&workflow) {
         let name = node["name"].as_str().unwrap();
-        if ["Every 30 seconds", "Next job", "Queue empty", "Complete job", "Fail job"].contains(&name) {
+        if [
+            "Every 30 seconds",
+            "Next job",
+            "Queue empty",
+            "Complete job",
+            "Fail job",
+        ]
+        .contains(&name)
+        {
             continue;
         }
         let branches = targets(&workflow, name);
         assert_eq!(branches.len(), 2, "{name}: {branches:?}");
-        assert!(branches.iter().all(|b| b.len() == 1), "{name}: {branches:?}");
+        assert!(
+            branches.iter().all(|b| b.len() == 1),
+            "{name}: {branches:?}"
+        );
     }
     // Complete and fail hand the lease back; a failure says whether a retry can help.
-    let complete = nodes(&workflow).into_iter().find(|n| n["name"] == "Complete job").unwrap();
-    assert!(complete["parameters"]["bodyParameters"].to_string().contains("lease_token"));
-    let fail = nodes(&workflow).into_iter().find(|n| n["name"] == "Fail job").unwrap();
+    let complete = nodes(&workflow)
+        .into_iter()
+        .find(|n| n["name"] == "Complete job")
+        .unwrap();
+    assert!(
+        complete["parameters"]["bodyParameters"]
+            .to_string()
+            .contains("lease_token")
+    );
+    let fail = nodes(&workflow)
+        .into_iter()
+        .find(|n| n["name"] == "Fail job")
+        .unwrap();
     let body = fail["parameters"]["jsonBody"].as_str().unwrap();
     for field in ["lease_token", "error", "permanent"] {
         assert!(body.contains(field), "{body}");
     }
     // Both replies are idempotent per job.
     for name in ["Reply", "Reply: cannot answer"] {
-        let reply = nodes(&workflow).into_iter().find(|n| n["name"] == name).unwrap();
+        let reply = nodes(&workflow)
+            .into_iter()
+            .find(|n| n["name"] == name)
+            .unwrap();
         assert!(
-            reply["parameters"]["headerParameters"].to_string().contains("Idempotency-Key"),
+            reply["parameters"]["headerParameters"]
+                .to_string()
+                .contains("Idempotency-Key"),
             "{name}"
         );
     }

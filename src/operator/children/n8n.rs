@@ -1,9 +1,7 @@
 //! The tenant's n8n: Deployment (with the init container that provisions it), its volume and
 //! its Service.
 
-use super::provisioning::{
-    self, CONFIG_MAP, CREDENTIAL_ID, SCRIPT_KEY, WORKFLOW_ID, WORKFLOW_KEY,
-};
+use super::provisioning::{self, CONFIG_MAP, CREDENTIAL_ID, SCRIPT_KEY, WORKFLOW_ID, WORKFLOW_KEY};
 use super::{
     ENCRYPTION_KEY, ENCRYPTION_SECRET, OWNER_EMAIL, OWNER_PASSWORD_HASH, OWNER_SECRET,
     WORKER_SECRET, WORKER_TOKEN, meta,
@@ -13,11 +11,10 @@ use crate::tenant::Tenant;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, HTTPGetAction,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    EnvVarSource, HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Service, ServicePort,
+    ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
