@@ -476,6 +476,41 @@ async fn a_tenants_n8n_is_provisioned_headless_and_answers_through_the_shipped_w
         seconds = started.elapsed().as_secs_f64(),
         "tenant n8n test done"
     );
+
+    // The encryption key replaced behind n8n's back: the next start refuses it before n8n runs,
+    // and N8nReady says so; the recorded fingerprint stays the old key's.
+    let ns = format!("tenant-{slug}");
+    let secrets = Api::<Secret>::namespaced(stack.admin.clone(), &ns);
+    secrets
+        .patch(
+            "n8n-encryption",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&json!({"stringData": {"N8N_ENCRYPTION_KEY": "another key"}})),
+        )
+        .await
+        .unwrap();
+    Api::<Pod>::namespaced(stack.admin.clone(), &ns)
+        .delete(
+            pod.metadata.name.as_deref().unwrap(),
+            &DeleteParams::default(),
+        )
+        .await
+        .unwrap();
+    let refused = stack
+        .condition(&slug, "N8nReady", Duration::from_secs(180), |c| {
+            c.reason == "EncryptionKeyChanged"
+        })
+        .await;
+    assert!(
+        refused.message.contains(&fingerprint),
+        "{}",
+        refused.message
+    );
+    let tenant = stack.tenants().get(&slug).await.unwrap();
+    assert_eq!(
+        tenant.status.unwrap().encryption_key_fingerprint.as_deref(),
+        Some(fingerprint.as_str())
+    );
     stack
         .tenants()
         .delete(&slug, &DeleteParams::default())
