@@ -470,7 +470,7 @@ async fn a_tenants_n8n_is_provisioned_headless_and_answers_through_the_shipped_w
     );
     assert!(texts.iter().any(|t| t.contains("too long")), "{texts:?}");
 
-    let memory = pod_memory(&slug);
+    let memory = pod_memory(&pod);
     tracing::info!(
         ?memory,
         seconds = started.elapsed().as_secs_f64(),
@@ -518,19 +518,21 @@ async fn a_tenants_n8n_is_provisioned_headless_and_answers_through_the_shipped_w
         .unwrap();
 }
 
-/// The n8n container's memory use from its cgroup (v1), when the node's layout shows it.
-fn pod_memory(slug: &str) -> Option<u64> {
-    let _ = slug;
+/// The pod's memory use in bytes from its cgroup (v1, the node's layout), for the report.
+fn pod_memory(pod: &Pod) -> Option<u64> {
+    let uid = pod.metadata.uid.as_deref()?.replace('-', "_");
+    let wanted = [
+        format!("pod{uid}"),
+        format!("pod{}", pod.metadata.uid.as_deref()?),
+    ];
     let root = std::path::Path::new("/sys/fs/cgroup/memory/kubepods");
-    let mut largest = None;
-    for entry in walk(root, 3) {
-        if let Ok(text) = std::fs::read_to_string(entry.join("memory.usage_in_bytes"))
-            && let Ok(bytes) = text.trim().parse::<u64>()
-        {
-            largest = largest.max(Some(bytes));
-        }
-    }
-    largest
+    let dir = walk(root, 3).into_iter().find(|d| {
+        d.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| wanted.iter().any(|w| w == n))
+    })?;
+    let text = std::fs::read_to_string(dir.join("memory.usage_in_bytes")).ok()?;
+    text.trim().parse().ok()
 }
 
 fn walk(root: &std::path::Path, depth: usize) -> Vec<std::path::PathBuf> {
