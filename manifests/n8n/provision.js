@@ -1,6 +1,6 @@
 // Provisions a tenant's n8n before it starts (the operator runs this as an init container of the
 // same n8n image, with the n8n data volume mounted): the worker token as an n8n credential, the
-// shipped worker workflow, and the workflow published (active). Every start does it again, so a
+// shipped worker workflow (unpublished first, then imported), and the workflow published (active). Every start does it again, so a
 // new shipped workflow replaces the old one and a deleted or deactivated one comes back; both
 // have fixed ids, and nothing else in n8n is touched. No shell in the image: Node.js runs it.
 //
@@ -9,7 +9,7 @@
 // n8n could decrypt none of its credentials with it. The outcome goes to the termination
 // message, which the operator reads from the pod's status.
 'use strict';
-const { execFileSync } = require('child_process');
+const { spawnSync } = require('child_process');
 const crypto = require('crypto');
 const fs = require('fs');
 const path = require('path');
@@ -48,10 +48,34 @@ const WORKFLOW_ID = process.env.FLOMASTR_WORKFLOW_ID;
 const CREDENTIAL_ID = process.env.FLOMASTR_CREDENTIAL_ID;
 const SCRATCH = process.env.FLOMASTR_SCRATCH_DIR;
 
+// Runs an n8n CLI command, its output passed through; a failure carries n8n's own last error
+// line (the whole output is in the container's log).
 function n8n(...args) {
   const started = Date.now();
-  execFileSync('n8n', args, { stdio: 'inherit' });
+  const run = spawnSync('n8n', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  process.stdout.write(run.stdout || '');
+  process.stderr.write(run.stderr || '');
+  if (run.error) throw new Error(`n8n ${args[0]}: ${run.error.message}`);
+  const output = `${run.stdout || ''}\n${run.stderr || ''}`;
+  if (run.status !== 0) {
+    const lines = output.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('at '));
+    const cause = lines.reverse().find((l) => /error/i.test(l)) || lines[0] || `exit code ${run.status}`;
+    const error = new Error(`n8n ${args[0]} failed: ${cause}`);
+    error.output = output;
+    throw error;
+  }
   console.log(`flomastr: n8n ${args[0]} done in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+}
+
+// Deactivates the shipped workflow so that importing it again is allowed (n8n's import refuses
+// to deactivate it under the CLI's user); a first start has none to deactivate.
+function unpublish(id) {
+  try {
+    n8n('unpublish:workflow', `--id=${id}`);
+  } catch (error) {
+    if (!String(error.output).includes(`Workflow "${id}" not found`)) throw error;
+    console.log(`flomastr: workflow ${id} not there yet`);
+  }
 }
 
 function main() {
@@ -75,6 +99,7 @@ function main() {
   } finally {
     fs.rmSync(credentials, { force: true });
   }
+  unpublish(WORKFLOW_ID);
   n8n('import:workflow', `--input=${WORKFLOW}`);
   n8n('publish:workflow', `--id=${WORKFLOW_ID}`);
   return found;
