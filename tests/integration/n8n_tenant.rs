@@ -603,7 +603,7 @@ async fn an_unpullable_image_and_an_unschedulable_pod_show_in_n8n_ready_and_noth
             .get("n8n")
             .await
             .unwrap();
-        assert_eq!(deployment.spec.unwrap().replicas, Some(1));
+        assert_eq!(deployment.spec.replicas, Some(1));
         Api::<Service>::namespaced(stack.admin.clone(), &ns)
             .get("n8n")
             .await
