@@ -13,6 +13,12 @@ pub const WRITE_EVERY: Duration = Duration::from_secs(10);
 
 pub struct WorkerSeen {
     pool: PgPool,
+    throttle: Throttle,
+}
+
+/// When each tenant's row was last written by this replica.
+#[derive(Default)]
+struct Throttle {
     written: Mutex<HashMap<Uuid, Instant>>,
 }
 
@@ -20,14 +26,14 @@ impl WorkerSeen {
     pub fn new(pool: PgPool) -> Self {
         Self {
             pool,
-            written: Mutex::new(HashMap::new()),
+            throttle: Throttle::default(),
         }
     }
 
     /// Records a poll of `tenant`'s worker. A failed write is only logged: the poll itself
     /// must not fail because the bookkeeping did.
     pub async fn polled(&self, tenant: Uuid) {
-        if !self.due(tenant, Instant::now()) {
+        if !self.throttle.due(tenant, Instant::now()) {
             return;
         }
         let result = sqlx::query("UPDATE tenants SET last_worker_seen_at = now() WHERE id = $1")
@@ -36,10 +42,12 @@ impl WorkerSeen {
             .await;
         if let Err(error) = result {
             tracing::warn!(%tenant, %error, "could not record the worker's poll");
-            self.written.lock().unwrap().remove(&tenant);
+            self.throttle.written.lock().unwrap().remove(&tenant);
         }
     }
+}
 
+impl Throttle {
     /// Whether a write is due, claiming it if so.
     fn due(&self, tenant: Uuid, now: Instant) -> bool {
         let mut written = self.written.lock().unwrap();
@@ -59,7 +67,7 @@ mod tests {
 
     #[test]
     fn a_tenant_is_written_at_most_once_per_period() {
-        let seen = WorkerSeen::new(PgPool::connect_lazy("postgres://unused/db").unwrap());
+        let seen = Throttle::default();
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
         let start = Instant::now();
         assert!(seen.due(a, start));
