@@ -312,7 +312,7 @@ async fn full_lifecycle_on_the_real_api_server() {
     create_tenant(
         &client,
         &slug,
-        json!({"n8n": {"replicas": 1, "storage": "2Gi", "image": "n8nio/n8n:0.0.0-absent"}}),
+        json!({"n8n": {"replicas": 1, "storage": "2Gi", "timezone": "Europe/Madrid", "image": "n8nio/n8n:0.0.0-absent"}}),
     )
     .await;
 
