@@ -81,6 +81,8 @@ impl Drop for Stack {
 }
 
 async fn stack() -> Stack {
+    // The figures these tests log (start time, memory) show with `--nocapture`.
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     require_env(NODE_VAR);
     let host_ip = require_env(HOST_IP_VAR);
     let sandbox = sandbox().await;
