@@ -582,9 +582,10 @@ async fn an_unpullable_image_and_an_unschedulable_pod_show_in_n8n_ready_and_noth
         "{}",
         pull.message
     );
+    // The scheduler may first name the volume claim being bound; then the CPU no node has.
     let sched = stack
         .condition(&huge, "N8nReady", Duration::from_secs(120), |c| {
-            c.reason != "Progressing" && c.status == "False"
+            c.reason != "Progressing" && c.status == "False" && c.message.contains("cpu")
         })
         .await;
     assert_eq!(sched.reason, "Unschedulable", "{}", sched.message);
