@@ -139,11 +139,22 @@ pub fn unready_pods(pods: &[Pod]) -> Vec<String> {
         .collect()
 }
 
-/// A failing probe from the pod's Events (reason `Unhealthy`, the kubelet's), the newest first.
+/// Failures of a readiness or liveness probe seen this often are trouble, not a slow start.
+const PROBE_FAILURES: i32 = 3;
+
+/// A failing readiness or liveness probe from the pod's Events (reason `Unhealthy`, the
+/// kubelet's), the newest. Startup probe failures are a normal part of starting; one that
+/// never passes gets the container restarted, which shows as a crash loop.
 pub fn probe_failure(pod: &str, events: &[Event]) -> Option<Finding> {
     events
         .iter()
         .filter(|e| e.reason.as_deref() == Some("Unhealthy"))
+        .filter(|e| e.count.unwrap_or(1) >= PROBE_FAILURES)
+        .filter(|e| {
+            e.message.as_deref().is_some_and(|m| {
+                m.starts_with("Readiness probe failed") || m.starts_with("Liveness probe failed")
+            })
+        })
         .max_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0))
         .map(|event| {
             failed(
@@ -258,6 +269,10 @@ mod tests {
     fn a_probe_failure_comes_from_the_newest_unhealthy_event() {
         let events: Vec<Event> = serde_json::from_value(json!([
             {"metadata": {"name": "a"}, "involvedObject": {}, "reason": "Pulled", "message": "pulled"},
+            {"metadata": {"name": "s"}, "involvedObject": {}, "reason": "Unhealthy", "count": 9,
+             "message": "Startup probe failed: connection refused"},
+            {"metadata": {"name": "c"}, "involvedObject": {}, "reason": "Unhealthy", "count": 1,
+             "message": "Readiness probe failed: once"},
             {"metadata": {"name": "b"}, "involvedObject": {}, "reason": "Unhealthy", "count": 4,
              "lastTimestamp": "2026-01-01T00:00:02Z",
              "message": "Readiness probe failed: HTTP probe failed with statuscode: 503"},
@@ -270,6 +285,10 @@ mod tests {
             "{}",
             found.message
         );
-        assert_eq!(probe_failure("n8n-abc", &events[..1]), None);
+        assert_eq!(
+            probe_failure("n8n-abc", &events[..3]),
+            None,
+            "starting, or once"
+        );
     }
 }
