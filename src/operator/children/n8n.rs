@@ -336,3 +336,86 @@ pub fn service(tenant: &Tenant, plan: &Plan) -> Service {
         ..Service::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::children::fixtures::{plan, tenant};
+
+    fn names(env: &[EnvVar]) -> Vec<&str> {
+        env.iter().map(|e| e.name.as_str()).collect()
+    }
+
+    #[test]
+    fn n8n_gets_its_owner_but_neither_the_worker_token_nor_env_access() {
+        let pod = deployment(&tenant(), &plan())
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap();
+        let env = pod.containers[0].env.clone().unwrap();
+        let names = names(&env);
+        assert!(!names.contains(&"FLOMASTR_WORKER_TOKEN"));
+        assert!(!names.contains(&"N8N_BLOCK_ENV_ACCESS_IN_NODE"));
+        for owner in [
+            "N8N_INSTANCE_OWNER_MANAGED_BY_ENV",
+            "N8N_INSTANCE_OWNER_EMAIL",
+            "N8N_INSTANCE_OWNER_PASSWORD_HASH",
+        ] {
+            assert!(names.contains(&owner), "{owner}");
+        }
+        let hash = env
+            .iter()
+            .find(|e| e.name == "N8N_INSTANCE_OWNER_PASSWORD_HASH")
+            .and_then(|e| e.value_from.as_ref()?.secret_key_ref.clone())
+            .unwrap();
+        assert_eq!(
+            (hash.name.as_str(), hash.key.as_str()),
+            (OWNER_SECRET, OWNER_PASSWORD_HASH)
+        );
+    }
+
+    #[test]
+    fn the_provisioning_container_has_the_token_the_inputs_and_the_expected_fingerprint() {
+        let mut plan = plan();
+        plan.encryption_key_fingerprint = Some("sha256:0123456789abcdef".into());
+        let template = deployment(&tenant(), &plan).spec.unwrap().template;
+        let annotations = template.metadata.unwrap().annotations.unwrap();
+        assert_eq!(
+            annotations[PROVISIONING_DIGEST],
+            provisioning::digest(&plan)
+        );
+        let pod = template.spec.unwrap();
+        let init = &pod.init_containers.as_ref().unwrap()[0];
+        assert_eq!(init.name, PROVISIONING_CONTAINER);
+        assert_eq!(init.image, pod.containers[0].image);
+        let env = init.env.clone().unwrap();
+        let value = |name: &str| {
+            env.iter()
+                .find(|e| e.name == name)
+                .and_then(|e| e.value.clone())
+        };
+        assert!(names(&env).contains(&"FLOMASTR_WORKER_TOKEN"));
+        assert_eq!(value("FLOMASTR_WORKFLOW_ID").as_deref(), Some(WORKFLOW_ID));
+        assert_eq!(
+            value("FLOMASTR_CREDENTIAL_ID").as_deref(),
+            Some(CREDENTIAL_ID)
+        );
+        assert_eq!(
+            value("FLOMASTR_ENCRYPTION_KEY_FINGERPRINT").as_deref(),
+            Some("sha256:0123456789abcdef")
+        );
+        // The token is written only to the memory-backed scratch volume.
+        let scratch = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "scratch")
+            .unwrap();
+        assert_eq!(scratch.empty_dir.unwrap().medium.as_deref(), Some("Memory"));
+        let security = init.security_context.as_ref().unwrap();
+        assert_eq!(security.run_as_non_root, Some(true));
+        assert_eq!(security.allow_privilege_escalation, Some(false));
+    }
+}
