@@ -103,6 +103,9 @@ pub struct TenantView {
     pub webhook_secret_set: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub channel: Option<ChannelView>,
+    /// When the tenant's worker (its n8n) last asked for a job; absent if it never did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_worker_seen_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -340,6 +343,7 @@ struct TenantRow {
     max_concurrency: i32,
     worker_tokens: i64,
     webhook_secret_set: bool,
+    last_worker_seen_at: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -348,7 +352,8 @@ async fn view(state: &AppState, slug: &str) -> Result<Option<TenantView>, ApiErr
     let row: Option<TenantRow> = sqlx::query_as(
         "SELECT t.id, t.display_name, t.status, t.max_attempts, t.max_concurrency,
                 (SELECT count(*) FROM worker_tokens w WHERE w.tenant_id = t.id) AS worker_tokens,
-                t.webhook_secret_sealed IS NOT NULL AS webhook_secret_set, t.created_at, t.updated_at
+                t.webhook_secret_sealed IS NOT NULL AS webhook_secret_set, t.last_worker_seen_at,
+                t.created_at, t.updated_at
          FROM tenants t WHERE t.slug = $1",
     )
     .bind(slug)
@@ -379,6 +384,7 @@ async fn view(state: &AppState, slug: &str) -> Result<Option<TenantView>, ApiErr
         worker_tokens: row.worker_tokens,
         webhook_secret_set: row.webhook_secret_set,
         channel,
+        last_worker_seen_at: row.last_worker_seen_at,
         created_at: row.created_at,
         updated_at: row.updated_at,
     }))

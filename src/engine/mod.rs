@@ -23,6 +23,7 @@ pub mod tenants;
 pub mod text;
 pub mod webhooks;
 pub mod worker_api;
+pub mod worker_seen;
 
 use crate::engine::config::EngineArgs;
 use crate::engine::crypto::Keyring;
@@ -160,6 +161,7 @@ pub async fn build(args: &EngineArgs, shutdown: CancellationToken) -> Result<App
     Ok(Arc::new(Engine {
         database: DatabaseProbe::new(pool.clone()),
         depth: QueueDepth::new(pool.clone(), settings.depth_refresh),
+        worker_seen: crate::engine::worker_seen::WorkerSeen::new(pool.clone()),
         tenants,
         dispatcher,
         admin_token: Secret::new(args.admin_token.clone()),

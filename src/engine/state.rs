@@ -10,6 +10,7 @@ use crate::engine::outbound::dispatcher::Dispatcher;
 use crate::engine::queue::Queue;
 use crate::engine::secret::Secret;
 use crate::engine::tenants::TenantDirectory;
+use crate::engine::worker_seen::WorkerSeen;
 use sqlx::PgPool;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +23,8 @@ pub struct Engine {
     pub database: DatabaseProbe,
     /// Jobs per tenant and status, counted at most once per refresh period.
     pub depth: QueueDepth,
+    /// When each tenant's worker last polled (the operator's WorkflowReady).
+    pub worker_seen: WorkerSeen,
     pub settings: Settings,
     pub admin_token: Secret,
     pub tenants: Arc<TenantDirectory>,

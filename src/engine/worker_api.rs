@@ -4,7 +4,7 @@
 use crate::engine::auth::Worker;
 use crate::engine::body::JsonBody;
 use crate::engine::error::ApiError;
-use crate::engine::queue::{ClaimedJob, FailOutcome, LeaseError};
+use crate::engine::queue::{ClaimedJob, FailOutcome, LeaseError, Retry};
 use crate::engine::state::AppState;
 use crate::engine::tenants::TenantState;
 use crate::engine::webhooks::tenant_or_404;
@@ -40,6 +40,7 @@ pub async fn next_job(
             "the tenant is suspended; its jobs are held until it is resumed",
         ));
     }
+    state.worker_seen.polled(tenant.id).await;
     match state
         .queue
         .next_job(tenant.id, tenant.max_concurrency, wait)
@@ -79,6 +80,10 @@ pub struct FailBody {
     /// Retry no earlier than this many seconds from now, instead of the exponential backoff.
     #[serde(default)]
     pub retry_after_seconds: Option<f64>,
+    /// The job can never succeed (bad input, a 4xx from the tenant's logic): dead-letter it at
+    /// once, without retries and without blocking the conversation's later messages.
+    #[serde(default)]
+    pub permanent: bool,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -145,12 +150,19 @@ pub async fn fail(
     JsonBody(body): JsonBody<FailBody>,
 ) -> Result<Json<JobState>, ApiError> {
     let id = job_id(&id)?;
-    let retry_after = match body.retry_after_seconds {
-        None => None,
-        Some(s) if s.is_finite() && (0.0..=86_400.0 * 7.0).contains(&s) => {
-            Some(Duration::from_secs_f64(s))
+    let retry = match (body.retry_after_seconds, body.permanent) {
+        (None, false) => Retry::Backoff,
+        (None, true) => Retry::Never,
+        (Some(_), true) => {
+            return Err(ApiError::invalid_field(
+                "retry_after_seconds",
+                "cannot be given with permanent: true (a permanent failure is never retried)",
+            ));
         }
-        Some(_) => {
+        (Some(s), false) if s.is_finite() && (0.0..=86_400.0 * 7.0).contains(&s) => {
+            Retry::After(Duration::from_secs_f64(s))
+        }
+        (Some(_), false) => {
             return Err(ApiError::invalid_field(
                 "retry_after_seconds",
                 "must be between 0 and 604800",
@@ -160,7 +172,7 @@ pub async fn fail(
     let error = body.error.as_deref().unwrap_or("failed by the worker");
     let outcome = state
         .queue
-        .fail(worker.tenant_id, id, body.lease_token, error, retry_after)
+        .fail(worker.tenant_id, id, body.lease_token, error, retry)
         .await?;
     Ok(Json(match outcome {
         FailOutcome::Retry { run_after } => JobState {

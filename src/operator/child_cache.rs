@@ -10,7 +10,7 @@
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, Service,
+    ConfigMap, LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, Service,
 };
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::api::Api;
@@ -31,6 +31,7 @@ pub struct ChildCache {
     limit_ranges: Option<Store<PartialObjectMeta<LimitRange>>>,
     network_policies: Option<Store<PartialObjectMeta<NetworkPolicy>>>,
     pvcs: Option<Store<PartialObjectMeta<PersistentVolumeClaim>>>,
+    config_maps: Option<Store<PartialObjectMeta<ConfigMap>>>,
     services: Option<Store<PartialObjectMeta<Service>>>,
     deployments: Option<Store<PartialObjectMeta<Deployment>>>,
     ingresses: Option<Store<PartialObjectMeta<Ingress>>>,
@@ -57,6 +58,7 @@ cached!(ResourceQuota, quotas);
 cached!(LimitRange, limit_ranges);
 cached!(NetworkPolicy, network_policies);
 cached!(PersistentVolumeClaim, pvcs);
+cached!(ConfigMap, config_maps);
 cached!(Service, services);
 cached!(Deployment, deployments);
 cached!(Ingress, ingresses);
@@ -70,6 +72,7 @@ impl ChildCache {
             limit_ranges: Some(watch(client)),
             network_policies: Some(watch(client)),
             pvcs: Some(watch(client)),
+            config_maps: Some(watch(client)),
             services: Some(watch(client)),
             deployments: Some(watch(client)),
             ingresses: Some(watch(client)),

@@ -6,6 +6,10 @@ use std::time::Duration;
 /// Where tenants' credentials Secrets live unless `--credentials-namespace` says otherwise.
 pub const DEFAULT_CREDENTIALS_NAMESPACE: &str = "flomastr-credentials";
 
+/// The n8n tenants run unless they pin another: Docker Hub's official image (no registry host,
+/// so the cluster's default applies) of the version in `n8n-version`, which the tests run too.
+pub const DEFAULT_N8N_IMAGE: &str = "n8nio/n8n:2.41.1";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum DnsProviderKind {
     /// The operator manages no DNS records.
@@ -96,11 +100,7 @@ pub struct OperatorArgs {
     pub engine_admin_token: String,
 
     /// n8n image for tenants that do not pin one.
-    #[arg(
-        long,
-        env = "FLOMASTR_N8N_IMAGE",
-        default_value = "docker.n8n.io/n8nio/n8n:1.116.2"
-    )]
+    #[arg(long, env = "FLOMASTR_N8N_IMAGE", default_value = DEFAULT_N8N_IMAGE)]
     pub n8n_image: String,
 
     /// Namespace the operator runs in (its leader-election Lease lives there) and, with the
@@ -195,5 +195,18 @@ impl OperatorArgs {
 
     pub fn zone(&self) -> &str {
         self.dns_zone.as_deref().unwrap_or(&self.base_domain)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_default_n8n_image_runs_the_version_the_tests_run() {
+        let version = include_str!("../../n8n-version").trim();
+        assert_eq!(
+            super::DEFAULT_N8N_IMAGE,
+            format!("n8nio/n8n:{version}"),
+            "n8n-version and the operator's default n8n image must name the same version"
+        );
     }
 }

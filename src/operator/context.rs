@@ -7,7 +7,7 @@ use crate::operator::dns::{DnsManager, digitalocean::DoClient};
 use crate::operator::engine_client::EngineClient;
 use crate::operator::metrics::OperatorMetrics;
 use kube::runtime::events::{Recorder, Reporter};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 pub struct Context {
@@ -25,6 +25,9 @@ pub struct Context {
     pub registered: Mutex<HashMap<String, [u8; 32]>>,
     /// What was applied to each child and how the children are now, to skip no-op applies.
     pub children: ChildCache,
+    /// Namespaces whose n8n owner Secret is known to exist (minting one costs a bcrypt hash, and
+    /// the operator may not read it back to check).
+    pub owners: Mutex<HashSet<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +88,7 @@ impl Context {
             failures: Mutex::default(),
             registered: Mutex::default(),
             children,
+            owners: Mutex::default(),
         }))
     }
 }

@@ -1,7 +1,8 @@
 //! The engine's admin API as the operator uses it. The operator never imports engine internals:
 //! this speaks the documented JSON of `PUT/DELETE /admin/tenants/{slug}`.
 
-use serde::Serialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::time::Duration;
 
@@ -48,6 +49,14 @@ impl std::fmt::Display for Registration {
     }
 }
 
+/// What the operator reads back of a registered tenant.
+#[derive(Deserialize, Debug, Clone, PartialEq)]
+pub struct TenantSeen {
+    /// When the tenant's worker (its n8n) last asked for a job.
+    #[serde(default)]
+    pub last_worker_seen_at: Option<DateTime<Utc>>,
+}
+
 pub struct EngineClient {
     http: reqwest::Client,
     base: String,
@@ -81,6 +90,28 @@ impl EngineClient {
             .await
             .map_err(EngineError::Unreachable)?;
         check(response).await
+    }
+
+    /// The registered tenant as the engine sees it; `None` when it is not registered.
+    pub async fn tenant(&self, slug: &str) -> Result<Option<TenantSeen>, EngineError> {
+        let response = self
+            .http
+            .get(format!("{}/admin/tenants/{slug}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(EngineError::Unreachable)?;
+        if response.status() == 404 {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return check(response).await.map(|()| None);
+        }
+        response
+            .json()
+            .await
+            .map(Some)
+            .map_err(EngineError::Unreachable)
     }
 
     /// Deletes the tenant and its data; an unknown tenant counts as deleted.

@@ -8,14 +8,17 @@ pub mod config;
 pub mod context;
 pub mod credentials;
 pub mod dns;
+pub mod encryption;
 pub mod engine_client;
 pub mod leader;
 pub mod metrics;
 pub mod plan;
+pub mod pod_health;
 pub mod pod_selector;
 pub mod reconcile;
 pub mod registration;
 pub mod status;
+pub mod workflow_ready;
 
 use crate::operator::config::OperatorArgs;
 use crate::operator::context::Context;
@@ -23,10 +26,12 @@ use crate::operator::metrics::OperatorMetrics;
 use crate::tenant::Tenant;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
+use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::Controller;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use std::sync::Arc;
 
@@ -68,7 +73,21 @@ pub fn controller(ctx: Arc<Context>) -> impl futures::Stream<Item = ()> + Send {
             Api::<PersistentVolumeClaim>::all(client.clone()),
             owned.clone(),
         )
-        .owns(Api::<Ingress>::all(client), owned)
+        .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
+        .owns(Api::<Ingress>::all(client.clone()), owned)
+        // A tenant's n8n pod that fails to pull, crash-loops or cannot be scheduled changes no
+        // Deployment status for minutes: its own changes wake the Tenant, so N8nReady says why
+        // within one reconcile.
+        .watches(
+            Api::<Pod>::all(client),
+            watcher::Config::default()
+                .labels(&format!("app.kubernetes.io/name=n8n,{}", plan::SLUG_LABEL)),
+            |pod: Pod| {
+                pod.labels()
+                    .get(plan::SLUG_LABEL)
+                    .map(|slug| ObjectRef::<Tenant>::new(slug))
+            },
+        )
         // Re-asserts Caddy routes and DNS records that changed outside Kubernetes.
         .reconcile_all_on(ticks)
         // A burst of child events (a reconcile creates a dozen children) becomes one reconcile.

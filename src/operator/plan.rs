@@ -20,6 +20,9 @@ pub struct Plan {
     pub ingress_class: Option<String>,
     pub engine_url: String,
     pub dns: Option<DnsPlan>,
+    /// The n8n encryption key's fingerprint as recorded in the status (n8n's provisioning
+    /// refuses another key); `None` until it is known.
+    pub encryption_key_fingerprint: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -81,6 +84,10 @@ pub fn plan(tenant: &Tenant, config: &OperatorArgs) -> Plan {
         frontend_host,
         dns,
         slug,
+        encryption_key_fingerprint: tenant
+            .status
+            .as_ref()
+            .and_then(|s| s.encryption_key_fingerprint.clone()),
     }
 }
 

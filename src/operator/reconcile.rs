@@ -3,19 +3,21 @@
 
 use crate::operator::child_cache::Cached;
 use crate::operator::children::{
-    self, ENCRYPTION_KEY, ENCRYPTION_SECRET, WORKER_SECRET, WORKER_TOKEN,
+    self, ENCRYPTION_KEY, ENCRYPTION_SECRET, OWNER_SECRET, WORKER_SECRET, WORKER_TOKEN,
 };
 use crate::operator::context::Context;
 use crate::operator::credentials;
+use crate::operator::encryption;
 use crate::operator::plan::{MANAGER, Plan, plan};
 use crate::operator::registration::{self, secret_value};
 use crate::operator::status::{Finding, Observed, compute};
+use crate::operator::{pod_health, workflow_ready};
 use crate::tenant::{ConditionType, DeletionPolicy, Tenant, TenantStatus};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::runtime::finalizer::{Event, finalizer};
@@ -99,18 +101,26 @@ pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Ac
 }
 
 async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let plan = plan(&tenant, &ctx.config);
-    let children = apply_children(&tenant, &plan, &ctx).await;
-    let mut findings = Vec::new();
-    findings.push(match &children {
+    let mut plan = plan(&tenant, &ctx.config);
+    let children = apply_children(&tenant, &mut plan, &ctx).await;
+    let (n8n, reported) = match &children {
         Ok(()) => n8n_finding(&ctx, &plan).await,
-        Err(error) => Finding::failed(ConditionType::N8nReady, "ApplyFailed", error.to_string()),
-    });
+        Err(error) => (
+            Finding::failed(ConditionType::N8nReady, "ApplyFailed", error.to_string()),
+            None,
+        ),
+    };
+    // Recorded once: minted here, or (tenants older than the fingerprint) as n8n reported it.
+    let fingerprint = plan.encryption_key_fingerprint.clone().or(reported);
+    let workflow = workflow_finding(&tenant, &plan, &ctx, &n8n).await;
+    // Only the engine knows about the first poll, and it is not watched.
+    let waiting_for_workflow = n8n.ok && !workflow.ok && workflow.reason == "Progressing";
+    let mut findings = vec![n8n, workflow];
     findings.push(routes_finding(&tenant, &plan, &ctx, children.is_ok()).await);
     let (dns, records) = dns_finding(&tenant, &plan, &ctx).await;
     findings.push(dns);
     findings.push(engine_finding(&tenant, &plan, &ctx).await);
-    write_status(&tenant, &plan, &ctx, &findings, records).await?;
+    write_status(&tenant, &plan, &ctx, &findings, records, fingerprint).await?;
     children?;
     if let Some(f) = findings.iter().find(|f| !f.ok && f.reason != "Progressing") {
         return Err(Error::NotReady(format!(
@@ -120,9 +130,16 @@ async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> 
         )));
     }
     // Waiting on the Deployment is progress, not failure: its status change wakes us through the
-    // owned-object watch, so no early requeue (at scale that would flood the API server).
+    // owned-object watch, so no early requeue (at scale that would flood the API server). The
+    // engine is not watched: while n8n is up but its first poll is awaited, look again soon.
+    if waiting_for_workflow {
+        return Ok(Action::requeue(WORKFLOW_RECHECK.min(ctx.config.resync())));
+    }
     Ok(Action::requeue(ctx.config.resync()))
 }
+
+/// How soon a reconcile looks again for the worker workflow's first poll.
+const WORKFLOW_RECHECK: Duration = Duration::from_secs(15);
 
 /// Server-side apply, skipped when the child is known to be exactly as desired already.
 async fn ssa<K>(ctx: &Context, api: Api<K>, object: &K) -> Result<(), kube::Error>
@@ -153,8 +170,13 @@ where
     Api::namespaced(ctx.client.clone(), &plan.namespace)
 }
 
-/// Every Kubernetes child, in dependency order.
-async fn apply_children(tenant: &Tenant, plan: &Plan, ctx: &Context) -> Result<(), kube::Error> {
+/// Every Kubernetes child, in dependency order. The plan learns the fingerprint of an
+/// encryption key minted here, before the Deployment that checks it is built.
+async fn apply_children(
+    tenant: &Tenant,
+    plan: &mut Plan,
+    ctx: &Context,
+) -> Result<(), kube::Error> {
     ssa(
         ctx,
         Api::all(ctx.client.clone()),
@@ -183,7 +205,17 @@ async fn apply_children(tenant: &Tenant, plan: &Plan, ctx: &Context) -> Result<(
         ),
     )
     .await?;
-    mint_secrets(tenant, plan, ctx).await?;
+    if let Some(minted) = mint_secrets(tenant, plan, ctx).await? {
+        plan.encryption_key_fingerprint.get_or_insert(minted);
+    }
+    mint_owner(tenant, plan, ctx).await?;
+    let plan = &*plan;
+    ssa(
+        ctx,
+        namespaced(ctx, plan),
+        &children::config_map(tenant, plan),
+    )
+    .await?;
     ssa(ctx, namespaced(ctx, plan), &children::pvc(tenant, plan)).await?;
     ssa(ctx, namespaced(ctx, plan), &children::service(tenant, plan)).await?;
     ssa(
@@ -230,11 +262,17 @@ fn frontend_target(spec: &Option<String>) -> Option<(String, i32)> {
 /// exists, both were minted (it comes last), and nothing is created. A lost encryption key alone
 /// is not replaced: a new one would silently orphan every credential n8n stored (restore it
 /// from the backup instead; n8n does not start without it, which `N8nReady` shows).
-async fn mint_secrets(tenant: &Tenant, plan: &Plan, ctx: &Context) -> Result<(), kube::Error> {
+/// Returns the fingerprint of an encryption key minted now.
+async fn mint_secrets(
+    tenant: &Tenant,
+    plan: &Plan,
+    ctx: &Context,
+) -> Result<Option<String>, kube::Error> {
     let api: Api<Secret> = namespaced(ctx, plan);
     if api.get_opt(WORKER_SECRET).await?.is_some() {
-        return Ok(());
+        return Ok(None);
     }
+    let mut minted = None;
     let params = PostParams {
         field_manager: Some(MANAGER.into()),
         ..Default::default()
@@ -245,46 +283,159 @@ async fn mint_secrets(tenant: &Tenant, plan: &Plan, ctx: &Context) -> Result<(),
     ] {
         let secret = children::minted_secret(tenant, plan, name, key);
         match api.create(&params, &secret).await {
+            Ok(_) if name == ENCRYPTION_SECRET => {
+                minted = secret
+                    .string_data
+                    .as_ref()
+                    .and_then(|data| data.get(key))
+                    .map(|value| encryption::fingerprint(value));
+            }
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 409 => {}
             Err(error) => return Err(error),
         }
     }
+    Ok(minted)
+}
+
+/// Mints the n8n owner Secret where it does not exist (tenants made before it existed get one
+/// too); never changes an existing one. The operator may create it but not read it: a create
+/// that finds one (409) is the check, done once per namespace and operator process.
+async fn mint_owner(tenant: &Tenant, plan: &Plan, ctx: &Context) -> Result<(), kube::Error> {
+    if ctx.owners.lock().unwrap().contains(&plan.namespace) {
+        return Ok(());
+    }
+    let secret = children::owner_secret(tenant, plan).map_err(|error| {
+        kube::Error::Service(format!("hashing the n8n owner's password: {error}").into())
+    })?;
+    let params = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    match namespaced::<Secret>(ctx, plan)
+        .create(&params, &secret)
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(namespace = %plan.namespace, "minted the n8n owner Secret {OWNER_SECRET}")
+        }
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(error) => return Err(error),
+    }
+    ctx.owners.lock().unwrap().insert(plan.namespace.clone());
     Ok(())
 }
 
-async fn n8n_finding(ctx: &Context, plan: &Plan) -> Finding {
+/// N8nReady, and the encryption key fingerprint n8n's provisioning reported when none is
+/// recorded yet.
+async fn n8n_finding(ctx: &Context, plan: &Plan) -> (Finding, Option<String>) {
     let kind = ConditionType::N8nReady;
     if plan.suspended {
-        return Finding::ok(kind, "ScaledDown", "suspended: n8n is scaled to zero");
+        return (
+            Finding::ok(kind, "ScaledDown", "suspended: n8n is scaled to zero"),
+            None,
+        );
     }
     if plan.replicas == 0 {
-        return Finding::ok(kind, "ScaledToZero", "spec.n8n.replicas is 0");
+        return (
+            Finding::ok(kind, "ScaledToZero", "spec.n8n.replicas is 0"),
+            None,
+        );
     }
     let api: Api<Deployment> = namespaced(ctx, plan);
-    match api.get_opt("n8n").await {
-        Ok(Some(deployment)) => {
-            let available = deployment
-                .status
-                .and_then(|s| s.available_replicas)
-                .unwrap_or(0);
-            if available >= plan.replicas {
-                Finding::ok(
-                    kind,
-                    "Available",
-                    format!("{available}/{} pods available", plan.replicas),
-                )
-            } else {
-                Finding::failed(
-                    kind,
-                    "Progressing",
-                    format!("{available}/{} pods available", plan.replicas),
-                )
-            }
+    let available = match api.get_opt("n8n").await {
+        Ok(Some(deployment)) => deployment
+            .status
+            .and_then(|s| s.available_replicas)
+            .unwrap_or(0),
+        Ok(None) => 0,
+        Err(error) => return (Finding::failed(kind, "ApiError", error.to_string()), None),
+    };
+    let ready = available >= plan.replicas;
+    // Pods are read only when they can tell something: why n8n is not available, or the
+    // key's fingerprint that is not recorded yet.
+    let pods = if !ready || plan.encryption_key_fingerprint.is_none() {
+        n8n_pods(ctx, plan).await
+    } else {
+        Vec::new()
+    };
+    let reported = encryption::reported(&pods, children::PROVISIONING_CONTAINER);
+    let counted = format!("{available}/{} pods available", plan.replicas);
+    let finding = if ready {
+        Finding::ok(kind, "Available", counted)
+    } else {
+        pod_finding(ctx, plan, &pods)
+            .await
+            .unwrap_or_else(|| Finding::failed(kind, "Progressing", counted))
+    };
+    (finding, reported)
+}
+
+async fn n8n_pods(ctx: &Context, plan: &Plan) -> Vec<Pod> {
+    let selector = format!(
+        "app.kubernetes.io/name=n8n,{}={}",
+        crate::operator::plan::SLUG_LABEL,
+        plan.slug
+    );
+    match namespaced::<Pod>(ctx, plan)
+        .list(&ListParams::default().labels(&selector))
+        .await
+    {
+        Ok(list) => list.items,
+        Err(error) => {
+            tracing::debug!(%error, "cannot list the n8n pods");
+            Vec::new()
         }
-        Ok(None) => Finding::failed(kind, "Progressing", "the Deployment is being created"),
-        Err(error) => Finding::failed(kind, "ApiError", error.to_string()),
     }
+}
+
+/// Why the n8n pods are not available, when their status or a probe's Events say so.
+async fn pod_finding(ctx: &Context, plan: &Plan, pods: &[Pod]) -> Option<Finding> {
+    if let Some(trouble) = pod_health::trouble(pods) {
+        return Some(trouble);
+    }
+    let events: Api<CoreEvent> = namespaced(ctx, plan);
+    for pod in pod_health::unready_pods(pods) {
+        let params = ListParams::default().fields(&format!("involvedObject.name={pod}"));
+        if let Ok(list) = events.list(&params).await
+            && let Some(failure) = pod_health::probe_failure(&pod, &list.items)
+        {
+            return Some(failure);
+        }
+    }
+    None
+}
+
+async fn workflow_finding(tenant: &Tenant, plan: &Plan, ctx: &Context, n8n: &Finding) -> Finding {
+    let now = chrono::Utc::now();
+    let wanted = !plan.suspended && plan.replicas > 0;
+    let available = n8n.ok && n8n.reason == "Available";
+    let n8n_available_since = available.then(|| {
+        tenant
+            .status
+            .as_ref()
+            .and_then(|s| {
+                s.conditions
+                    .iter()
+                    .find(|c| c.type_ == "N8nReady" && c.status == "True")
+            })
+            .and_then(|c| chrono::DateTime::from_timestamp(c.last_transition_time.0.as_second(), 0))
+            .unwrap_or(now)
+    });
+    let last_poll = if available {
+        match ctx.engine.tenant(tenant.slug()).await {
+            Ok(seen) => Ok(seen.and_then(|s| s.last_worker_seen_at)),
+            Err(error) => Err(error.to_string()),
+        }
+    } else {
+        Ok(None)
+    };
+    workflow_ready::finding(&workflow_ready::Seen {
+        n8n_wanted: wanted,
+        n8n_available_since,
+        last_poll,
+        now,
+    })
 }
 
 async fn routes_finding(
@@ -467,8 +618,10 @@ async fn write_status(
     ctx: &Context,
     findings: &[Finding],
     records: Vec<crate::tenant::DnsRecordStatus>,
+    encryption_key_fingerprint: Option<String>,
 ) -> Result<(), kube::Error> {
     let observed = Observed {
+        encryption_key_fingerprint,
         generation: tenant.metadata.generation,
         suspended: plan.suspended,
         findings,

@@ -39,6 +39,7 @@ pub struct Observed<'a> {
     pub n8n_url: String,
     pub namespace: String,
     pub dns_records: Vec<DnsRecordStatus>,
+    pub encryption_key_fingerprint: Option<String>,
 }
 
 /// The status to write, given what is there now.
@@ -96,6 +97,7 @@ pub fn compute(previous: Option<&TenantStatus>, observed: Observed<'_>, now: Tim
         n8n_url: Some(observed.n8n_url),
         namespace: Some(observed.namespace),
         dns_records: observed.dns_records,
+        encryption_key_fingerprint: observed.encryption_key_fingerprint,
     }
 }
 
@@ -137,6 +139,7 @@ mod tests {
             n8n_url: "https://x".into(),
             namespace: "tenant-x".into(),
             dns_records: vec![],
+            encryption_key_fingerprint: None,
         }
     }
 

@@ -71,7 +71,7 @@ mod tests {
             .iter()
             .map(|c| c.name.as_str())
             .collect();
-        assert_eq!(columns, ["Phase", "N8n URL", "Age"]);
+        assert_eq!(columns, ["Phase", "N8n", "Workflow", "N8n URL", "Age"]);
     }
 
     #[test]

@@ -29,6 +29,8 @@ use super::status::TenantStatus;
     derive = "PartialEq",
     doc = "A business that talks to its customers on WhatsApp through flomastr. The name is the tenant slug.",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Lifecycle phase of the tenant"),
+    printcolumn(name = "N8n", type_ = "string", json_path = ".status.conditions[?(@.type==\"N8nReady\")].reason", description = "Why the tenant's n8n is or is not ready (N8nReady's reason)"),
+    printcolumn(name = "Workflow", type_ = "string", json_path = ".status.conditions[?(@.type==\"WorkflowReady\")].reason", description = "Whether the worker workflow polls the engine (WorkflowReady's reason)"),
     printcolumn(name = "N8n URL", type_ = "string", json_path = ".status.n8nUrl", description = "Public URL of the tenant's n8n"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = Rule::new("self.metadata.name.size() <= 40 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')")
@@ -90,7 +92,7 @@ pub enum DeletionPolicy {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct N8nSpec {
-    /// Container image, pinned to a version (for example `docker.n8n.io/n8nio/n8n:1.116.2`).
+    /// Container image, pinned to a version (for example `n8nio/n8n:2.41.1`).
     /// Defaults to the operator's default n8n image.
     #[schemars(length(min = 1, max = 512))]
     #[x_kube(validation = Rule::new("!self.endsWith(':latest') && !self.endsWith(':stable')").message("n8n.image must be pinned to a version, not a floating tag"))]
@@ -121,10 +123,11 @@ pub struct N8nSpec {
     pub timezone: String,
 
     /// Extra environment variables for the n8n container. Variables the operator manages
-    /// (encryption key, host, engine URL and worker token) cannot be overridden here.
+    /// (encryption key, host, engine URL, worker token and the instance owner) cannot be
+    /// overridden here.
     #[serde(default)]
     #[schemars(length(max = 64))]
-    #[x_kube(validation = Rule::new("self.all(e, !(e.name in ['N8N_ENCRYPTION_KEY', 'N8N_HOST', 'N8N_PROTOCOL', 'WEBHOOK_URL', 'FLOMASTR_ENGINE_URL', 'FLOMASTR_WORKER_TOKEN']))").message("n8n.extraEnv must not set variables the operator manages"))]
+    #[x_kube(validation = Rule::new("self.all(e, !(e.name in ['N8N_ENCRYPTION_KEY', 'N8N_HOST', 'N8N_PROTOCOL', 'WEBHOOK_URL', 'FLOMASTR_ENGINE_URL', 'FLOMASTR_WORKER_TOKEN', 'N8N_INSTANCE_OWNER_MANAGED_BY_ENV', 'N8N_INSTANCE_OWNER_EMAIL', 'N8N_INSTANCE_OWNER_PASSWORD_HASH']))").message("n8n.extraEnv must not set variables the operator manages"))]
     pub extra_env: Vec<EnvVar>,
 }
 

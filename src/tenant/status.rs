@@ -20,8 +20,8 @@ pub struct TenantStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
-    /// Detailed state: Ready, N8nReady, RoutesReady, DnsReady and EngineRegistered, each with
-    /// a reason and a message telling what to fix when it is False.
+    /// Detailed state: Ready, N8nReady, WorkflowReady, RoutesReady, DnsReady and
+    /// EngineRegistered, each with a reason and a message telling what to fix when it is False.
     #[serde(default)]
     pub conditions: Vec<Condition>,
 
@@ -36,6 +36,12 @@ pub struct TenantStatus {
     /// DNS records the operator created and owns for this tenant.
     #[serde(default)]
     pub dns_records: Vec<DnsRecordStatus>,
+
+    /// Fingerprint of the n8n encryption key (`sha256:` and the first 16 hex digits of the
+    /// SHA-256 of the key; never the key). Recorded once: a Secret `n8n-encryption` holding
+    /// another key, or none, is reported in N8nReady and n8n is not started with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption_key_fingerprint: Option<String>,
 }
 
 /// Lifecycle phase of a Tenant.
@@ -77,15 +83,17 @@ pub struct DnsRecordStatus {
 pub enum ConditionType {
     Ready,
     N8nReady,
+    WorkflowReady,
     RoutesReady,
     DnsReady,
     EngineRegistered,
 }
 
 impl ConditionType {
-    pub const ALL: [ConditionType; 5] = [
+    pub const ALL: [ConditionType; 6] = [
         Self::Ready,
         Self::N8nReady,
+        Self::WorkflowReady,
         Self::RoutesReady,
         Self::DnsReady,
         Self::EngineRegistered,
@@ -95,6 +103,7 @@ impl ConditionType {
         match self {
             Self::Ready => "Ready",
             Self::N8nReady => "N8nReady",
+            Self::WorkflowReady => "WorkflowReady",
             Self::RoutesReady => "RoutesReady",
             Self::DnsReady => "DnsReady",
             Self::EngineRegistered => "EngineRegistered",

@@ -152,6 +152,26 @@ pub async fn install_tenant_crd(client: &kube::Client) {
         .await;
 }
 
+/// Polls `check` every 250 ms until it yields, for at most `limit` (pods and n8n take seconds
+/// to minutes on the test node).
+pub async fn within<T>(
+    limit: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
 /// Polls `check` until it yields, for at most 30 s.
 pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);

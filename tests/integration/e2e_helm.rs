@@ -2,14 +2,16 @@
 //! `flomastr migrate --admin-url` (the engine a non-superuser login), `helm install` of
 //! `charts/flomastr` with the image built here (the engine and two operator replicas as pods),
 //! the provider sandbox as a pod of the same image, `kubectl apply` of a Tenant pointed at it →
-//! the Tenant goes Ready with its n8n pod Running, and a customer's InfoBip webhook to the
-//! engine's Service is queued. Then the operator's leader pod is deleted and the standby takes
-//! over, `helm upgrade` with a changed value rolls the pods (each time another message is
-//! queued), and deleting the Tenant removes its namespace, pods and engine registration.
+//! the Tenant goes Ready with its n8n pod Running, and a customer's message goes the whole way:
+//! InfoBip webhook to the engine's Service → the real n8n takes the job → its reply reaches the
+//! sandbox → the delivery and seen reports mark it read, the job completed. Then the operator's
+//! leader pod is deleted and the standby takes over, `helm upgrade` with a changed value rolls
+//! the pods (each time another message is answered), and deleting the Tenant removes its
+//! namespace, pods and engine registration.
 
 use crate::chart::{Helm, chart_dir, helm_on_cluster};
 use crate::common::{
-    KUBECONFIG_VAR, PG_URL_VAR, admin_client, install_tenant_crd, require_env, unique,
+    KUBECONFIG_VAR, PG_URL_VAR, admin_client, install_tenant_crd, require_env, unique, within,
 };
 use flomastr::tenant::Tenant;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -30,22 +32,6 @@ const N8N_IMAGE_VAR: &str = "FLOMASTR_TEST_IMAGE_N8N";
 const ADMIN_TOKEN: &str = "e2e-helm-admin-token-0123456789abcdef";
 const SANDBOX_PORT: u16 = 9090;
 const SENDER: &str = "441134960000";
-const POLL_INTERVAL: Duration = Duration::from_millis(500);
-
-/// Polls `check` until it yields, for at most `limit` (pods start in seconds to minutes).
-async fn within<T>(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
-}
 
 /// One installation: its namespaces, release, tenant and the secrets they share.
 struct Installation {
@@ -549,8 +535,16 @@ impl Installation {
 const CUSTOMER: &str = "447700900123";
 
 impl Installation {
-    /// A customer writes `text` (InfoBip's webhook to the engine's Service, as the sandbox's
-    /// provider would post it) and the engine queues it for the tenant.
+    /// The sandbox as this process reaches it: its Service's cluster IP.
+    async fn sandbox_from_host(&self) -> String {
+        let service = self.services().get("sandbox").await.unwrap();
+        let ip = service.spec.and_then(|s| s.cluster_ip).unwrap();
+        format!("http://{ip}:{SANDBOX_PORT}")
+    }
+
+    /// A customer writes `text` (InfoBip's webhook to the engine's Service); the tenant's real
+    /// n8n takes the job and replies: the sandbox receives the reply, its delivery and seen
+    /// reports mark the message read, and the job is completed.
     async fn conversation(&self, http: &reqwest::Client, db: &sqlx::PgPool, text: &str) {
         let engine = self.engine_from_host().await;
         let webhook = json!({
@@ -571,23 +565,37 @@ impl Installation {
             .await
             .unwrap();
         assert_eq!(response.status(), 200, "{:?}", response.text().await);
-        // The engine committed it as a job for the tenant's workers. (Answering it needs the
-        // headless n8n provisioning of branch p2a: once merged, this waits for the reply read
-        // by the sandbox's reports and the job completed.)
-        within(
-            Duration::from_secs(30),
-            &format!("a job for {text:?}"),
+        let reply = within(
+            Duration::from_secs(240),
+            &format!("n8n's reply to {text:?} read"),
             async || {
-                sqlx::query_scalar::<_, String>(
-                    "SELECT status FROM jobs WHERE payload->>'message' = $1",
+                let row: (String, String, Value) = sqlx::query_as(
+                    "SELECT j.status, m.status, m.content FROM jobs j \
+                 JOIN outbound_messages m ON m.idempotency_key = j.id::text \
+                 WHERE j.payload->>'message' = $1",
                 )
                 .bind(text)
                 .fetch_optional(db)
                 .await
-                .ok()?
+                .ok()??;
+                (row.0 == "completed" && row.1 == "read").then_some(row.2)
             },
         )
         .await;
+        let sandbox = self.sandbox_from_host().await;
+        let received: Value = http
+            .get(format!("{sandbox}/_sandbox/messages"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let sent =
+            received.as_array().unwrap().iter().any(|m| {
+                m["body"]["to"] == CUSTOMER && m["body"]["content"]["text"] == reply["text"]
+            });
+        assert!(sent, "the sandbox received {reply}: {received}");
     }
 }
 

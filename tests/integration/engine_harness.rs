@@ -101,9 +101,19 @@ pub async fn start_engine_public(adjust: impl FnOnce(&mut EngineArgs)) -> TestEn
 }
 
 async fn start_engine_on(public: bool, adjust: impl FnOnce(&mut EngineArgs)) -> TestEngine {
+    start_engine_bound("127.0.0.1", public, adjust).await
+}
+
+/// An engine listening on `address` (pods on the test node reach the host on its bridge
+/// address, not on loopback), on a port of its own.
+pub async fn start_engine_bound(
+    address: &str,
+    public: bool,
+    adjust: impl FnOnce(&mut EngineArgs),
+) -> TestEngine {
     let db = fresh_db().await;
     let mut args = args(&db);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind((address, 0)).await.unwrap();
     let address: SocketAddr = listener.local_addr().unwrap();
     if public {
         args.public_url = Some(format!("http://{address}"));

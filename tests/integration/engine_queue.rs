@@ -542,3 +542,74 @@ async fn a_late_message_with_an_earlier_timestamp_waits_for_the_one_in_flight() 
     let next = engine.next_job(&tenant, 2.0).await.unwrap();
     assert_eq!(next["payload"]["message"], "first");
 }
+
+#[tokio::test]
+async fn a_permanent_failure_is_dead_at_once_and_blocks_nothing_and_polls_are_seen() {
+    let engine = start_engine().await;
+    let tenant = engine
+        .tenant_with("acme", "infobip", json!({"max_attempts": 5}))
+        .await;
+    let view = |engine: &TestEngine| {
+        let request = engine
+            .http
+            .get(engine.at("/admin/tenants/acme"))
+            .bearer_auth(ADMIN_TOKEN);
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    assert!(
+        view(&engine).await.get("last_worker_seen_at").is_none(),
+        "no worker has polled yet"
+    );
+    seed_n(&engine, &tenant, "447700900001", 2).await; // m0, m1 in one conversation
+    let head = engine.next_job(&tenant, 0.0).await.unwrap();
+    assert_eq!(head["payload"]["message"], "m0");
+    let seen = view(&engine).await["last_worker_seen_at"].clone();
+    assert!(seen.is_string(), "the poll is recorded: {seen}");
+
+    // Bad input: both a permanent failure and a retry delay is a 400, nothing changes.
+    let both = engine
+        .job_call(&tenant, &head, "fail", json!({"lease_token": head["lease_token"], "permanent": true, "retry_after_seconds": 5}))
+        .await;
+    assert_eq!(both.status(), 400);
+    let error: Value = both.json().await.unwrap();
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("retry_after_seconds"),
+        "{error}"
+    );
+    let not_bool = engine
+        .job_call(
+            &tenant,
+            &head,
+            "fail",
+            json!({"lease_token": head["lease_token"], "permanent": "yes"}),
+        )
+        .await;
+    assert_eq!(not_bool.status(), 400);
+
+    let dead: Value = engine
+        .job_call(&tenant, &head, "fail", json!({"lease_token": head["lease_token"], "error": "HTTP 400: question", "permanent": true}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        dead["status"], "dead",
+        "attempts were left, but no retry can help"
+    );
+    let (attempts, blocked): (i32, i64) = sqlx::query_as(
+        "SELECT attempts, (SELECT count(*) FROM blocked_conversations) FROM jobs WHERE id = $1::uuid",
+    )
+    .bind(head["job_id"].as_str().unwrap())
+    .fetch_one(&engine.db.pool)
+    .await
+    .unwrap();
+    assert_eq!((attempts, blocked), (1, 0));
+    let next = engine
+        .next_job(&tenant, 5.0)
+        .await
+        .expect("the conversation's next message is not blocked");
+    assert_eq!(next["payload"]["message"], "m1");
+}

@@ -24,6 +24,7 @@ mod image;
 mod isolation_edge;
 mod isolation_inbound;
 mod isolation_outbound;
+mod n8n_tenant;
 mod n8n_workflow;
 mod node;
 mod operator;

@@ -5,7 +5,7 @@
 //! node runs a cluster's controllers: a Deployment makes pods, a claim gets a volume, a deleted
 //! namespace takes everything in it.
 
-use crate::common::{self, require_env, unique};
+use crate::common::{self, require_env, unique, within};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
     Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Service,
@@ -22,24 +22,6 @@ const HOST_IP_VAR: &str = "FLOMASTR_TEST_NODE_HOST_IP";
 /// The images scripts/test imported into the node (fully qualified references).
 const FLOMASTR_IMAGE_VAR: &str = "FLOMASTR_TEST_IMAGE_FLOMASTR";
 const N8N_IMAGE_VAR: &str = "FLOMASTR_TEST_IMAGE_N8N";
-
-/// How often a condition on the node is polled.
-const POLL_INTERVAL: Duration = Duration::from_millis(250);
-
-/// Polls `check` until it yields, for at most `limit` (pods start in seconds to minutes).
-async fn within<T>(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
-}
 
 /// A namespace of its own for one test, on a client of the admin context.
 struct TestNamespace {

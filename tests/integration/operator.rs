@@ -42,7 +42,7 @@ pub fn operator_args(engine: &TestEngine) -> OperatorArgs {
         engine_url: engine.url.clone(),
         engine_worker_url: None,
         engine_admin_token: ADMIN_TOKEN.into(),
-        n8n_image: "docker.n8n.io/n8nio/n8n:1.116.2".into(),
+        n8n_image: flomastr::operator::config::DEFAULT_N8N_IMAGE.into(),
         namespace: OPERATOR_NAMESPACE.into(),
         credentials_namespace: CREDENTIALS_NAMESPACE.into(),
         engine_pod_selector: "app.kubernetes.io/name=flomastr,app.kubernetes.io/instance=flomastr,app.kubernetes.io/component=engine"
@@ -109,7 +109,8 @@ pub async fn create_tenant(client: &kube::Client, slug: &str, extra: Value) -> T
         "apiVersion": "flomastr.io/v1alpha1", "kind": "Tenant", "metadata": {"name": slug},
         "spec": {
             "displayName": "ACME Bakery", "deletionPolicy": "Delete",
-            "n8n": {"replicas": 1, "storage": "2Gi", "timezone": "Europe/Madrid"},
+            // No n8n pod unless a test asks: on the test node each runs a real n8n.
+            "n8n": {"replicas": 0, "storage": "2Gi", "timezone": "Europe/Madrid"},
             "whatsapp": {"provider": "Infobip", "sender": "441134960000",
                          "credentialsSecretRef": {"name": credentials_name(slug), "namespace": CREDENTIALS_NAMESPACE}},
             "limits": {"quota": {"pods": 5, "requestsCpu": "2"}, "maxConcurrentJobs": 7}
@@ -307,7 +308,13 @@ async fn full_lifecycle_on_the_real_api_server() {
     let slug = unique("acme");
     credentials(&client, &slug).await;
     let ns = format!("tenant-{slug}");
-    create_tenant(&client, &slug, json!({})).await;
+    // An image no node has: the pod never runs (n8n itself runs in the node tests).
+    create_tenant(
+        &client,
+        &slug,
+        json!({"n8n": {"replicas": 1, "storage": "2Gi", "timezone": "Europe/Madrid", "image": "n8nio/n8n:0.0.0-absent"}}),
+    )
+    .await;
 
     // First pass: children applied, engine registered, waiting for n8n.
     let action = reconcile_now(&client, &ctx, &slug).await.unwrap();
@@ -347,10 +354,7 @@ async fn full_lifecycle_on_the_real_api_server() {
     );
     let pod = deployment.spec.template.spec.as_ref().unwrap();
     let container = &pod.containers[0];
-    assert_eq!(
-        container.image.as_deref(),
-        Some("docker.n8n.io/n8nio/n8n:1.116.2")
-    );
+    assert_eq!(container.image.as_deref(), Some("n8nio/n8n:0.0.0-absent"));
     let env: std::collections::HashMap<_, _> = container
         .env
         .as_ref()
@@ -370,15 +374,34 @@ async fn full_lifecycle_on_the_real_api_server() {
         env["FLOMASTR_ENGINE_URL"].value.as_deref(),
         Some(engine.url.as_str())
     );
-    // What manifests/n8n/whatsapp-worker.json reads with `$env`.
-    assert_eq!(
-        env["N8N_BLOCK_ENV_ACCESS_IN_NODE"].value.as_deref(),
-        Some("false")
-    );
-    let token_ref = env["FLOMASTR_WORKER_TOKEN"].value_from.as_ref().unwrap();
+    // The workflow needs no `$env`: n8n's default (blocked) stands, and the worker token is
+    // not in n8n's environment; only the provisioning container gets it, for the credential.
+    assert!(!env.contains_key("N8N_BLOCK_ENV_ACCESS_IN_NODE"));
+    assert!(!env.contains_key("FLOMASTR_WORKER_TOKEN"));
+    let init = &pod.init_containers.as_ref().unwrap()[0];
+    assert_eq!(init.image, container.image);
+    let token_ref = init
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|e| e.name == "FLOMASTR_WORKER_TOKEN")
+        .and_then(|e| e.value_from.as_ref())
+        .unwrap();
     assert_eq!(
         token_ref.secret_key_ref.as_ref().unwrap().name,
         "flomastr-worker"
+    );
+    assert_eq!(
+        env["N8N_INSTANCE_OWNER_PASSWORD_HASH"]
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap()
+            .name,
+        "n8n-owner"
     );
     assert_eq!(
         env["N8N_ENCRYPTION_KEY"]
@@ -546,7 +569,7 @@ async fn full_lifecycle_on_the_real_api_server() {
         .containers[0]
         .image
         .clone();
-    assert_eq!(image.as_deref(), Some("docker.n8n.io/n8nio/n8n:1.116.2"));
+    assert_eq!(image.as_deref(), Some("n8nio/n8n:0.0.0-absent"));
     deployments
         .delete("n8n", &DeleteParams::default())
         .await
@@ -697,11 +720,25 @@ async fn the_operator_needs_nothing_beyond_its_cluster_role() {
     reconcile_now(&operator, &ctx, &slug).await.unwrap();
     let tenant = Api::<Tenant>::all(admin.clone()).get(&slug).await.unwrap();
     assert_eq!(tenant.status.unwrap().phase, Some(TenantPhase::Ready));
-    // And no more than that: it cannot, for example, read pods or change RBAC.
-    let pods = Api::<k8s_openapi::api::core::v1::Pod>::all(operator.clone())
+    // And no more than that: it cannot, for example, read pods' logs, run pods of its own or
+    // change RBAC (pods it may only read, to tell why n8n is not ready).
+    let tenant_pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(
+        operator.clone(),
+        &format!("tenant-{slug}"),
+    );
+    tenant_pods
         .list(&Default::default())
-        .await;
-    assert!(matches!(pods, Err(kube::Error::Api(ref s)) if s.code == 403));
+        .await
+        .expect("the n8n pods' state is readable");
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+        "metadata": {"name": "intruder"},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}
+    }))
+    .unwrap();
+    let created = tenant_pods.create(&PostParams::default(), &pod).await;
+    assert!(matches!(created, Err(kube::Error::Api(ref s)) if s.code == 403));
+    let logs = tenant_pods.logs("n8n-any", &Default::default()).await;
+    assert!(matches!(logs, Err(kube::Error::Api(ref s)) if s.code == 403));
     let leases = flomastr::operator::leader::LeaderElector::new(
         operator.clone(),
         OPERATOR_NAMESPACE,

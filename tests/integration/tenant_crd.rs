@@ -92,6 +92,7 @@ async fn sample_tenant_round_trips_and_status_goes_through_the_subresource() {
         n8n_url: Some("https://acme.n8n.example.com".into()),
         namespace: Some(format!("tenant-{name}")),
         dns_records: vec![],
+        encryption_key_fingerprint: Some("sha256:0123456789abcdef".into()),
     };
     let patch = json!({"apiVersion": "flomastr.io/v1alpha1", "kind": "Tenant", "status": status});
     tenants
@@ -289,8 +290,14 @@ async fn kubectl_shows_printer_columns_short_name_and_field_docs() {
         .create(&PostParams::default(), &sample_tenant(&name))
         .await
         .unwrap();
-    let patch =
-        json!({"status": {"phase": "Provisioning", "n8nUrl": "https://columns.n8n.example.com"}});
+    let condition = |kind: &str, status: &str, reason: &str| {
+        json!({"type": kind, "status": status, "reason": reason, "message": "m",
+               "lastTransitionTime": "2026-01-01T00:00:00Z"})
+    };
+    let patch = json!({"status": {"phase": "Provisioning", "n8nUrl": "https://columns.n8n.example.com",
+        "conditions": [condition("Ready", "False", "NotReady"),
+                       condition("N8nReady", "False", "ImagePullBackOff"),
+                       condition("WorkflowReady", "False", "Progressing")]}});
     tenants
         .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -320,11 +327,17 @@ async fn kubectl_shows_printer_columns_short_name_and_field_docs() {
         .filter(|s| !s.is_empty())
         .map(str::trim)
         .collect();
-    assert_eq!(header, ["NAME", "PHASE", "N8N URL", "AGE"], "{table}");
+    assert_eq!(
+        header,
+        ["NAME", "PHASE", "N8N", "WORKFLOW", "N8N URL", "AGE"],
+        "{table}"
+    );
     let row = lines.next().unwrap();
     assert!(
         row.contains(&name)
             && row.contains("Provisioning")
+            && row.contains("ImagePullBackOff")
+            && row.contains("Progressing")
             && row.contains("https://columns.n8n.example.com"),
         "{row}"
     );

@@ -41,8 +41,20 @@ impl From<sqlx::Error> for LeaseError {
 pub enum FailOutcome {
     /// Queued again; runs no earlier than this.
     Retry { run_after: DateTime<Utc> },
-    /// Out of attempts: dead-lettered, and its conversation blocked until released.
+    /// Dead-lettered: out of attempts (its conversation blocked until released), or failed
+    /// permanently (nothing blocked).
     Dead,
+}
+
+/// When a failed job may run again, as the worker asks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Retry {
+    /// The queue's exponential backoff, until the tenant's attempts are used up.
+    Backoff,
+    /// No earlier than this from now (still within the attempts).
+    After(Duration),
+    /// Never: the job cannot succeed (bad input), so it is dead-lettered at once.
+    Never,
 }
 
 pub struct Completion {
@@ -145,14 +157,20 @@ pub async fn fail(
     job_id: Uuid,
     lease_token: Uuid,
     error: &str,
-    retry_after: Option<Duration>,
+    retry: Retry,
 ) -> Result<FailOutcome, LeaseError> {
+    let (retry_after, permanent) = match retry {
+        Retry::Backoff => (None, false),
+        Retry::After(delay) => (Some(delay), false),
+        Retry::Never => (None, true),
+    };
     let row: Option<(String, DateTime<Utc>)> = sqlx::query_as(include_str!("sql/fail.sql"))
         .bind(job_id)
         .bind(tenant_id)
         .bind(lease_token)
         .bind(error)
         .bind(retry_after.map(|d| d.as_secs_f64()))
+        .bind(permanent)
         .fetch_optional(pool)
         .await?;
     match row {

@@ -13,7 +13,7 @@ mod lease;
 mod maintenance;
 
 pub use claim::ClaimedJob;
-pub use lease::{FailOutcome, LeaseError};
+pub use lease::{FailOutcome, LeaseError, Retry};
 pub use maintenance::{delete_finished, spawn_maintenance};
 
 use crate::engine::metrics::Metrics;
@@ -265,7 +265,7 @@ impl Queue {
         job_id: Uuid,
         lease_token: Uuid,
         error: &str,
-        retry_after: Option<Duration>,
+        retry: Retry,
     ) -> Result<FailOutcome, LeaseError> {
         let outcome = lease::fail(
             &self.inner.pool,
@@ -273,7 +273,7 @@ impl Queue {
             job_id,
             lease_token,
             error,
-            retry_after,
+            retry,
         )
         .await?;
         self.inner.metrics.failed.inc();

@@ -1,16 +1,23 @@
 //! The objects a Tenant owns, built as pure functions of the Tenant and its plan.
 
+#[cfg(test)]
+pub(crate) mod fixtures;
 mod ingress;
 mod n8n;
 mod namespace;
 mod network_policy;
+mod provisioning;
 mod secrets;
 
 pub use ingress::{frontend_ingress, frontend_service, n8n_ingress};
-pub use n8n::{deployment, pvc, service};
+pub use n8n::{PROVISIONING_CONTAINER, PROVISIONING_DIGEST, deployment, pvc, service};
 pub use namespace::{limit_range, namespace, resource_quota};
 pub use network_policy::{NON_PUBLIC_V4, NON_PUBLIC_V6, NetworkReach, network_policy};
-pub use secrets::{ENCRYPTION_KEY, ENCRYPTION_SECRET, WORKER_SECRET, WORKER_TOKEN, minted_secret};
+pub use provisioning::{CONFIG_MAP, CREDENTIAL_ID, WORKFLOW_ID, config_map};
+pub use secrets::{
+    ENCRYPTION_KEY, ENCRYPTION_SECRET, OWNER_EMAIL, OWNER_PASSWORD, OWNER_PASSWORD_HASH,
+    OWNER_SECRET, WORKER_SECRET, WORKER_TOKEN, minted_secret, owner_email, owner_secret,
+};
 
 use crate::tenant::Tenant;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;

@@ -1,15 +1,20 @@
-//! The tenant's n8n: Deployment, its volume and its Service.
+//! The tenant's n8n: Deployment (with the init container that provisions it), its volume and
+//! its Service.
 
-use super::{ENCRYPTION_KEY, ENCRYPTION_SECRET, WORKER_SECRET, WORKER_TOKEN, meta};
+use super::provisioning::{self, CONFIG_MAP, CREDENTIAL_ID, SCRIPT_KEY, WORKFLOW_ID, WORKFLOW_KEY};
+use super::{
+    ENCRYPTION_KEY, ENCRYPTION_SECRET, OWNER_EMAIL, OWNER_PASSWORD_HASH, OWNER_SECRET,
+    WORKER_SECRET, WORKER_TOKEN, meta,
+};
 use crate::operator::plan::Plan;
 use crate::tenant::Tenant;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimVolumeSource,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
-    VolumeResourceRequirements,
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext, Service, ServicePort,
+    ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -19,6 +24,10 @@ use std::collections::BTreeMap;
 pub const PORT: i32 = 5678;
 const DATA_PVC: &str = "n8n-data";
 const UID: i64 = 1000;
+/// The init container that provisions n8n (and checks its encryption key).
+pub const PROVISIONING_CONTAINER: &str = "provision";
+/// Pod template annotation: a digest of what the init container imports.
+pub const PROVISIONING_DIGEST: &str = "flomastr.io/provisioning-digest";
 
 fn selector(plan: &Plan) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -50,8 +59,9 @@ fn from_secret(name: &str, secret: &str, key: &str) -> EnvVar {
     }
 }
 
-const BLOCK_ENV_ACCESS: &str = "N8N_BLOCK_ENV_ACCESS_IN_NODE";
-
+/// The container's environment. The worker token is not in it: the init container hands it to
+/// n8n as a credential, so the workflow needs no `$env` and n8n's default of blocking `$env` in
+/// nodes (`N8N_BLOCK_ENV_ACCESS_IN_NODE`) stays in force.
 fn env(tenant: &Tenant, plan: &Plan) -> Vec<EnvVar> {
     let timezone = tenant.spec.n8n.timezone.clone();
     let mut env = vec![
@@ -64,19 +74,93 @@ fn env(tenant: &Tenant, plan: &Plan) -> Vec<EnvVar> {
         plain("GENERIC_TIMEZONE", timezone.clone()),
         plain("TZ", timezone),
         from_secret("N8N_ENCRYPTION_KEY", ENCRYPTION_SECRET, ENCRYPTION_KEY),
+        // The owner is set at every start from the Secret the operator minted: no setup wizard.
+        plain("N8N_INSTANCE_OWNER_MANAGED_BY_ENV", "true"),
+        from_secret("N8N_INSTANCE_OWNER_EMAIL", OWNER_SECRET, OWNER_EMAIL),
+        from_secret(
+            "N8N_INSTANCE_OWNER_PASSWORD_HASH",
+            OWNER_SECRET,
+            OWNER_PASSWORD_HASH,
+        ),
+        // Pods have no way out but to the engine: n8n's calls home would only time out.
+        plain("N8N_DIAGNOSTICS_ENABLED", "false"),
+        plain("N8N_VERSION_NOTIFICATIONS_ENABLED", "false"),
         plain("FLOMASTR_ENGINE_URL", plan.engine_url.clone()),
-        from_secret("FLOMASTR_WORKER_TOKEN", WORKER_SECRET, WORKER_TOKEN),
         plain("FLOMASTR_TENANT", plan.slug.clone()),
     ];
-    // The worker workflow (manifests/n8n/whatsapp-worker.json) reads the engine URL and the
-    // worker token with `$env`, which n8n 2.x blocks by default. A tenant may set it to `true`
-    // in `n8n.extraEnv` and keep the token in an n8n credential instead.
-    let extra = &tenant.spec.n8n.extra_env;
-    if !extra.iter().any(|e| e.name == BLOCK_ENV_ACCESS) {
-        env.push(plain(BLOCK_ENV_ACCESS, "false"));
-    }
-    env.extend(extra.iter().cloned());
+    env.extend(tenant.spec.n8n.extra_env.iter().cloned());
     env
+}
+
+const PROVISIONING_DIR: &str = "/etc/flomastr/n8n";
+const SCRATCH_DIR: &str = "/run/flomastr";
+const HOME: &str = "/home/node/.n8n";
+
+/// The init container's environment: the main one (the same database settings, whatever the
+/// tenant put in extraEnv), the worker token, and where provisioning finds its inputs.
+fn provisioning_env(tenant: &Tenant, plan: &Plan) -> Vec<EnvVar> {
+    let mut env = env(tenant, plan);
+    env.extend([
+        from_secret("FLOMASTR_WORKER_TOKEN", WORKER_SECRET, WORKER_TOKEN),
+        plain(
+            "FLOMASTR_WORKFLOW_FILE",
+            format!("{PROVISIONING_DIR}/{WORKFLOW_KEY}"),
+        ),
+        plain("FLOMASTR_WORKFLOW_ID", WORKFLOW_ID),
+        plain("FLOMASTR_CREDENTIAL_ID", CREDENTIAL_ID),
+        plain("FLOMASTR_SCRATCH_DIR", SCRATCH_DIR),
+    ]);
+    if let Some(fingerprint) = &plan.encryption_key_fingerprint {
+        env.push(plain(
+            "FLOMASTR_ENCRYPTION_KEY_FINGERPRINT",
+            fingerprint.clone(),
+        ));
+    }
+    env
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    }
+}
+
+fn security_context() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            ..Capabilities::default()
+        }),
+        run_as_non_root: Some(true),
+        run_as_user: Some(UID),
+        ..SecurityContext::default()
+    }
+}
+
+/// Imports the worker credential and workflow and publishes the workflow, on n8n's own
+/// database, before n8n starts (`manifests/n8n/provision.js`).
+fn provisioning_container(tenant: &Tenant, plan: &Plan) -> Container {
+    Container {
+        name: PROVISIONING_CONTAINER.to_owned(),
+        image: Some(plan.image.clone()),
+        command: Some(vec![
+            "node".to_owned(),
+            format!("{PROVISIONING_DIR}/{SCRIPT_KEY}"),
+        ]),
+        env: Some(provisioning_env(tenant, plan)),
+        resources: Some(resources(tenant)),
+        volume_mounts: Some(vec![
+            mount("data", HOME, false),
+            mount("provisioning", PROVISIONING_DIR, true),
+            mount("scratch", SCRATCH_DIR, false),
+        ]),
+        security_context: Some(security_context()),
+        ..Container::default()
+    }
 }
 
 fn resources(tenant: &Tenant) -> ResourceRequirements {
@@ -130,22 +214,9 @@ fn container(tenant: &Tenant, plan: &Plan) -> Container {
         startup_probe: Some(probe("/healthz", 0, 10, 5, 30)),
         liveness_probe: Some(probe("/healthz", 30, 20, 5, 6)),
         readiness_probe: Some(probe("/healthz/readiness", 10, 10, 3, 6)),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "data".to_owned(),
-            mount_path: "/home/node/.n8n".to_owned(),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(vec![mount("data", HOME, false)]),
         // n8n writes its home and temp directories: no read-only root filesystem.
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".to_owned()]),
-                ..Capabilities::default()
-            }),
-            run_as_non_root: Some(true),
-            run_as_user: Some(UID),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(security_context()),
         ..Container::default()
     }
 }
@@ -168,9 +239,14 @@ pub fn deployment(tenant: &Tenant, plan: &Plan) -> Deployment {
             template: PodTemplateSpec {
                 metadata: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
                     labels: Some(labels),
+                    annotations: Some(BTreeMap::from([(
+                        PROVISIONING_DIGEST.to_owned(),
+                        provisioning::digest(plan),
+                    )])),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
+                    init_containers: Some(vec![provisioning_container(tenant, plan)]),
                     containers: vec![container(tenant, plan)],
                     automount_service_account_token: Some(false),
                     termination_grace_period_seconds: Some(60),
@@ -185,14 +261,7 @@ pub fn deployment(tenant: &Tenant, plan: &Plan) -> Deployment {
                         }),
                         ..PodSecurityContext::default()
                     }),
-                    volumes: Some(vec![Volume {
-                        name: "data".to_owned(),
-                        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                            claim_name: DATA_PVC.to_owned(),
-                            read_only: None,
-                        }),
-                        ..Volume::default()
-                    }]),
+                    volumes: Some(volumes()),
                     ..PodSpec::default()
                 }),
             },
@@ -200,6 +269,37 @@ pub fn deployment(tenant: &Tenant, plan: &Plan) -> Deployment {
         },
         ..Deployment::default()
     }
+}
+
+fn volumes() -> Vec<Volume> {
+    vec![
+        Volume {
+            name: "data".to_owned(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: DATA_PVC.to_owned(),
+                read_only: None,
+            }),
+            ..Volume::default()
+        },
+        Volume {
+            name: "provisioning".to_owned(),
+            config_map: Some(ConfigMapVolumeSource {
+                name: CONFIG_MAP.to_owned(),
+                ..ConfigMapVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+        // Holds the worker token in plain text for a moment: memory, never the node's disk.
+        Volume {
+            name: "scratch".to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: Some("Memory".to_owned()),
+                size_limit: Some(Quantity("1Mi".to_owned())),
+                ..EmptyDirVolumeSource::default()
+            }),
+            ..Volume::default()
+        },
+    ]
 }
 
 pub fn pvc(tenant: &Tenant, plan: &Plan) -> PersistentVolumeClaim {
@@ -234,5 +334,88 @@ pub fn service(tenant: &Tenant, plan: &Plan) -> Service {
             ..ServiceSpec::default()
         }),
         ..Service::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::children::fixtures::{plan, tenant};
+
+    fn names(env: &[EnvVar]) -> Vec<&str> {
+        env.iter().map(|e| e.name.as_str()).collect()
+    }
+
+    #[test]
+    fn n8n_gets_its_owner_but_neither_the_worker_token_nor_env_access() {
+        let pod = deployment(&tenant(), &plan())
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap();
+        let env = pod.containers[0].env.clone().unwrap();
+        let names = names(&env);
+        assert!(!names.contains(&"FLOMASTR_WORKER_TOKEN"));
+        assert!(!names.contains(&"N8N_BLOCK_ENV_ACCESS_IN_NODE"));
+        for owner in [
+            "N8N_INSTANCE_OWNER_MANAGED_BY_ENV",
+            "N8N_INSTANCE_OWNER_EMAIL",
+            "N8N_INSTANCE_OWNER_PASSWORD_HASH",
+        ] {
+            assert!(names.contains(&owner), "{owner}");
+        }
+        let hash = env
+            .iter()
+            .find(|e| e.name == "N8N_INSTANCE_OWNER_PASSWORD_HASH")
+            .and_then(|e| e.value_from.as_ref()?.secret_key_ref.clone())
+            .unwrap();
+        assert_eq!(
+            (hash.name.as_str(), hash.key.as_str()),
+            (OWNER_SECRET, OWNER_PASSWORD_HASH)
+        );
+    }
+
+    #[test]
+    fn the_provisioning_container_has_the_token_the_inputs_and_the_expected_fingerprint() {
+        let mut plan = plan();
+        plan.encryption_key_fingerprint = Some("sha256:0123456789abcdef".into());
+        let template = deployment(&tenant(), &plan).spec.unwrap().template;
+        let annotations = template.metadata.unwrap().annotations.unwrap();
+        assert_eq!(
+            annotations[PROVISIONING_DIGEST],
+            provisioning::digest(&plan)
+        );
+        let pod = template.spec.unwrap();
+        let init = &pod.init_containers.as_ref().unwrap()[0];
+        assert_eq!(init.name, PROVISIONING_CONTAINER);
+        assert_eq!(init.image, pod.containers[0].image);
+        let env = init.env.clone().unwrap();
+        let value = |name: &str| {
+            env.iter()
+                .find(|e| e.name == name)
+                .and_then(|e| e.value.clone())
+        };
+        assert!(names(&env).contains(&"FLOMASTR_WORKER_TOKEN"));
+        assert_eq!(value("FLOMASTR_WORKFLOW_ID").as_deref(), Some(WORKFLOW_ID));
+        assert_eq!(
+            value("FLOMASTR_CREDENTIAL_ID").as_deref(),
+            Some(CREDENTIAL_ID)
+        );
+        assert_eq!(
+            value("FLOMASTR_ENCRYPTION_KEY_FINGERPRINT").as_deref(),
+            Some("sha256:0123456789abcdef")
+        );
+        // The token is written only to the memory-backed scratch volume.
+        let scratch = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "scratch")
+            .unwrap();
+        assert_eq!(scratch.empty_dir.unwrap().medium.as_deref(), Some("Memory"));
+        let security = init.security_context.as_ref().unwrap();
+        assert_eq!(security.run_as_non_root, Some(true));
+        assert_eq!(security.allow_privilege_escalation, Some(false));
     }
 }

@@ -167,6 +167,7 @@ mod tests {
             ingress_class: None,
             engine_url: "http://flomastr-engine.flomastr-system.svc:8080".into(),
             dns: None,
+            encryption_key_fingerprint: None,
         }
     }
 

@@ -2,11 +2,13 @@
 -- backoff with jitter (1 s, 2 s, 4 s, ... capped at 1 h, each between 50% and 100% of that),
 -- or after the delay the worker asked for. Out of attempts it is dead-lettered and its
 -- conversation is blocked (later messages keep their order and wait) until an admin releases it.
+-- A permanent failure ($6: the worker says no retry can succeed) is dead at once and blocks
+-- nothing: releasing it could never help, and the customer's next message deserves an answer.
 WITH failed AS (
     UPDATE jobs
-    SET status = CASE WHEN attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
+    SET status = CASE WHEN $6 OR attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
         run_after = CASE
-            WHEN attempts >= max_attempts THEN run_after
+            WHEN $6 OR attempts >= max_attempts THEN run_after
             WHEN $5::double precision IS NOT NULL THEN now() + make_interval(secs => $5)
             ELSE now() + make_interval(secs => LEAST(3600, power(2, LEAST(attempts - 1, 20)))
                                                 * (0.5 + random() * 0.5))
@@ -16,7 +18,7 @@ WITH failed AS (
     RETURNING id, tenant_id, conversation_key, status, run_after
 ), blocked AS (
     INSERT INTO blocked_conversations (tenant_id, conversation_key, job_id)
-    SELECT tenant_id, conversation_key, id FROM failed WHERE status = 'dead'
+    SELECT tenant_id, conversation_key, id FROM failed WHERE status = 'dead' AND NOT $6
     ON CONFLICT DO NOTHING
 )
 SELECT status, run_after FROM failed

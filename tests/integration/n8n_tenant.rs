@@ -1,0 +1,619 @@
+//! A Tenant's n8n on the real node (`scripts/test` starts it), run by the operator as it runs in
+//! a cluster: the real n8n image (the operator's default, imported into the node), provisioned
+//! headless (owner from the Secret it minted, the worker credential and the shipped workflow
+//! imported and active), polling the engine (in this process, on the host address pods reach)
+//! with the token from its credential. Messages go webhook → engine → real n8n → synthesis →
+//! send → the provider sandbox → job completed; a blank text fails permanently (no retries) and
+//! the next job is taken at once; media without text and over-long texts get a polite reply.
+//! Bad input: an image that cannot be pulled and a pod that cannot be scheduled show the reason
+//! in N8nReady while nothing else of the tenant is torn down.
+
+use crate::common::{admin_client, install_tenant_crd, require_env, unique, within};
+use crate::engine_harness::{TestEngine, allow_sandbox, start_engine_bound};
+use crate::operator::{credentials, operator_args, operator_client};
+use flomastr::operator::context::Context;
+use flomastr::operator::metrics::OperatorMetrics;
+use flomastr::sandbox::{Accounts, Knobs, SandboxConfig, SandboxState};
+use flomastr::tenant::Tenant;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const NODE_VAR: &str = "FLOMASTR_TEST_NODE";
+const HOST_IP_VAR: &str = "FLOMASTR_TEST_NODE_HOST_IP";
+const RUN_LABEL: &str = "flomastr.io/test-run";
+const CONTACT: &str = "447700900001";
+const SENDER: &str = "441134960000";
+
+struct Sandbox {
+    url: String,
+    state: SandboxState,
+}
+
+async fn sandbox() -> Sandbox {
+    let knobs = Knobs {
+        report_delay_ms: 20,
+        ..Knobs::default()
+    };
+    let accounts = Accounts::from_json("{}").unwrap();
+    let state = flomastr::sandbox::new_state(SandboxConfig { accounts, knobs });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = flomastr::sandbox::router(state.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    Sandbox { url, state }
+}
+
+/// The engine on the host address pods reach, the provider sandbox, and the operator's
+/// controller running under its own ServiceAccount, confined to this test's Tenants.
+struct Stack {
+    admin: kube::Client,
+    engine: TestEngine,
+    sandbox: Sandbox,
+    run: String,
+    controller: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.controller.abort();
+    }
+}
+
+async fn stack() -> Stack {
+    // The figures these tests log (start time, memory) show with `--nocapture`.
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    require_env(NODE_VAR);
+    let host_ip = require_env(HOST_IP_VAR);
+    let sandbox = sandbox().await;
+    let engine = start_engine_bound(&host_ip, true, |args| {
+        allow_sandbox(args, &sandbox.url);
+        // The workflow asks to wait 25 s; the engine's default test maximum is shorter.
+        args.max_wait_seconds = 25;
+    })
+    .await;
+    let admin = admin_client().await;
+    install_tenant_crd(&admin).await;
+    let run = unique("run");
+    let mut args = operator_args(&engine);
+    args.tenant_selector = Some(format!("{RUN_LABEL}={run}"));
+    args.resync_seconds = 30;
+    let ctx = Context::watching(
+        operator_client(&admin).await,
+        args,
+        Arc::new(OperatorMetrics::default()),
+    )
+    .unwrap();
+    let controller = tokio::spawn(flomastr::operator::controller(ctx).for_each(|()| async {}));
+    Stack {
+        admin,
+        engine,
+        sandbox,
+        run,
+        controller,
+    }
+}
+
+impl Stack {
+    /// A Tenant of this run whose channel is the sandbox; `n8n` replaces the n8n spec.
+    async fn tenant(&self, prefix: &str, n8n: Value) -> String {
+        let slug = unique(prefix);
+        credentials(&self.admin, &slug).await;
+        let hook = self.engine.at(&format!("/webhook/infobip/{slug}"));
+        // One sandbox account: the last tenant made is the one that sends.
+        let accounts = json!({"infobip": [{
+            "api_key": "ib-api-key-from-secret", "sender": SENDER, "webhook_url": hook,
+            "webhook_secret": "hook-from-secret", "webhook_header": "X-Webhook-Secret",
+        }]});
+        self.sandbox
+            .state
+            .set_accounts(Accounts::from_json(&accounts.to_string()).unwrap());
+        let tenant: Tenant = serde_json::from_value(json!({
+            "apiVersion": "flomastr.io/v1alpha1", "kind": "Tenant",
+            "metadata": {"name": slug, "labels": {RUN_LABEL: self.run}},
+            "spec": {
+                "displayName": "ACME Bakery", "deletionPolicy": "Delete", "n8n": n8n,
+                "whatsapp": {"provider": "Infobip", "sender": SENDER, "providerBaseUrl": self.sandbox.url,
+                             "credentialsSecretRef": {"name": format!("{slug}-infobip"),
+                                                      "namespace": crate::operator::CREDENTIALS_NAMESPACE}},
+            }
+        }))
+        .unwrap();
+        Api::<Tenant>::all(self.admin.clone())
+            .create(&PostParams::default(), &tenant)
+            .await
+            .unwrap();
+        slug
+    }
+
+    fn tenants(&self) -> Api<Tenant> {
+        Api::all(self.admin.clone())
+    }
+
+    /// The condition of `kind` once `accept` takes it.
+    async fn condition(
+        &self,
+        slug: &str,
+        kind: &str,
+        limit: Duration,
+        accept: impl Fn(&k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition) -> bool,
+    ) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        let tenants = self.tenants();
+        let mut last = None;
+        within(limit, &format!("{kind} of {slug}"), async || {
+            let tenant = tenants.get(slug).await.ok()?;
+            let found = tenant
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == kind)?;
+            if last.as_ref() != Some(&found) {
+                tracing::info!(tenant = slug, kind, status = %found.status, reason = %found.reason, message = %found.message, "condition");
+                last = Some(found.clone());
+            }
+            accept(&found).then_some(found)
+        })
+        .await
+    }
+
+    async fn secret(&self, slug: &str, name: &str, key: &str) -> String {
+        let secret = Api::<Secret>::namespaced(self.admin.clone(), &format!("tenant-{slug}"))
+            .get(name)
+            .await
+            .unwrap();
+        let bytes = secret.data.unwrap()[key].0.clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    /// An InfoBip webhook with these messages (id, message object) from the test contact.
+    async fn inbound(&self, slug: &str, messages: &[(&str, Value)]) {
+        let results: Vec<Value> = messages
+            .iter()
+            .map(|(id, message)| {
+                json!({"from": CONTACT, "to": SENDER, "integrationType": "WHATSAPP",
+                       "receivedAt": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string(),
+                       "messageId": id, "message": message, "contact": {"name": "Ana"}})
+            })
+            .collect();
+        let response = self
+            .engine
+            .http
+            .post(self.engine.at(&format!("/webhook/infobip/{slug}")))
+            .header("X-Webhook-Secret", "hook-from-secret")
+            .json(&json!({"results": results, "messageCount": results.len(), "pendingMessageCount": 0}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    }
+
+    /// The job of an inbound message once it is finished: (status, attempts, last error, when).
+    async fn finished(
+        &self,
+        message_id: &str,
+        limit: Duration,
+    ) -> (String, i32, Option<String>, chrono::DateTime<chrono::Utc>) {
+        let pool = &self.engine.db.pool;
+        within(
+            limit,
+            &format!("the job of {message_id} finished"),
+            async || {
+                sqlx::query_as(
+                    "SELECT status, attempts, last_error, updated_at FROM jobs
+                 WHERE payload->>'message_id' = $1 AND status IN ('completed', 'dead')",
+                )
+                .bind(message_id)
+                .fetch_optional(pool)
+                .await
+                .unwrap()
+            },
+        )
+        .await
+    }
+
+    /// The texts the sandbox was asked to send to the test contact.
+    fn sent_texts(&self) -> Vec<String> {
+        self.sandbox
+            .state
+            .requests()
+            .iter()
+            .filter(|r| r.body["to"] == CONTACT)
+            .filter_map(|r| r.body["content"]["text"].as_str().map(str::to_owned))
+            .collect()
+    }
+}
+
+/// The tenant's running n8n pod.
+async fn n8n_pod(admin: &kube::Client, slug: &str) -> Pod {
+    let pods = Api::<Pod>::namespaced(admin.clone(), &format!("tenant-{slug}"));
+    let list = pods
+        .list(&ListParams::default().labels("app.kubernetes.io/name=n8n"))
+        .await
+        .unwrap();
+    list.items
+        .into_iter()
+        .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+        .expect("a running n8n pod")
+}
+
+/// Logs in to n8n's REST API as the instance owner; the session cookie to use.
+async fn owner_session(http: &reqwest::Client, base: &str, email: &str, password: &str) -> String {
+    let response = http
+        .post(format!("{base}/rest/login"))
+        .header("browser-id", "flomastr-test")
+        .json(&json!({"emailOrLdapLoginId": email, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let cookie = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("n8n-auth="))
+        .map(|v| v.split(';').next().unwrap().to_owned());
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert_eq!(
+        status, 200,
+        "the owner logs in with the Secret's password: {body}"
+    );
+    assert_eq!(body["data"]["email"], email, "{body}");
+    cookie.expect("n8n sets its session cookie")
+}
+
+async fn rest(http: &reqwest::Client, base: &str, cookie: &str, path: &str) -> Value {
+    let response = http
+        .get(format!("{base}/rest/{path}"))
+        .header("browser-id", "flomastr-test")
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "GET /rest/{path}");
+    response.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenants_n8n_is_provisioned_headless_and_answers_through_the_shipped_workflow() {
+    let stack = stack().await;
+    let started = Instant::now();
+    let slug = stack
+        .tenant("n8n", json!({"replicas": 1, "storage": "1Gi"}))
+        .await;
+    // What the workflow's synthesis answers from.
+    let worker_token = within(Duration::from_secs(60), "the worker token", async || {
+        Api::<Secret>::namespaced(stack.admin.clone(), &format!("tenant-{slug}"))
+            .get_opt("flomastr-worker")
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    let worker_token = String::from_utf8(
+        worker_token.data.unwrap()["FLOMASTR_WORKER_TOKEN"]
+            .0
+            .clone(),
+    )
+    .unwrap();
+    let registered = within(Duration::from_secs(60), "the engine registration", async || {
+        let status = stack
+            .engine
+            .http
+            .post(stack.engine.at("/routes/knowledge/documents"))
+            .bearer_auth(&worker_token)
+            .json(&json!({"title": "Opening hours", "text": "ACME Bakery opens every day from 8am to 6pm. Sourdough is baked at 7am."}))
+            .send()
+            .await
+            .ok()?
+            .status();
+        status.is_success().then_some(status)
+    })
+    .await;
+    assert!(registered.is_success());
+
+    let n8n = stack
+        .condition(&slug, "N8nReady", Duration::from_secs(600), |c| {
+            assert!(
+                c.status == "True" || c.reason == "Progressing",
+                "n8n failed to come up: {}: {}",
+                c.reason,
+                c.message
+            );
+            c.status == "True"
+        })
+        .await;
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        "tenant n8n available"
+    );
+    assert_eq!(n8n.reason, "Available");
+    let tenant = stack.tenants().get(&slug).await.unwrap();
+    let fingerprint = tenant
+        .status
+        .as_ref()
+        .unwrap()
+        .encryption_key_fingerprint
+        .clone()
+        .expect("the key's fingerprint is recorded");
+    let key = stack
+        .secret(&slug, "n8n-encryption", "N8N_ENCRYPTION_KEY")
+        .await;
+    assert_eq!(
+        fingerprint,
+        flomastr::operator::encryption::fingerprint(&key)
+    );
+
+    // Headless: the owner exists with the minted password; the workflow and credential are in.
+    let pod = n8n_pod(&stack.admin, &slug).await;
+    let base = format!(
+        "http://{}:5678",
+        pod.status.as_ref().unwrap().pod_ip.as_ref().unwrap()
+    );
+    let http = reqwest::Client::new();
+    let email = stack.secret(&slug, "n8n-owner", "email").await;
+    let password = stack.secret(&slug, "n8n-owner", "password").await;
+    let cookie = owner_session(&http, &base, &email, &password).await;
+    let workflow = rest(&http, &base, &cookie, "workflows/flomastrWorker01").await;
+    assert_eq!(workflow["data"]["name"], "flomastr WhatsApp worker");
+    assert!(
+        workflow["data"]["activeVersionId"].is_string() || workflow["data"]["active"] == true,
+        "the shipped workflow is active: {}",
+        workflow["data"]
+    );
+    let credentials = rest(&http, &base, &cookie, "credentials").await;
+    assert!(
+        credentials["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["id"] == "flomastrWorkerTk" && c["type"] == "httpHeaderAuth"),
+        "{credentials}"
+    );
+    let env = &pod.spec.as_ref().unwrap().containers[0].env;
+    assert!(
+        env.iter()
+            .flatten()
+            .all(|e| e.name != "FLOMASTR_WORKER_TOKEN"),
+        "the token reaches n8n only as its credential"
+    );
+
+    // The workflow polls with the credential's token: the engine saw the tenant's worker.
+    stack
+        .condition(&slug, "WorkflowReady", Duration::from_secs(180), |c| {
+            c.status == "True"
+        })
+        .await;
+
+    // A question: taken by the real n8n, answered from the knowledge, sent, completed.
+    stack
+        .inbound(
+            &slug,
+            &[("q-1", json!({"type": "TEXT", "text": "When do you open?"}))],
+        )
+        .await;
+    let (status, attempts, _, _) = stack.finished("q-1", Duration::from_secs(120)).await;
+    assert_eq!((status.as_str(), attempts), ("completed", 1));
+    let answer = within(
+        Duration::from_secs(30),
+        "the reply at the sandbox",
+        async || stack.sent_texts().into_iter().find(|t| t.contains("8am")),
+    )
+    .await;
+    tracing::info!(%answer, "answered");
+
+    // A blank text: synthesis answers 400, the workflow fails the job permanently (no retry, the
+    // conversation not blocked) and takes the next job at once; media without text and an
+    // over-long text get a polite reply.
+    let long = "x".repeat(2001);
+    stack
+        .inbound(
+            &slug,
+            &[
+                ("blank-1", json!({"type": "TEXT", "text": "   "})),
+                (
+                    "q-2",
+                    json!({"type": "TEXT", "text": "Is sourdough ready at 7am?"}),
+                ),
+                (
+                    "img-1",
+                    json!({"type": "IMAGE", "url": "https://example.invalid/cat.jpg"}),
+                ),
+                ("long-1", json!({"type": "TEXT", "text": long})),
+            ],
+        )
+        .await;
+    let (status, attempts, error, failed_at) =
+        stack.finished("blank-1", Duration::from_secs(120)).await;
+    assert_eq!((status.as_str(), attempts), ("dead", 1), "{error:?}");
+    assert!(
+        error.as_deref().unwrap_or_default().starts_with("HTTP 400"),
+        "{error:?}"
+    );
+    let (status, _, _, answered_at) = stack.finished("q-2", Duration::from_secs(60)).await;
+    assert_eq!(status, "completed");
+    let gap = (answered_at - failed_at).to_std().unwrap_or_default();
+    assert!(
+        gap < Duration::from_secs(20),
+        "the next job waited {gap:?} behind the failed one"
+    );
+    for id in ["img-1", "long-1"] {
+        let (status, attempts, error, _) = stack.finished(id, Duration::from_secs(60)).await;
+        assert_eq!(
+            (status.as_str(), attempts),
+            ("completed", 1),
+            "{id}: {error:?}"
+        );
+    }
+    let texts = stack.sent_texts();
+    assert!(
+        texts.iter().any(|t| t.contains("I can only read text")),
+        "{texts:?}"
+    );
+    assert!(texts.iter().any(|t| t.contains("too long")), "{texts:?}");
+
+    let memory = pod_memory(&pod);
+    tracing::info!(
+        ?memory,
+        seconds = started.elapsed().as_secs_f64(),
+        "tenant n8n test done"
+    );
+
+    // The encryption key replaced behind n8n's back: the next start refuses it before n8n runs,
+    // and N8nReady says so; the recorded fingerprint stays the old key's.
+    let ns = format!("tenant-{slug}");
+    let secrets = Api::<Secret>::namespaced(stack.admin.clone(), &ns);
+    secrets
+        .patch(
+            "n8n-encryption",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&json!({"stringData": {"N8N_ENCRYPTION_KEY": "another key"}})),
+        )
+        .await
+        .unwrap();
+    Api::<Pod>::namespaced(stack.admin.clone(), &ns)
+        .delete(
+            pod.metadata.name.as_deref().unwrap(),
+            &DeleteParams::default(),
+        )
+        .await
+        .unwrap();
+    let refused = stack
+        .condition(&slug, "N8nReady", Duration::from_secs(180), |c| {
+            c.reason == "EncryptionKeyChanged"
+        })
+        .await;
+    assert!(
+        refused.message.contains(&fingerprint),
+        "{}",
+        refused.message
+    );
+    let tenant = stack.tenants().get(&slug).await.unwrap();
+    assert_eq!(
+        tenant.status.unwrap().encryption_key_fingerprint.as_deref(),
+        Some(fingerprint.as_str())
+    );
+    stack
+        .tenants()
+        .delete(&slug, &DeleteParams::default())
+        .await
+        .unwrap();
+}
+
+/// The pod's memory use in bytes from its cgroup (v1, the node's layout), for the report.
+fn pod_memory(pod: &Pod) -> Option<u64> {
+    let uid = pod.metadata.uid.as_deref()?.replace('-', "_");
+    let wanted = [
+        format!("pod{uid}"),
+        format!("pod{}", pod.metadata.uid.as_deref()?),
+    ];
+    let root = std::path::Path::new("/sys/fs/cgroup/memory/kubepods");
+    let dir = walk(root, 3).into_iter().find(|d| {
+        d.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| wanted.iter().any(|w| w == n))
+    })?;
+    let text = std::fs::read_to_string(dir.join("memory.usage_in_bytes")).ok()?;
+    text.trim().parse().ok()
+}
+
+fn walk(root: &std::path::Path, depth: usize) -> Vec<std::path::PathBuf> {
+    let mut found = vec![root.to_owned()];
+    if depth == 0 {
+        return found;
+    }
+    for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            found.extend(walk(&entry.path(), depth - 1));
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unpullable_image_and_an_unschedulable_pod_show_in_n8n_ready_and_nothing_is_torn_down() {
+    let stack = stack().await;
+    let absent = stack
+        .tenant(
+            "pull",
+            json!({"replicas": 1, "storage": "1Gi", "image": "n8nio/n8n:0.0.0-absent"}),
+        )
+        .await;
+    let huge = stack
+        .tenant(
+            "sched",
+            json!({"replicas": 1, "storage": "1Gi",
+                   "resources": {"requests": {"cpu": "64", "memory": "512Mi"}, "limits": {"cpu": "64", "memory": "1Gi"}}}),
+        )
+        .await;
+    let pull = stack
+        .condition(&absent, "N8nReady", Duration::from_secs(120), |c| {
+            c.reason != "Progressing" && c.status == "False"
+        })
+        .await;
+    assert!(
+        ["ErrImagePull", "ImagePullBackOff"].contains(&pull.reason.as_str()),
+        "{}: {}",
+        pull.reason,
+        pull.message
+    );
+    assert!(
+        pull.message.contains("n8nio/n8n:0.0.0-absent") || pull.message.contains("provision"),
+        "{}",
+        pull.message
+    );
+    // The scheduler may first name the volume claim being bound; then the CPU no node has.
+    let sched = stack
+        .condition(&huge, "N8nReady", Duration::from_secs(120), |c| {
+            c.reason != "Progressing" && c.status == "False" && c.message.contains("cpu")
+        })
+        .await;
+    assert_eq!(sched.reason, "Unschedulable", "{}", sched.message);
+    assert!(sched.message.contains("cpu"), "{}", sched.message);
+
+    // Everything else of both tenants stays: namespace, Deployment, Service, Secrets, the
+    // engine registration.
+    for slug in [&absent, &huge] {
+        let ns = format!("tenant-{slug}");
+        assert!(
+            Api::<Namespace>::all(stack.admin.clone())
+                .get_opt(&ns)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let deployment = Api::<Deployment>::namespaced(stack.admin.clone(), &ns)
+            .get("n8n")
+            .await
+            .unwrap();
+        assert_eq!(deployment.spec.replicas, Some(1));
+        Api::<Service>::namespaced(stack.admin.clone(), &ns)
+            .get("n8n")
+            .await
+            .unwrap();
+        for secret in ["n8n-encryption", "flomastr-worker", "n8n-owner"] {
+            Api::<Secret>::namespaced(stack.admin.clone(), &ns)
+                .get(secret)
+                .await
+                .unwrap();
+        }
+        let tenant = stack.tenants().get(slug).await.unwrap();
+        let registered = tenant
+            .status
+            .unwrap()
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "EngineRegistered")
+            .unwrap();
+        assert_eq!(registered.status, "True", "{}", registered.message);
+        stack
+            .tenants()
+            .delete(slug, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+}
