@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod openapi;
 pub mod outbound;
+pub mod policy;
 pub mod providers;
 pub mod queue;
 pub mod recent;
@@ -98,6 +99,18 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/admin/tenants/{slug}/conversations/{conversation}/release",
             post(admin::release_conversation),
+        )
+        .route(
+            "/routes/tenants/{slug}/policy",
+            get(policy::settings::get).put(policy::settings::put),
+        )
+        .route(
+            "/routes/tenants/{slug}/consent/import",
+            post(policy::consent_api::import),
+        )
+        .route(
+            "/routes/tenants/{slug}/consent/{contact}",
+            get(policy::consent_api::get).put(policy::consent_api::put),
         )
         .merge(crate::ai::routes(&state))
         .fallback(|| async { ApiError::not_found("no such route") })

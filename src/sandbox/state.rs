@@ -52,6 +52,14 @@ pub struct MetaAccount {
     /// Recipients whose 24 h customer service window is closed: free-form text to them fails.
     #[serde(default)]
     pub closed_window: Vec<String>,
+    /// Recipients who stopped the business's marketing messages: a template send to them is
+    /// accepted, then its status webhook is `failed` with error 131050.
+    #[serde(default)]
+    pub stopped_marketing: Vec<String>,
+    /// Recipients at Meta's per-user marketing limit: a template send to them is accepted, then
+    /// its status webhook is `failed` with error 131049.
+    #[serde(default)]
+    pub marketing_limited: Vec<String>,
     /// `metadata.display_phone_number` in webhooks; defaults to [`DEFAULT_DISPLAY_PHONE_NUMBER`].
     pub display_phone_number: Option<String>,
     /// `entry[].id` in webhooks; defaults to [`DEFAULT_WABA_ID`].
@@ -77,6 +85,9 @@ pub struct TwilioAccount {
     /// them (`Body` or `MediaUrl` without `ContentSid`) fails with 63016.
     #[serde(default)]
     pub closed_window: Vec<String>,
+    /// Recipients who replied STOP to this sender: any send to them fails with 21610.
+    #[serde(default)]
+    pub unsubscribed: Vec<String>,
     /// The Messaging Service (`MG…`) this account may send through instead of `From`.
     pub messaging_service_sid: Option<String>,
 }

@@ -28,6 +28,8 @@ mod node;
 mod operator;
 mod operator_edge;
 mod operator_privileges;
+mod policy_consent;
+mod policy_harness;
 mod postgres;
 mod reliability;
 mod sandbox;

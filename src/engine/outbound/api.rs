@@ -19,6 +19,8 @@ use uuid::Uuid;
 const MAX_TEXT_CHARS: usize = 4096;
 /// Free-form messages are allowed this long after the contact's last message.
 const WINDOW_HOURS: i64 = 24;
+/// An opt-out may be confirmed this long after it was made.
+pub const CONFIRMATION_HOURS: i32 = 24;
 
 /// A reply to send. The seed's body `{to, message, tenant_id}`, plus an optional template.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -38,6 +40,10 @@ pub struct SendRequest {
     /// Provider id of the inbound message this one answers (quoted where the provider supports it).
     #[serde(default)]
     pub reply_to: Option<String>,
+    /// This reply confirms the contact's opt-out: the one message an opted-out contact still
+    /// gets, within 24 hours of opting out. Refused (422 `not_opted_out`) to a contact who has not.
+    #[serde(default)]
+    pub opt_out_confirmation: bool,
 }
 
 #[derive(Deserialize, Serialize, utoipa::ToSchema)]
@@ -62,7 +68,8 @@ pub struct SendAccepted {
     params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body: the same message; same key, another body: 409")),
     security(("worker_token" = [])),
     responses((status = 202, body = SendAccepted), (status = 400), (status = 401), (status = 403), (status = 409), (status = 413),
-              (status = 422, description = "window_closed: free text outside the 24-hour window; no_channel"), (status = 503)))]
+              (status = 409, description = "opted_out: the contact opted out; nothing queued"),
+              (status = 422, description = "window_closed: free text outside the 24-hour window; no_channel; not_opted_out"), (status = 503)))]
 pub async fn send(
     State(state): State<AppState>,
     worker: Worker,
@@ -231,9 +238,11 @@ async fn insert(
     content: Value,
 ) -> Result<SendAccepted, ApiError> {
     let mut tx = state.pool.begin().await?;
+    check_consent(&mut tx, tenant, request).await?;
     let id: Option<Uuid> = sqlx::query_scalar(
-        "INSERT INTO outbound_messages (tenant_id, idempotency_key, request_sha256, recipient, content, reply_to)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO outbound_messages (tenant_id, idempotency_key, request_sha256, recipient, content, reply_to,
+                                        opt_out_confirmation)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING id",
     )
     .bind(tenant)
@@ -242,6 +251,7 @@ async fn insert(
     .bind(normalize_address(&request.to))
     .bind(&content)
     .bind(&request.reply_to)
+    .bind(request.opt_out_confirmation)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(id) = id else {
@@ -262,6 +272,41 @@ async fn insert(
         message_id: id,
         status: "queued".into(),
     })
+}
+
+/// Refuses a send to an opted-out contact (unless it is the confirmation of a recent opt-out),
+/// and a confirmation to a contact who did not opt out. The consent row is read FOR SHARE, so an
+/// opt-out committing meanwhile waits for this send's transaction (and the dispatcher checks
+/// again before sending).
+async fn check_consent(
+    tx: &mut sqlx::PgConnection,
+    tenant: Uuid,
+    request: &SendRequest,
+) -> Result<(), ApiError> {
+    let row: Option<(String, bool)> = sqlx::query_as(
+        "SELECT state, updated_at > now() - make_interval(hours => $3) FROM contact_consent
+         WHERE tenant_id = $1 AND contact = $2 FOR SHARE",
+    )
+    .bind(tenant)
+    .bind(normalize_address(&request.to))
+    .bind(CONFIRMATION_HOURS)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let opted_out = row.as_ref().is_some_and(|(state, _)| state == "opted_out");
+    let recent = row.as_ref().is_some_and(|(_, recent)| *recent);
+    match (opted_out, request.opt_out_confirmation) {
+        (true, true) if recent => Ok(()),
+        (true, _) => Err(ApiError::conflict(
+            "opted_out",
+            "the contact opted out of this tenant's messages; nothing was queued",
+        )),
+        (false, true) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_opted_out",
+            "opt_out_confirmation: the contact has not opted out",
+        )),
+        (false, false) => Ok(()),
+    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

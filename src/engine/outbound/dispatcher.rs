@@ -6,6 +6,8 @@ use super::clients::{Clients, Outgoing, SendOutcome, SendPolicy};
 use super::in_flight::InFlight;
 use super::pacing::{Buckets, Rate};
 use crate::engine::metrics::Metrics;
+use crate::engine::policy::consent;
+use crate::engine::policy::keywords::ConsentState;
 use crate::engine::tenants::{TenantDirectory, TenantState, normalize_address};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -55,6 +57,7 @@ struct Due {
     content: Value,
     reply_to: Option<String>,
     attempts: i32,
+    opted_out: bool,
 }
 
 impl Dispatcher {
@@ -160,6 +163,15 @@ impl Dispatcher {
         if tenant.state == TenantState::Suspended {
             return self.reschedule(message.id, Duration::from_secs(30)).await;
         }
+        if message.opted_out {
+            return self
+                .finish(
+                    message.id,
+                    "failed",
+                    ("opted_out", "the contact opted out after the message was queued"),
+                )
+                .await;
+        }
         let Some(channel) = tenant.channel.clone() else {
             return self
                 .finish(
@@ -238,6 +250,13 @@ impl Dispatcher {
             SendOutcome::Permanent {
                 code,
                 message: text,
+            } if consent::is_provider_opt_out(&code) => {
+                self.provider_opt_out(message, tenant_id, &code, &text)
+                    .await
+            }
+            SendOutcome::Permanent {
+                code,
+                message: text,
             } => self.fail(message.id, &code, &text).await,
             SendOutcome::Unknown { message: text } => {
                 // Not re-sent: it may have gone out. The worker decides (a new Idempotency-Key sends again).
@@ -280,6 +299,41 @@ impl Dispatcher {
             .bind(vec![provider_message_id.to_owned()])
             .execute(&mut *tx)
             .await?;
+        consent::record_reported_opt_outs(&mut tx, &[tenant_id], &[provider_message_id]).await?;
+        tx.commit().await
+    }
+
+    /// The provider says the user opted out (Twilio 21610): the message fails with the
+    /// provider's code and the contact is opted out, in one transaction.
+    async fn provider_opt_out(
+        &self,
+        message: &Due,
+        tenant_id: Uuid,
+        code: &str,
+        text: &str,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let moved = sqlx::query(
+            "UPDATE outbound_messages SET status = 'failed', claimed_until = NULL, error_code = $2,
+                    error_message = $3, updated_at = now()
+             WHERE id = $1 AND status = 'sending'",
+        )
+        .bind(message.id)
+        .bind(code)
+        .bind(text)
+        .execute(&mut *tx)
+        .await?;
+        if moved.rows_affected() == 1 {
+            event(&mut tx, message.id, "failed", json!({"code": code, "message": text})).await?;
+            let change = consent::Change {
+                tenant_id,
+                contact: message.recipient.clone(),
+                state: ConsentState::OptedOut,
+                source: consent::Source::Provider,
+                detail: json!({"code": code, "message_id": message.id}),
+            };
+            consent::record(&mut tx, &[change]).await?;
+        }
         tx.commit().await
     }
 

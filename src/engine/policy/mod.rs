@@ -1,0 +1,23 @@
+//! The send policy the engine enforces in front of every send, whoever asks for it (a worker's
+//! reply, a campaign): the contact's consent (opt-out keywords, provider opt-out errors, the API).
+
+pub mod caller;
+pub mod consent;
+pub mod consent_api;
+pub mod keywords;
+pub mod settings;
+
+use crate::engine::error::ApiError;
+use crate::engine::tenants::normalize_address;
+
+/// A contact as the engine keys it (no `whatsapp:`, no `+`): 1 to 64 characters, no white space.
+pub fn valid_contact(field: &str, value: &str) -> Result<String, ApiError> {
+    let contact = normalize_address(value);
+    if contact.is_empty() || contact.len() > 64 || contact.chars().any(char::is_whitespace) {
+        return Err(ApiError::invalid_field(
+            field,
+            "must be a number or provider id of 1 to 64 characters without spaces",
+        ));
+    }
+    Ok(contact.to_owned())
+}
