@@ -9,6 +9,7 @@
 
 use crate::engine::error::{ApiError, is_unavailable};
 use crate::engine::policy::consent::{self, Change};
+use crate::engine::policy::marketing_limit;
 use crate::engine::providers::StatusReport;
 use crate::engine::tenants::normalize_address;
 use crate::engine::text::{strip_nul, strip_nul_json};
@@ -236,6 +237,7 @@ async fn write_batch(
     apply_reports(&mut tx, &reports).await?;
     record_consent(&mut tx, &jobs, &ids).await?;
     record_reported_opt_outs(&mut tx, &reports).await?;
+    requeue_marketing_limited(&mut tx, &reports).await?;
     let mut tenants: Vec<Uuid> = jobs
         .iter()
         .filter(|j| {
@@ -422,6 +424,27 @@ async fn record_reported_opt_outs(
         .map(|r| r.report.provider_message_id.as_str())
         .collect();
     consent::record_reported_opt_outs(tx, &tenants, &ids).await
+}
+
+/// Meta's per-user marketing limit (131049) in failure reports: recorded, and the message
+/// queued again for after the provider's period.
+async fn requeue_marketing_limited(
+    tx: &mut sqlx::PgConnection,
+    reports: &[&NewReport],
+) -> Result<(), sqlx::Error> {
+    let limited: Vec<&&NewReport> = reports
+        .iter()
+        .filter(|r| r.report.error_code.as_deref() == Some(marketing_limit::CODE))
+        .collect();
+    if limited.is_empty() {
+        return Ok(());
+    }
+    let tenants: Vec<Uuid> = limited.iter().map(|r| r.tenant_id).collect();
+    let ids: Vec<&str> = limited
+        .iter()
+        .map(|r| r.report.provider_message_id.as_str())
+        .collect();
+    marketing_limit::requeue_reported(tx, &tenants, &ids).await
 }
 
 /// Moves the messages these reports are about forward (never back).

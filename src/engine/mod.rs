@@ -112,6 +112,10 @@ pub fn router(state: AppState) -> Router {
             "/routes/tenants/{slug}/consent/{contact}",
             get(policy::consent_api::get).put(policy::consent_api::put),
         )
+        .route(
+            "/routes/tenants/{slug}/contacts/{contact}",
+            get(policy::contacts::get).put(policy::contacts::put),
+        )
         .merge(crate::ai::routes(&state))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(body_limit))

@@ -6,9 +6,10 @@ use super::clients::{Clients, Outgoing, SendOutcome, SendPolicy};
 use super::in_flight::InFlight;
 use super::pacing::{Buckets, Rate};
 use crate::engine::metrics::Metrics;
-use crate::engine::policy::consent;
+use crate::engine::policy::{consent, marketing_limit};
 use crate::engine::policy::keywords::ConsentState;
 use crate::engine::tenants::{TenantDirectory, TenantState, normalize_address};
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -58,6 +59,9 @@ struct Due {
     reply_to: Option<String>,
     attempts: i32,
     opted_out: bool,
+    expires_at: Option<DateTime<Utc>>,
+    hold_until: Option<DateTime<Utc>>,
+    hold_expires_at: DateTime<Utc>,
 }
 
 impl Dispatcher {
@@ -172,6 +176,24 @@ impl Dispatcher {
                 )
                 .await;
         }
+        if let Some(verdict) = quiet_hours(&message, Utc::now()) {
+            return match verdict {
+                Quiet::Hold { until, expires_at } => {
+                    self.hold(message.id, until, expires_at).await
+                }
+                Quiet::Expired => {
+                    self.finish(
+                        message.id,
+                        "failed",
+                        (
+                            "hold_expired",
+                            "held for quiet hours longer than the tenant's maximum hold",
+                        ),
+                    )
+                    .await
+                }
+            };
+        }
         let Some(channel) = tenant.channel.clone() else {
             return self
                 .finish(
@@ -246,6 +268,13 @@ impl Dispatcher {
                     "outside the 24-hour window free text is refused; send a template (provider code {code})"
                 );
                 self.fail(message.id, "window_closed", &text).await
+            }
+            SendOutcome::Permanent {
+                code,
+                message: text,
+            } if code == marketing_limit::CODE => {
+                self.marketing_limited(message, tenant_id, &code, &text)
+                    .await
             }
             SendOutcome::Permanent {
                 code,
@@ -337,6 +366,41 @@ impl Dispatcher {
         tx.commit().await
     }
 
+    /// Meta's per-user marketing limit answered to the send (131049): the contact is recorded
+    /// as limited and the message waits the provider's period (or fails after
+    /// [`marketing_limit::MAX_TRIES`] sends).
+    async fn marketing_limited(
+        &self,
+        message: &Due,
+        tenant_id: Uuid,
+        code: &str,
+        text: &str,
+    ) -> Result<(), sqlx::Error> {
+        if message.attempts >= marketing_limit::MAX_TRIES {
+            return self.fail(message.id, code, text).await;
+        }
+        let until = marketing_limit::retry_at(Utc::now());
+        let mut tx = self.pool.begin().await?;
+        marketing_limit::record(&mut tx, &[tenant_id], &[message.recipient.as_str()], until).await?;
+        let moved = sqlx::query(
+            "UPDATE outbound_messages SET status = 'queued', claimed_until = NULL, error_code = $2, error_message = $3,
+                    next_attempt_at = $4, updated_at = now()
+             WHERE id = $1 AND status = 'sending'",
+        )
+        .bind(message.id)
+        .bind(code)
+        .bind(text)
+        .bind(until)
+        .execute(&mut *tx)
+        .await?;
+        if moved.rows_affected() == 1 {
+            let detail = json!({"code": code, "reason": "provider_marketing_limit", "retry_at": until});
+            event(&mut tx, message.id, "retry", detail).await?;
+        }
+        self.metrics.count_sent("meta", "marketing_limited");
+        tx.commit().await
+    }
+
     async fn retry(
         &self,
         id: Uuid,
@@ -395,6 +459,32 @@ impl Dispatcher {
         }
     }
 
+    /// Back to the queue until the quiet hours end, without counting an attempt.
+    async fn hold(&self, id: Uuid, until: DateTime<Utc>, expires_at: DateTime<Utc>) {
+        let result = async {
+            let mut tx = self.pool.begin().await?;
+            let moved = sqlx::query(
+                "UPDATE outbound_messages SET status = 'queued', claimed_until = NULL, attempts = attempts - 1,
+                        next_attempt_at = $2, expires_at = $3, updated_at = now()
+                 WHERE id = $1 AND status = 'sending'",
+            )
+            .bind(id)
+            .bind(until)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await?;
+            if moved.rows_affected() == 1 {
+                let detail = json!({"reason": "quiet_hours", "until": until, "expires_at": expires_at});
+                event(&mut tx, id, "held", detail).await?;
+            }
+            tx.commit().await
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(%error, message = %id, "could not hold; the claim will expire and be recovered");
+        }
+    }
+
     /// Back to the queue without counting an attempt (pacing, suspension).
     async fn reschedule(&self, id: Uuid, delay: Duration) {
         let result = sqlx::query(
@@ -443,6 +533,30 @@ async fn event(
         .execute(&mut *tx)
         .await?;
     Ok(())
+}
+
+enum Quiet {
+    Hold {
+        until: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    },
+    Expired,
+}
+
+/// What quiet hours say about a claimed message: nothing (send it), hold it until they end, or
+/// let it expire (it was held past the tenant's maximum, or would be).
+fn quiet_hours(message: &Due, now: DateTime<Utc>) -> Option<Quiet> {
+    if message.expires_at.is_some_and(|at| at <= now) {
+        return Some(Quiet::Expired);
+    }
+    let until = message.hold_until?;
+    if until > message.hold_expires_at {
+        return Some(Quiet::Expired);
+    }
+    Some(Quiet::Hold {
+        until,
+        expires_at: message.hold_expires_at,
+    })
 }
 
 /// 1 s, 2 s, 4 s ... capped at 5 min, with jitter (50-100 %).

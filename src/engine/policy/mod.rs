@@ -1,10 +1,16 @@
 //! The send policy the engine enforces in front of every send, whoever asks for it (a worker's
-//! reply, a campaign): the contact's consent (opt-out keywords, provider opt-out errors, the API).
+//! reply, a campaign): the contact's consent (opt-out keywords, provider opt-out errors, the API),
+//! message categories and quiet hours, the marketing frequency cap and the provider's per-user
+//! marketing limit.
 
 pub mod caller;
+pub mod category;
 pub mod consent;
 pub mod consent_api;
+pub mod contacts;
+pub mod gate;
 pub mod keywords;
+pub mod marketing_limit;
 pub mod settings;
 
 use crate::engine::error::ApiError;

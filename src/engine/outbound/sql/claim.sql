@@ -44,4 +44,9 @@ RETURNING m.id, m.tenant_id, t.slug, m.recipient, m.content, m.reply_to, m.attem
     COALESCE((SELECT c.state = 'opted_out'
                      AND NOT (m.opt_out_confirmation AND c.updated_at > now() - interval '24 hours')
               FROM contact_consent c WHERE c.tenant_id = m.tenant_id AND c.contact = m.recipient), false)
-        AS opted_out
+        AS opted_out,
+    -- Quiet hours: until when a utility or marketing message must wait now, and when it expires.
+    m.expires_at,
+    (SELECT h.hold_until FROM flomastr_hold(m.tenant_id, m.recipient, m.category, now()) h) AS hold_until,
+    (SELECT COALESCE(m.expires_at, now() + h.max_hold)
+     FROM flomastr_hold(m.tenant_id, m.recipient, m.category, now()) h) AS hold_expires_at
