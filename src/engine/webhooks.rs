@@ -343,6 +343,9 @@ pub async fn meta(
     providers::meta::verify_signature(secret.expose().as_bytes(), header, &body)
         .map_err(|e| signature_error(&state, "meta", e))?;
     let events = providers::meta::parse(&body).map_err(|e| malformed(&state, "meta", e))?;
+    let updates =
+        providers::meta_templates::parse(&body).map_err(|e| malformed(&state, "meta", e))?;
+    template_updates(&state, &tenant, &updates).await?;
     let ack = store(&state, &tenant, Provider::Meta, events).await?;
     observe(&state, "meta", started);
     Ok(Json(ack))
@@ -488,6 +491,25 @@ fn belongs_to(channel: &Channel, event: &WebhookEvent) -> bool {
         _ => true,
     };
     to_ok && account_ok
+}
+
+/// Meta's template status and quality updates: into the catalog before the 2xx (Meta retries
+/// what is not acknowledged, and applying an update twice changes nothing); campaigns using a
+/// template that stopped being APPROVED pause themselves.
+async fn template_updates(
+    state: &AppState,
+    tenant: &Tenant,
+    updates: &[providers::meta_templates::TemplateUpdate],
+) -> Result<(), ApiError> {
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let stopped =
+        crate::engine::policy::templates::apply(&state.pool, tenant.id, updates, "webhook").await?;
+    for (name, language, status) in &stopped {
+        tracing::info!(tenant = %tenant.slug, template = %name, %language, %status, "template no longer approved");
+    }
+    Ok(())
 }
 
 /// The tenant's consent keywords, read only when a message of the request is short enough to be

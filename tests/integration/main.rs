@@ -32,6 +32,7 @@ mod policy_caps;
 mod policy_consent;
 mod policy_harness;
 mod policy_quiet_hours;
+mod policy_templates;
 mod postgres;
 mod reliability;
 mod sandbox;

@@ -5,7 +5,7 @@ use crate::engine::auth::Worker;
 use crate::engine::body::{RawBody, parse_json};
 use crate::engine::error::ApiError;
 use crate::engine::policy::category::Category;
-use crate::engine::policy::gate;
+use crate::engine::policy::{gate, templates};
 use crate::engine::state::AppState;
 use crate::engine::tenants::{TenantState, normalize_address};
 use crate::engine::webhooks::tenant_or_404;
@@ -81,7 +81,7 @@ pub struct SendAccepted {
     security(("worker_token" = [])),
     responses((status = 202, body = SendAccepted), (status = 400), (status = 401), (status = 403), (status = 409), (status = 413),
               (status = 409, description = "opted_out: the contact opted out; frequency_capped (details.allowed_at); nothing queued"),
-              (status = 422, description = "window_closed: free text outside the 24-hour window; no_channel; not_opted_out"), (status = 503)))]
+              (status = 422, description = "window_closed: free text outside the 24-hour window; no_channel; not_opted_out; template_not_approved (details.template_status)"), (status = 503)))]
 pub async fn send(
     State(state): State<AppState>,
     worker: Worker,
@@ -121,7 +121,18 @@ pub async fn send(
             "the contact has not written in the last 24 hours: only a template can be sent",
         ));
     }
-    let category = category(&request, window, None)?;
+    let catalog = match &request.template {
+        Some(template) => {
+            templates::lookup(&state.pool, tenant.id, &template.name, &template.language).await?
+        }
+        None => None,
+    };
+    if let (Some(entry), Some(template)) = (&catalog, &request.template)
+        && entry.status != "APPROVED"
+    {
+        return Err(templates::not_approved(&template.name, entry));
+    }
+    let category = category(&request, window, catalog.as_ref().map(|e| e.category.as_str()))?;
     let accepted = insert(
         &state,
         tenant.id,

@@ -1,7 +1,7 @@
 //! The send policy the engine enforces in front of every send, whoever asks for it (a worker's
 //! reply, a campaign): the contact's consent (opt-out keywords, provider opt-out errors, the API),
 //! message categories and quiet hours, the marketing frequency cap and the provider's per-user
-//! marketing limit.
+//! marketing limit, and the template's status in the tenant's catalog.
 
 pub mod caller;
 pub mod category;
@@ -12,6 +12,7 @@ pub mod gate;
 pub mod keywords;
 pub mod marketing_limit;
 pub mod settings;
+pub mod templates;
 
 use crate::engine::error::ApiError;
 use crate::engine::tenants::normalize_address;
