@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod campaigns;
 pub mod config;
 pub mod crypto;
 pub mod depth;
@@ -116,6 +117,22 @@ pub fn router(state: AppState) -> Router {
             "/routes/tenants/{slug}/contacts/{contact}",
             get(policy::contacts::get).put(policy::contacts::put),
         )
+        .route(
+            "/routes/tenants/{slug}/pulse/campaigns",
+            post(campaigns::api::create),
+        )
+        .route(
+            "/routes/tenants/{slug}/pulse/campaigns/{id}",
+            get(campaigns::api::get),
+        )
+        .route(
+            "/routes/tenants/{slug}/pulse/campaigns/{id}/{action}",
+            post(campaigns::api::action),
+        )
+        .route(
+            "/routes/tenants/{slug}/pulse/campaigns/{id}/runs/{run}/recipients",
+            get(campaigns::api::recipients),
+        )
         .merge(crate::ai::routes(&state))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(body_limit))
@@ -174,6 +191,7 @@ pub async fn build(args: &EngineArgs, shutdown: CancellationToken) -> Result<App
         settings.dispatch.clone(),
     );
     dispatcher.spawn(shutdown.clone());
+    campaigns::runner::Runner::spawn(pool.clone(), dispatcher.clone(), shutdown.clone());
     Ok(Arc::new(Engine {
         database: DatabaseProbe::new(pool.clone()),
         depth: QueueDepth::new(pool.clone(), settings.depth_refresh),

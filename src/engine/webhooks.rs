@@ -506,9 +506,17 @@ async fn template_updates(
     }
     let stopped =
         crate::engine::policy::templates::apply(&state.pool, tenant.id, updates, "webhook").await?;
-    for (name, language, status) in &stopped {
-        tracing::info!(tenant = %tenant.slug, template = %name, %language, %status, "template no longer approved");
+    if stopped.is_empty() {
+        return Ok(());
     }
+    let mut tx = state.pool.begin().await?;
+    for (name, language, status) in &stopped {
+        let paused =
+            crate::engine::campaigns::pause::by_template(&mut tx, tenant.id, name, language, status)
+                .await?;
+        tracing::info!(tenant = %tenant.slug, template = %name, %language, %status, paused, "template no longer approved");
+    }
+    tx.commit().await?;
     Ok(())
 }
 
