@@ -28,6 +28,7 @@ mod node;
 mod operator;
 mod operator_edge;
 mod operator_privileges;
+mod policy_campaigns;
 mod policy_caps;
 mod policy_consent;
 mod policy_harness;
