@@ -114,6 +114,10 @@ pub fn router(state: AppState) -> Router {
             get(policy::consent_api::get).put(policy::consent_api::put),
         )
         .route(
+            "/routes/tenants/{slug}/templates/sync",
+            post(policy::template_sync::sync),
+        )
+        .route(
             "/routes/tenants/{slug}/contacts/{contact}",
             get(policy::contacts::get).put(policy::contacts::put),
         )

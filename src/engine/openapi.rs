@@ -24,6 +24,7 @@ use utoipa::{Modify, OpenApi};
         crate::engine::policy::consent_api::get, crate::engine::policy::consent_api::put,
         crate::engine::policy::consent_api::import,
         crate::engine::policy::contacts::get, crate::engine::policy::contacts::put,
+        crate::engine::policy::template_sync::sync,
         crate::engine::campaigns::api::create, crate::engine::campaigns::api::get,
         crate::engine::campaigns::api::action, crate::engine::campaigns::api::recipients,
     ),

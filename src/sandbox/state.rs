@@ -39,6 +39,9 @@ pub struct InfobipAccount {
     pub webhook_secret: Option<String>,
     /// Defaults to `X-Webhook-Secret`, the header the engine reads by default.
     pub webhook_header: Option<String>,
+    /// What `GET /whatsapp/2/senders/{sender}/templates` lists.
+    #[serde(default)]
+    pub templates: Vec<super::templates::SandboxTemplate>,
 }
 
 #[derive(Clone, Deserialize)]
@@ -62,8 +65,12 @@ pub struct MetaAccount {
     pub marketing_limited: Vec<String>,
     /// `metadata.display_phone_number` in webhooks; defaults to [`DEFAULT_DISPLAY_PHONE_NUMBER`].
     pub display_phone_number: Option<String>,
-    /// `entry[].id` in webhooks; defaults to [`DEFAULT_WABA_ID`].
+    /// `entry[].id` in webhooks and the account of `GET /{version}/{waba-id}/message_templates`;
+    /// defaults to [`DEFAULT_WABA_ID`].
     pub waba_id: Option<String>,
+    /// What `GET /{version}/{waba-id}/message_templates` lists.
+    #[serde(default)]
+    pub templates: Vec<super::templates::SandboxTemplate>,
 }
 
 /// Meta's documentation example number, used when an account names none.

@@ -98,3 +98,61 @@ async fn engine_tenant_id(engine: &TestEngine, tenant: &TestTenant) -> uuid::Uui
         .await
         .unwrap()
 }
+
+fn meta_account(tenant: &TestTenant, engine: &TestEngine, templates: Value) -> flomastr::sandbox::Accounts {
+    let accounts = json!({"meta": [{"access_token": "meta-access-token-secret", "phone_number_id": tenant.sender,
+        "app_secret": tenant.app_secret, "webhook_url": engine.at(&format!("/webhook/meta/{}", tenant.slug)),
+        "templates": templates}]});
+    flomastr::sandbox::Accounts::from_json(&accounts.to_string()).unwrap()
+}
+
+async fn sync(engine: &TestEngine, tenant: &TestTenant) -> (u16, Value) {
+    let path = format!("/routes/tenants/{}/templates/sync", tenant.slug);
+    crate::policy_harness::call(engine, reqwest::Method::POST, &path, &tenant.worker_token, None).await
+}
+
+#[tokio::test]
+async fn the_catalog_syncs_from_the_providers_template_apis() {
+    let (engine, sandbox) = engine_and_sandbox().await;
+    let all = tenants(&engine, &sandbox, json!({"infobip": {"templates": [
+        {"name": "cita", "language": "es", "category": "UTILITY", "status": "APPROVED", "body": "Su cita es el {{1}}."}]}})).await;
+    let (infobip, meta_tenant, twilio) = (&all[0].1, &all[1].1, &all[2].1);
+    let (status, body) = sync(&engine, meta_tenant).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("channel_incomplete")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().starts_with("channel.credentials.waba_id"));
+    let (status, body) = sync(&engine, twilio).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (422, Some("unsupported_provider")), "{body}");
+
+    let (status, body) = sync(&engine, infobip).await;
+    assert_eq!((status, body["templates"].as_i64()), (200, Some(1)), "{body}");
+    assert_eq!(catalog_entry(&engine, infobip, "cita").await["status"], "APPROVED");
+
+    let mut registration = meta_tenant.registration.clone();
+    registration["channel"]["credentials"]["waba_id"] = json!("102290129340398");
+    assert!(engine.admin_put(&meta_tenant.slug, &registration).await.status().is_success());
+    let listed = json!([
+        {"name": "weekly_offer", "language": "en_US", "category": "MARKETING", "status": "APPROVED", "body": "Hi {{1}}!", "quality": "GREEN"},
+        {"name": "old_promo", "language": "en_US", "category": "MARKETING", "status": "PAUSED", "body": "Old."},
+        {"name": "image_only", "language": "en_US", "category": "MARKETING", "status": "APPROVED", "body": ""}]);
+    sandbox.state.set_accounts(meta_account(meta_tenant, &engine, listed));
+    let (status, body) = crate::common::eventually("the new credentials", async || {
+        let (status, body) = sync(&engine, meta_tenant).await;
+        (status != 422).then_some((status, body))
+    }).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["templates"].as_i64(), body["skipped"].as_i64()), (Some(2), Some(1)), "{body}");
+    let entry = catalog_entry(&engine, meta_tenant, "weekly_offer").await;
+    assert_eq!((entry["status"].as_str(), entry["quality"].as_str()), (Some("APPROVED"), Some("GREEN")));
+    let (status, refused) = send(&engine, meta_tenant, "old_promo").await;
+    assert_eq!((status, refused["error"]["details"]["template_status"].as_str()), (422, Some("PAUSED")));
+
+    // Meta paused it since: the next sync says so, and only what changed is reported.
+    let listed = json!([
+        {"name": "weekly_offer", "language": "en_US", "category": "MARKETING", "status": "PAUSED", "body": "Hi {{1}}!", "quality": "RED"},
+        {"name": "old_promo", "language": "en_US", "category": "MARKETING", "status": "PAUSED", "body": "Old."}]);
+    sandbox.state.set_accounts(meta_account(meta_tenant, &engine, listed));
+    let (status, body) = sync(&engine, meta_tenant).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["changed"], json!([{"name": "weekly_offer", "language": "en_US", "status": "PAUSED", "quality": "RED"}]));
+    assert_eq!(send(&engine, meta_tenant, "weekly_offer").await.0, 422);
+}

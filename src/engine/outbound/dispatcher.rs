@@ -95,6 +95,11 @@ impl Dispatcher {
         })
     }
 
+    /// The provider clients (the template catalog sync reads through them).
+    pub fn clients(&self) -> &Clients {
+        &self.clients
+    }
+
     /// Something was queued: look now rather than at the next tick.
     pub fn wake(&self) {
         self.wake.notify_one();

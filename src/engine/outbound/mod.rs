@@ -10,3 +10,4 @@ pub mod dispatcher;
 pub mod in_flight;
 pub mod pacing;
 pub mod provider_error;
+pub mod template_api;

@@ -12,6 +12,7 @@ pub mod gate;
 pub mod keywords;
 pub mod marketing_limit;
 pub mod settings;
+pub mod template_sync;
 pub mod templates;
 
 use crate::engine::error::ApiError;
