@@ -462,6 +462,7 @@ mod tests {
             status: "APPROVED".into(),
             body: "Hi {{1}}, order {{2}} ({{1}})".into(),
             variables: vec![],
+            quality: "UNKNOWN".into(),
             updated_at: Utc::now(),
         };
         assert_eq!(

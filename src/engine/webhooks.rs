@@ -511,9 +511,10 @@ async fn template_updates(
     }
     let mut tx = state.pool.begin().await?;
     for (name, language, status) in &stopped {
-        let paused =
-            crate::engine::campaigns::pause::by_template(&mut tx, tenant.id, name, language, status)
-                .await?;
+        let paused = crate::engine::campaigns::pause::by_template(
+            &mut tx, tenant.id, name, language, status,
+        )
+        .await?;
         tracing::info!(tenant = %tenant.slug, template = %name, %language, %status, paused, "template no longer approved");
     }
     tx.commit().await?;

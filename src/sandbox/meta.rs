@@ -315,10 +315,16 @@ fn failure(account: &MetaAccount, message: &Message) -> Option<(u32, &'static st
     }
     let listed = |list: &[String]| list.iter().any(|n| digits(n) == message.wa_id);
     if listed(&account.stopped_marketing) {
-        return Some((131_050, "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business."));
+        return Some((
+            131_050,
+            "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business.",
+        ));
     }
     if listed(&account.marketing_limited) {
-        return Some((131_049, "This message was not delivered to maintain healthy ecosystem engagement."));
+        return Some((
+            131_049,
+            "This message was not delivered to maintain healthy ecosystem engagement.",
+        ));
     }
     None
 }

@@ -43,9 +43,18 @@ fn token<'a>(headers: &'a HeaderMap, scheme: &str) -> Option<&'a str> {
     given.eq_ignore_ascii_case(scheme).then(|| token.trim())
 }
 
-async fn infobip(State(state): State<SandboxState>, Path(sender): Path<String>, headers: HeaderMap) -> Response {
+async fn infobip(
+    State(state): State<SandboxState>,
+    Path(sender): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let key = token(&headers, "App").unwrap_or_default();
-    let Some(account) = state.accounts().infobip.into_iter().find(|a| a.api_key == key) else {
+    let Some(account) = state
+        .accounts()
+        .infobip
+        .into_iter()
+        .find(|a| a.api_key == key)
+    else {
         let body = json!({"requestError": {"serviceException": {"messageId": "UNAUTHORIZED", "text": "Invalid login details"}}});
         return (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
     };
@@ -91,5 +100,6 @@ async fn meta(
                    "quality_score": {"score": t.quality.clone().unwrap_or_else(|| "UNKNOWN".to_owned())}})
         })
         .collect();
-    axum::Json(json!({"data": data, "paging": {"cursors": {"before": "MAZDZD", "after": "MjQZD"}}})).into_response()
+    axum::Json(json!({"data": data, "paging": {"cursors": {"before": "MAZDZD", "after": "MjQZD"}}}))
+        .into_response()
 }

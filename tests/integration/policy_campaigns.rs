@@ -23,8 +23,13 @@ fn catalog() -> Value {
 }
 
 async fn put_catalog(http: &reqwest::Client, base: &str, token: &str) {
-    let response = http.put(format!("{base}/routes/context/templates")).bearer_auth(token)
-        .json(&catalog()).send().await.unwrap();
+    let response = http
+        .put(format!("{base}/routes/context/templates"))
+        .bearer_auth(token)
+        .json(&catalog())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
 }
 
@@ -52,7 +57,14 @@ async fn contacts_wrote(pool: &sqlx::PgPool, slug: &str, contacts: &[String]) {
 async fn wait_for_state(engine: &TestEngine, tenant: &TestTenant, id: &str, want: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let (_, view) = call(engine, Method::GET, &path(tenant, &format!("/{id}")), &tenant.worker_token, None).await;
+        let (_, view) = call(
+            engine,
+            Method::GET,
+            &path(tenant, &format!("/{id}")),
+            &tenant.worker_token,
+            None,
+        )
+        .await;
         if view["state"] == want {
             return view;
         }
@@ -80,32 +92,118 @@ async fn bad_campaign_input_is_refused_naming_the_field_and_nothing_is_written()
     let cases = [
         (unknown, 422, "unknown_template", "content.template.name"),
         (pending, 422, "template_not_approved", "template.name"),
-        (campaign(json!({"kind": "list", "contacts": []}), 60), 400, "invalid_body", "audience.contacts"),
-        (campaign(json!({"kind": "recent", "days": 30}), 60), 422, "empty_audience", "audience"),
+        (
+            campaign(json!({"kind": "list", "contacts": []}), 60),
+            400,
+            "invalid_body",
+            "audience.contacts",
+        ),
+        (
+            campaign(json!({"kind": "recent", "days": 30}), 60),
+            422,
+            "empty_audience",
+            "audience",
+        ),
         (past, 400, "invalid_body", "schedule.at"),
         (zone, 400, "invalid_body", "time_zone"),
         (weekday, 400, "invalid_body", "schedule.weekday"),
-        (campaign(list.clone(), 0), 400, "invalid_body", "pacing.per_minute"),
-        (json!({"name": "x"}), 400, "invalid_body", "body: missing field `audience`"),
+        (
+            campaign(list.clone(), 0),
+            400,
+            "invalid_body",
+            "pacing.per_minute",
+        ),
+        (
+            json!({"name": "x"}),
+            400,
+            "invalid_body",
+            "body: missing field `audience`",
+        ),
     ];
     for (body, status, code, field) in cases {
-        let (got, answer) = call(&engine, Method::POST, &path(&tenant, ""), &tenant.worker_token, Some(body)).await;
-        assert_eq!((got, answer["error"]["code"].as_str()), (status, Some(code)), "{field}: {answer}");
-        assert!(answer["error"]["message"].as_str().unwrap().starts_with(field), "{field}: {answer}");
+        let (got, answer) = call(
+            &engine,
+            Method::POST,
+            &path(&tenant, ""),
+            &tenant.worker_token,
+            Some(body),
+        )
+        .await;
+        assert_eq!(
+            (got, answer["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{field}: {answer}"
+        );
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(field),
+            "{field}: {answer}"
+        );
     }
-    assert_eq!(count(&engine, "SELECT count(*) FROM campaigns").await, 0, "nothing written");
+    assert_eq!(
+        count(&engine, "SELECT count(*) FROM campaigns").await,
+        0,
+        "nothing written"
+    );
 
     // Overlapping runs of one campaign: the second is refused while the first is active.
-    let (status, draft) = call(&engine, Method::POST, &path(&tenant, ""), &tenant.worker_token,
-        Some(campaign(json!({"kind": "list", "contacts": ["447700900701", "447700900702"]}), 1))).await;
-    assert_eq!((status, draft["state"].as_str()), (201, Some("draft")), "{draft}");
+    let (status, draft) = call(
+        &engine,
+        Method::POST,
+        &path(&tenant, ""),
+        &tenant.worker_token,
+        Some(campaign(
+            json!({"kind": "list", "contacts": ["447700900701", "447700900702"]}),
+            1,
+        )),
+    )
+    .await;
+    assert_eq!(
+        (status, draft["state"].as_str()),
+        (201, Some("draft")),
+        "{draft}"
+    );
     let id = draft["id"].as_str().unwrap();
-    let (status, running) = call(&engine, Method::POST, &path(&tenant, &format!("/{id}/runs")), &tenant.worker_token, None).await;
-    assert_eq!((status, running["state"].as_str()), (200, Some("running")), "{running}");
-    let (status, again) = call(&engine, Method::POST, &path(&tenant, &format!("/{id}/runs")), &tenant.worker_token, None).await;
-    assert_eq!((status, again["error"]["code"].as_str()), (409, Some("run_in_progress")), "{again}");
-    assert_eq!(count(&engine, "SELECT count(*) FROM campaign_runs").await, 1);
-    let (status, _) = call(&engine, Method::POST, &path(&tenant, &format!("/{id}/cancel")), &tenant.worker_token, None).await;
+    let (status, running) = call(
+        &engine,
+        Method::POST,
+        &path(&tenant, &format!("/{id}/runs")),
+        &tenant.worker_token,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, running["state"].as_str()),
+        (200, Some("running")),
+        "{running}"
+    );
+    let (status, again) = call(
+        &engine,
+        Method::POST,
+        &path(&tenant, &format!("/{id}/runs")),
+        &tenant.worker_token,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, again["error"]["code"].as_str()),
+        (409, Some("run_in_progress")),
+        "{again}"
+    );
+    assert_eq!(
+        count(&engine, "SELECT count(*) FROM campaign_runs").await,
+        1
+    );
+    let (status, _) = call(
+        &engine,
+        Method::POST,
+        &path(&tenant, &format!("/{id}/cancel")),
+        &tenant.worker_token,
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
 }
 
@@ -115,11 +213,23 @@ async fn a_campaign_runs_through_the_policy_and_counts_every_outcome() {
     let tenant = tenants(&engine, &sandbox, json!({})).await.remove(0).1;
     put_catalog(&engine.http, &engine.url, &tenant.worker_token).await;
     let contacts: Vec<String> = (1..=6).map(|i| format!("44770090080{i}")).collect();
-    let (status, _) = call(&engine, Method::POST, &format!("/routes/tenants/{}/consent/import", tenant.slug),
-        &tenant.worker_token, Some(json!({"contacts": [contacts[0]]}))).await;
+    let (status, _) = call(
+        &engine,
+        Method::POST,
+        &format!("/routes/tenants/{}/consent/import", tenant.slug),
+        &tenant.worker_token,
+        Some(json!({"contacts": [contacts[0]]})),
+    )
+    .await;
     assert_eq!(status, 200);
-    let (status, _) = call(&engine, Method::PUT, &format!("/routes/tenants/{}/policy", tenant.slug), &tenant.worker_token,
-        Some(json!({"marketing_cap": {"max": 1, "period_seconds": 86400}}))).await;
+    let (status, _) = call(
+        &engine,
+        Method::PUT,
+        &format!("/routes/tenants/{}/policy", tenant.slug),
+        &tenant.worker_token,
+        Some(json!({"marketing_cap": {"max": 1, "period_seconds": 86400}})),
+    )
+    .await;
     assert_eq!(status, 200);
     // This contact already had this week's promotion.
     let promo = json!({"to": contacts[1], "category": "marketing", "template": {"name": "weekly_offer", "language": "en_US", "params": ["Ana"]}});
@@ -128,30 +238,70 @@ async fn a_campaign_runs_through_the_policy_and_counts_every_outcome() {
     let mut body = campaign(json!({"kind": "list", "contacts": contacts}), 600);
     let at = chrono::Utc::now() + chrono::Duration::seconds(1);
     body["schedule"] = json!({"kind": "once", "at": at});
-    let (status, created) = call(&engine, Method::POST, &path(&tenant, ""), &tenant.worker_token, Some(body)).await;
-    assert_eq!((status, created["state"].as_str()), (201, Some("scheduled")), "{created}");
+    let (status, created) = call(
+        &engine,
+        Method::POST,
+        &path(&tenant, ""),
+        &tenant.worker_token,
+        Some(body),
+    )
+    .await;
+    assert_eq!(
+        (status, created["state"].as_str()),
+        (201, Some("scheduled")),
+        "{created}"
+    );
     let id = created["id"].as_str().unwrap();
     let done = wait_for_state(&engine, &tenant, id, "completed").await;
     let run = &done["runs"][0];
     assert_eq!(run["planned"], 6, "{done}");
-    assert_eq!(run["counts"]["skipped"], json!({"opted_out": 1, "frequency_capped": 1}), "{done}");
+    assert_eq!(
+        run["counts"]["skipped"],
+        json!({"opted_out": 1, "frequency_capped": 1}),
+        "{done}"
+    );
     let run_id = run["id"].as_str().unwrap();
     let view = eventually("every campaign message read", async || {
-        let (_, view) = call(&engine, Method::GET, &path(&tenant, &format!("/{id}")), &tenant.worker_token, None).await;
+        let (_, view) = call(
+            &engine,
+            Method::GET,
+            &path(&tenant, &format!("/{id}")),
+            &tenant.worker_token,
+            None,
+        )
+        .await;
         (view["runs"][0]["counts"]["read"] == 4).then_some(view)
     })
     .await;
     assert_eq!(view["runs"][0]["counts"]["pending"], 0);
-    let (status, listed) = call(&engine, Method::GET,
-        &path(&tenant, &format!("/{id}/runs/{run_id}/recipients?limit=3")), &tenant.worker_token, None).await;
+    let (status, listed) = call(
+        &engine,
+        Method::GET,
+        &path(&tenant, &format!("/{id}/runs/{run_id}/recipients?limit=3")),
+        &tenant.worker_token,
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(listed.as_array().unwrap().len(), 3);
     assert_eq!(listed[0]["contact"], contacts[0].as_str());
-    assert_eq!((listed[0]["state"].as_str(), listed[0]["reason"].as_str()), (Some("skipped"), Some("opted_out")));
+    assert_eq!(
+        (listed[0]["state"].as_str(), listed[0]["reason"].as_str()),
+        (Some("skipped"), Some("opted_out"))
+    );
     assert_eq!(listed[2]["status"], "read", "{listed}");
     let after = listed[2]["contact"].as_str().unwrap();
-    let (_, rest) = call(&engine, Method::GET,
-        &path(&tenant, &format!("/{id}/runs/{run_id}/recipients?after={after}")), &tenant.worker_token, None).await;
+    let (_, rest) = call(
+        &engine,
+        Method::GET,
+        &path(
+            &tenant,
+            &format!("/{id}/runs/{run_id}/recipients?after={after}"),
+        ),
+        &tenant.worker_token,
+        None,
+    )
+    .await;
     assert_eq!(rest.as_array().unwrap().len(), 3);
     // Four campaign messages plus the earlier promotion went out, one each.
     assert_eq!(sandbox.state.requests().len(), 5);
@@ -164,20 +314,39 @@ async fn a_paused_template_pauses_its_running_campaign() {
     put_catalog(&engine.http, &engine.url, &tenant.worker_token).await;
     let contacts: Vec<String> = (0..100).map(|i| format!("4477009{i:05}")).collect();
     contacts_wrote(&engine.db.pool, &tenant.slug, &contacts).await;
-    let (status, draft) = call(&engine, Method::POST, &path(&tenant, ""), &tenant.worker_token,
-        Some(campaign(json!({"kind": "recent", "days": 30}), 600))).await;
+    let (status, draft) = call(
+        &engine,
+        Method::POST,
+        &path(&tenant, ""),
+        &tenant.worker_token,
+        Some(campaign(json!({"kind": "recent", "days": 30}), 600)),
+    )
+    .await;
     assert_eq!(status, 201, "{draft}");
     let id = draft["id"].as_str().unwrap();
-    let (status, _) = call(&engine, Method::POST, &path(&tenant, &format!("/{id}/runs")), &tenant.worker_token, None).await;
+    let (status, _) = call(
+        &engine,
+        Method::POST,
+        &path(&tenant, &format!("/{id}/runs")),
+        &tenant.worker_token,
+        None,
+    )
+    .await;
     assert_eq!(status, 200);
     let webhook = |event: &str| {
         let body = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{
             "field": "message_template_status_update", "value": {"event": event, "message_template_id": 7,
             "message_template_name": "weekly_offer", "message_template_language": "en_US", "reason": "LOW_QUALITY"}}]}]});
         let bytes = serde_json::to_vec(&body).unwrap();
-        engine.http.post(engine.at(&format!("/webhook/meta/{}", tenant.slug)))
-            .header("x-hub-signature-256", meta::sign(tenant.app_secret.as_bytes(), &bytes))
-            .body(bytes).send()
+        engine
+            .http
+            .post(engine.at(&format!("/webhook/meta/{}", tenant.slug)))
+            .header(
+                "x-hub-signature-256",
+                meta::sign(tenant.app_secret.as_bytes(), &bytes),
+            )
+            .body(bytes)
+            .send()
     };
     assert_eq!(webhook("PAUSED").await.unwrap().status(), 200);
     let paused = wait_for_state(&engine, &tenant, id, "paused").await;
@@ -185,18 +354,55 @@ async fn a_paused_template_pauses_its_running_campaign() {
     assert_eq!(paused["runs"][0]["state"], "paused");
     let pending = paused["runs"][0]["counts"]["pending"].as_i64().unwrap();
     assert!(pending > 0, "paused before the run ended: {paused}");
-    let (status, refused) = call(&engine, Method::POST, &path(&tenant, &format!("/{id}/resume")), &tenant.worker_token, None).await;
-    assert_eq!((status, refused["error"]["code"].as_str()), (409, Some("template_not_approved")), "{refused}");
+    let (status, refused) = call(
+        &engine,
+        Method::POST,
+        &path(&tenant, &format!("/{id}/resume")),
+        &tenant.worker_token,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (409, Some("template_not_approved")),
+        "{refused}"
+    );
 
     assert_eq!(webhook("REINSTATED").await.unwrap().status(), 200);
-    let (status, resumed) = call(&engine, Method::POST, &path(&tenant, &format!("/{id}/resume")), &tenant.worker_token, None).await;
-    assert_eq!((status, resumed["state"].as_str()), (200, Some("running")), "{resumed}");
+    let (status, resumed) = call(
+        &engine,
+        Method::POST,
+        &path(&tenant, &format!("/{id}/resume")),
+        &tenant.worker_token,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, resumed["state"].as_str()),
+        (200, Some("running")),
+        "{resumed}"
+    );
     let done = wait_for_state(&engine, &tenant, id, "completed").await;
     let counts = &done["runs"][0]["counts"];
-    assert_eq!((counts["pending"].as_i64(), done["runs"][0]["planned"].as_i64()), (Some(0), Some(100)), "{done}");
-    let messages = count(&engine, "SELECT count(DISTINCT recipient) FROM outbound_messages").await;
+    assert_eq!(
+        (
+            counts["pending"].as_i64(),
+            done["runs"][0]["planned"].as_i64()
+        ),
+        (Some(0), Some(100)),
+        "{done}"
+    );
+    let messages = count(
+        &engine,
+        "SELECT count(DISTINCT recipient) FROM outbound_messages",
+    )
+    .await;
     assert_eq!(messages, 100);
-    assert_eq!(count(&engine, "SELECT count(*) FROM outbound_messages").await, 100, "one message per contact");
+    assert_eq!(
+        count(&engine, "SELECT count(*) FROM outbound_messages").await,
+        100,
+        "one message per contact"
+    );
 }
 
 /// An engine replica as its own process (so it can be killed with SIGKILL).
@@ -207,7 +413,10 @@ fn engine_process(db_url: &str, master_key: &str, port: u16, sandbox: &Sandbox) 
         .env("FLOMASTR_LISTEN", format!("127.0.0.1:{port}"))
         .env("FLOMASTR_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("FLOMASTR_MASTER_KEY", master_key)
-        .env("FLOMASTR_PROVIDER_BASE_URL_ALLOW", format!("infobip={}", sandbox.url))
+        .env(
+            "FLOMASTR_PROVIDER_BASE_URL_ALLOW",
+            format!("infobip={}", sandbox.url),
+        )
         .env("FLOMASTR_PROVIDER_PRIVATE_NETWORKS", "127.0.0.1/32")
         .env("FLOMASTR_SENDER_RATE", "2000")
         .env("FLOMASTR_SENDER_BURST", "2000")
@@ -222,7 +431,12 @@ fn engine_process(db_url: &str, master_key: &str, port: u16, sandbox: &Sandbox) 
 async fn wait_up(http: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
-        if http.get(format!("{base}/healthz")).send().await.is_ok_and(|r| r.status().is_success()) {
+        if http
+            .get(format!("{base}/healthz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -232,7 +446,9 @@ async fn wait_up(http: &reqwest::Client, base: &str) {
 
 async fn queued(pool: &sqlx::PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM campaign_recipients WHERE state <> 'pending'")
-        .fetch_one(pool).await.unwrap()
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -242,39 +458,77 @@ async fn five_thousand_contacts_one_message_each_through_kill_9_and_two_replicas
     let sandbox = sandbox().await;
     let http = reqwest::Client::new();
     let ports = [free_port(), free_port()];
-    let bases: Vec<String> = ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
+    let bases: Vec<String> = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
     let mut a = engine_process(&db.url, &master_key, ports[0], &sandbox);
     wait_up(&http, &bases[0]).await;
     let mut b = engine_process(&db.url, &master_key, ports[1], &sandbox);
     wait_up(&http, &bases[1]).await;
 
     let token = "worker-pulse";
-    let registered = http.put(format!("{}/admin/tenants/pulse", bases[0])).bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"display_name": "Pulse", "worker_token_sha256": [sha256_hex(token)],
+    let registered = http
+        .put(format!("{}/admin/tenants/pulse", bases[0]))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(
+            &json!({"display_name": "Pulse", "worker_token_sha256": [sha256_hex(token)],
             "channel": {"provider": "infobip", "sender": "441134960000", "base_url": sandbox.url,
-                        "credentials": {"api_key": "ib-key", "webhook_secret": "hook"}}}))
-        .send().await.unwrap();
-    assert!(registered.status().is_success(), "{}", registered.text().await.unwrap());
+                        "credentials": {"api_key": "ib-key", "webhook_secret": "hook"}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        registered.status().is_success(),
+        "{}",
+        registered.text().await.unwrap()
+    );
     let accounts = json!({"infobip": [{"api_key": "ib-key", "sender": "441134960000"}]});
-    sandbox.state.set_accounts(flomastr::sandbox::Accounts::from_json(&accounts.to_string()).unwrap());
+    sandbox
+        .state
+        .set_accounts(flomastr::sandbox::Accounts::from_json(&accounts.to_string()).unwrap());
     put_catalog(&http, &bases[0], token).await;
     let contacts: Vec<String> = (0..5000).map(|i| format!("4477{i:08}")).collect();
     contacts_wrote(&db.pool, "pulse", &contacts).await;
     let opted_out: Vec<&String> = contacts.iter().step_by(50).collect();
-    let imported = http.post(format!("{}/routes/tenants/pulse/consent/import", bases[1])).bearer_auth(token)
-        .json(&json!({"contacts": opted_out})).send().await.unwrap();
+    let imported = http
+        .post(format!("{}/routes/tenants/pulse/consent/import", bases[1]))
+        .bearer_auth(token)
+        .json(&json!({"contacts": opted_out}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(imported.status(), 200);
 
-    let created: Value = http.post(format!("{}/routes/tenants/pulse/pulse/campaigns", bases[0])).bearer_auth(token)
-        .json(&campaign(json!({"kind": "recent", "days": 7}), 12_000)).send().await.unwrap().json().await.unwrap();
+    let created: Value = http
+        .post(format!("{}/routes/tenants/pulse/pulse/campaigns", bases[0]))
+        .bearer_auth(token)
+        .json(&campaign(json!({"kind": "recent", "days": 7}), 12_000))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let id = created["id"].as_str().expect("created").to_owned();
-    let started = http.post(format!("{}/routes/tenants/pulse/pulse/campaigns/{id}/runs", bases[1]))
-        .bearer_auth(token).send().await.unwrap();
+    let started = http
+        .post(format!(
+            "{}/routes/tenants/pulse/pulse/campaigns/{id}/runs",
+            bases[1]
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(started.status(), 200);
 
     // Kill replica A twice mid-run, each time once more of the run has been through the policy.
     for at_least in [800, 2500] {
-        eventually("progress", async || (queued(&db.pool).await >= at_least).then_some(())).await;
+        eventually("progress", async || {
+            (queued(&db.pool).await >= at_least).then_some(())
+        })
+        .await;
         a.kill().expect("SIGKILL");
         a.wait().unwrap();
         a = engine_process(&db.url, &master_key, ports[0], &sandbox);
@@ -282,12 +536,26 @@ async fn five_thousand_contacts_one_message_each_through_kill_9_and_two_replicas
     }
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
-        let view: Value = http.get(format!("{}/routes/tenants/pulse/pulse/campaigns/{id}", bases[1]))
-            .bearer_auth(token).send().await.unwrap().json().await.unwrap();
+        let view: Value = http
+            .get(format!(
+                "{}/routes/tenants/pulse/pulse/campaigns/{id}",
+                bases[1]
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         let sent: i64 = sqlx::query_scalar("SELECT count(*) FROM outbound_messages WHERE status IN ('accepted', 'sent', 'delivered', 'read')")
             .fetch_one(&db.pool).await.unwrap();
         if view["state"] == "completed" && sent == 4900 {
-            assert_eq!(view["runs"][0]["counts"]["skipped"], json!({"opted_out": 100}), "{view}");
+            assert_eq!(
+                view["runs"][0]["counts"]["skipped"],
+                json!({"opted_out": 100}),
+                "{view}"
+            );
             break;
         }
         assert!(Instant::now() < deadline, "not done: {view}, {sent} sent");
@@ -298,19 +566,33 @@ async fn five_thousand_contacts_one_message_each_through_kill_9_and_two_replicas
     a.wait().ok();
     b.wait().ok();
 
-    let per_contact: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT recipient, count(*) FROM outbound_messages GROUP BY recipient")
-        .fetch_all(&db.pool).await.unwrap();
+    let per_contact: Vec<(String, i64)> =
+        sqlx::query_as("SELECT recipient, count(*) FROM outbound_messages GROUP BY recipient")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
     assert_eq!(per_contact.len(), 4900);
-    assert!(per_contact.iter().all(|(_, n)| *n == 1), "one message per contact per run");
+    assert!(
+        per_contact.iter().all(|(_, n)| *n == 1),
+        "one message per contact per run"
+    );
     let opted: HashSet<&str> = opted_out.iter().map(|c| c.as_str()).collect();
     assert!(per_contact.iter().all(|(c, _)| !opted.contains(c.as_str())));
     // The provider saw one message id per contact (a resend after a crash reuses our id).
     let mut ids: HashMap<String, HashSet<String>> = HashMap::new();
     for request in sandbox.state.requests().iter().filter(|r| r.status == 200) {
-        let to = request.body["messages"][0]["to"].as_str().or(request.body["to"].as_str()).unwrap_or_default().to_owned();
-        ids.entry(to).or_default().insert(request.message_id.clone().unwrap_or_default());
+        let to = request.body["messages"][0]["to"]
+            .as_str()
+            .or(request.body["to"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        ids.entry(to)
+            .or_default()
+            .insert(request.message_id.clone().unwrap_or_default());
     }
     assert_eq!(ids.len(), 4900);
-    assert!(ids.values().all(|set| set.len() == 1), "a contact got two different messages");
+    assert!(
+        ids.values().all(|set| set.len() == 1),
+        "a contact got two different messages"
+    );
 }

@@ -143,14 +143,20 @@ pub async fn call(
     token: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let mut request = engine.http.request(method, engine.at(path)).bearer_auth(token);
+    let mut request = engine
+        .http
+        .request(method, engine.at(path))
+        .bearer_auth(token);
     if let Some(body) = body {
         request = request.json(&body);
     }
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 /// Polls a message until it reaches `want`.
@@ -166,7 +172,10 @@ pub async fn wait_for_status(
         if view["status"] == want {
             return view;
         }
-        assert!(Instant::now() < deadline, "message never reached {want}: {view}");
+        assert!(
+            Instant::now() < deadline,
+            "message never reached {want}: {view}"
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

@@ -198,9 +198,9 @@ pub async fn create(
 pub async fn get(
     State(state): State<AppState>,
     caller: TenantCaller,
-    Path((_, id)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
 ) -> Result<Json<CampaignView>, ApiError> {
-    let id = campaign_id(&id)?;
+    let id = campaign_id(&path.1)?;
     Ok(Json(view(&state, caller.tenant.id, id).await?))
 }
 
@@ -212,22 +212,33 @@ pub async fn get(
 pub async fn action(
     State(state): State<AppState>,
     caller: TenantCaller,
-    Path((_, id, action)): Path<(String, String, String)>,
+    Path(path): Path<(String, String, String)>,
 ) -> Result<Json<CampaignView>, ApiError> {
+    let (_, id, action) = path;
     let id = campaign_id(&id)?;
     let tenant = caller.tenant.id;
     let current = row(&state, tenant, id).await?;
     let mut tx = state.pool.begin().await?;
     match action.as_str() {
         "pause" => {
-            if !super::pause::campaign(&mut tx, id, &format!("paused by the {}", caller.actor.as_str())).await? {
+            if !super::pause::campaign(
+                &mut tx,
+                id,
+                &format!("paused by the {}", caller.actor.as_str()),
+            )
+            .await?
+            {
                 return Err(conflict(&current.state, "paused"));
             }
         }
         "resume" => resume(&state, &mut tx, &current, tenant).await?,
         "cancel" => cancel(&mut tx, &current).await?,
         "runs" => start_now(&mut tx, &current, tenant).await?,
-        _ => return Err(ApiError::not_found("no such campaign action (pause, resume, cancel, runs)")),
+        _ => {
+            return Err(ApiError::not_found(
+                "no such campaign action (pause, resume, cancel, runs)",
+            ));
+        }
     }
     tx.commit().await?;
     Ok(Json(view(&state, tenant, id).await?))
@@ -242,12 +253,21 @@ async fn resume(
     if current.state != "paused" {
         return Err(conflict(&current.state, "resumed"));
     }
-    if let Some(entry) = templates::lookup(&state.pool, tenant, &current.template_name, &current.template_language).await?
+    if let Some(entry) = templates::lookup(
+        &state.pool,
+        tenant,
+        &current.template_name,
+        &current.template_language,
+    )
+    .await?
         && entry.status != "APPROVED"
     {
         return Err(ApiError::conflict(
             "template_not_approved",
-            format!("the campaign's template is {}; it resumes once the template is APPROVED", entry.status),
+            format!(
+                "the campaign's template is {}; it resumes once the template is APPROVED",
+                entry.status
+            ),
         )
         .with_details(json!({"template_status": entry.status})));
     }
@@ -293,11 +313,21 @@ async fn cancel(tx: &mut sqlx::PgConnection, current: &CampaignRow) -> Result<()
 }
 
 /// A run now (a draft's first, or an extra one): refused while another run is active.
-async fn start_now(tx: &mut sqlx::PgConnection, current: &CampaignRow, tenant: Uuid) -> Result<(), ApiError> {
-    if matches!(current.state.as_str(), "running" | "paused" | "completed" | "cancelled") {
+async fn start_now(
+    tx: &mut sqlx::PgConnection,
+    current: &CampaignRow,
+    tenant: Uuid,
+) -> Result<(), ApiError> {
+    if matches!(
+        current.state.as_str(),
+        "running" | "paused" | "completed" | "cancelled"
+    ) {
         return Err(ApiError::conflict(
             "run_in_progress",
-            format!("runs: the campaign is {}; runs of one campaign never overlap", current.state),
+            format!(
+                "runs: the campaign is {}; runs of one campaign never overlap",
+                current.state
+            ),
         ));
     }
     let run: Option<Uuid> = sqlx::query_scalar(
@@ -308,7 +338,9 @@ async fn start_now(tx: &mut sqlx::PgConnection, current: &CampaignRow, tenant: U
     .bind(tenant)
     .fetch_optional(&mut *tx)
     .await?;
-    let run = run.ok_or_else(|| ApiError::conflict("run_in_progress", "runs: a run of this campaign is active"))?;
+    let run = run.ok_or_else(|| {
+        ApiError::conflict("run_in_progress", "runs: a run of this campaign is active")
+    })?;
     super::plan(tx, run, tenant, &current.audience).await?;
     sqlx::query("UPDATE campaigns SET state = 'running', updated_at = now() WHERE id = $1")
         .bind(current.id)
@@ -347,11 +379,14 @@ pub struct RecipientView {
 pub async fn recipients(
     State(state): State<AppState>,
     caller: TenantCaller,
-    Path((_, id, run)): Path<(String, String, String)>,
+    Path(path): Path<(String, String, String)>,
     Query(page): Query<Page>,
 ) -> Result<Json<Vec<RecipientView>>, ApiError> {
+    let (_, id, run) = path;
     let id = campaign_id(&id)?;
-    let run: Uuid = run.parse().map_err(|_| ApiError::invalid_field("run", "not a run id (UUID)"))?;
+    let run: Uuid = run
+        .parse()
+        .map_err(|_| ApiError::invalid_field("run", "not a run id (UUID)"))?;
     let limit = page.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid_field("limit", "must be 1 to 1000"));
@@ -375,11 +410,15 @@ pub async fn recipients(
 }
 
 fn campaign_id(id: &str) -> Result<Uuid, ApiError> {
-    id.parse().map_err(|_| ApiError::invalid_field("id", "not a campaign id (UUID)"))
+    id.parse()
+        .map_err(|_| ApiError::invalid_field("id", "not a campaign id (UUID)"))
 }
 
 fn conflict(state: &str, wanted: &str) -> ApiError {
-    ApiError::conflict("invalid_state", format!("a {state} campaign cannot be {wanted}"))
+    ApiError::conflict(
+        "invalid_state",
+        format!("a {state} campaign cannot be {wanted}"),
+    )
 }
 
 async fn row(state: &AppState, tenant: Uuid, id: Uuid) -> Result<CampaignRow, ApiError> {
@@ -416,8 +455,21 @@ async fn view(state: &AppState, tenant: Uuid, id: Uuid) -> Result<CampaignView, 
             finished_at: run.finished_at,
         });
     }
-    let days = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"];
-    let schedule = match (c.schedule_kind.as_deref(), c.run_at, c.weekly_day, c.weekly_time) {
+    let days = [
+        "sunday",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+    ];
+    let schedule = match (
+        c.schedule_kind.as_deref(),
+        c.run_at,
+        c.weekly_day,
+        c.weekly_time,
+    ) {
         (Some("once"), Some(at), _, _) => Some(json!({"kind": "once", "at": at})),
         (Some("weekly"), _, Some(day), Some(time)) => Some(json!({"kind": "weekly",
             "weekday": days.get(usize::try_from(day).unwrap_or(0)).copied().unwrap_or("sunday"),
@@ -441,17 +493,38 @@ async fn view(state: &AppState, tenant: Uuid, id: Uuid) -> Result<CampaignView, 
     })
 }
 
+/// One group of `sql/counts.sql`: recipient state, skip reason, message status, error code.
+#[derive(sqlx::FromRow)]
+struct CountRow {
+    state: String,
+    reason: Option<String>,
+    status: Option<String>,
+    error_code: Option<String>,
+    n: i64,
+}
+
 async fn counts(state: &AppState, run: Uuid) -> Result<Counts, ApiError> {
-    let rows: Vec<(String, Option<String>, Option<String>, Option<String>, i64)> =
-        sqlx::query_as(include_str!("sql/counts.sql"))
-            .bind(run)
-            .fetch_all(&state.pool)
-            .await?;
+    let rows: Vec<CountRow> = sqlx::query_as(include_str!("sql/counts.sql"))
+        .bind(run)
+        .fetch_all(&state.pool)
+        .await?;
     let mut counts = Counts::default();
-    for (recipient, reason, status, code, n) in rows {
+    for row in rows {
+        let CountRow {
+            state: recipient,
+            reason,
+            status,
+            error_code: code,
+            n,
+        } = row;
         match (recipient.as_str(), status.as_deref()) {
             ("pending", _) => counts.pending += n,
-            ("skipped", _) => *counts.skipped.entry(reason.unwrap_or_default()).or_default() += n,
+            ("skipped", _) => {
+                *counts
+                    .skipped
+                    .entry(reason.unwrap_or_default())
+                    .or_default() += n
+            }
             (_, Some("sent")) => counts.sent += n,
             (_, Some("delivered")) => counts.delivered += n,
             (_, Some("read")) => counts.read += n,
@@ -461,4 +534,3 @@ async fn counts(state: &AppState, run: Uuid) -> Result<Counts, ApiError> {
     }
     Ok(counts)
 }
-

@@ -12,12 +12,24 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 /// Plans a run: its recipients, resolved once from the audience; returns how many.
-pub async fn plan(tx: &mut PgConnection, run: Uuid, tenant: Uuid, audience: &Value) -> Result<u64, sqlx::Error> {
+pub async fn plan(
+    tx: &mut PgConnection,
+    run: Uuid,
+    tenant: Uuid,
+    audience: &Value,
+) -> Result<u64, sqlx::Error> {
     let kind = audience["kind"].as_str().unwrap_or_default();
-    let days = audience["days"].as_i64().and_then(|d| i32::try_from(d).ok()).unwrap_or(0);
+    let days = audience["days"]
+        .as_i64()
+        .and_then(|d| i32::try_from(d).ok())
+        .unwrap_or(0);
     let contacts: Vec<String> = audience["contacts"]
         .as_array()
-        .map(|list| list.iter().filter_map(|c| c.as_str().map(str::to_owned)).collect())
+        .map(|list| {
+            list.iter()
+                .filter_map(|c| c.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     let planned = sqlx::query(include_str!("sql/plan.sql"))
         .bind(run)

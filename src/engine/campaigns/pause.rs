@@ -15,10 +15,12 @@ pub async fn campaign(tx: &mut PgConnection, id: Uuid, reason: &str) -> Result<b
     .bind(reason)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("UPDATE campaign_runs SET state = 'paused' WHERE campaign_id = $1 AND state = 'sending'")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE campaign_runs SET state = 'paused' WHERE campaign_id = $1 AND state = 'sending'",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
     if paused.rows_affected() == 1 {
         tracing::info!(campaign = %id, reason, "campaign paused");
     }

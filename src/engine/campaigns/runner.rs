@@ -92,8 +92,20 @@ impl Runner {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(due) = due else { return Ok(false) };
-        if let Some(status) = template_stopped(&mut tx, due.tenant_id, &due.template_name, &due.template_language).await? {
-            pause::campaign(&mut tx, due.id, &format!("template {} is {status}", due.template_name)).await?;
+        if let Some(status) = template_stopped(
+            &mut tx,
+            due.tenant_id,
+            &due.template_name,
+            &due.template_language,
+        )
+        .await?
+        {
+            pause::campaign(
+                &mut tx,
+                due.id,
+                &format!("template {} is {status}", due.template_name),
+            )
+            .await?;
             tx.commit().await?;
             return Ok(true);
         }
@@ -106,8 +118,20 @@ impl Runner {
     /// skipped with the reason, all in one transaction.
     async fn send_batch(&self, run: &Batch) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        if let Some(status) = template_stopped(&mut tx, run.tenant_id, &run.template_name, &run.template_language).await? {
-            pause::campaign(&mut tx, run.campaign_id, &format!("template {} is {status}", run.template_name)).await?;
+        if let Some(status) = template_stopped(
+            &mut tx,
+            run.tenant_id,
+            &run.template_name,
+            &run.template_language,
+        )
+        .await?
+        {
+            pause::campaign(
+                &mut tx,
+                run.campaign_id,
+                &format!("template {} is {status}", run.template_name),
+            )
+            .await?;
             return tx.commit().await;
         }
         let size = i64::from((run.per_minute / 60).max(1));
@@ -119,7 +143,11 @@ impl Runner {
         .bind(size)
         .fetch_all(&mut *tx)
         .await?;
-        let category = if run.category == "utility" { Category::Utility } else { Category::Marketing };
+        let category = if run.category == "utility" {
+            Category::Utility
+        } else {
+            Category::Marketing
+        };
         for contact in &contacts {
             send_one(&mut tx, run, contact, category).await?;
         }
@@ -146,13 +174,19 @@ async fn start_run(tx: &mut PgConnection, due: &DueCampaign) -> Result<(), sqlx:
     if let Some(run) = run {
         super::plan(tx, run, due.tenant_id, &due.audience).await?;
     }
-    let next: Option<chrono::DateTime<chrono::Utc>> = match (due.schedule_kind.as_deref(), due.weekly_day, due.weekly_time) {
-        (Some("weekly"), Some(day), Some(time)) => sqlx::query_scalar("SELECT flomastr_next_weekly($1, $2, $3, now())")
-            .bind(&due.time_zone)
-            .bind(i32::from(day))
-            .bind(time)
-            .fetch_one(&mut *tx)
-            .await?,
+    let next: Option<chrono::DateTime<chrono::Utc>> = match (
+        due.schedule_kind.as_deref(),
+        due.weekly_day,
+        due.weekly_time,
+    ) {
+        (Some("weekly"), Some(day), Some(time)) => {
+            sqlx::query_scalar("SELECT flomastr_next_weekly($1, $2, $3, now())")
+                .bind(&due.time_zone)
+                .bind(i32::from(day))
+                .bind(time)
+                .fetch_one(&mut *tx)
+                .await?
+        }
         _ => None,
     };
     sqlx::query("UPDATE campaigns SET state = 'running', next_run_at = $2, updated_at = now() WHERE id = $1")
@@ -165,12 +199,30 @@ async fn start_run(tx: &mut PgConnection, due: &DueCampaign) -> Result<(), sqlx:
 
 /// One recipient: refused by the policy → skipped with the reason; else its message is queued
 /// (the idempotency key names the run and contact, a second guard against a double send).
-async fn send_one(tx: &mut PgConnection, run: &Batch, contact: &str, category: Category) -> Result<(), sqlx::Error> {
-    let send = gate::Send { tenant: run.tenant_id, contact, category, opt_out_confirmation: false };
+async fn send_one(
+    tx: &mut PgConnection,
+    run: &Batch,
+    contact: &str,
+    category: Category,
+) -> Result<(), sqlx::Error> {
+    let send = gate::Send {
+        tenant: run.tenant_id,
+        contact,
+        category,
+        opt_out_confirmation: false,
+    };
     let admitted = match gate::admit(tx, &send).await? {
         Ok(admitted) => admitted,
         Err(refusal) => {
-            return mark(tx, run.run_id, contact, "skipped", Some(refusal.reason()), None).await;
+            return mark(
+                tx,
+                run.run_id,
+                contact,
+                "skipped",
+                Some(refusal.reason()),
+                None,
+            )
+            .await;
         }
     };
     let content = json!({"template": {"name": run.template_name, "language": run.template_language,
@@ -192,20 +244,25 @@ async fn send_one(tx: &mut PgConnection, run: &Batch, contact: &str, category: C
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(id) = id {
-        sqlx::query("INSERT INTO outbound_events (message_id, status, detail) VALUES ($1, 'queued', $2)")
-            .bind(id)
-            .bind(json!({"category": category.as_str(), "campaign_run": run.run_id}))
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO outbound_events (message_id, status, detail) VALUES ($1, 'queued', $2)",
+        )
+        .bind(id)
+        .bind(json!({"category": category.as_str(), "campaign_run": run.run_id}))
+        .execute(&mut *tx)
+        .await?;
     }
-    let id = match id {
-        Some(id) => id,
-        None => sqlx::query_scalar("SELECT id FROM outbound_messages WHERE tenant_id = $1 AND idempotency_key = $2")
+    let id =
+        match id {
+            Some(id) => id,
+            None => sqlx::query_scalar(
+                "SELECT id FROM outbound_messages WHERE tenant_id = $1 AND idempotency_key = $2",
+            )
             .bind(run.tenant_id)
             .bind(&key)
             .fetch_one(&mut *tx)
             .await?,
-    };
+        };
     mark(tx, run.run_id, contact, "queued", None, Some(id)).await
 }
 

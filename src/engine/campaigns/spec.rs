@@ -81,9 +81,15 @@ pub struct Weekly {
 
 /// Checks everything that needs no database; returns the audience list normalised and the
 /// weekly schedule parsed.
-pub fn validate(campaign: &CampaignIn, now: DateTime<Utc>) -> Result<(Vec<String>, Option<Weekly>), ApiError> {
+pub fn validate(
+    campaign: &CampaignIn,
+    now: DateTime<Utc>,
+) -> Result<(Vec<String>, Option<Weekly>), ApiError> {
     if campaign.name.trim().is_empty() || campaign.name.chars().count() > 200 {
-        return Err(ApiError::invalid_field("name", "must be 1 to 200 characters"));
+        return Err(ApiError::invalid_field(
+            "name",
+            "must be 1 to 200 characters",
+        ));
     }
     let contacts = match &campaign.audience {
         Audience::Recent { days } if !(1..=365).contains(days) => {
@@ -104,26 +110,38 @@ pub fn validate(campaign: &CampaignIn, now: DateTime<Utc>) -> Result<(Vec<String
     };
     let template = &campaign.content.template;
     if template.name.is_empty() || template.name.len() > 512 {
-        return Err(ApiError::invalid_field("content.template.name", "must be 1 to 512 characters"));
+        return Err(ApiError::invalid_field(
+            "content.template.name",
+            "must be 1 to 512 characters",
+        ));
     }
-    if let Some(index) = template.params.iter().position(|p| crate::ai::templates::param_problem(p).is_some()) {
+    if let Some(index) = template
+        .params
+        .iter()
+        .position(|p| crate::ai::templates::param_problem(p).is_some())
+    {
         return Err(ApiError::invalid_field(
             &format!("content.template.params[{index}]"),
             "must be 1 to 1024 characters without new lines, tabs or 5 spaces in a row",
         ));
     }
     if !(1..=60_000).contains(&campaign.pacing.per_minute) {
-        return Err(ApiError::invalid_field("pacing.per_minute", "must be 1 to 60000"));
+        return Err(ApiError::invalid_field(
+            "pacing.per_minute",
+            "must be 1 to 60000",
+        ));
     }
     let weekly = match &campaign.schedule {
         Some(Schedule::Once { at }) if *at <= now => {
             return Err(ApiError::invalid_field("schedule.at", "is in the past"));
         }
         Some(Schedule::Weekly { weekday, time }) => Some(Weekly {
-            day: weekday_number(weekday)
-                .ok_or_else(|| ApiError::invalid_field("schedule.weekday", "must be monday to sunday"))?,
-            time: NaiveTime::parse_from_str(time, "%H:%M")
-                .map_err(|_| ApiError::invalid_field("schedule.time", "must be a local time HH:MM"))?,
+            day: weekday_number(weekday).ok_or_else(|| {
+                ApiError::invalid_field("schedule.weekday", "must be monday to sunday")
+            })?,
+            time: NaiveTime::parse_from_str(time, "%H:%M").map_err(|_| {
+                ApiError::invalid_field("schedule.time", "must be a local time HH:MM")
+            })?,
         }),
         _ => None,
     };
@@ -132,7 +150,15 @@ pub fn validate(campaign: &CampaignIn, now: DateTime<Utc>) -> Result<(Vec<String
 
 /// PostgreSQL's `dow`: 0 = Sunday.
 fn weekday_number(name: &str) -> Option<i16> {
-    let days = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"];
+    let days = [
+        "sunday",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+    ];
     days.iter()
         .position(|d| d.eq_ignore_ascii_case(name))
         .and_then(|i| i16::try_from(i).ok())
@@ -147,7 +173,11 @@ mod tests {
             name: "weekly pulse".into(),
             audience,
             content: Content {
-                template: CampaignTemplate { name: "weekly_offer".into(), language: "en_US".into(), params: vec!["Ana".into()] },
+                template: CampaignTemplate {
+                    name: "weekly_offer".into(),
+                    language: "en_US".into(),
+                    params: vec!["Ana".into()],
+                },
             },
             schedule,
             time_zone: None,
@@ -162,21 +192,61 @@ mod tests {
     #[test]
     fn each_refusal_names_its_field() {
         let now = Utc::now();
-        let past = Some(Schedule::Once { at: now - chrono::Duration::minutes(1) });
-        assert!(field(validate(&campaign(Audience::Recent { days: 7 }, past), now)).starts_with("schedule.at"));
-        assert!(field(validate(&campaign(Audience::List { contacts: vec![] }, None), now)).starts_with("audience.contacts"));
-        assert!(field(validate(&campaign(Audience::List { contacts: vec!["1".into(), "a b".into()] }, None), now))
-            .starts_with("audience.contacts[1]"));
-        let weekly = Some(Schedule::Weekly { weekday: "someday".into(), time: "10:00".into() });
-        assert!(field(validate(&campaign(Audience::Recent { days: 7 }, weekly), now)).starts_with("schedule.weekday"));
-        assert!(field(validate(&campaign(Audience::Recent { days: 0 }, None), now)).starts_with("audience.days"));
+        let past = Some(Schedule::Once {
+            at: now - chrono::Duration::minutes(1),
+        });
+        assert!(
+            field(validate(&campaign(Audience::Recent { days: 7 }, past), now))
+                .starts_with("schedule.at")
+        );
+        assert!(
+            field(validate(
+                &campaign(Audience::List { contacts: vec![] }, None),
+                now
+            ))
+            .starts_with("audience.contacts")
+        );
+        assert!(
+            field(validate(
+                &campaign(
+                    Audience::List {
+                        contacts: vec!["1".into(), "a b".into()]
+                    },
+                    None
+                ),
+                now
+            ))
+            .starts_with("audience.contacts[1]")
+        );
+        let weekly = Some(Schedule::Weekly {
+            weekday: "someday".into(),
+            time: "10:00".into(),
+        });
+        assert!(
+            field(validate(
+                &campaign(Audience::Recent { days: 7 }, weekly),
+                now
+            ))
+            .starts_with("schedule.weekday")
+        );
+        assert!(
+            field(validate(&campaign(Audience::Recent { days: 0 }, None), now))
+                .starts_with("audience.days")
+        );
     }
 
     #[test]
     fn weekly_schedules_use_postgres_day_numbers() {
-        let weekly = Some(Schedule::Weekly { weekday: "Monday".into(), time: "09:30".into() });
-        let (_, parsed) = validate(&campaign(Audience::Recent { days: 7 }, weekly), Utc::now()).unwrap();
+        let weekly = Some(Schedule::Weekly {
+            weekday: "Monday".into(),
+            time: "09:30".into(),
+        });
+        let (_, parsed) =
+            validate(&campaign(Audience::Recent { days: 7 }, weekly), Utc::now()).unwrap();
         let parsed = parsed.unwrap();
-        assert_eq!((parsed.day, parsed.time.to_string()), (1, "09:30:00".to_owned()));
+        assert_eq!(
+            (parsed.day, parsed.time.to_string()),
+            (1, "09:30:00".to_owned())
+        );
     }
 }

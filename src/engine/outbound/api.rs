@@ -132,7 +132,11 @@ pub async fn send(
     {
         return Err(templates::not_approved(&template.name, entry));
     }
-    let category = category(&request, window, catalog.as_ref().map(|e| e.category.as_str()))?;
+    let category = category(
+        &request,
+        window,
+        catalog.as_ref().map(|e| e.category.as_str()),
+    )?;
     let accepted = insert(
         &state,
         tenant.id,

@@ -6,8 +6,8 @@ use super::clients::{Clients, Outgoing, SendOutcome, SendPolicy};
 use super::in_flight::InFlight;
 use super::pacing::{Buckets, Rate};
 use crate::engine::metrics::Metrics;
-use crate::engine::policy::{consent, marketing_limit};
 use crate::engine::policy::keywords::ConsentState;
+use crate::engine::policy::{consent, marketing_limit};
 use crate::engine::tenants::{TenantDirectory, TenantState, normalize_address};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -177,15 +177,16 @@ impl Dispatcher {
                 .finish(
                     message.id,
                     "failed",
-                    ("opted_out", "the contact opted out after the message was queued"),
+                    (
+                        "opted_out",
+                        "the contact opted out after the message was queued",
+                    ),
                 )
                 .await;
         }
         if let Some(verdict) = quiet_hours(&message, Utc::now()) {
             return match verdict {
-                Quiet::Hold { until, expires_at } => {
-                    self.hold(message.id, until, expires_at).await
-                }
+                Quiet::Hold { until, expires_at } => self.hold(message.id, until, expires_at).await,
                 Quiet::Expired => {
                     self.finish(
                         message.id,
@@ -358,7 +359,13 @@ impl Dispatcher {
         .execute(&mut *tx)
         .await?;
         if moved.rows_affected() == 1 {
-            event(&mut tx, message.id, "failed", json!({"code": code, "message": text})).await?;
+            event(
+                &mut tx,
+                message.id,
+                "failed",
+                json!({"code": code, "message": text}),
+            )
+            .await?;
             let change = consent::Change {
                 tenant_id,
                 contact: message.recipient.clone(),
@@ -386,7 +393,8 @@ impl Dispatcher {
         }
         let until = marketing_limit::retry_at(Utc::now());
         let mut tx = self.pool.begin().await?;
-        marketing_limit::record(&mut tx, &[tenant_id], &[message.recipient.as_str()], until).await?;
+        marketing_limit::record(&mut tx, &[tenant_id], &[message.recipient.as_str()], until)
+            .await?;
         let moved = sqlx::query(
             "UPDATE outbound_messages SET status = 'queued', claimed_until = NULL, error_code = $2, error_message = $3,
                     next_attempt_at = $4, updated_at = now()
@@ -399,7 +407,8 @@ impl Dispatcher {
         .execute(&mut *tx)
         .await?;
         if moved.rows_affected() == 1 {
-            let detail = json!({"code": code, "reason": "provider_marketing_limit", "retry_at": until});
+            let detail =
+                json!({"code": code, "reason": "provider_marketing_limit", "retry_at": until});
             event(&mut tx, message.id, "retry", detail).await?;
         }
         self.metrics.count_sent("meta", "marketing_limited");

@@ -49,10 +49,22 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_window_then_the_catalog() {
-        assert_eq!(Category::default_for(true, Some("MARKETING")), Category::Service);
-        assert_eq!(Category::default_for(false, Some("MARKETING")), Category::Marketing);
-        assert_eq!(Category::default_for(false, Some("UTILITY")), Category::Utility);
-        assert_eq!(Category::default_for(false, Some("AUTHENTICATION")), Category::Service);
+        assert_eq!(
+            Category::default_for(true, Some("MARKETING")),
+            Category::Service
+        );
+        assert_eq!(
+            Category::default_for(false, Some("MARKETING")),
+            Category::Marketing
+        );
+        assert_eq!(
+            Category::default_for(false, Some("UTILITY")),
+            Category::Utility
+        );
+        assert_eq!(
+            Category::default_for(false, Some("AUTHENTICATION")),
+            Category::Service
+        );
         assert_eq!(Category::default_for(false, None), Category::Utility);
     }
 }

@@ -74,9 +74,9 @@ pub struct ConsentEvent {
 pub async fn get(
     State(state): State<AppState>,
     caller: TenantCaller,
-    Path((_, contact)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
 ) -> Result<Json<ConsentView>, ApiError> {
-    let contact = valid_contact("contact", &contact)?;
+    let contact = valid_contact("contact", &path.1)?;
     Ok(Json(view(&state, &caller, &contact).await?))
 }
 
@@ -87,10 +87,10 @@ pub async fn get(
 pub async fn put(
     State(state): State<AppState>,
     caller: TenantCaller,
-    Path((_, contact)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
     JsonBody(body): JsonBody<ConsentSet>,
 ) -> Result<Json<ConsentView>, ApiError> {
-    let contact = valid_contact("contact", &contact)?;
+    let contact = valid_contact("contact", &path.1)?;
     let new_state = parse_state("state", &body.state)?;
     let reason = valid_reason(body.reason.as_deref())?;
     let change = Change {
@@ -177,10 +177,9 @@ fn parse_state(field: &str, value: &str) -> Result<ConsentState, ApiError> {
 
 fn valid_reason(reason: Option<&str>) -> Result<Option<&str>, ApiError> {
     match reason {
-        Some(text) if text.chars().count() > 200 => Err(ApiError::invalid_field(
-            "reason",
-            "at most 200 characters",
-        )),
+        Some(text) if text.chars().count() > 200 => {
+            Err(ApiError::invalid_field("reason", "at most 200 characters"))
+        }
         other => Ok(other),
     }
 }

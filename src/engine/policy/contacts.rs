@@ -27,10 +27,10 @@ pub struct ContactSettings {
 pub async fn put(
     State(state): State<AppState>,
     caller: TenantCaller,
-    Path((_, contact)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
     JsonBody(body): JsonBody<ContactSettings>,
 ) -> Result<Json<ContactSettings>, ApiError> {
-    let contact = valid_contact("contact", &contact)?;
+    let contact = valid_contact("contact", &path.1)?;
     match &body.time_zone {
         Some(zone) => {
             check_time_zone(&state.pool, "time_zone", zone).await?;
@@ -61,9 +61,9 @@ pub async fn put(
 pub async fn get(
     State(state): State<AppState>,
     caller: TenantCaller,
-    Path((_, contact)): Path<(String, String)>,
+    Path(path): Path<(String, String)>,
 ) -> Result<Json<ContactSettings>, ApiError> {
-    let contact = valid_contact("contact", &contact)?;
+    let contact = valid_contact("contact", &path.1)?;
     let time_zone: Option<String> = sqlx::query_scalar(
         "SELECT time_zone FROM contact_time_zones WHERE tenant_id = $1 AND contact = $2",
     )

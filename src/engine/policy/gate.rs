@@ -85,7 +85,10 @@ impl From<Refusal> for ApiError {
 
 /// Runs the policy for one send inside `tx`. Marketing sends to one contact are serialised by
 /// a transaction lock, so two concurrent sends cannot both slip under the cap.
-pub async fn admit(tx: &mut PgConnection, send: &Send<'_>) -> Result<Result<Admitted, Refusal>, sqlx::Error> {
+pub async fn admit(
+    tx: &mut PgConnection,
+    send: &Send<'_>,
+) -> Result<Result<Admitted, Refusal>, sqlx::Error> {
     let contact = normalize_address(send.contact);
     if let Some(refusal) = consent(tx, send.tenant, contact, send.opt_out_confirmation).await? {
         return Ok(Err(refusal));
@@ -100,14 +103,13 @@ pub async fn admit(tx: &mut PgConnection, send: &Send<'_>) -> Result<Result<Admi
             return Ok(Err(refusal));
         }
     }
-    let (hold_until, expires_at): (Option<DateTime<Utc>>, DateTime<Utc>) = sqlx::query_as(
-        "SELECT hold_until, now() + max_hold FROM flomastr_hold($1, $2, $3, now())",
-    )
-    .bind(send.tenant)
-    .bind(contact)
-    .bind(send.category.as_str())
-    .fetch_one(&mut *tx)
-    .await?;
+    let (hold_until, expires_at): (Option<DateTime<Utc>>, DateTime<Utc>) =
+        sqlx::query_as("SELECT hold_until, now() + max_hold FROM flomastr_hold($1, $2, $3, now())")
+            .bind(send.tenant)
+            .bind(contact)
+            .bind(send.category.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
     Ok(Ok(Admitted {
         hold_until,
         expires_at: hold_until.map(|_| expires_at),

@@ -114,18 +114,42 @@ mod tests {
     #[test]
     fn whole_text_keywords_match_without_case_or_surrounding_space() {
         let k = keywords();
-        for text in ["STOP", "stop", " Stop\n", "\u{FEFF}UNSUBSCRIBE\u{200B}", "baja", "СТОП", "ARRÊT"] {
-            assert_eq!(k.classify(text).map(|c| c.0), Some(ConsentState::OptedOut), "{text:?}");
+        for text in [
+            "STOP",
+            "stop",
+            " Stop\n",
+            "\u{FEFF}UNSUBSCRIBE\u{200B}",
+            "baja",
+            "СТОП",
+            "ARRÊT",
+        ] {
+            assert_eq!(
+                k.classify(text).map(|c| c.0),
+                Some(ConsentState::OptedOut),
+                "{text:?}"
+            );
         }
         for text in ["START", " start ", "Alta"] {
-            assert_eq!(k.classify(text).map(|c| c.0), Some(ConsentState::OptedIn), "{text:?}");
+            assert_eq!(
+                k.classify(text).map(|c| c.0),
+                Some(ConsentState::OptedIn),
+                "{text:?}"
+            );
         }
     }
 
     #[test]
     fn anything_else_in_the_message_is_not_a_keyword() {
         let k = keywords();
-        for text in ["stop please", "STOP!", "don't stop", "", "   ", "st op", "startup"] {
+        for text in [
+            "stop please",
+            "STOP!",
+            "don't stop",
+            "",
+            "   ",
+            "st op",
+            "startup",
+        ] {
             assert_eq!(k.classify(text), None, "{text:?}");
         }
         assert!(!could_be_keyword(&"stop ".repeat(20)));

@@ -161,7 +161,10 @@ pub async fn check_time_zone(
     zone: &str,
 ) -> Result<(), ApiError> {
     if zone.is_empty() || zone.len() > 64 {
-        return Err(ApiError::invalid_field(field, "must be an IANA time zone such as Europe/Madrid"));
+        return Err(ApiError::invalid_field(
+            field,
+            "must be an IANA time zone such as Europe/Madrid",
+        ));
     }
     let known: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1)")

@@ -41,22 +41,42 @@ pub struct ChangedTemplate {
     responses((status = 200, body = SyncResult), (status = 401), (status = 403), (status = 404),
               (status = 422, description = "no_channel, unsupported_provider, or channel_incomplete naming the credential"),
               (status = 502, description = "provider_error: the provider's template API refused or failed")))]
-pub async fn sync(State(state): State<AppState>, caller: TenantCaller) -> Result<Json<SyncResult>, ApiError> {
+pub async fn sync(
+    State(state): State<AppState>,
+    caller: TenantCaller,
+) -> Result<Json<SyncResult>, ApiError> {
     let channel = caller.tenant.channel.as_ref().ok_or_else(|| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "no_channel", "the tenant has no WhatsApp channel")
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no_channel",
+            "the tenant has no WhatsApp channel",
+        )
     })?;
-    let listed = state.dispatcher.clients().fetch_templates(channel).await.map_err(fetch_error)?;
+    let listed = state
+        .dispatcher
+        .clients()
+        .fetch_templates(channel)
+        .await
+        .map_err(fetch_error)?;
     let total = listed.len();
     let storable: Vec<ProviderTemplate> = listed.into_iter().filter_map(storable).collect();
     let skipped = total - storable.len();
     let changed = store(&state, caller.tenant.id, &storable).await?;
     tracing::info!(tenant = %caller.tenant.slug, templates = storable.len(), changed = changed.len(), "template catalog synced");
-    Ok(Json(SyncResult { templates: storable.len(), changed, skipped }))
+    Ok(Json(SyncResult {
+        templates: storable.len(),
+        changed,
+        skipped,
+    }))
 }
 
 fn fetch_error(error: FetchError) -> ApiError {
     match error {
-        FetchError::Unsupported(_) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unsupported_provider", error.to_string()),
+        FetchError::Unsupported(_) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unsupported_provider",
+            error.to_string(),
+        ),
         FetchError::Missing(field) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "channel_incomplete",
@@ -75,7 +95,8 @@ fn storable(mut template: ProviderTemplate) -> Option<ProviderTemplate> {
     let body_ok = !template.body.trim().is_empty()
         && template.body.chars().count() <= MAX_BODY_CHARS
         && placeholder_count(&template.body).is_ok();
-    let names_ok = (1..=512).contains(&template.name.len()) && (1..=16).contains(&template.language.len());
+    let names_ok =
+        (1..=512).contains(&template.name.len()) && (1..=16).contains(&template.language.len());
     if !(known && body_ok && names_ok) {
         return None;
     }
@@ -93,7 +114,11 @@ struct Existing {
     category: String,
 }
 
-async fn store(state: &AppState, tenant: Uuid, templates: &[ProviderTemplate]) -> Result<Vec<ChangedTemplate>, ApiError> {
+async fn store(
+    state: &AppState,
+    tenant: Uuid,
+    templates: &[ProviderTemplate],
+) -> Result<Vec<ChangedTemplate>, ApiError> {
     let mut tx = crate::db::tenant_tx(&state.pool, tenant).await?;
     let existing: Vec<Existing> = sqlx::query_as(
         "SELECT name, language, status, quality, category FROM message_templates WHERE tenant_id = $1 FOR UPDATE",
@@ -108,9 +133,14 @@ async fn store(state: &AppState, tenant: Uuid, templates: &[ProviderTemplate]) -
     let mut changed = Vec::new();
     let mut stopped = Vec::new();
     for template in templates {
-        let quality = template.quality.clone().unwrap_or_else(|| "UNKNOWN".to_owned());
+        let quality = template
+            .quality
+            .clone()
+            .unwrap_or_else(|| "UNKNOWN".to_owned());
         let before = existing.get(&(template.name.clone(), template.language.clone()));
-        let same = before.is_some_and(|b| b.status == template.status && b.quality == quality && b.category == template.category);
+        let same = before.is_some_and(|b| {
+            b.status == template.status && b.quality == quality && b.category == template.category
+        });
         if same {
             continue;
         }
@@ -166,7 +196,14 @@ async fn store(state: &AppState, tenant: Uuid, templates: &[ProviderTemplate]) -
         });
     }
     for template in stopped {
-        crate::engine::campaigns::pause::by_template(&mut tx, tenant, &template.name, &template.language, &template.status).await?;
+        crate::engine::campaigns::pause::by_template(
+            &mut tx,
+            tenant,
+            &template.name,
+            &template.language,
+            &template.status,
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(changed)

@@ -35,8 +35,13 @@ pub struct TemplateUpdate {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TemplateChange {
-    Status { status: String, reason: Option<String> },
-    Quality { quality: String },
+    Status {
+        status: String,
+        reason: Option<String>,
+    },
+    Quality {
+        quality: String,
+    },
 }
 
 /// Every template change of a Meta webhook body, in order. Events the catalog does not know
@@ -45,9 +50,15 @@ pub fn parse(body: &[u8]) -> Result<Vec<TemplateUpdate>, ParseError> {
     let root: Value = serde_json::from_slice(body)
         .map_err(|error| ParseError::new("body", format!("is not JSON: {error}")))?;
     let mut updates = Vec::new();
-    let entries = root["entry"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let entries = root["entry"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     for (e, entry) in entries.iter().enumerate() {
-        let changes = entry["changes"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let changes = entry["changes"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
         for (c, change) in changes.iter().enumerate() {
             let path = format!("entry[{e}].changes[{c}].value");
             let update = match change["field"].as_str() {
@@ -67,7 +78,11 @@ fn status(value: &Value, path: &str) -> Result<Option<TemplateUpdate>, ParseErro
         return quality(value, path);
     }
     let event = text(value, path, "event")?.to_ascii_uppercase();
-    let status = if event == "REINSTATED" { "APPROVED".to_owned() } else { event };
+    let status = if event == "REINSTATED" {
+        "APPROVED".to_owned()
+    } else {
+        event
+    };
     if !STATUSES.contains(&status.as_str()) {
         return Ok(None);
     }
@@ -140,10 +155,30 @@ mod tests {
         .unwrap();
         assert_eq!(updates.len(), 3);
         assert_eq!(updates[0].language, "en_US");
-        assert_eq!(updates[0].provider_template_id.as_deref(), Some("806312974732579"));
-        assert_eq!(updates[0].change, TemplateChange::Status { status: "PAUSED".into(), reason: Some("LOW_QUALITY".into()) });
-        assert_eq!(updates[1].change, TemplateChange::Quality { quality: "RED".into() });
-        assert_eq!(updates[2].change, TemplateChange::Status { status: "APPROVED".into(), reason: None });
+        assert_eq!(
+            updates[0].provider_template_id.as_deref(),
+            Some("806312974732579")
+        );
+        assert_eq!(
+            updates[0].change,
+            TemplateChange::Status {
+                status: "PAUSED".into(),
+                reason: Some("LOW_QUALITY".into())
+            }
+        );
+        assert_eq!(
+            updates[1].change,
+            TemplateChange::Quality {
+                quality: "RED".into()
+            }
+        );
+        assert_eq!(
+            updates[2].change,
+            TemplateChange::Status {
+                status: "APPROVED".into(),
+                reason: None
+            }
+        );
     }
 
     #[test]
@@ -151,6 +186,9 @@ mod tests {
         let error = parse(&body(json!([{"field": "message_template_status_update",
             "value": {"event": "PAUSED", "message_template_language": "en"}}])))
         .unwrap_err();
-        assert_eq!(error.field, "entry[0].changes[0].value.message_template_name");
+        assert_eq!(
+            error.field,
+            "entry[0].changes[0].value.message_template_name"
+        );
     }
 }
