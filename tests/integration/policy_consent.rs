@@ -80,7 +80,7 @@ async fn stop_and_start_through_each_providers_webhook_gate_sends() {
         )
         .await;
 
-        // The same webhook delivered again changes nothing twice.
+        // START opts back in; the history holds both changes.
         assert_eq!(
             inbound(&engine, provider, &tenant, contact, "START").await,
             200
@@ -181,7 +181,7 @@ async fn provider_opt_out_errors_opt_the_contact_out() {
     let all = tenants(&engine, &sandbox, extra).await;
     let twilio = &all[2].1;
     let (status, sent) = send(&engine, twilio,
-        json!({"to": "447700900201", "template": {"name": "HX0123", "language": "en", "params": ["Ana"]}})).await;
+        json!({"to": "447700900201", "template": {"name": "HXb5b62575e6e4ff6129ad7c8efe1f983e", "language": "en", "params": ["Ana"]}})).await;
     assert_eq!(status, 202, "{sent}");
     let view = wait_for_status(
         &engine,
