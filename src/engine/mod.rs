@@ -126,6 +126,10 @@ pub fn router(state: AppState) -> Router {
             post(campaigns::api::create),
         )
         .route(
+            "/routes/tenants/{slug}/pulse/segments/{name}",
+            get(campaigns::segments::get).put(campaigns::segments::put),
+        )
+        .route(
             "/routes/tenants/{slug}/pulse/campaigns/{id}",
             get(campaigns::api::get),
         )

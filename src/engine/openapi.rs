@@ -27,6 +27,7 @@ use utoipa::{Modify, OpenApi};
         crate::engine::policy::template_sync::sync,
         crate::engine::campaigns::api::create, crate::engine::campaigns::api::get,
         crate::engine::campaigns::api::action, crate::engine::campaigns::api::recipients,
+        crate::engine::campaigns::segments::put, crate::engine::campaigns::segments::get,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, queue::ClaimedJob)),
     modifiers(&BearerAuth),

@@ -308,6 +308,65 @@ async fn a_campaign_runs_through_the_policy_and_counts_every_outcome() {
 }
 
 #[tokio::test]
+async fn a_saved_segment_is_an_audience() {
+    let (engine, sandbox) = engine_and_sandbox().await;
+    let tenant = tenants(&engine, &sandbox, json!({})).await.remove(0).1;
+    put_catalog(&engine.http, &engine.url, &tenant.worker_token).await;
+    let segment = format!("/routes/tenants/{}/pulse/segments/vip", tenant.slug);
+    let (status, answer) = call(
+        &engine,
+        Method::PUT,
+        &segment,
+        &tenant.worker_token,
+        Some(
+            json!({"contacts": ["447700900901", "+447700900902", "whatsapp:+447700900901", "a b"]}),
+        ),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("contacts[3]")
+    );
+    let (status, saved) = call(
+        &engine,
+        Method::PUT,
+        &segment,
+        &tenant.worker_token,
+        Some(json!({"contacts": ["447700900901", "+447700900902", "whatsapp:+447700900901"]})),
+    )
+    .await;
+    assert_eq!(
+        (status, saved["contacts"].as_array().map(Vec::len)),
+        (200, Some(2)),
+        "{saved}"
+    );
+    let (status, created) = call(
+        &engine,
+        Method::POST,
+        &path(&tenant, ""),
+        &tenant.worker_token,
+        Some(campaign(json!({"kind": "segment", "name": "vip"}), 600)),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let (status, _) = call(
+        &engine,
+        Method::POST,
+        &path(&tenant, &format!("/{id}/runs")),
+        &tenant.worker_token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let done = wait_for_state(&engine, &tenant, id, "completed").await;
+    assert_eq!(done["runs"][0]["planned"], 2, "{done}");
+}
+
+#[tokio::test]
 async fn a_paused_template_pauses_its_running_campaign() {
     let (engine, sandbox) = engine_and_sandbox().await;
     let tenant = tenants(&engine, &sandbox, json!({})).await.remove(1).1;

@@ -151,6 +151,15 @@ pub async fn create(
             ));
         }
     }
+    if let Audience::Segment { name } = &body.audience
+        && !super::segments::exists(&state.pool, tenant, name).await?
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown_segment",
+            format!("audience.name: the tenant has no segment `{name}`"),
+        ));
+    }
     let category = match Category::of_template(&entry.category) {
         Category::Marketing => "marketing",
         _ => "utility",
@@ -158,6 +167,7 @@ pub async fn create(
     let audience = match &body.audience {
         Audience::Recent { days } => json!({"kind": "recent", "days": days}),
         Audience::List { .. } => json!({"kind": "list", "contacts": contacts}),
+        Audience::Segment { name } => json!({"kind": "segment", "name": name}),
     };
     let (kind, run_at) = match &body.schedule {
         Some(Schedule::Once { at }) => (Some("once"), Some(*at)),

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod pause;
 pub mod runner;
+pub mod segments;
 pub mod spec;
 
 use serde_json::Value;
@@ -37,6 +38,7 @@ pub async fn plan(
         .bind(kind)
         .bind(days)
         .bind(&contacts)
+        .bind(audience["name"].as_str().unwrap_or_default())
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -33,6 +33,8 @@ pub enum Audience {
     Recent { days: i32 },
     /// These contacts (1 to 10,000).
     List { contacts: Vec<String> },
+    /// A saved segment (`PUT .../pulse/segments/{name}`), read when each run starts.
+    Segment { name: String },
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, utoipa::ToSchema)]
@@ -102,6 +104,13 @@ pub fn validate(
                 format!("must hold 1 to {MAX_LIST} contacts (an empty audience sends nothing)"),
             ));
         }
+        Audience::Segment { name } if !super::segments::valid_name(name) => {
+            return Err(ApiError::invalid_field(
+                "audience.name",
+                "must be a segment name: lowercase letters, digits, `-` and `_`, at most 64",
+            ));
+        }
+        Audience::Segment { .. } => Vec::new(),
         Audience::List { contacts } => contacts
             .iter()
             .enumerate()
