@@ -8,6 +8,7 @@
 //! unavailable is written again one request per transaction, so only the refused request fails.
 
 use crate::engine::error::{ApiError, is_unavailable};
+use crate::engine::outbound::report_lock;
 use crate::engine::policy::consent::{self, Change};
 use crate::engine::policy::marketing_limit;
 use crate::engine::providers::StatusReport;
@@ -231,6 +232,11 @@ async fn write_batch(
     let jobs: Vec<&NewJob> = submissions.iter().flat_map(|s| &s.jobs).collect();
     let reports: Vec<&NewReport> = submissions.iter().flat_map(|s| &s.reports).collect();
     let mut tx = pool.begin().await?;
+    let report_keys = reports
+        .iter()
+        .map(|r| report_lock::key(r.tenant_id, &r.report.provider_message_id))
+        .collect();
+    report_lock::lock(&mut tx, report_keys).await?;
     let ids = insert_jobs(&mut tx, &jobs).await?;
     insert_reports(&mut tx, &reports).await?;
     open_windows(&mut tx, &jobs).await?;

@@ -2,7 +2,9 @@
 //! contacts refused with nothing written, provider opt-out errors, the consent API and imports.
 
 use crate::engine_harness::{ADMIN_TOKEN, TestEngine, TestTenant, start_engine};
-use crate::policy_harness::{call, count, engine_and_sandbox, inbound, tenants, wait_for_status};
+use crate::policy_harness::{
+    call, count, engine_and_sandbox, inbound, tenants, wait_for_sent, wait_for_status,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -72,13 +74,7 @@ async fn stop_and_start_through_each_providers_webhook_gate_sends() {
         let (status, body) = send(&engine, &tenant,
             json!({"to": contact, "message": "You will get no more messages. Reply START to come back.", "opt_out_confirmation": true})).await;
         assert_eq!(status, 202, "{provider}: {body}");
-        wait_for_status(
-            &engine,
-            &tenant,
-            body["message_id"].as_str().unwrap(),
-            "read",
-        )
-        .await;
+        wait_for_sent(&engine, &tenant, body["message_id"].as_str().unwrap()).await;
 
         // START opts back in; the history holds both changes.
         assert_eq!(

@@ -159,6 +159,22 @@ pub async fn call(
     )
 }
 
+/// Polls a message until the provider took it (accepted, or a report beyond): what the policy
+/// tests need, without waiting on the last of the sandbox's reports.
+pub async fn wait_for_sent(engine: &TestEngine, tenant: &TestTenant, id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let view: Value = engine.message(tenant, id).await.json().await.unwrap();
+        if ["accepted", "sent", "delivered", "read"]
+            .contains(&view["status"].as_str().unwrap_or_default())
+        {
+            return view;
+        }
+        assert!(Instant::now() < deadline, "message never sent: {view}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 /// Polls a message until it reaches `want`.
 pub async fn wait_for_status(
     engine: &TestEngine,

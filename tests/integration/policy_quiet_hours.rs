@@ -3,7 +3,9 @@
 //! held; a contact who opts out while a message waits does not get it.
 
 use crate::engine_harness::{TestEngine, TestTenant};
-use crate::policy_harness::{call, count, engine_and_sandbox, inbound, tenants, wait_for_status};
+use crate::policy_harness::{
+    call, count, engine_and_sandbox, inbound, tenants, wait_for_sent, wait_for_status,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -57,8 +59,8 @@ async fn utility_and_marketing_wait_for_quiet_hours_to_end_service_does_not() {
     let (engine, sandbox) = engine_and_sandbox().await;
     let tenant = tenants(&engine, &sandbox, json!({})).await.remove(0).1;
     let zone = "America/Mexico_City";
-    // Quiet from an hour ago until 4 s from now, local time in the tenant's zone.
-    let quiet = json!({"start": local_time(&engine, zone, -3600).await, "end": local_time(&engine, zone, 4).await});
+    // Quiet from an hour ago until 6 s from now, local time in the tenant's zone.
+    let quiet = json!({"start": local_time(&engine, zone, -3600).await, "end": local_time(&engine, zone, 6).await});
     set_policy(
         &engine,
         &tenant,
@@ -93,21 +95,9 @@ async fn utility_and_marketing_wait_for_quiet_hours_to_end_service_does_not() {
     let (_, update) = send(&engine, &tenant, template("utility")).await;
     assert_eq!(update["held_until"], promo["held_until"], "{update}");
 
-    wait_for_status(
-        &engine,
-        &tenant,
-        reply["message_id"].as_str().unwrap(),
-        "read",
-    )
-    .await;
+    wait_for_sent(&engine, &tenant, reply["message_id"].as_str().unwrap()).await;
     for held in [&promo, &update] {
-        let view = wait_for_status(
-            &engine,
-            &tenant,
-            held["message_id"].as_str().unwrap(),
-            "read",
-        )
-        .await;
+        let view = wait_for_sent(&engine, &tenant, held["message_id"].as_str().unwrap()).await;
         assert_eq!(&history(&view)[..2], ["queued", "held"], "{view}");
     }
     // Nothing went out before the quiet hours ended.
@@ -161,16 +151,10 @@ async fn held_sends_expire_the_contacts_zone_wins_and_an_opt_out_meanwhile_stops
     tokyo["to"] = json!("447700900302");
     let (status, sent) = send(&engine, &tenant, tokyo).await;
     assert!(status == 202 && sent.get("held_until").is_none(), "{sent}");
-    wait_for_status(
-        &engine,
-        &tenant,
-        sent["message_id"].as_str().unwrap(),
-        "read",
-    )
-    .await;
+    wait_for_sent(&engine, &tenant, sent["message_id"].as_str().unwrap()).await;
 
-    // Held for 3 s; the contact writes STOP meanwhile: the message never goes out.
-    let quiet = json!({"start": local_time(&engine, "UTC", -60).await, "end": local_time(&engine, "UTC", 3).await});
+    // Held for 5 s; the contact writes STOP meanwhile: the message never goes out.
+    let quiet = json!({"start": local_time(&engine, "UTC", -60).await, "end": local_time(&engine, "UTC", 5).await});
     set_policy(
         &engine,
         &tenant,

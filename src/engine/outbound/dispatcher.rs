@@ -311,6 +311,9 @@ impl Dispatcher {
         provider_message_id: &str,
     ) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
+        // Reports about this message being stored now wait, or are seen once committed.
+        let key = super::report_lock::key(tenant_id, provider_message_id);
+        super::report_lock::lock(&mut tx, vec![key]).await?;
         sqlx::query(
             "UPDATE outbound_messages SET status = 'accepted', provider = $2, provider_message_id = $3,
                     claimed_until = NULL, error_code = NULL, error_message = NULL, updated_at = now()
