@@ -95,7 +95,8 @@ async fn a_131049_is_recorded_and_not_retried_before_the_providers_period() {
             .unwrap()
             .iter()
             .any(|h| h["status"] == "retry" && h["detail"]["code"] == "131049");
-        retried.then_some(view)
+        // The row and its history are read apart: wait for both.
+        (retried && view["status"] == "queued").then_some(view)
     })
     .await;
     assert_eq!(view["status"], "queued", "{view}");
