@@ -31,12 +31,10 @@ use crate::engine::secret::Secret;
 use crate::engine::state::AppState;
 use axum::Router;
 use axum::routing::{delete, get, post, put};
-use sqlx::{PgPool, Postgres, Transaction};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
-use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AiConfigError {
@@ -151,16 +149,5 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         ))
 }
 
-/// A transaction that row-level security scopes to one tenant. `set_config(.., true)` ends
-/// with the transaction, so the tenant never leaks to the next user of the pooled connection.
-pub async fn tenant_tx(
-    pool: &PgPool,
-    tenant: Uuid,
-) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
-        .bind(tenant.to_string())
-        .execute(&mut *tx)
-        .await?;
-    Ok(tx)
-}
+/// Scoped transactions live with the database code, which the engine's template catalog shares.
+pub use crate::db::tenant_tx;

@@ -895,6 +895,7 @@ mod tests {
                     example: (*e).into(),
                 })
                 .collect(),
+            quality: "UNKNOWN".into(),
             updated_at: Utc::now(),
         }
     }

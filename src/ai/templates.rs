@@ -65,6 +65,10 @@ pub struct TemplateIn {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub updated_at: Option<Value>,
+    /// Ignored: the quality comes from the provider (webhooks, catalog sync).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub quality: Option<Value>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, utoipa::ToSchema)]
@@ -87,6 +91,8 @@ pub struct Template {
     pub status: String,
     pub body: String,
     pub variables: Vec<Variable>,
+    /// The provider's quality rating: GREEN, YELLOW, RED or UNKNOWN.
+    pub quality: String,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -123,6 +129,7 @@ struct Row {
     status: String,
     body: String,
     variables: Value,
+    quality: String,
     updated_at: DateTime<Utc>,
 }
 
@@ -279,7 +286,7 @@ pub fn validate(templates: &mut [TemplateIn]) -> Result<(), ApiError> {
 pub async fn load(pool: &PgPool, tenant: Uuid) -> Result<Vec<Template>, sqlx::Error> {
     let mut tx = tenant_tx(pool, tenant).await?;
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT name, language, category, status, body, variables, updated_at
+        "SELECT name, language, category, status, body, variables, quality, updated_at
          FROM message_templates WHERE tenant_id = $1 ORDER BY name, language",
     )
     .bind(tenant)
@@ -295,6 +302,7 @@ pub async fn load(pool: &PgPool, tenant: Uuid) -> Result<Vec<Template>, sqlx::Er
             status: r.status,
             body: r.body,
             variables: serde_json::from_value(r.variables).unwrap_or_default(),
+            quality: r.quality,
             updated_at: r.updated_at,
         })
         .collect())
@@ -391,6 +399,7 @@ mod tests {
                 })
                 .collect(),
             updated_at: None,
+            quality: None,
         }
     }
 
@@ -453,6 +462,7 @@ mod tests {
             status: "APPROVED".into(),
             body: "Hi {{1}}, order {{2}} ({{1}})".into(),
             variables: vec![],
+            quality: "UNKNOWN".into(),
             updated_at: Utc::now(),
         };
         assert_eq!(

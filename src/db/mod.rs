@@ -111,3 +111,18 @@ pub async fn warn_if_privileged(pool: &PgPool) {
         Err(error) => tracing::warn!(%error, "cannot read the engine's database login"),
     }
 }
+
+/// A transaction that row-level security scopes to one tenant (the AI tables, the template
+/// catalog). `set_config(.., true)` ends with the transaction, so the tenant never leaks to the
+/// next user of the pooled connection.
+pub async fn tenant_tx(
+    pool: &PgPool,
+    tenant: uuid::Uuid,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
+        .bind(tenant.to_string())
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}

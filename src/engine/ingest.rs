@@ -8,6 +8,9 @@
 //! unavailable is written again one request per transaction, so only the refused request fails.
 
 use crate::engine::error::{ApiError, is_unavailable};
+use crate::engine::outbound::report_lock;
+use crate::engine::policy::consent::{self, Change};
+use crate::engine::policy::marketing_limit;
 use crate::engine::providers::StatusReport;
 use crate::engine::tenants::normalize_address;
 use crate::engine::text::{strip_nul, strip_nul_json};
@@ -36,6 +39,9 @@ pub struct NewJob {
     pub dedup_key: String,
     pub provider_timestamp: DateTime<Utc>,
     pub max_attempts: i32,
+    /// The consent change the message's text asks for (an opt-out or opt-in keyword), recorded
+    /// in the job's transaction when the job is new (a redelivery records nothing).
+    pub consent: Option<Change>,
 }
 
 #[derive(Clone, Debug)]
@@ -226,10 +232,18 @@ async fn write_batch(
     let jobs: Vec<&NewJob> = submissions.iter().flat_map(|s| &s.jobs).collect();
     let reports: Vec<&NewReport> = submissions.iter().flat_map(|s| &s.reports).collect();
     let mut tx = pool.begin().await?;
+    let report_keys = reports
+        .iter()
+        .map(|r| report_lock::key(r.tenant_id, &r.report.provider_message_id))
+        .collect();
+    report_lock::lock(&mut tx, report_keys).await?;
     let ids = insert_jobs(&mut tx, &jobs).await?;
     insert_reports(&mut tx, &reports).await?;
     open_windows(&mut tx, &jobs).await?;
     apply_reports(&mut tx, &reports).await?;
+    record_consent(&mut tx, &jobs, &ids).await?;
+    record_reported_opt_outs(&mut tx, &reports).await?;
+    requeue_marketing_limited(&mut tx, &reports).await?;
     let mut tenants: Vec<Uuid> = jobs
         .iter()
         .filter(|j| {
@@ -371,6 +385,72 @@ async fn open_windows(tx: &mut sqlx::PgConnection, jobs: &[&NewJob]) -> Result<(
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+/// Consent changes asked for by new jobs' keywords, in the jobs' order. A job seen twice in one
+/// batch, or stored before, changes nothing again.
+async fn record_consent(
+    tx: &mut sqlx::PgConnection,
+    jobs: &[&NewJob],
+    ids: &HashMap<(Uuid, String), (Uuid, bool)>,
+) -> Result<(), sqlx::Error> {
+    let mut seen = std::collections::HashSet::new();
+    let changes: Vec<Change> = jobs
+        .iter()
+        .filter(|j| j.consent.is_some())
+        .filter(|j| {
+            let key = (j.tenant_id, j.dedup_key.clone());
+            matches!(ids.get(&key), Some((_, false))) && seen.insert(key)
+        })
+        .filter_map(|j| j.consent.clone())
+        .collect();
+    consent::record(tx, &changes).await
+}
+
+/// Provider opt-out errors in failure reports (Meta 131050) opt the message's recipient out.
+async fn record_reported_opt_outs(
+    tx: &mut sqlx::PgConnection,
+    reports: &[&NewReport],
+) -> Result<(), sqlx::Error> {
+    let opt_outs: Vec<&&NewReport> = reports
+        .iter()
+        .filter(|r| {
+            r.report
+                .error_code
+                .as_deref()
+                .is_some_and(consent::is_provider_opt_out)
+        })
+        .collect();
+    if opt_outs.is_empty() {
+        return Ok(());
+    }
+    let tenants: Vec<Uuid> = opt_outs.iter().map(|r| r.tenant_id).collect();
+    let ids: Vec<&str> = opt_outs
+        .iter()
+        .map(|r| r.report.provider_message_id.as_str())
+        .collect();
+    consent::record_reported_opt_outs(tx, &tenants, &ids).await
+}
+
+/// Meta's per-user marketing limit (131049) in failure reports: recorded, and the message
+/// queued again for after the provider's period.
+async fn requeue_marketing_limited(
+    tx: &mut sqlx::PgConnection,
+    reports: &[&NewReport],
+) -> Result<(), sqlx::Error> {
+    let limited: Vec<&&NewReport> = reports
+        .iter()
+        .filter(|r| r.report.error_code.as_deref() == Some(marketing_limit::CODE))
+        .collect();
+    if limited.is_empty() {
+        return Ok(());
+    }
+    let tenants: Vec<Uuid> = limited.iter().map(|r| r.tenant_id).collect();
+    let ids: Vec<&str> = limited
+        .iter()
+        .map(|r| r.report.provider_message_id.as_str())
+        .collect();
+    marketing_limit::requeue_reported(tx, &tenants, &ids).await
 }
 
 /// Moves the messages these reports are about forward (never back).

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod campaigns;
 pub mod config;
 pub mod crypto;
 pub mod depth;
@@ -13,6 +14,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod openapi;
 pub mod outbound;
+pub mod policy;
 pub mod providers;
 pub mod queue;
 pub mod recent;
@@ -100,6 +102,46 @@ pub fn router(state: AppState) -> Router {
             "/admin/tenants/{slug}/conversations/{conversation}/release",
             post(admin::release_conversation),
         )
+        .route(
+            "/routes/tenants/{slug}/policy",
+            get(policy::settings::get).put(policy::settings::put),
+        )
+        .route(
+            "/routes/tenants/{slug}/consent/import",
+            post(policy::consent_api::import),
+        )
+        .route(
+            "/routes/tenants/{slug}/consent/{contact}",
+            get(policy::consent_api::get).put(policy::consent_api::put),
+        )
+        .route(
+            "/routes/tenants/{slug}/templates/sync",
+            post(policy::template_sync::sync),
+        )
+        .route(
+            "/routes/tenants/{slug}/contacts/{contact}",
+            get(policy::contacts::get).put(policy::contacts::put),
+        )
+        .route(
+            "/routes/tenants/{slug}/pulse/campaigns",
+            post(campaigns::api::create),
+        )
+        .route(
+            "/routes/tenants/{slug}/pulse/segments/{name}",
+            get(campaigns::segments::get).put(campaigns::segments::put),
+        )
+        .route(
+            "/routes/tenants/{slug}/pulse/campaigns/{id}",
+            get(campaigns::api::get),
+        )
+        .route(
+            "/routes/tenants/{slug}/pulse/campaigns/{id}/{action}",
+            post(campaigns::api::action),
+        )
+        .route(
+            "/routes/tenants/{slug}/pulse/campaigns/{id}/runs/{run}/recipients",
+            get(campaigns::api::recipients),
+        )
         .merge(crate::ai::routes(&state))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(body_limit))
@@ -158,6 +200,7 @@ pub async fn build(args: &EngineArgs, shutdown: CancellationToken) -> Result<App
         settings.dispatch.clone(),
     );
     dispatcher.spawn(shutdown.clone());
+    campaigns::runner::Runner::spawn(pool.clone(), dispatcher.clone(), shutdown.clone());
     Ok(Arc::new(Engine {
         database: DatabaseProbe::new(pool.clone()),
         depth: QueueDepth::new(pool.clone(), settings.depth_refresh),

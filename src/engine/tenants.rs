@@ -95,6 +95,9 @@ pub struct ChannelSecrets {
     /// Meta: token echoed in the webhook verification handshake.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify_token: Option<Secret>,
+    /// Meta: the WhatsApp Business Account id (digits), whose template catalog the engine syncs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waba_id: Option<String>,
     /// Twilio: account SID (`AC...`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub account_sid: Option<String>,
@@ -129,6 +132,7 @@ impl ChannelSecrets {
         add("access_token", self.access_token.is_some());
         add("app_secret", self.app_secret.is_some());
         add("verify_token", self.verify_token.is_some());
+        add("waba_id", self.waba_id.is_some());
         add("account_sid", self.account_sid.is_some());
         add("auth_token", self.auth_token.is_some());
         names
@@ -145,6 +149,11 @@ impl ChannelSecrets {
             .is_some_and(Secret::is_empty)
         {
             return Err(("webhook_hmac_secret", "must not be empty"));
+        }
+        if self.waba_id.as_deref().is_some_and(|id| {
+            id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_digit())
+        }) {
+            return Err(("waba_id", "must be the account's numeric id"));
         }
         let headers = [
             ("webhook_header", &self.webhook_header),

@@ -10,6 +10,8 @@ use crate::engine::body::{RawBody, parse_json};
 use crate::engine::error::ApiError;
 use crate::engine::ingest::{NewJob, NewReport, Submission};
 use crate::engine::metrics::{IngestLabels, ProviderLabels};
+use crate::engine::policy::consent::{Change, Source};
+use crate::engine::policy::keywords::{Keywords, could_be_keyword};
 use crate::engine::providers::{self, InboundMessage, Provider, SignatureError, WebhookEvent};
 use crate::engine::secret::Secret;
 use crate::engine::state::AppState;
@@ -341,6 +343,9 @@ pub async fn meta(
     providers::meta::verify_signature(secret.expose().as_bytes(), header, &body)
         .map_err(|e| signature_error(&state, "meta", e))?;
     let events = providers::meta::parse(&body).map_err(|e| malformed(&state, "meta", e))?;
+    let updates =
+        providers::meta_templates::parse(&body).map_err(|e| malformed(&state, "meta", e))?;
+    template_updates(&state, &tenant, &updates).await?;
     let ack = store(&state, &tenant, Provider::Meta, events).await?;
     observe(&state, "meta", started);
     Ok(Json(ack))
@@ -435,10 +440,15 @@ async fn store(
             ),
         ));
     }
+    let keywords = keywords_for(state, tenant, &events).await?;
     let mut submission = Submission::default();
     for event in events {
         match event {
-            WebhookEvent::Message(message) => submission.jobs.push(job_for(tenant, message)),
+            WebhookEvent::Message(message) => {
+                submission
+                    .jobs
+                    .push(job_for(tenant, message, keywords.as_ref()))
+            }
             WebhookEvent::Status(report) => submission.reports.push(NewReport {
                 tenant_id: tenant.id,
                 report,
@@ -483,10 +493,79 @@ fn belongs_to(channel: &Channel, event: &WebhookEvent) -> bool {
     to_ok && account_ok
 }
 
-/// The job for one inbound message: the seed's fields first, then the provider's details.
-/// Built by moving the parsed values in (no re-serialisation of the raw payload).
-fn job_for(tenant: &Tenant, message: InboundMessage) -> NewJob {
+/// Meta's template status and quality updates: into the catalog before the 2xx (Meta retries
+/// what is not acknowledged, and applying an update twice changes nothing); campaigns using a
+/// template that stopped being APPROVED pause themselves.
+async fn template_updates(
+    state: &AppState,
+    tenant: &Tenant,
+    updates: &[providers::meta_templates::TemplateUpdate],
+) -> Result<(), ApiError> {
+    if updates.is_empty() {
+        return Ok(());
+    }
+    let stopped =
+        crate::engine::policy::templates::apply(&state.pool, tenant.id, updates, "webhook").await?;
+    if stopped.is_empty() {
+        return Ok(());
+    }
+    let mut tx = state.pool.begin().await?;
+    for (name, language, status) in &stopped {
+        let paused = crate::engine::campaigns::pause::by_template(
+            &mut tx, tenant.id, name, language, status,
+        )
+        .await?;
+        tracing::info!(tenant = %tenant.slug, template = %name, %language, %status, paused, "template no longer approved");
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The tenant's consent keywords, read only when a message of the request is short enough to be
+/// one (most are not, and then nothing is read).
+async fn keywords_for(
+    state: &AppState,
+    tenant: &Tenant,
+    events: &[WebhookEvent],
+) -> Result<Option<Keywords>, ApiError> {
+    let candidate = events.iter().any(|e| match e {
+        WebhookEvent::Message(m) => m.text.as_deref().is_some_and(could_be_keyword),
+        WebhookEvent::Status(_) => false,
+    });
+    if !candidate {
+        return Ok(None);
+    }
+    let policy = crate::engine::policy::settings::load(&state.pool, tenant.id).await?;
+    Ok(Some(policy.keywords()))
+}
+
+/// The consent change a message asks for, when its whole text is a keyword.
+fn consent_change(
+    tenant: &Tenant,
+    message: &InboundMessage,
+    keywords: Option<&Keywords>,
+) -> Option<Change> {
+    let (state, keyword) = keywords?.classify(message.text.as_deref()?)?;
+    Some(Change {
+        tenant_id: tenant.id,
+        contact: message.contact.id.clone(),
+        state,
+        source: Source::Keyword,
+        detail: json!({
+            "keyword": keyword,
+            "provider": message.provider.as_str(),
+            "message_id": message.provider_message_id,
+        }),
+    })
+}
+
+/// The job for one inbound message: the seed's fields first, then the provider's details, and
+/// `consent` when the message changed the contact's consent (so the worker knows, e.g. to
+/// confirm the opt-out). Built by moving the parsed values in (no re-serialisation of the raw
+/// payload).
+fn job_for(tenant: &Tenant, message: InboundMessage, keywords: Option<&Keywords>) -> NewJob {
     use serde_json::Value;
+    let consent = consent_change(tenant, &message, keywords);
     let contact = serde_json::to_value(&message.contact).unwrap_or(Value::Null);
     let optional = |v: Option<String>| v.map_or(Value::Null, Value::String);
     let mut payload = serde_json::Map::with_capacity(11);
@@ -517,6 +596,12 @@ fn job_for(tenant: &Tenant, message: InboundMessage) -> NewJob {
     payload.insert("to".into(), optional(message.to));
     payload.insert("reply_to".into(), optional(message.reply_to));
     payload.insert("raw".into(), message.raw);
+    if let Some(change) = &consent {
+        payload.insert(
+            "consent".into(),
+            json!({"state": change.state.as_str(), "keyword": change.detail["keyword"]}),
+        );
+    }
     NewJob {
         tenant_id: tenant.id,
         dedup_key: format!(
@@ -528,6 +613,7 @@ fn job_for(tenant: &Tenant, message: InboundMessage) -> NewJob {
         provider_timestamp: message.timestamp,
         max_attempts: tenant.max_attempts,
         payload: Value::Object(payload),
+        consent,
     }
 }
 

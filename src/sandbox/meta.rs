@@ -286,6 +286,7 @@ fn accept(state: &SandboxState, account: &MetaAccount, message: &Message) -> Out
             message_id: id.clone(),
             recipient_id: message.wa_id.clone(),
             callback_data: message.callback_data.clone(),
+            failure: failure(account, message),
         };
         reports::schedule(state, status_steps(&sent));
     }
@@ -303,11 +304,40 @@ struct Sent {
     message_id: String,
     recipient_id: String,
     callback_data: Option<String>,
+    /// The error of the `failed` status posted instead of sent/delivered/read.
+    failure: Option<(u32, &'static str)>,
+}
+
+/// Marketing limits apply to templates (business-initiated messages), not to replies.
+fn failure(account: &MetaAccount, message: &Message) -> Option<(u32, &'static str)> {
+    if message.kind != Kind::Template {
+        return None;
+    }
+    let listed = |list: &[String]| list.iter().any(|n| digits(n) == message.wa_id);
+    if listed(&account.stopped_marketing) {
+        return Some((
+            131_050,
+            "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business.",
+        ));
+    }
+    if listed(&account.marketing_limited) {
+        return Some((
+            131_049,
+            "This message was not delivered to maintain healthy ecosystem engagement.",
+        ));
+    }
+    None
 }
 
 fn status_steps(sent: &Sent) -> Vec<Step> {
-    ["sent", "delivered", "read"]
-        .into_iter()
+    let statuses: &[&'static str] = if sent.failure.is_some() {
+        &["failed"]
+    } else {
+        &["sent", "delivered", "read"]
+    };
+    statuses
+        .iter()
+        .copied()
         .map(|status| {
             let sent = sent.clone();
             Box::new(move |now| status_report(&sent, status, now)) as Step
@@ -335,6 +365,11 @@ fn status_body(sent: &Sent, status: &str, now: DateTime<Utc>) -> Value {
         "timestamp": now.timestamp().to_string(),
         "recipient_id": sent.recipient_id,
     });
+    if let (Some(object), Some((code, title))) = (entry.as_object_mut(), sent.failure) {
+        let error = json!({"code": code, "title": title, "message": title,
+                           "error_data": {"details": title}});
+        object.insert("errors".to_owned(), json!([error]));
+    }
     if let (Some(object), Some(data)) = (entry.as_object_mut(), &sent.callback_data) {
         object.insert(
             "biz_opaque_callback_data".to_owned(),

@@ -10,6 +10,7 @@ mod infobip;
 mod meta;
 mod reports;
 pub mod state;
+pub mod templates;
 mod twilio;
 
 use std::net::SocketAddr;
@@ -170,6 +171,7 @@ pub fn router(state: SandboxState) -> Router {
         .merge(infobip::routes())
         .merge(meta::routes())
         .merge(twilio::routes())
+        .merge(templates::routes())
         .route(
             "/_sandbox/messages",
             get(list_requests).delete(clear_requests),

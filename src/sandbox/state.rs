@@ -39,6 +39,9 @@ pub struct InfobipAccount {
     pub webhook_secret: Option<String>,
     /// Defaults to `X-Webhook-Secret`, the header the engine reads by default.
     pub webhook_header: Option<String>,
+    /// What `GET /whatsapp/2/senders/{sender}/templates` lists.
+    #[serde(default)]
+    pub templates: Vec<super::templates::SandboxTemplate>,
 }
 
 #[derive(Clone, Deserialize)]
@@ -52,10 +55,22 @@ pub struct MetaAccount {
     /// Recipients whose 24 h customer service window is closed: free-form text to them fails.
     #[serde(default)]
     pub closed_window: Vec<String>,
+    /// Recipients who stopped the business's marketing messages: a template send to them is
+    /// accepted, then its status webhook is `failed` with error 131050.
+    #[serde(default)]
+    pub stopped_marketing: Vec<String>,
+    /// Recipients at Meta's per-user marketing limit: a template send to them is accepted, then
+    /// its status webhook is `failed` with error 131049.
+    #[serde(default)]
+    pub marketing_limited: Vec<String>,
     /// `metadata.display_phone_number` in webhooks; defaults to [`DEFAULT_DISPLAY_PHONE_NUMBER`].
     pub display_phone_number: Option<String>,
-    /// `entry[].id` in webhooks; defaults to [`DEFAULT_WABA_ID`].
+    /// `entry[].id` in webhooks and the account of `GET /{version}/{waba-id}/message_templates`;
+    /// defaults to [`DEFAULT_WABA_ID`].
     pub waba_id: Option<String>,
+    /// What `GET /{version}/{waba-id}/message_templates` lists.
+    #[serde(default)]
+    pub templates: Vec<super::templates::SandboxTemplate>,
 }
 
 /// Meta's documentation example number, used when an account names none.
@@ -77,6 +92,9 @@ pub struct TwilioAccount {
     /// them (`Body` or `MediaUrl` without `ContentSid`) fails with 63016.
     #[serde(default)]
     pub closed_window: Vec<String>,
+    /// Recipients who replied STOP to this sender: any send to them fails with 21610.
+    #[serde(default)]
+    pub unsubscribed: Vec<String>,
     /// The Messaging Service (`MG…`) this account may send through instead of `From`.
     pub messaging_service_sid: Option<String>,
 }

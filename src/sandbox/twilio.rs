@@ -76,6 +76,11 @@ fn handle(
     if closed && message.content_sid.is_none() {
         return Err(window_closed());
     }
+    if account.unsubscribed.iter().any(|n| {
+        n.trim_start_matches(WHATSAPP).trim_start_matches('+') == to_number.trim_start_matches('+')
+    }) {
+        return Err(invalid(21610, "Attempt to send to unsubscribed recipient"));
+    }
     if let Some(fault) = state.next_fault() {
         return Err(fault_error(fault));
     }

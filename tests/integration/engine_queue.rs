@@ -498,6 +498,15 @@ async fn health_metrics_and_openapi() {
         "/queue/next-job",
         "/queue/jobs/{id}/complete",
         "/admin/tenants/{slug}",
+        "/routes/tenants/{slug}/policy",
+        "/routes/tenants/{slug}/consent/{contact}",
+        "/routes/tenants/{slug}/consent/import",
+        "/routes/tenants/{slug}/contacts/{contact}",
+        "/routes/tenants/{slug}/templates/sync",
+        "/routes/tenants/{slug}/pulse/campaigns",
+        "/routes/tenants/{slug}/pulse/campaigns/{id}",
+        "/routes/tenants/{slug}/pulse/campaigns/{id}/{action}",
+        "/routes/tenants/{slug}/pulse/campaigns/{id}/runs/{run}/recipients",
     ] {
         assert!(
             openapi["paths"][path].is_object(),
@@ -505,6 +514,12 @@ async fn health_metrics_and_openapi() {
         );
     }
     assert!(openapi["components"]["schemas"]["TenantUpsert"].is_object());
+    for schema in ["SendPolicy", "CampaignIn", "CampaignView", "ConsentView"] {
+        assert!(
+            openapi["components"]["schemas"][schema].is_object(),
+            "{schema}"
+        );
+    }
     let unknown = engine
         .http
         .get(engine.at("/no/such/route"))

@@ -55,6 +55,7 @@ fn test_job(tenant_id: Uuid, key: &str, max_attempts: i32) -> NewJob {
         dedup_key: format!("test:{key}"),
         provider_timestamp: Utc::now(),
         max_attempts,
+        consent: None,
     }
 }
 

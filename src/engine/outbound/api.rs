@@ -4,6 +4,8 @@
 use crate::engine::auth::Worker;
 use crate::engine::body::{RawBody, parse_json};
 use crate::engine::error::ApiError;
+use crate::engine::policy::category::Category;
+use crate::engine::policy::{gate, templates};
 use crate::engine::state::AppState;
 use crate::engine::tenants::{TenantState, normalize_address};
 use crate::engine::webhooks::tenant_or_404;
@@ -38,6 +40,15 @@ pub struct SendRequest {
     /// Provider id of the inbound message this one answers (quoted where the provider supports it).
     #[serde(default)]
     pub reply_to: Option<String>,
+    /// This reply confirms the contact's opt-out: the one message an opted-out contact still
+    /// gets, within 24 hours of opting out. Refused (422 `not_opted_out`) to a contact who has not.
+    #[serde(default)]
+    pub opt_out_confirmation: bool,
+    /// `service`, `utility` or `marketing`. Default: `service` inside the 24-hour window, else
+    /// the template's catalog category (`utility` when the catalog does not know it). Utility
+    /// and marketing are held in the tenant's quiet hours; marketing counts toward the cap.
+    #[serde(default)]
+    pub category: Option<Category>,
 }
 
 #[derive(Deserialize, Serialize, utoipa::ToSchema)]
@@ -56,13 +67,21 @@ pub struct TemplateRequest {
 pub struct SendAccepted {
     pub message_id: Uuid,
     pub status: String,
+    pub category: Category,
+    /// Held for the tenant's quiet hours until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_until: Option<DateTime<Utc>>,
+    /// A held message fails with `hold_expired` rather than go out after this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[utoipa::path(post, path = "/messages/send", tag = "messages", request_body = SendRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Same key and body: the same message; same key, another body: 409")),
     security(("worker_token" = [])),
     responses((status = 202, body = SendAccepted), (status = 400), (status = 401), (status = 403), (status = 409), (status = 413),
-              (status = 422, description = "window_closed: free text outside the 24-hour window; no_channel"), (status = 503)))]
+              (status = 409, description = "opted_out: the contact opted out; frequency_capped (details.allowed_at); nothing queued"),
+              (status = 422, description = "window_closed: free text outside the 24-hour window; no_channel; not_opted_out; template_not_approved (details.template_status)"), (status = 503)))]
 pub async fn send(
     State(state): State<AppState>,
     worker: Worker,
@@ -94,14 +113,39 @@ pub async fn send(
     if let Some(existing) = existing(&state, tenant.id, key.as_deref(), &hash).await? {
         return Ok((StatusCode::ACCEPTED, Json(existing)));
     }
-    if request.template.is_none() && !window_open(&state, tenant.id, &request.to).await? {
+    let window = window_open(&state, tenant.id, &request.to).await?;
+    if request.template.is_none() && !window {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "window_closed",
             "the contact has not written in the last 24 hours: only a template can be sent",
         ));
     }
-    let accepted = insert(&state, tenant.id, key.as_deref(), &hash, &request, content).await?;
+    let catalog = match &request.template {
+        Some(template) => {
+            templates::lookup(&state.pool, tenant.id, &template.name, &template.language).await?
+        }
+        None => None,
+    };
+    if let (Some(entry), Some(template)) = (&catalog, &request.template)
+        && entry.status != "APPROVED"
+    {
+        return Err(templates::not_approved(&template.name, entry));
+    }
+    let category = category(
+        &request,
+        window,
+        catalog.as_ref().map(|e| e.category.as_str()),
+    )?;
+    let accepted = insert(
+        &state,
+        tenant.id,
+        (key.as_deref(), &hash),
+        &request,
+        content,
+        category,
+    )
+    .await?;
     state.dispatcher.wake();
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
@@ -167,6 +211,23 @@ fn validate(request: &SendRequest, worker: &Worker) -> Result<Value, ApiError> {
     }
 }
 
+/// The send's category; `service` is only for replies inside the window.
+fn category(
+    request: &SendRequest,
+    window: bool,
+    template_category: Option<&str>,
+) -> Result<Category, ApiError> {
+    match request.category {
+        Some(Category::Service) if !window => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "window_closed",
+            "category: service messages are replies inside the 24-hour window",
+        )),
+        Some(category) => Ok(category),
+        None => Ok(Category::default_for(window, template_category)),
+    }
+}
+
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
@@ -190,8 +251,9 @@ async fn existing(
     hash: &[u8],
 ) -> Result<Option<SendAccepted>, ApiError> {
     let Some(key) = key else { return Ok(None) };
-    let row: Option<(Uuid, String, Vec<u8>)> = sqlx::query_as(
-        "SELECT id, status, request_sha256 FROM outbound_messages WHERE tenant_id = $1 AND idempotency_key = $2",
+    let row: Option<StoredSend> = sqlx::query_as(
+        "SELECT id, status, request_sha256, category, next_attempt_at, expires_at
+         FROM outbound_messages WHERE tenant_id = $1 AND idempotency_key = $2",
     )
     .bind(tenant)
     .bind(key)
@@ -199,15 +261,32 @@ async fn existing(
     .await?;
     match row {
         None => Ok(None),
-        Some((id, status, stored)) if stored == hash => Ok(Some(SendAccepted {
-            message_id: id,
-            status,
+        Some(stored) if stored.request_sha256 == hash => Ok(Some(SendAccepted {
+            message_id: stored.id,
+            status: stored.status,
+            category: match stored.category.as_str() {
+                "marketing" => Category::Marketing,
+                "utility" => Category::Utility,
+                _ => Category::Service,
+            },
+            held_until: stored.expires_at.map(|_| stored.next_attempt_at),
+            expires_at: stored.expires_at,
         })),
         Some(_) => Err(ApiError::conflict(
             "idempotency_key_reused",
             "this Idempotency-Key was used with another body",
         )),
     }
+}
+
+#[derive(sqlx::FromRow)]
+struct StoredSend {
+    id: Uuid,
+    status: String,
+    request_sha256: Vec<u8>,
+    category: String,
+    next_attempt_at: DateTime<Utc>,
+    expires_at: Option<DateTime<Utc>>,
 }
 
 async fn window_open(state: &AppState, tenant: Uuid, to: &str) -> Result<bool, ApiError> {
@@ -222,18 +301,27 @@ async fn window_open(state: &AppState, tenant: Uuid, to: &str) -> Result<bool, A
     Ok(open.unwrap_or(false))
 }
 
+/// Runs the send policy and queues the message in one transaction; a refusal writes nothing.
 async fn insert(
     state: &AppState,
     tenant: Uuid,
-    key: Option<&str>,
-    hash: &[u8],
+    (key, hash): (Option<&str>, &[u8]),
     request: &SendRequest,
     content: Value,
+    category: Category,
 ) -> Result<SendAccepted, ApiError> {
     let mut tx = state.pool.begin().await?;
+    let send = gate::Send {
+        tenant,
+        contact: &request.to,
+        category,
+        opt_out_confirmation: request.opt_out_confirmation,
+    };
+    let admitted = gate::admit(&mut tx, &send).await??;
     let id: Option<Uuid> = sqlx::query_scalar(
-        "INSERT INTO outbound_messages (tenant_id, idempotency_key, request_sha256, recipient, content, reply_to)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO outbound_messages (tenant_id, idempotency_key, request_sha256, recipient, content, reply_to,
+                                        opt_out_confirmation, category, next_attempt_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE(LEAST($9, $10), now()), $10)
          ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING id",
     )
     .bind(tenant)
@@ -242,6 +330,10 @@ async fn insert(
     .bind(normalize_address(&request.to))
     .bind(&content)
     .bind(&request.reply_to)
+    .bind(request.opt_out_confirmation)
+    .bind(category.as_str())
+    .bind(admitted.hold_until)
+    .bind(admitted.expires_at)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(id) = id else {
@@ -252,15 +344,28 @@ async fn insert(
             .ok_or_else(ApiError::internal);
     };
     sqlx::query(
-        "INSERT INTO outbound_events (message_id, status, detail) VALUES ($1, 'queued', '{}')",
+        "INSERT INTO outbound_events (message_id, status, detail) VALUES ($1, 'queued', $2)",
     )
     .bind(id)
+    .bind(json!({"category": category.as_str()}))
     .execute(&mut *tx)
     .await?;
+    if let Some(until) = admitted.hold_until {
+        sqlx::query(
+            "INSERT INTO outbound_events (message_id, status, detail) VALUES ($1, 'held', $2)",
+        )
+        .bind(id)
+        .bind(json!({"reason": "quiet_hours", "until": until, "expires_at": admitted.expires_at}))
+        .execute(&mut *tx)
+        .await?;
+    }
     tx.commit().await?;
     Ok(SendAccepted {
         message_id: id,
         status: "queued".into(),
+        category,
+        held_until: admitted.hold_until,
+        expires_at: admitted.expires_at,
     })
 }
 

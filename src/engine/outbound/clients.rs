@@ -159,6 +159,20 @@ impl Clients {
         }
     }
 
+    /// The guarded HTTP client (no redirects, no proxy, destination-checked DNS).
+    pub(super) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub(super) fn meta_version(&self) -> &str {
+        &self.meta_version
+    }
+
+    /// [`Self::destination`] for other calls than sends.
+    pub(super) fn destination_for(&self, channel: &Channel) -> Result<BaseUrl, SendOutcome> {
+        self.destination(channel)
+    }
+
     /// The channel's base URL, if the allow-list takes it and an IP-literal host is one sends may
     /// connect to (host names are checked when they are resolved). Checked on every send: the
     /// stored URL may predate the allow-list, or the allow-list may have shrunk since.

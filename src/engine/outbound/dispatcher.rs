@@ -6,7 +6,10 @@ use super::clients::{Clients, Outgoing, SendOutcome, SendPolicy};
 use super::in_flight::InFlight;
 use super::pacing::{Buckets, Rate};
 use crate::engine::metrics::Metrics;
+use crate::engine::policy::keywords::ConsentState;
+use crate::engine::policy::{consent, marketing_limit};
 use crate::engine::tenants::{TenantDirectory, TenantState, normalize_address};
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -55,6 +58,10 @@ struct Due {
     content: Value,
     reply_to: Option<String>,
     attempts: i32,
+    opted_out: bool,
+    expires_at: Option<DateTime<Utc>>,
+    hold_until: Option<DateTime<Utc>>,
+    hold_expires_at: DateTime<Utc>,
 }
 
 impl Dispatcher {
@@ -86,6 +93,11 @@ impl Dispatcher {
             settings,
             wake,
         })
+    }
+
+    /// The provider clients (the template catalog sync reads through them).
+    pub fn clients(&self) -> &Clients {
+        &self.clients
     }
 
     /// Something was queued: look now rather than at the next tick.
@@ -159,6 +171,34 @@ impl Dispatcher {
         };
         if tenant.state == TenantState::Suspended {
             return self.reschedule(message.id, Duration::from_secs(30)).await;
+        }
+        if message.opted_out {
+            return self
+                .finish(
+                    message.id,
+                    "failed",
+                    (
+                        "opted_out",
+                        "the contact opted out after the message was queued",
+                    ),
+                )
+                .await;
+        }
+        if let Some(verdict) = quiet_hours(&message, Utc::now()) {
+            return match verdict {
+                Quiet::Hold { until, expires_at } => self.hold(message.id, until, expires_at).await,
+                Quiet::Expired => {
+                    self.finish(
+                        message.id,
+                        "failed",
+                        (
+                            "hold_expired",
+                            "held for quiet hours longer than the tenant's maximum hold",
+                        ),
+                    )
+                    .await
+                }
+            };
         }
         let Some(channel) = tenant.channel.clone() else {
             return self
@@ -238,6 +278,20 @@ impl Dispatcher {
             SendOutcome::Permanent {
                 code,
                 message: text,
+            } if code == marketing_limit::CODE => {
+                self.marketing_limited(message, tenant_id, &code, &text)
+                    .await
+            }
+            SendOutcome::Permanent {
+                code,
+                message: text,
+            } if consent::is_provider_opt_out(&code) => {
+                self.provider_opt_out(message, tenant_id, &code, &text)
+                    .await
+            }
+            SendOutcome::Permanent {
+                code,
+                message: text,
             } => self.fail(message.id, &code, &text).await,
             SendOutcome::Unknown { message: text } => {
                 // Not re-sent: it may have gone out. The worker decides (a new Idempotency-Key sends again).
@@ -257,6 +311,9 @@ impl Dispatcher {
         provider_message_id: &str,
     ) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
+        // Reports about this message being stored now wait, or are seen once committed.
+        let key = super::report_lock::key(tenant_id, provider_message_id);
+        super::report_lock::lock(&mut tx, vec![key]).await?;
         sqlx::query(
             "UPDATE outbound_messages SET status = 'accepted', provider = $2, provider_message_id = $3,
                     claimed_until = NULL, error_code = NULL, error_message = NULL, updated_at = now()
@@ -280,6 +337,84 @@ impl Dispatcher {
             .bind(vec![provider_message_id.to_owned()])
             .execute(&mut *tx)
             .await?;
+        consent::record_reported_opt_outs(&mut tx, &[tenant_id], &[provider_message_id]).await?;
+        tx.commit().await
+    }
+
+    /// The provider says the user opted out (Twilio 21610): the message fails with the
+    /// provider's code and the contact is opted out, in one transaction.
+    async fn provider_opt_out(
+        &self,
+        message: &Due,
+        tenant_id: Uuid,
+        code: &str,
+        text: &str,
+    ) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let moved = sqlx::query(
+            "UPDATE outbound_messages SET status = 'failed', claimed_until = NULL, error_code = $2,
+                    error_message = $3, updated_at = now()
+             WHERE id = $1 AND status = 'sending'",
+        )
+        .bind(message.id)
+        .bind(code)
+        .bind(text)
+        .execute(&mut *tx)
+        .await?;
+        if moved.rows_affected() == 1 {
+            event(
+                &mut tx,
+                message.id,
+                "failed",
+                json!({"code": code, "message": text}),
+            )
+            .await?;
+            let change = consent::Change {
+                tenant_id,
+                contact: message.recipient.clone(),
+                state: ConsentState::OptedOut,
+                source: consent::Source::Provider,
+                detail: json!({"code": code, "message_id": message.id}),
+            };
+            consent::record(&mut tx, &[change]).await?;
+        }
+        tx.commit().await
+    }
+
+    /// Meta's per-user marketing limit answered to the send (131049): the contact is recorded
+    /// as limited and the message waits the provider's period (or fails after
+    /// [`marketing_limit::MAX_TRIES`] sends).
+    async fn marketing_limited(
+        &self,
+        message: &Due,
+        tenant_id: Uuid,
+        code: &str,
+        text: &str,
+    ) -> Result<(), sqlx::Error> {
+        if message.attempts >= marketing_limit::MAX_TRIES {
+            return self.fail(message.id, code, text).await;
+        }
+        let until = marketing_limit::retry_at(Utc::now());
+        let mut tx = self.pool.begin().await?;
+        marketing_limit::record(&mut tx, &[tenant_id], &[message.recipient.as_str()], until)
+            .await?;
+        let moved = sqlx::query(
+            "UPDATE outbound_messages SET status = 'queued', claimed_until = NULL, error_code = $2, error_message = $3,
+                    next_attempt_at = $4, updated_at = now()
+             WHERE id = $1 AND status = 'sending'",
+        )
+        .bind(message.id)
+        .bind(code)
+        .bind(text)
+        .bind(until)
+        .execute(&mut *tx)
+        .await?;
+        if moved.rows_affected() == 1 {
+            let detail =
+                json!({"code": code, "reason": "provider_marketing_limit", "retry_at": until});
+            event(&mut tx, message.id, "retry", detail).await?;
+        }
+        self.metrics.count_sent("meta", "marketing_limited");
         tx.commit().await
     }
 
@@ -341,6 +476,32 @@ impl Dispatcher {
         }
     }
 
+    /// Back to the queue until the quiet hours end, without counting an attempt.
+    async fn hold(&self, id: Uuid, until: DateTime<Utc>, expires_at: DateTime<Utc>) {
+        let result = async {
+            let mut tx = self.pool.begin().await?;
+            let moved = sqlx::query(
+                "UPDATE outbound_messages SET status = 'queued', claimed_until = NULL, attempts = attempts - 1,
+                        next_attempt_at = $2, expires_at = $3, updated_at = now()
+                 WHERE id = $1 AND status = 'sending'",
+            )
+            .bind(id)
+            .bind(until)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await?;
+            if moved.rows_affected() == 1 {
+                let detail = json!({"reason": "quiet_hours", "until": until, "expires_at": expires_at});
+                event(&mut tx, id, "held", detail).await?;
+            }
+            tx.commit().await
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(%error, message = %id, "could not hold; the claim will expire and be recovered");
+        }
+    }
+
     /// Back to the queue without counting an attempt (pacing, suspension).
     async fn reschedule(&self, id: Uuid, delay: Duration) {
         let result = sqlx::query(
@@ -389,6 +550,30 @@ async fn event(
         .execute(&mut *tx)
         .await?;
     Ok(())
+}
+
+enum Quiet {
+    Hold {
+        until: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    },
+    Expired,
+}
+
+/// What quiet hours say about a claimed message: nothing (send it), hold it until they end, or
+/// let it expire (it was held past the tenant's maximum, or would be).
+fn quiet_hours(message: &Due, now: DateTime<Utc>) -> Option<Quiet> {
+    if message.expires_at.is_some_and(|at| at <= now) {
+        return Some(Quiet::Expired);
+    }
+    let until = message.hold_until?;
+    if until > message.hold_expires_at {
+        return Some(Quiet::Expired);
+    }
+    Some(Quiet::Hold {
+        until,
+        expires_at: message.hold_expires_at,
+    })
 }
 
 /// 1 s, 2 s, 4 s ... capped at 5 min, with jitter (50-100 %).

@@ -10,3 +10,5 @@ pub mod dispatcher;
 pub mod in_flight;
 pub mod pacing;
 pub mod provider_error;
+pub mod report_lock;
+pub mod template_api;

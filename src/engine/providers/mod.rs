@@ -6,6 +6,7 @@
 
 pub mod infobip;
 pub mod meta;
+pub mod meta_templates;
 pub mod time;
 pub mod twilio;
 

@@ -38,4 +38,15 @@ SET status = 'sending', attempts = m.attempts + 1,
 FROM tenants t
 WHERE m.id IN (SELECT id FROM picked ORDER BY turn, next_attempt_at LIMIT $1)
   AND t.id = m.tenant_id
-RETURNING m.id, m.tenant_id, t.slug, m.recipient, m.content, m.reply_to, m.attempts
+RETURNING m.id, m.tenant_id, t.slug, m.recipient, m.content, m.reply_to, m.attempts,
+    -- The contact opted out since the message was queued (a confirmation of a recent opt-out
+    -- still goes out).
+    COALESCE((SELECT c.state = 'opted_out'
+                     AND NOT (m.opt_out_confirmation AND c.updated_at > now() - interval '24 hours')
+              FROM contact_consent c WHERE c.tenant_id = m.tenant_id AND c.contact = m.recipient), false)
+        AS opted_out,
+    -- Quiet hours: until when a utility or marketing message must wait now, and when it expires.
+    m.expires_at,
+    (SELECT h.hold_until FROM flomastr_hold(m.tenant_id, m.recipient, m.category, now()) h) AS hold_until,
+    (SELECT COALESCE(m.expires_at, now() + h.max_hold)
+     FROM flomastr_hold(m.tenant_id, m.recipient, m.category, now()) h) AS hold_expires_at
