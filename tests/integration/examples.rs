@@ -90,7 +90,15 @@ async fn every_example_is_accepted_by_the_api_server() {
         let out = std::process::Command::new("kubectl")
             .arg("--kubeconfig")
             .arg(&kubeconfig)
-            .args(["apply", "--server-side", "--dry-run=server", "-f"])
+            // Dry run: nothing is written. Forced, because the sample of a concurrent
+            // `flomastr up` (e2e_up, same API server) may own the same Secret's fields.
+            .args([
+                "apply",
+                "--server-side",
+                "--force-conflicts",
+                "--dry-run=server",
+                "-f",
+            ])
             .arg(format!("{}/{path}", env!("CARGO_MANIFEST_DIR")))
             .output()
             .expect("kubectl is installed (scripts/test installs it)");
