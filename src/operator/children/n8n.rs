@@ -348,12 +348,7 @@ mod tests {
 
     #[test]
     fn n8n_gets_its_owner_but_neither_the_worker_token_nor_env_access() {
-        let pod = deployment(&tenant(), &plan())
-            .spec
-            .unwrap()
-            .template
-            .spec
-            .unwrap();
+        let pod = deployment(&tenant(), &plan()).spec.template.spec.unwrap();
         let env = pod.containers[0].env.clone().unwrap();
         let names = names(&env);
         assert!(!names.contains(&"FLOMASTR_WORKER_TOKEN"));
@@ -380,7 +375,7 @@ mod tests {
     fn the_provisioning_container_has_the_token_the_inputs_and_the_expected_fingerprint() {
         let mut plan = plan();
         plan.encryption_key_fingerprint = Some("sha256:0123456789abcdef".into());
-        let template = deployment(&tenant(), &plan).spec.unwrap().template;
+        let template = deployment(&tenant(), &plan).spec.template;
         let annotations = template.metadata.unwrap().annotations.unwrap();
         assert_eq!(
             annotations[PROVISIONING_DIGEST],
