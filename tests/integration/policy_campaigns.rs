@@ -463,9 +463,25 @@ async fn a_paused_template_pauses_its_running_campaign() {
     );
 }
 
+/// An engine process, killed when dropped (also when the test fails half-way).
+struct Replica(Child);
+
+impl Replica {
+    fn kill(&mut self) {
+        self.0.kill().ok();
+        self.0.wait().ok();
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// An engine replica as its own process (so it can be killed with SIGKILL).
-fn engine_process(db_url: &str, master_key: &str, port: u16, sandbox: &Sandbox) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_flomastr"))
+fn engine_process(db_url: &str, master_key: &str, port: u16, sandbox: &Sandbox) -> Replica {
+    let child = Command::new(env!("CARGO_BIN_EXE_flomastr"))
         .arg("engine")
         .env("DATABASE_URL", db_url)
         .env("FLOMASTR_LISTEN", format!("127.0.0.1:{port}"))
@@ -483,7 +499,8 @@ fn engine_process(db_url: &str, master_key: &str, port: u16, sandbox: &Sandbox) 
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start the engine binary")
+        .expect("start the engine binary");
+    Replica(child)
 }
 
 async fn wait_up(http: &reqwest::Client, base: &str) {
@@ -587,8 +604,7 @@ async fn five_thousand_contacts_one_message_each_through_kill_9_and_two_replicas
             (queued(&db.pool).await >= at_least).then_some(())
         })
         .await;
-        a.kill().expect("SIGKILL");
-        a.wait().unwrap();
+        a.kill();
         a = engine_process(&db.url, &master_key, ports[0], &sandbox);
         wait_up(&http, &bases[0]).await;
     }
@@ -619,10 +635,8 @@ async fn five_thousand_contacts_one_message_each_through_kill_9_and_two_replicas
         assert!(Instant::now() < deadline, "not done: {view}, {sent} sent");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    a.kill().ok();
-    b.kill().ok();
-    a.wait().ok();
-    b.wait().ok();
+    a.kill();
+    b.kill();
 
     let per_contact: Vec<(String, i64)> =
         sqlx::query_as("SELECT recipient, count(*) FROM outbound_messages GROUP BY recipient")
