@@ -3,7 +3,7 @@
 //! 5,000-contact campaign sending exactly one message per eligible contact while its engines
 //! are killed with SIGKILL and two replicas share the work.
 
-use crate::common::{eventually, free_port, fresh_db};
+use crate::common::{eventually, free_port, fresh_db, within};
 use crate::engine_harness::{ADMIN_TOKEN, TestEngine, TestTenant, args, sha256_hex};
 use crate::policy_harness::{Sandbox, call, count, engine_and_sandbox, sandbox, tenants};
 use flomastr::engine::providers::meta;
@@ -55,22 +55,22 @@ async fn contacts_wrote(pool: &sqlx::PgPool, slug: &str, contacts: &[String]) {
 }
 
 async fn wait_for_state(engine: &TestEngine, tenant: &TestTenant, id: &str, want: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (_, view) = call(
-            engine,
-            Method::GET,
-            &path(tenant, &format!("/{id}")),
-            &tenant.worker_token,
-            None,
-        )
-        .await;
-        if view["state"] == want {
-            return view;
-        }
-        assert!(Instant::now() < deadline, "campaign never {want}: {view}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    within(
+        Duration::from_secs(60),
+        &format!("the campaign {want}"),
+        async || {
+            let (_, view) = call(
+                engine,
+                Method::GET,
+                &path(tenant, &format!("/{id}")),
+                &tenant.worker_token,
+                None,
+            )
+            .await;
+            (view["state"] == want).then_some(view)
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -504,19 +504,18 @@ fn engine_process(db_url: &str, master_key: &str, port: u16, sandbox: &Sandbox) 
 }
 
 async fn wait_up(http: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if http
-            .get(format!("{base}/healthz"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the engine at {base} did not come up");
+    within(
+        Duration::from_secs(30),
+        &format!("the engine at {base}"),
+        async || {
+            http.get(format!("{base}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+                .then_some(())
+        },
+    )
+    .await;
 }
 
 async fn queued(pool: &sqlx::PgPool) -> i64 {

@@ -1,11 +1,12 @@
 //! What the send-policy tests share: an engine and a sandbox that know each other, tenants of
 //! each provider pointed at the sandbox, and signed inbound webhooks of each provider's format.
 
+use crate::common::within;
 use crate::engine_harness::{TestEngine, TestTenant, allow_sandbox, start_engine_public};
 use flomastr::engine::providers::{meta, twilio};
 use flomastr::sandbox::{Accounts, Knobs, SandboxConfig, SandboxState};
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub struct Sandbox {
     pub url: String,
@@ -162,17 +163,13 @@ pub async fn call(
 /// Polls a message until the provider took it (accepted, or a report beyond): what the policy
 /// tests need, without waiting on the last of the sandbox's reports.
 pub async fn wait_for_sent(engine: &TestEngine, tenant: &TestTenant, id: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    within(Duration::from_secs(20), "the message sent", async || {
         let view: Value = engine.message(tenant, id).await.json().await.unwrap();
-        if ["accepted", "sent", "delivered", "read"]
+        ["accepted", "sent", "delivered", "read"]
             .contains(&view["status"].as_str().unwrap_or_default())
-        {
-            return view;
-        }
-        assert!(Instant::now() < deadline, "message never sent: {view}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+            .then_some(view)
+    })
+    .await
 }
 
 /// Polls a message until it reaches `want`.
@@ -182,18 +179,15 @@ pub async fn wait_for_status(
     id: &str,
     want: &str,
 ) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let view: Value = engine.message(tenant, id).await.json().await.unwrap();
-        if view["status"] == want {
-            return view;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "message never reached {want}: {view}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    within(
+        Duration::from_secs(20),
+        &format!("the message {want}"),
+        async || {
+            let view: Value = engine.message(tenant, id).await.json().await.unwrap();
+            (view["status"] == want).then_some(view)
+        },
+    )
+    .await
 }
 
 pub async fn count(engine: &TestEngine, sql: &str) -> i64 {
