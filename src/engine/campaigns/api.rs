@@ -465,15 +465,6 @@ async fn view(state: &AppState, tenant: Uuid, id: Uuid) -> Result<CampaignView, 
             finished_at: run.finished_at,
         });
     }
-    let days = [
-        "sunday",
-        "monday",
-        "tuesday",
-        "wednesday",
-        "thursday",
-        "friday",
-        "saturday",
-    ];
     let schedule = match (
         c.schedule_kind.as_deref(),
         c.run_at,
@@ -482,7 +473,7 @@ async fn view(state: &AppState, tenant: Uuid, id: Uuid) -> Result<CampaignView, 
     ) {
         (Some("once"), Some(at), _, _) => Some(json!({"kind": "once", "at": at})),
         (Some("weekly"), _, Some(day), Some(time)) => Some(json!({"kind": "weekly",
-            "weekday": days.get(usize::try_from(day).unwrap_or(0)).copied().unwrap_or("sunday"),
+            "weekday": super::spec::WEEKDAYS.get(usize::try_from(day).unwrap_or(0)).copied().unwrap_or("sunday"),
             "time": time.format("%H:%M").to_string()})),
         _ => None,
     };

@@ -157,18 +157,21 @@ pub fn validate(
     Ok((contacts, weekly))
 }
 
+/// Weekday names in PostgreSQL's `dow` order (0 = Sunday).
+pub const WEEKDAYS: [&str; 7] = [
+    "sunday",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+];
+
 /// PostgreSQL's `dow`: 0 = Sunday.
 fn weekday_number(name: &str) -> Option<i16> {
-    let days = [
-        "sunday",
-        "monday",
-        "tuesday",
-        "wednesday",
-        "thursday",
-        "friday",
-        "saturday",
-    ];
-    days.iter()
+    WEEKDAYS
+        .iter()
         .position(|d| d.eq_ignore_ascii_case(name))
         .and_then(|i| i16::try_from(i).ok())
 }
