@@ -2,6 +2,7 @@
 //! channel, loaded with secrets opened, and cached briefly so the hot path does not query per request.
 
 use crate::engine::crypto::{Keyring, SealError};
+use crate::engine::policy::keywords::Keywords;
 use crate::engine::providers::Provider;
 use crate::engine::providers::infobip::SignatureAlgorithm;
 use crate::engine::secret::Secret;
@@ -203,6 +204,9 @@ pub struct Tenant {
     pub max_concurrency: i32,
     pub webhook_secret: Option<Secret>,
     pub channel: Option<Channel>,
+    /// The consent keywords of the tenant's send policy (built-in ones included), loaded with
+    /// the tenant so that an inbound message is classified without a read of its own.
+    pub keywords: Keywords,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -347,8 +351,10 @@ impl TenantDirectory {
         let row: Option<TenantRow> = sqlx::query_as(
             "SELECT t.id, t.slug, t.display_name, t.status, t.max_attempts, t.max_concurrency,
                     t.webhook_secret_sealed, t.webhook_secret_key_id,
-                    c.provider, c.sender, c.base_url, c.secrets_sealed, c.secrets_key_id
+                    c.provider, c.sender, c.base_url, c.secrets_sealed, c.secrets_key_id,
+                    p.opt_out_keywords, p.opt_in_keywords
              FROM tenants t LEFT JOIN channels c ON c.tenant_id = t.id
+                  LEFT JOIN send_policies p ON p.tenant_id = t.id
              WHERE t.slug = $1",
         )
         .bind(slug)
@@ -373,6 +379,8 @@ struct TenantRow {
     base_url: Option<String>,
     secrets_sealed: Option<Vec<u8>>,
     secrets_key_id: Option<String>,
+    opt_out_keywords: Option<Vec<String>>,
+    opt_in_keywords: Option<Vec<String>>,
 }
 
 impl TenantRow {
@@ -423,6 +431,10 @@ impl TenantRow {
             max_concurrency: self.max_concurrency,
             webhook_secret,
             channel,
+            keywords: Keywords::new(
+                self.opt_out_keywords.as_deref().unwrap_or_default(),
+                self.opt_in_keywords.as_deref().unwrap_or_default(),
+            ),
         })
     }
 }

@@ -11,7 +11,6 @@ use crate::engine::error::ApiError;
 use crate::engine::ingest::{NewJob, NewReport, Submission};
 use crate::engine::metrics::{IngestLabels, ProviderLabels};
 use crate::engine::policy::consent::{Change, Source};
-use crate::engine::policy::keywords::{Keywords, could_be_keyword};
 use crate::engine::providers::{self, InboundMessage, Provider, SignatureError, WebhookEvent};
 use crate::engine::secret::Secret;
 use crate::engine::state::AppState;
@@ -440,14 +439,13 @@ async fn store(
             ),
         ));
     }
-    let keywords = keywords_for(state, tenant, &events).await?;
     let mut submission = Submission::default();
     for event in events {
         match event {
             WebhookEvent::Message(message) => {
                 submission
                     .jobs
-                    .push(job_for(tenant, message, keywords.as_ref()))
+                    .push(job_for(tenant, message))
             }
             WebhookEvent::Status(report) => submission.reports.push(NewReport {
                 tenant_id: tenant.id,
@@ -521,31 +519,9 @@ async fn template_updates(
     Ok(())
 }
 
-/// The tenant's consent keywords, read only when a message of the request is short enough to be
-/// one (most are not, and then nothing is read).
-async fn keywords_for(
-    state: &AppState,
-    tenant: &Tenant,
-    events: &[WebhookEvent],
-) -> Result<Option<Keywords>, ApiError> {
-    let candidate = events.iter().any(|e| match e {
-        WebhookEvent::Message(m) => m.text.as_deref().is_some_and(could_be_keyword),
-        WebhookEvent::Status(_) => false,
-    });
-    if !candidate {
-        return Ok(None);
-    }
-    let policy = crate::engine::policy::settings::load(&state.pool, tenant.id).await?;
-    Ok(Some(policy.keywords()))
-}
-
 /// The consent change a message asks for, when its whole text is a keyword.
-fn consent_change(
-    tenant: &Tenant,
-    message: &InboundMessage,
-    keywords: Option<&Keywords>,
-) -> Option<Change> {
-    let (state, keyword) = keywords?.classify(message.text.as_deref()?)?;
+fn consent_change(tenant: &Tenant, message: &InboundMessage) -> Option<Change> {
+    let (state, keyword) = tenant.keywords.classify(message.text.as_deref()?)?;
     Some(Change {
         tenant_id: tenant.id,
         contact: message.contact.id.clone(),
@@ -563,9 +539,9 @@ fn consent_change(
 /// `consent` when the message changed the contact's consent (so the worker knows, e.g. to
 /// confirm the opt-out). Built by moving the parsed values in (no re-serialisation of the raw
 /// payload).
-fn job_for(tenant: &Tenant, message: InboundMessage, keywords: Option<&Keywords>) -> NewJob {
+fn job_for(tenant: &Tenant, message: InboundMessage) -> NewJob {
     use serde_json::Value;
-    let consent = consent_change(tenant, &message, keywords);
+    let consent = consent_change(tenant, &message);
     let contact = serde_json::to_value(&message.contact).unwrap_or(Value::Null);
     let optional = |v: Option<String>| v.map_or(Value::Null, Value::String);
     let mut payload = serde_json::Map::with_capacity(11);

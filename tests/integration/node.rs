@@ -195,9 +195,13 @@ async fn the_flomastr_image_runs_the_engine_against_postgres_behind_a_service() 
 
     // Another pod reaches it through the Service's cluster DNS name (CoreDNS → ClusterIP →
     // kube-proxy's DNAT to the engine pod) and gets the engine's health with the queue in it.
+    // The endpoint reaches kube-proxy's rules a moment after the pod is Ready (the EndpointSlice
+    // controller, then kube-proxy's sync; seconds on a loaded machine): until then a connection
+    // is refused, and the client tries again, as any client of a new Service would.
     let url = format!("http://engine.{}.svc.cluster.local/", ns.name);
     let script = format!(
-        "fetch({url:?}).then(async r => {{ const body = await r.text(); console.log(r.status, body); \
+        "const get = (left) => fetch({url:?}).catch(e => {{ if (left > 0) {{ return new Promise(ok => setTimeout(ok, 500)).then(() => get(left - 1)); }} throw e; }}); \
+         get(60).then(async r => {{ const body = await r.text(); console.log(r.status, body); \
          process.exit(r.status === 200 && JSON.parse(body).status === 'ok' ? 0 : 1); }}, e => {{ console.error(e); process.exit(2); }})"
     );
     ns.create_pod(node_script_pod("client", &script)).await;

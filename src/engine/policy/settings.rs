@@ -269,6 +269,9 @@ pub async fn put(
     .bind(cap.map_or(DEFAULT_CAP_SECONDS, |c| c.period_seconds))
     .execute(&state.pool)
     .await?;
+    // Inbound messages are classified with the keywords cached with the tenant: this replica
+    // reads them again at once, the others within the tenant cache's lifetime.
+    state.tenants.invalidate(&caller.tenant.slug);
     tracing::info!(tenant = %caller.tenant.slug, actor = caller.actor.as_str(), "send policy set");
     Ok(Json(policy))
 }
