@@ -58,7 +58,7 @@ pub struct TenantSpec {
     pub deletion_policy: DeletionPolicy,
 
     /// When true the API server refuses to delete this Tenant (the chart's
-    /// ValidatingAdmissionPolicy `flomastr-tenant-deletion-protection`): set it to false first.
+    /// ValidatingAdmissionPolicy `<release>-tenant-deletion-protection`): set it to false first.
     #[serde(default)]
     pub deletion_protection: bool,
 
