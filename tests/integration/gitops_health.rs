@@ -81,22 +81,25 @@ fn argo_health(object: &Value) -> (String, String) {
     (status.to_owned(), message.to_owned())
 }
 
-fn kubectl(args: &[&str]) -> std::process::Output {
-    Command::new("kubectl")
+/// `kubectl` as the admin, awaited (the operator runs on this test's runtime meanwhile).
+async fn kubectl(args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new("kubectl")
         .arg("--kubeconfig")
         .arg(require_env("FLOMASTR_TEST_KUBECONFIG"))
         .args(args)
         .output()
+        .await
         .expect("kubectl is installed (scripts/system-deps installs it)")
 }
 
-fn wait_for(condition: &str, slug: &str, timeout: &str) -> Result<(), String> {
+async fn wait_for(condition: &str, slug: &str, timeout: &str) -> Result<(), String> {
     let out = kubectl(&[
         "wait",
         &format!("--for=condition={condition}"),
         &format!("tenant/{slug}"),
         &format!("--timeout={timeout}"),
-    ]);
+    ])
+    .await;
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -182,9 +185,15 @@ async fn kubectl_wait_and_the_argo_cd_health_check_read_the_kstatus_conditions()
             .unwrap();
     }
 
-    wait_for("Ready", &ready, "90s").expect("kubectl wait --for=condition=Ready");
-    wait_for("Stalled", &stalled, "90s").expect("kubectl wait --for=condition=Stalled");
-    wait_for("Reconciling=false", &paused, "90s").expect("the suspended tenant settles");
+    wait_for("Ready", &ready, "90s")
+        .await
+        .expect("kubectl wait --for=condition=Ready");
+    wait_for("Stalled", &stalled, "90s")
+        .await
+        .expect("kubectl wait --for=condition=Stalled");
+    wait_for("Reconciling=false", &paused, "90s")
+        .await
+        .expect("the suspended tenant settles");
 
     let healthy = read(&tenants, &ready).await;
     let generation = &healthy["metadata"]["generation"];
@@ -248,15 +257,21 @@ async fn kubectl_wait_and_the_argo_cd_health_check_read_the_kstatus_conditions()
     let (status, message) = argo_health(&stale);
     assert_eq!(status, "Progressing");
     assert!(message.contains("reconcile generation"), "{message}");
-    let refused = wait_for("Ready", &ready, "3s").expect_err("a Ready of an older generation");
+    let refused = wait_for("Ready", &ready, "3s")
+        .await
+        .expect_err("a Ready of an older generation");
     assert!(refused.contains("timed out"), "{refused}");
 
     // A fix un-stalls: the missing Secret created, the tenant becomes ready.
     credentials(&client, &stalled).await;
     controller = start_operator(context());
-    wait_for("Ready", &ready, "90s").expect("Ready again for the new generation");
+    wait_for("Ready", &ready, "90s")
+        .await
+        .expect("Ready again for the new generation");
     assert_eq!(argo_health(&read(&tenants, &ready).await).0, "Healthy");
-    wait_for("Ready", &stalled, "120s").expect("ready once the credentials exist");
+    wait_for("Ready", &stalled, "120s")
+        .await
+        .expect("ready once the credentials exist");
     assert_eq!(
         condition(&read(&tenants, &stalled).await, "Stalled")["status"],
         "False"
