@@ -6,7 +6,7 @@
 //! own: deleting the shared API server's CRD would delete every other test's Tenants).
 
 use crate::chart::{Helm, minimal_values};
-use crate::common::{admin_client, install_tenant_crd, require_env, unique, within};
+use crate::common::{admin_client, install_tenant_crd, kubectl, unique, within};
 use crate::engine_harness::start_engine;
 use crate::operator::{
     CREDENTIALS_NAMESPACE, OPERATOR_NAMESPACE, context, create_tenant, credentials, credentials_in,
@@ -70,16 +70,6 @@ async fn install_deletion_protection(admin: &kube::Client) {
         .await;
 }
 
-/// `kubectl` against the shared test API server as its admin.
-fn kubectl(args: &[&str]) -> std::process::Output {
-    Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(require_env("FLOMASTR_TEST_KUBECONFIG"))
-        .args(args)
-        .output()
-        .expect("kubectl is installed (scripts/system-deps installs it)")
-}
-
 fn text(output: &std::process::Output) -> String {
     format!(
         "{}{}",
@@ -104,15 +94,14 @@ async fn deletion_protection_refuses_kubectl_delete_until_it_is_switched_off() {
         Duration::from_secs(30),
         "the deletion protection in force",
         async || {
-            let out = kubectl(&["delete", "tenant", &slug, "--dry-run=server"]);
-            text(&out).contains(&refusal).then_some(())
+            let (_, said) = kubectl(&["delete", "tenant", &slug, "--dry-run=server"]).await;
+            said.contains(&refusal).then_some(())
         },
     )
     .await;
 
-    let out = kubectl(&["delete", "tenant", &slug]);
+    let (out, said) = kubectl(&["delete", "tenant", &slug]).await;
     assert!(!out.status.success(), "kubectl delete is refused");
-    let said = text(&out);
     assert!(
         said.contains("Forbidden") && said.contains(&refusal),
         "kubectl says why: {said}"
@@ -164,12 +153,8 @@ async fn deletion_protection_refuses_kubectl_delete_until_it_is_switched_off() {
         )
         .await
         .unwrap();
-    let out = kubectl(&["delete", "tenant", &slug, "--wait=false"]);
-    assert!(
-        out.status.success(),
-        "allowed once switched off: {}",
-        text(&out)
-    );
+    let (out, said) = kubectl(&["delete", "tenant", &slug, "--wait=false"]).await;
+    assert!(out.status.success(), "allowed once switched off: {said}");
     assert!(tenants.get_opt(&slug).await.unwrap().is_none());
 }
 

@@ -3,7 +3,7 @@
 //! reads them, and the shipped Argo CD health check (`manifests/argocd/tenant-health.lua`) run
 //! by a Lua 5.1 interpreter (Argo CD's dialect) against the Tenants read back from the server.
 
-use crate::common::{admin_client, install_tenant_crd, require_env, unique, within};
+use crate::common::{admin_client, install_tenant_crd, kubectl, unique, within};
 use crate::engine_harness::start_engine;
 use crate::operator::{
     CREDENTIALS_NAMESPACE, credentials, credentials_name, operator_args, operator_client,
@@ -81,30 +81,14 @@ fn argo_health(object: &Value) -> (String, String) {
     (status.to_owned(), message.to_owned())
 }
 
-/// `kubectl` as the admin, awaited (the operator runs on this test's runtime meanwhile).
-async fn kubectl(args: &[&str]) -> std::process::Output {
-    tokio::process::Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(require_env("FLOMASTR_TEST_KUBECONFIG"))
-        .args(args)
-        .output()
-        .await
-        .expect("kubectl is installed (scripts/system-deps installs it)")
-}
-
 async fn wait_for(condition: &str, slug: &str, timeout: &str) -> Result<(), String> {
-    let out = kubectl(&[
+    let (out, said) = kubectl(&[
         "wait",
         &format!("--for=condition={condition}"),
         &format!("tenant/{slug}"),
         &format!("--timeout={timeout}"),
     ])
     .await;
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
     if out.status.success() {
         Ok(())
     } else {
