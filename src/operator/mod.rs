@@ -7,6 +7,7 @@ pub mod children;
 pub mod config;
 pub mod context;
 pub mod credentials;
+pub mod deletion;
 pub mod dns;
 pub mod encryption;
 pub mod engine_client;
@@ -69,12 +70,19 @@ pub fn controller(ctx: Arc<Context>) -> impl futures::Stream<Item = ()> + Send {
     Controller::new(Api::<Tenant>::all(client.clone()), tenants)
         .owns(Api::<Deployment>::all(client.clone()), owned.clone())
         .owns(Api::<Service>::all(client.clone()), owned.clone())
-        .owns(
-            Api::<PersistentVolumeClaim>::all(client.clone()),
-            owned.clone(),
-        )
         .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
-        .owns(Api::<Ingress>::all(client.clone()), owned)
+        .owns(Api::<Ingress>::all(client.clone()), owned.clone())
+        // n8n's volume is not owned by the Tenant (it outlives it unless deletionPolicy is
+        // Delete: children::retention): its label names the tenant.
+        .watches(
+            Api::<PersistentVolumeClaim>::all(client.clone()),
+            owned,
+            |pvc: PersistentVolumeClaim| {
+                pvc.labels()
+                    .get(plan::SLUG_LABEL)
+                    .map(|slug| ObjectRef::<Tenant>::new(slug))
+            },
+        )
         // A tenant's n8n pod that fails to pull, crash-loops or cannot be scheduled changes no
         // Deployment status for minutes: its own changes wake the Tenant, so N8nReady says why
         // within one reconcile.

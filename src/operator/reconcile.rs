@@ -3,7 +3,7 @@
 
 use crate::operator::child_cache::Cached;
 use crate::operator::children::{
-    self, ENCRYPTION_KEY, ENCRYPTION_SECRET, OWNER_SECRET, WORKER_SECRET, WORKER_TOKEN,
+    self, ENCRYPTION_KEY, ENCRYPTION_SECRET, OWNER_SECRET, WORKER_SECRET, WORKER_TOKEN, retention,
 };
 use crate::operator::context::Context;
 use crate::operator::credentials;
@@ -11,11 +11,11 @@ use crate::operator::encryption;
 use crate::operator::plan::{MANAGER, Plan, plan};
 use crate::operator::registration::{self, secret_value};
 use crate::operator::status::{Finding, Observed, compute};
-use crate::operator::{pod_health, workflow_ready};
+use crate::operator::{deletion, pod_health, workflow_ready};
 use crate::tenant::{ConditionType, DeletionPolicy, Tenant, TenantStatus};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod, Secret};
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Namespace, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -40,6 +40,8 @@ pub enum Error {
     NotReady(String),
     #[error("cleanup: {0}")]
     Cleanup(String),
+    #[error("deletion blocked: {0}")]
+    DeletionBlocked(String),
 }
 
 impl Error {
@@ -50,6 +52,7 @@ impl Error {
             Self::Finalizer(_) => "finalizer",
             Self::NotReady(_) => "not_ready",
             Self::Cleanup(_) => "cleanup",
+            Self::DeletionBlocked(_) => "deletion_blocked",
         }
     }
 }
@@ -177,12 +180,7 @@ async fn apply_children(
     plan: &mut Plan,
     ctx: &Context,
 ) -> Result<(), kube::Error> {
-    ssa(
-        ctx,
-        Api::all(ctx.client.clone()),
-        &children::namespace(tenant, plan),
-    )
-    .await?;
+    apply_namespace(tenant, plan, ctx, true).await?;
     ssa(
         ctx,
         namespaced(ctx, plan),
@@ -245,6 +243,36 @@ async fn apply_children(
         .await?;
     }
     Ok(())
+}
+
+/// The tenant's namespace, owned by the Tenant only under `deletionPolicy: Delete` (then the
+/// garbage collector deletes it after the Tenant). Before it is made owned, the live namespace
+/// must be the one the operator created for this tenant. `create: false` (during deletion)
+/// changes an existing namespace only.
+async fn apply_namespace(
+    tenant: &Tenant,
+    plan: &Plan,
+    ctx: &Context,
+    create: bool,
+) -> Result<(), kube::Error> {
+    let namespace = children::namespace(tenant, plan);
+    if ctx
+        .children
+        .unchanged(&namespace, ctx.children.digest(&namespace))
+    {
+        return Ok(());
+    }
+    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    match api.get_opt(&plan.namespace).await? {
+        None if !create => return Ok(()),
+        Some(live) if live.metadata.deletion_timestamp.is_some() => return Ok(()),
+        Some(live) if namespace.metadata.owner_references.is_some() => {
+            retention::may_cascade(&live, tenant)
+                .map_err(|refused| kube::Error::Service(refused.into()))?;
+        }
+        _ => {}
+    }
+    ssa(ctx, api, &namespace).await
 }
 
 /// `namespace/name:port` -> (`name.namespace.svc.cluster.local`, port).
@@ -677,7 +705,13 @@ async fn publish_transitions(
     }
 }
 
-async fn publish(ctx: &Context, tenant: &Tenant, type_: EventType, reason: &str, note: &str) {
+pub(crate) async fn publish(
+    ctx: &Context,
+    tenant: &Tenant,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+) {
     let event = KubeEvent {
         type_,
         reason: reason.to_owned(),
@@ -691,10 +725,21 @@ async fn publish(ctx: &Context, tenant: &Tenant, type_: EventType, reason: &str,
 }
 
 /// Deletion: with policy Delete remove DNS records, Caddy routes and the engine registration
-/// (and its data); with Retain remove the routes and suspend the tenant in the engine.
+/// (and its data), and leave the namespace to the garbage collector; with Retain remove the
+/// routes, suspend the tenant in the engine and keep the namespace. With Snapshot nothing is
+/// touched and the Tenant stays until a backup can be taken (not available yet).
 async fn cleanup(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if let Some(blocked) = deletion::blocked(&tenant) {
+        deletion::hold(&ctx, &tenant, &blocked).await;
+        return Err(Error::DeletionBlocked(blocked.message));
+    }
     let plan = plan(&tenant, &ctx.config);
     let slug = tenant.slug().to_owned();
+    // The namespace's owner as the policy now says, before the finalizer goes: the garbage
+    // collector acts on it as soon as the Tenant is gone.
+    apply_namespace(&tenant, &plan, &ctx, false)
+        .await
+        .map_err(|e| Error::Cleanup(e.to_string()))?;
     if let Some(caddy) = &ctx.caddy {
         for id in [format!("tenant-{slug}-n8n"), format!("tenant-{slug}")] {
             caddy
@@ -714,7 +759,9 @@ async fn cleanup(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error
                 .await
                 .map_err(|e| Error::Cleanup(e.to_string()))?;
         }
-        DeletionPolicy::Retain => {
+        // Snapshot gets here only once a backup was taken (deletion::blocked holds it before);
+        // until backups exist it keeps what Retain keeps, never more is lost.
+        DeletionPolicy::Retain | DeletionPolicy::Snapshot => {
             let mut suspended = (*tenant).clone();
             suspended.spec.suspended = true;
             let finding = engine_finding(&suspended, &plan, &ctx).await;

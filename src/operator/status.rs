@@ -86,8 +86,10 @@ pub fn compute(previous: Option<&TenantStatus>, observed: Observed<'_>, now: Tim
     let previous_conditions = previous
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
+    let [reconciling, stalled] = kstatus(observed.findings, observed.suspended);
     let conditions = std::iter::once(&ready)
         .chain(observed.findings.iter())
+        .chain([&reconciling, &stalled])
         .map(|f| condition(f, previous_conditions, observed.generation, &now))
         .collect();
     TenantStatus {
@@ -99,6 +101,81 @@ pub fn compute(previous: Option<&TenantStatus>, observed: Observed<'_>, now: Tim
         dns_records: observed.dns_records,
         encryption_key_fingerprint: observed.encryption_key_fingerprint,
     }
+}
+
+/// Reconciling and Stalled, as kstatus (kubectl wait, Flux, Argo CD) reads them: at most one of
+/// them True. A failure that is not mere progress stalls the tenant until someone acts (or the
+/// cause goes away: the operator retries with backoff); anything else pending is progress.
+/// In this Finding, `ok` means the condition is True.
+fn kstatus(findings: &[Finding], suspended: bool) -> [Finding; 2] {
+    let (reconciling, stalled) = (ConditionType::Reconciling, ConditionType::Stalled);
+    if let Some(failed) = findings.iter().find(|f| !f.ok && f.reason != "Progressing") {
+        return [
+            Finding::failed(
+                reconciling,
+                "Stalled",
+                "stopped by a failure: see the Stalled condition",
+            ),
+            Finding::ok(
+                stalled,
+                &failed.reason,
+                format!("{}: {}", failed.kind.as_str(), failed.message),
+            ),
+        ];
+    }
+    let no_failure = Finding::failed(stalled, "NoFailure", "no condition reports a failure");
+    let pending: Vec<&str> = findings
+        .iter()
+        .filter(|f| !f.ok)
+        .map(|f| f.kind.as_str())
+        .collect();
+    let reconciling = if !pending.is_empty() {
+        Finding::ok(
+            reconciling,
+            "Progressing",
+            format!("waiting for {}", pending.join(", ")),
+        )
+    } else if suspended {
+        Finding::failed(reconciling, "Suspended", "the tenant is suspended")
+    } else {
+        Finding::failed(reconciling, "Reconciled", "the spec is in effect")
+    };
+    [reconciling, no_failure]
+}
+
+/// The status of a Tenant whose deletion waits for someone to act: Ready False, Stalled True
+/// saying why, Reconciling False; the other conditions as they were.
+pub fn deletion_blocked(
+    previous: Option<&TenantStatus>,
+    generation: Option<i64>,
+    reason: &str,
+    message: &str,
+    now: Time,
+) -> TenantStatus {
+    let mut status = previous.cloned().unwrap_or_default();
+    let blocked = [
+        Finding::failed(ConditionType::Ready, "DeletionBlocked", message),
+        Finding::failed(
+            ConditionType::Reconciling,
+            "Stalled",
+            "stopped: see the Stalled condition",
+        ),
+        Finding::ok(ConditionType::Stalled, reason, message),
+    ];
+    for finding in &blocked {
+        let updated = condition(finding, &status.conditions, generation, &now);
+        match status
+            .conditions
+            .iter_mut()
+            .find(|c| c.type_ == updated.type_)
+        {
+            Some(existing) => *existing = updated,
+            None => status.conditions.push(updated),
+        }
+    }
+    status.phase = Some(TenantPhase::Terminating);
+    status.observed_generation = generation;
+    status
 }
 
 fn condition(
@@ -169,6 +246,84 @@ mod tests {
         assert_eq!(ready.conditions[0].status, "True");
         assert_eq!(ready.conditions[1].last_transition_time, at(300));
         assert_eq!(ready.observed_generation, Some(2));
+    }
+
+    fn find<'a>(status: &'a TenantStatus, kind: &str) -> &'a Condition {
+        status.conditions.iter().find(|c| c.type_ == kind).unwrap()
+    }
+
+    #[test]
+    fn kstatus_conditions_follow_progress_failure_and_readiness() {
+        let waiting = [Finding::failed(
+            ConditionType::N8nReady,
+            "Progressing",
+            "0/1 available",
+        )];
+        let progressing = compute(None, observed(&waiting, false), at(1));
+        assert_eq!(find(&progressing, "Reconciling").status, "True");
+        assert_eq!(
+            find(&progressing, "Reconciling").message,
+            "waiting for N8nReady"
+        );
+        assert_eq!(find(&progressing, "Stalled").status, "False");
+
+        let broken = [
+            waiting[0].clone(),
+            Finding::failed(
+                ConditionType::EngineRegistered,
+                "CredentialsSecretMissing",
+                "create it",
+            ),
+        ];
+        let stalled = compute(Some(&progressing), observed(&broken, false), at(2));
+        let condition = find(&stalled, "Stalled");
+        assert_eq!(
+            (condition.status.as_str(), condition.reason.as_str()),
+            ("True", "CredentialsSecretMissing")
+        );
+        assert_eq!(condition.message, "EngineRegistered: create it");
+        assert_eq!(find(&stalled, "Reconciling").status, "False");
+
+        let done = [Finding::ok(ConditionType::N8nReady, "Available", "1/1")];
+        let ready = compute(Some(&stalled), observed(&done, false), at(3));
+        for kind in ["Reconciling", "Stalled"] {
+            assert_eq!(find(&ready, kind).status, "False", "{kind}");
+        }
+        assert_eq!(find(&ready, "Ready").status, "True");
+        assert!(
+            ready
+                .conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(2)),
+            "every condition says which generation it describes"
+        );
+        let suspended = compute(Some(&ready), observed(&done, true), at(4));
+        assert_eq!(find(&suspended, "Reconciling").reason, "Suspended");
+        assert_eq!(find(&suspended, "Stalled").status, "False");
+    }
+
+    #[test]
+    fn a_blocked_deletion_stalls_and_keeps_the_other_conditions() {
+        let done = [Finding::ok(ConditionType::N8nReady, "Available", "1/1")];
+        let ready = compute(None, observed(&done, false), at(1));
+        let blocked = deletion_blocked(
+            Some(&ready),
+            Some(3),
+            "SnapshotUnavailable",
+            "no backups",
+            at(5),
+        );
+        assert_eq!(blocked.phase, Some(TenantPhase::Terminating));
+        assert_eq!(blocked.observed_generation, Some(3));
+        assert_eq!(find(&blocked, "Ready").reason, "DeletionBlocked");
+        let stalled = find(&blocked, "Stalled");
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("True", "SnapshotUnavailable")
+        );
+        assert_eq!(stalled.last_transition_time, at(5));
+        assert_eq!(find(&blocked, "N8nReady"), find(&ready, "N8nReady"));
+        assert_eq!(blocked.conditions.len(), ready.conditions.len());
     }
 
     #[test]

@@ -47,11 +47,20 @@ pub struct TenantSpec {
     #[serde(default)]
     pub suspended: bool,
 
-    /// What happens to external state when the Tenant is deleted. `Retain` (default) suspends the
-    /// tenant in the engine and keeps its data, DNS records and routes removed only from Caddy;
-    /// `Delete` removes DNS records, routes and the engine registration with all its data.
+    /// What happens to the tenant's data when the Tenant is deleted (also when the CRD is).
+    /// `Retain` (default) keeps the namespace `tenant-<slug>` with n8n's volume and encryption
+    /// key, the DNS records and the engine's data (the tenant suspended there); only routes are
+    /// removed. `Delete` removes the namespace with everything in it, the DNS records and the
+    /// engine registration with all its data. `Snapshot` is to take a backup first: backups are
+    /// not available yet, so such a Tenant's deletion waits (condition Stalled, reason
+    /// SnapshotUnavailable) until the policy is changed to Retain or Delete.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+
+    /// When true the API server refuses to delete this Tenant (the chart's
+    /// ValidatingAdmissionPolicy `<release>-tenant-deletion-protection`): set it to false first.
+    #[serde(default)]
+    pub deletion_protection: bool,
 
     /// The tenant's own n8n: its automation workers.
     #[serde(default)]
@@ -78,14 +87,19 @@ pub struct TenantSpec {
     pub limits: LimitsSpec,
 }
 
-/// What happens to external state when a Tenant is deleted.
+/// What happens to the tenant's data when a Tenant is deleted.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum DeletionPolicy {
-    /// Keep the tenant's data in the engine (suspended) and its DNS records.
+    /// Keep the namespace (n8n's volume, encryption key), the DNS records and the engine's data
+    /// (suspended).
     #[default]
     Retain,
-    /// Remove DNS records, routes and the engine registration, including the tenant's data.
+    /// Remove the namespace with everything in it, the DNS records, the routes and the engine
+    /// registration, including the tenant's data.
     Delete,
+    /// Back the tenant up, then delete as `Delete`. Backups are not available yet: the deletion
+    /// waits, with condition Stalled (reason SnapshotUnavailable), until the policy changes.
+    Snapshot,
 }
 
 /// The tenant's n8n deployment.

@@ -21,7 +21,10 @@ pub struct TenantStatus {
     pub observed_generation: Option<i64>,
 
     /// Detailed state: Ready, N8nReady, WorkflowReady, RoutesReady, DnsReady and
-    /// EngineRegistered, each with a reason and a message telling what to fix when it is False.
+    /// EngineRegistered, each with a reason and a message telling what to fix when it is False;
+    /// and, after the kstatus conventions GitOps tools read, Reconciling (True while the
+    /// operator is making progress) and Stalled (True while a failure needs fixing). Each
+    /// carries the observedGeneration it was computed for.
     #[serde(default)]
     pub conditions: Vec<Condition>,
 
@@ -87,16 +90,22 @@ pub enum ConditionType {
     RoutesReady,
     DnsReady,
     EngineRegistered,
+    /// kstatus: True while the operator works towards the spec (nothing failed, something pending).
+    Reconciling,
+    /// kstatus: True while a failure keeps the tenant from becoming ready until someone acts.
+    Stalled,
 }
 
 impl ConditionType {
-    pub const ALL: [ConditionType; 6] = [
+    pub const ALL: [ConditionType; 8] = [
         Self::Ready,
         Self::N8nReady,
         Self::WorkflowReady,
         Self::RoutesReady,
         Self::DnsReady,
         Self::EngineRegistered,
+        Self::Reconciling,
+        Self::Stalled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -107,6 +116,8 @@ impl ConditionType {
             Self::RoutesReady => "RoutesReady",
             Self::DnsReady => "DnsReady",
             Self::EngineRegistered => "EngineRegistered",
+            Self::Reconciling => "Reconciling",
+            Self::Stalled => "Stalled",
         }
     }
 }

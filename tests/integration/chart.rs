@@ -93,7 +93,7 @@ impl Helm {
     }
 
     /// `helm template` of the chart: the rendered documents, or helm's error output.
-    fn template(
+    pub fn template(
         &self,
         release: &str,
         namespace: &str,
@@ -120,7 +120,7 @@ impl Helm {
         }
     }
 
-    fn render(&self, release: &str, namespace: &str, values: &Value) -> Vec<Value> {
+    pub fn render(&self, release: &str, namespace: &str, values: &Value) -> Vec<Value> {
         self.template(release, namespace, values, &[])
             .unwrap_or_else(|error| panic!("helm template fails: {error}"))
     }
@@ -135,7 +135,7 @@ fn documents(yaml: &str) -> Vec<Value> {
 }
 
 /// The values a real installation needs at least.
-fn minimal_values() -> Value {
+pub fn minimal_values() -> Value {
     json!({
         "baseDomain": "example.com",
         "secret": {"databaseUrl": "postgres://flomastr:secret@postgres.db.svc:5432/flomastr"},
@@ -259,6 +259,7 @@ fn variants() -> Vec<(&'static str, Value)> {
         "serviceAccount": {"name": "custom-operator"},
         "admissionPolicy": {"enabled": false},
     });
+    generated_secret_without_pdbs["tenantDeletionProtection"] = json!({"enabled": false});
     generated_secret_without_pdbs["engine"] = json!({"podDisruptionBudget": {"enabled": false}, "publicUrl": "https://hooks.example.org"});
     vec![
         ("minimal values", minimal_values()),
@@ -495,6 +496,8 @@ fn minimal_values_render_the_default_objects() {
             "ServiceAccount",
             "ServiceAccount",
             "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
             "ValidatingAdmissionPolicyBinding",
         ]
     );
@@ -510,6 +513,10 @@ fn minimal_values_render_the_default_objects() {
         ("Role", "flomastr-operator-leader"),
         ("Role", "flomastr-operator-credentials"),
         ("ValidatingAdmissionPolicy", "flomastr-operator"),
+        (
+            "ValidatingAdmissionPolicy",
+            "flomastr-tenant-deletion-protection",
+        ),
     ] {
         assert!(
             names.contains(&(expected.0.to_owned(), expected.1.to_owned())),
@@ -1127,8 +1134,20 @@ fn chart_rbac_and_admission_policy_equal_manifests_rbac_operator_yaml() {
         }
 
         // The admission policy: the manifest's, for this release's ServiceAccount and namespace.
-        let policies: Vec<Value> = of_kind(&objects, "ValidatingAdmissionPolicy");
-        let bindings: Vec<Value> = of_kind(&objects, "ValidatingAdmissionPolicyBinding");
+        // (The Tenants' deletion protection is a policy of its own: tests/integration/deletion_safety.rs.)
+        let operators = |kind: &str| -> Vec<Value> {
+            of_kind::<Value>(&objects, kind)
+                .into_iter()
+                .filter(|o| {
+                    !o["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .ends_with("-tenant-deletion-protection")
+                })
+                .collect()
+        };
+        let policies = operators("ValidatingAdmissionPolicy");
+        let bindings = operators("ValidatingAdmissionPolicyBinding");
         if values["operator"]["admissionPolicy"]["enabled"] == false {
             assert!(policies.is_empty() && bindings.is_empty(), "{what}");
             continue;

@@ -195,3 +195,21 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// `kubectl` against the shared test API server as its admin, awaited (a controller running on
+/// the test's runtime goes on meanwhile): the output, and stdout with stderr as one text.
+pub async fn kubectl(args: &[&str]) -> (std::process::Output, String) {
+    let out = tokio::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(require_env(KUBECONFIG_VAR))
+        .args(args)
+        .output()
+        .await
+        .expect("kubectl is installed (scripts/system-deps installs it)");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out, text)
+}

@@ -12,7 +12,7 @@ use kube::core::{ApiResource, Status};
 use serde_json::{Value, json};
 
 /// The sample Tenant of `manifests/examples/`, renamed so tests never collide.
-fn sample_tenant(name: &str) -> Tenant {
+pub fn sample_tenant(name: &str) -> Tenant {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/manifests/examples/tenant-infobip.yaml"

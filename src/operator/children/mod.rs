@@ -7,6 +7,7 @@ mod n8n;
 mod namespace;
 mod network_policy;
 mod provisioning;
+pub mod retention;
 mod secrets;
 
 pub use ingress::{frontend_ingress, frontend_service, n8n_ingress};

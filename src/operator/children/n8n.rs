@@ -304,7 +304,7 @@ fn volumes() -> Vec<Volume> {
 
 pub fn pvc(tenant: &Tenant, plan: &Plan) -> PersistentVolumeClaim {
     PersistentVolumeClaim {
-        metadata: meta(tenant, plan, DATA_PVC, "n8n", true),
+        metadata: super::retention::retained_meta(tenant, plan, DATA_PVC, "n8n"),
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
             resources: Some(VolumeResourceRequirements {

@@ -11,6 +11,10 @@ use std::collections::BTreeMap;
 
 pub fn namespace(tenant: &Tenant, plan: &Plan) -> Namespace {
     let mut metadata = meta(tenant, plan, &plan.namespace, "tenant", false);
+    // Owned by the Tenant (so deleted after it) only when its policy says Delete.
+    if !super::retention::cascades(tenant) {
+        metadata.owner_references = None;
+    }
     // Pod Security "restricted": n8n runs as uid 1000 without privileges.
     metadata.labels.get_or_insert_default().insert(
         "pod-security.kubernetes.io/enforce".into(),

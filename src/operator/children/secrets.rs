@@ -2,7 +2,7 @@
 //! later reconcile never changes them (n8n cannot read its credentials under another key; the
 //! engine knows the token; a person may have written the owner's password down).
 
-use super::meta;
+use super::retention::retained_meta;
 use crate::operator::plan::Plan;
 use crate::tenant::Tenant;
 use k8s_openapi::api::core::v1::Secret;
@@ -29,7 +29,7 @@ fn random_hex() -> String {
 
 fn secret(tenant: &Tenant, plan: &Plan, name: &str, data: BTreeMap<String, String>) -> Secret {
     Secret {
-        metadata: meta(tenant, plan, name, "secret", true),
+        metadata: retained_meta(tenant, plan, name, "secret"),
         string_data: Some(data),
         type_: Some("Opaque".to_owned()),
         ..Secret::default()

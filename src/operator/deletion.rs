@@ -1,0 +1,113 @@
+//! What a Tenant's deletion waits for before its cleanup runs. `deletionPolicy: Snapshot`
+//! promises a backup before anything is deleted; backups are not available yet, so such a
+//! deletion is held (the finalizer stays, nothing is touched) with a status saying so, until
+//! the policy is changed to Retain or Delete. When backups exist, [`blocked`] is where the
+//! backup is started and awaited.
+
+use crate::operator::context::Context;
+use crate::operator::plan::MANAGER;
+use crate::operator::reconcile::publish;
+use crate::operator::status::deletion_blocked;
+use crate::tenant::{DeletionPolicy, Tenant};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::EventType;
+
+/// Why a deletion waits: the Stalled condition's reason and message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Blocked {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+pub const SNAPSHOT_UNAVAILABLE: &str = "SnapshotUnavailable";
+
+/// Whether the deletion of `tenant` must wait, and why.
+pub fn blocked(tenant: &Tenant) -> Option<Blocked> {
+    (tenant.spec.deletion_policy == DeletionPolicy::Snapshot).then(|| Blocked {
+        reason: SNAPSHOT_UNAVAILABLE,
+        message: format!(
+            "deletionPolicy Snapshot takes a backup before deleting, and backups are not \
+             available in this version: nothing was deleted. Set spec.deletionPolicy of Tenant \
+             {} to Retain (keep the namespace, n8n's data and key) or Delete to let the \
+             deletion proceed",
+            tenant.name_any()
+        ),
+    })
+}
+
+/// Shows the held deletion in the status and as a Warning Event (once per reason: a status
+/// already saying so is not rewritten).
+pub async fn hold(ctx: &Context, tenant: &Tenant, blocked: &Blocked) {
+    let status = deletion_blocked(
+        tenant.status.as_ref(),
+        tenant.metadata.generation,
+        blocked.reason,
+        &blocked.message,
+        Time(k8s_openapi::jiff::Timestamp::now()),
+    );
+    let unchanged = tenant.status.as_ref().is_some_and(|before| {
+        let pick = |s: &crate::tenant::TenantStatus| {
+            s.conditions
+                .iter()
+                .map(|c| {
+                    (
+                        c.type_.clone(),
+                        c.status.clone(),
+                        c.reason.clone(),
+                        c.observed_generation,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        pick(before) == pick(&status) && before.phase == status.phase
+    });
+    if unchanged {
+        return;
+    }
+    publish(
+        ctx,
+        tenant,
+        EventType::Warning,
+        blocked.reason,
+        &blocked.message,
+    )
+    .await;
+    let patch = serde_json::json!({"apiVersion": "flomastr.io/v1alpha1", "kind": "Tenant", "status": status});
+    if let Err(error) = Api::<Tenant>::all(ctx.client.clone())
+        .patch_status(
+            &tenant.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        tracing::warn!(tenant = %tenant.name_any(), %error, "cannot show the held deletion in the status");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::children::fixtures::tenant;
+
+    #[test]
+    fn only_snapshot_holds_a_deletion_and_says_how_to_proceed() {
+        let mut tenant = tenant();
+        for policy in [DeletionPolicy::Retain, DeletionPolicy::Delete] {
+            tenant.spec.deletion_policy = policy;
+            assert_eq!(blocked(&tenant), None, "{policy:?}");
+        }
+        tenant.spec.deletion_policy = DeletionPolicy::Snapshot;
+        let held = blocked(&tenant).unwrap();
+        assert_eq!(held.reason, "SnapshotUnavailable");
+        assert!(
+            held.message.contains("backups are not available"),
+            "{}",
+            held.message
+        );
+        assert!(held.message.contains("nothing was deleted"));
+        assert!(held.message.contains("Tenant acme to Retain"));
+    }
+}
