@@ -210,7 +210,9 @@ async fn register(client: &reqwest::Client, url: &str, tenant: usize) {
 /// An inbound text as InfoBip sends it, received now (so the contact's 24-hour window opens, as
 /// it does for real traffic).
 fn infobip_message(tenant: usize, contact: u64, id: &str) -> Value {
-    let received_at = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string();
+    let received_at = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3f+0000")
+        .to_string();
     json!({"from": format!("4477{contact:08}"), "to": sender(tenant), "integrationType": "WHATSAPP",
            "receivedAt": received_at, "messageId": id,
            "message": {"type": "TEXT", "text": "Hola, ¿tenéis pan sin gluten hoy?"}, "contact": {"name": "Bench"}})
@@ -594,7 +596,12 @@ async fn send_rate(
                 .await
                 .expect("the engine answers");
             let status = r.status();
-            assert_eq!(status, 202, "send refused: {}", r.text().await.unwrap_or_default());
+            assert_eq!(
+                status,
+                202,
+                "send refused: {}",
+                r.text().await.unwrap_or_default()
+            );
         }
     });
     use futures::StreamExt as _;

@@ -442,11 +442,7 @@ async fn store(
     let mut submission = Submission::default();
     for event in events {
         match event {
-            WebhookEvent::Message(message) => {
-                submission
-                    .jobs
-                    .push(job_for(tenant, message))
-            }
+            WebhookEvent::Message(message) => submission.jobs.push(job_for(tenant, message)),
             WebhookEvent::Status(report) => submission.reports.push(NewReport {
                 tenant_id: tenant.id,
                 report,
