@@ -56,6 +56,7 @@ fn test_job(tenant_id: Uuid, key: &str, max_attempts: i32) -> NewJob {
         provider_timestamp: Utc::now(),
         max_attempts,
         consent: None,
+        sender_id: None,
     }
 }
 
