@@ -6,8 +6,8 @@ use crate::engine::body::JsonBody;
 use crate::engine::error::ApiError;
 use crate::engine::providers::Provider;
 use crate::engine::secret::Secret;
-use crate::engine::state::AppState;
 use crate::engine::senders::{MAX_SENDERS, NewSender, ReplaceError};
+use crate::engine::state::AppState;
 use crate::engine::tenants::{ChannelSecrets, TenantState, normalize_address, webhook_context};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -255,7 +255,9 @@ fn validate_senders(senders: &[(String, &ChannelUpsert)]) -> Result<(), ApiError
             ));
         }
         if sender.label.as_deref().is_some_and(|label| {
-            label.trim().is_empty() || label.chars().count() > 64 || label.chars().any(char::is_control)
+            label.trim().is_empty()
+                || label.chars().count() > 64
+                || label.chars().any(char::is_control)
         }) {
             return Err(ApiError::invalid_field(
                 &format!("{field}.label"),
@@ -265,7 +267,9 @@ fn validate_senders(senders: &[(String, &ChannelUpsert)]) -> Result<(), ApiError
         if sender.display_number.as_deref().is_some_and(|number| {
             number.is_empty()
                 || number.len() > 32
-                || !number.bytes().all(|b| b.is_ascii_digit() || b" +-()".contains(&b))
+                || !number
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b" +-()".contains(&b))
         }) {
             return Err(ApiError::invalid_field(
                 &format!("{field}.display_number"),

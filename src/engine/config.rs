@@ -298,6 +298,8 @@ pub enum ConfigError {
     PublicUrl,
     #[error("the shared Meta app's {0} must be at least 16 characters")]
     WeakMetaApp(&'static str),
+    #[error("a shared Meta verify token needs the shared app's secret (--meta-app-secret)")]
+    MetaVerifyTokenWithoutSecret,
     #[error(transparent)]
     ProviderBaseUrlAllow(#[from] crate::engine::outbound::base_url::AllowEntryError),
     #[error(transparent)]
@@ -348,7 +350,9 @@ impl EngineArgs {
     /// cannot be guessed; a verify token without an app secret is refused as a mistake.
     fn shared_meta(&self) -> Result<Option<SharedMetaApp>, ConfigError> {
         use crate::engine::secret::Secret;
-        let set = |value: &Option<String>| value.as_deref().filter(|v| !v.is_empty());
+        fn set(value: &Option<String>) -> Option<&str> {
+            value.as_deref().filter(|v| !v.is_empty())
+        }
         for (name, value) in [
             ("app secret", set(&self.meta_app_secret)),
             ("verify token", set(&self.meta_verify_token)),
@@ -359,7 +363,7 @@ impl EngineArgs {
         }
         match (set(&self.meta_app_secret), set(&self.meta_verify_token)) {
             (None, None) => Ok(None),
-            (None, Some(_)) => Err(ConfigError::WeakMetaApp("app secret")),
+            (None, Some(_)) => Err(ConfigError::MetaVerifyTokenWithoutSecret),
             (Some(secret), token) => Ok(Some(SharedMetaApp {
                 app_secret: Secret::new(secret),
                 verify_token: token.map(Secret::new),

@@ -30,8 +30,14 @@ pub struct SenderRow {
 
 impl SenderRow {
     /// The sender with its secrets opened; None when the row is empty (a tenant without senders).
-    pub fn open(self, keys: &Keyring, tenant: Uuid, slug: &str) -> Result<Option<Channel>, LoadError> {
-        let (Some(id), Some(provider), Some(sender)) = (self.channel_id, self.provider, self.sender)
+    pub fn open(
+        self,
+        keys: &Keyring,
+        tenant: Uuid,
+        slug: &str,
+    ) -> Result<Option<Channel>, LoadError> {
+        let (Some(id), Some(provider), Some(sender)) =
+            (self.channel_id, self.provider, self.sender)
         else {
             return Ok(None);
         };
@@ -96,7 +102,10 @@ pub struct NewSender<'a> {
 pub enum ReplaceError {
     /// Another tenant holds this sender.
     #[error("sender {provider} {sender} already belongs to another tenant")]
-    Taken { provider: &'static str, sender: String },
+    Taken {
+        provider: &'static str,
+        sender: String,
+    },
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -110,7 +119,10 @@ pub async fn replace(
     tenant: Uuid,
     senders: &[NewSender<'_>],
 ) -> Result<(), ReplaceError> {
-    let addresses: Vec<&str> = senders.iter().map(|s| normalize_address(s.sender)).collect();
+    let addresses: Vec<&str> = senders
+        .iter()
+        .map(|s| normalize_address(s.sender))
+        .collect();
     let providers: Vec<&str> = senders.iter().map(|s| s.provider.as_str()).collect();
     sqlx::query(
         "DELETE FROM channels c WHERE c.tenant_id = $1

@@ -44,7 +44,11 @@ pub async fn verify(
     State(state): State<AppState>,
     Query(query): Query<MetaChallenge>,
 ) -> Result<String, ApiError> {
-    let app = state.settings.shared_meta.as_ref().ok_or_else(not_configured)?;
+    let app = state
+        .settings
+        .shared_meta
+        .as_ref()
+        .ok_or_else(not_configured)?;
     let expected = app.verify_token.as_ref().ok_or_else(not_configured)?;
     query.answer(expected.expose()).ok_or_else(bad_verify_token)
 }
@@ -61,7 +65,11 @@ pub async fn receive(
     RawBody(body): RawBody,
 ) -> Result<Json<WebhookAck>, ApiError> {
     let started = Instant::now();
-    let app = state.settings.shared_meta.as_ref().ok_or_else(not_configured)?;
+    let app = state
+        .settings
+        .shared_meta
+        .as_ref()
+        .ok_or_else(not_configured)?;
     let header = headers
         .get("x-hub-signature-256")
         .and_then(|v| v.to_str().ok());
@@ -77,7 +85,13 @@ pub async fn receive(
         let keywords = keywords_for(&state, &routed.tenant, &routed.events).await?;
         for (event, sender_id) in routed.events.into_iter().zip(routed.senders) {
             let sender = routed.tenant.sender(sender_id);
-            add_event(&mut submission, &routed.tenant, event, sender, keywords.as_ref());
+            add_event(
+                &mut submission,
+                &routed.tenant,
+                event,
+                sender,
+                keywords.as_ref(),
+            );
         }
     }
     let mut ack = submit(&state, Provider::Meta, submission).await?;
@@ -151,7 +165,7 @@ fn owner_of<'a>(
         None => "unknown_number",
         Some(owner) => match (&owner.waba_id, account) {
             (Some(registered), Some(account)) if registered != account => "account_mismatch",
-            _ => return owner,
+            _ => return Some(owner),
         },
     };
     state.metrics.count_unowned(PROVIDER, reason);
@@ -188,9 +202,9 @@ async fn route_template_updates(
             continue;
         };
         for slug in slugs {
-            match by_slug.iter_mut().find(|(s, _)| s == slug) {
-                Some((_, list)) => list.push(update.clone()),
-                None => by_slug.push((slug, vec![update.clone()])),
+            match by_slug.iter_mut().find(|share| share.0 == slug.as_str()) {
+                Some(share) => share.1.push(update.clone()),
+                None => by_slug.push((slug.as_str(), vec![update.clone()])),
             }
         }
     }

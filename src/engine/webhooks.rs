@@ -290,7 +290,7 @@ pub async fn meta_verify(
 ) -> Result<String, ApiError> {
     let tenant = tenant_or_404(&state, &slug).await?;
     let tokens: Vec<&str> = senders_of(&tenant, Provider::Meta)?
-        .iter()
+        .into_iter()
         .filter_map(|sender| sender.secrets.verify_token.as_ref().map(Secret::expose))
         .filter(|token| !token.is_empty())
         .collect();
@@ -530,22 +530,26 @@ fn sender_of<'a>(senders: &[&'a Channel], event: &WebhookEvent) -> Option<&'a Ch
         WebhookEvent::Message(m) => (m.to.as_deref(), m.account_id.as_deref()),
         WebhookEvent::Status(s) => (s.to.as_deref(), s.account_id.as_deref()),
     };
-    let account_ok = |channel: &Channel| match (account, &channel.secrets.account_sid) {
-        (Some(account), Some(expected)) => account == expected,
-        _ => true,
+    let candidates: Vec<&'a Channel> = senders
+        .iter()
+        .copied()
+        .filter(|channel| match (account, &channel.secrets.account_sid) {
+            (Some(account), Some(expected)) => account == expected,
+            _ => true,
+        })
+        .collect();
+    let Some(to) = to else {
+        return candidates.first().copied();
     };
-    let candidates = senders.iter().copied().filter(|c| account_ok(c));
-    match to {
-        None => candidates.into_iter().next(),
-        Some(to) => {
-            let candidates: Vec<&Channel> = candidates.collect();
+    candidates
+        .iter()
+        .find(|channel| channel.owns_address(to))
+        .or_else(|| {
             candidates
                 .iter()
-                .find(|c| c.owns_address(to))
-                .or_else(|| candidates.iter().find(|c| c.sender.starts_with("MG")))
-                .copied()
-        }
-    }
+                .find(|channel| channel.sender.starts_with("MG"))
+        })
+        .copied()
 }
 
 /// Why a sender's credentials did not accept a request, and the metric reason to count.
@@ -819,7 +823,11 @@ pub(crate) fn signature_error(state: &AppState, provider: &str, error: Signature
     refuse(state, provider, signature_refusal(error))
 }
 
-pub(crate) fn malformed(state: &AppState, provider: &str, error: providers::ParseError) -> ApiError {
+pub(crate) fn malformed(
+    state: &AppState,
+    provider: &str,
+    error: providers::ParseError,
+) -> ApiError {
     state.metrics.count_rejected(provider, "malformed");
     ApiError::invalid_field(&error.field, error.reason)
 }

@@ -32,7 +32,11 @@ pub fn namespace_refusal(field: &str, reference: &SecretRef, allowed: &str) -> O
 }
 
 /// A refusal when `secret` is not labelled `flomastr.io/tenant: <slug>` for this tenant.
-pub fn ownership_refusal(tenant: &Tenant, reference: &SecretRef, secret: &Secret) -> Option<Finding> {
+pub fn ownership_refusal(
+    tenant: &Tenant,
+    reference: &SecretRef,
+    secret: &Secret,
+) -> Option<Finding> {
     let slug = tenant.slug();
     let owner = secret
         .metadata
@@ -145,7 +149,11 @@ mod tests {
     fn only_the_credentials_namespace_is_allowed() {
         let refusal = |namespace: &str| {
             let (field, sender) = tenant(namespace).spec.whatsapp.senders().remove(0);
-            namespace_refusal(&field, &sender.credentials_secret_ref, "flomastr-credentials")
+            namespace_refusal(
+                &field,
+                &sender.credentials_secret_ref,
+                "flomastr-credentials",
+            )
         };
         assert_eq!(refusal("flomastr-credentials"), None);
         for other in ["kube-system", "tenant-globex", "flomastr-system"] {
@@ -159,9 +167,19 @@ mod tests {
     #[test]
     fn a_secret_is_used_only_by_the_tenant_it_is_labelled_for() {
         let acme = tenant("flomastr-credentials");
-        let reference = acme.spec.whatsapp.senders().remove(0).1.credentials_secret_ref;
+        let reference = acme
+            .spec
+            .whatsapp
+            .senders()
+            .remove(0)
+            .1
+            .credentials_secret_ref;
         assert_eq!(
-            ownership_refusal(&acme, &reference, &secret(json!({"flomastr.io/tenant": "acme"}))),
+            ownership_refusal(
+                &acme,
+                &reference,
+                &secret(json!({"flomastr.io/tenant": "acme"}))
+            ),
             None
         );
         for labels in [

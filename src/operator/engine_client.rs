@@ -153,7 +153,10 @@ async fn check(response: reqwest::Response) -> Result<(), EngineError> {
         .as_str()
         .unwrap_or("no error message")
         .to_owned();
-    let code = body["error"]["code"].as_str().unwrap_or_default().to_owned();
+    let code = body["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     Err(EngineError::Refused {
         status,
         code,

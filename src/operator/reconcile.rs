@@ -553,12 +553,16 @@ async fn dns_finding(
 
 async fn engine_finding(tenant: &Tenant, plan: &Plan, ctx: &Context) -> Finding {
     let kind = ConditionType::EngineRegistered;
-    let credentials =
-        match credentials::fetch_all(&ctx.client, tenant, &ctx.config.credentials_namespace).await
-        {
-            Ok(secrets) => secrets,
-            Err(finding) => return finding,
-        };
+    let credentials = match credentials::fetch_all(
+        &ctx.client,
+        tenant,
+        &ctx.config.credentials_namespace,
+    )
+    .await
+    {
+        Ok(secrets) => secrets,
+        Err(finding) => return finding,
+    };
     let token = match namespaced::<Secret>(ctx, plan).get_opt(WORKER_SECRET).await {
         Ok(Some(secret)) => secret_value(&secret, WORKER_TOKEN).unwrap_or_default(),
         Ok(None) => {

@@ -488,3 +488,31 @@ pub struct QuotaSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pods: Option<i32>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn whatsapp(value: serde_json::Value) -> WhatsAppSpec {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn the_single_sender_fields_are_one_sender() {
+        let reference = json!({"name": "acme-infobip", "namespace": "flomastr-credentials"});
+        let single = whatsapp(json!({"provider": "Infobip", "sender": "441134960000",
+            "providerBaseUrl": "https://x.api.infobip.com", "credentialsSecretRef": reference}));
+        let listed = whatsapp(
+            json!({"senders": [{"provider": "Infobip", "sender": "441134960000",
+            "providerBaseUrl": "https://x.api.infobip.com", "credentialsSecretRef": reference}]}),
+        );
+        assert_eq!(single.senders()[0].1, listed.senders()[0].1);
+        assert_eq!(single.senders()[0].0, "spec.whatsapp");
+        assert_eq!(listed.senders()[0].0, "spec.whatsapp.senders[0]");
+        // A Tenant written before senders existed reads back as it was written.
+        let written = serde_json::to_value(&single).unwrap();
+        assert!(written.get("senders").is_none(), "{written}");
+        assert!(whatsapp(json!({})).senders().is_empty());
+    }
+}

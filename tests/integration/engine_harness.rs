@@ -183,12 +183,11 @@ impl TestEngine {
     /// A sender of `provider` no tenant of this engine holds yet (a sender belongs to one
     /// tenant): the provider's documentation number for the first, numbers beside it after.
     pub async fn free_sender(&self, provider: &str) -> String {
-        let taken: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM channels WHERE provider = $1")
-                .bind(provider)
-                .fetch_one(&self.db.pool)
-                .await
-                .unwrap();
+        let taken: i64 = sqlx::query_scalar("SELECT count(*) FROM channels WHERE provider = $1")
+            .bind(provider)
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap();
         match (provider, taken) {
             ("meta", 0) => "106540352242922".to_owned(),
             ("meta", n) => format!("1065403522{:05}", 42922 + n),
