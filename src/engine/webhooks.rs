@@ -533,8 +533,12 @@ fn sender_of<'a>(senders: &[&'a Channel], event: &WebhookEvent) -> Option<&'a Ch
     let candidates: Vec<&'a Channel> = senders
         .iter()
         .copied()
+        // The account is Twilio's AccountSid (Meta's WABA id is checked on the shared app only,
+        // where the app's signature does not say which business sent the change).
         .filter(|channel| match (account, &channel.secrets.account_sid) {
-            (Some(account), Some(expected)) => account == expected,
+            (Some(account), Some(expected)) if channel.provider == Provider::Twilio => {
+                account == expected
+            }
             _ => true,
         })
         .collect();
