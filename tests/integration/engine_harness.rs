@@ -175,6 +175,28 @@ impl TestEngine {
             .unwrap()
     }
 
+    /// `GET /admin/tenants/{slug}` with the admin token.
+    pub async fn admin_get(&self, slug: &str) -> reqwest::Response {
+        self.http
+            .get(self.at(&format!("/admin/tenants/{slug}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.at("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Registers a tenant with a channel of `provider` ("infobip", "meta" or "twilio").
     pub async fn tenant(&self, slug: &str, provider: &str) -> TestTenant {
         self.tenant_with(slug, provider, json!({})).await

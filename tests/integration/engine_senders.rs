@@ -49,16 +49,7 @@ async fn tenant_with_senders(engine: &TestEngine, slug: &str, senders: Value) ->
 
 /// The tenant's senders as the admin API shows them.
 async fn senders_of(engine: &TestEngine, slug: &str) -> Vec<Value> {
-    let view: Value = engine
-        .http
-        .get(engine.at(&format!("/admin/tenants/{slug}")))
-        .bearer_auth(crate::engine_harness::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: Value = engine.admin_get(slug).await.json().await.unwrap();
     view["senders"].as_array().cloned().unwrap_or_default()
 }
 
@@ -119,15 +110,7 @@ fn message_ids(jobs: &[Value]) -> Vec<String> {
 }
 
 async fn metric(engine: &TestEngine, line_start: &str) -> Option<f64> {
-    let text = engine
-        .http
-        .get(engine.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = engine.metrics().await;
     text.lines()
         .find(|line| line.starts_with(line_start))
         .and_then(|line| line.rsplit(' ').next()?.parse().ok())
@@ -373,13 +356,7 @@ async fn a_sender_belongs_to_one_tenant_and_bad_sender_lists_are_refused() {
             "another tenant's name is not shown: {message}"
         );
     }
-    let globex = engine
-        .http
-        .get(engine.at("/admin/tenants/globex"))
-        .bearer_auth(crate::engine_harness::ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let globex = engine.admin_get("globex").await;
     assert_eq!(
         globex.status(),
         404,

@@ -3,28 +3,19 @@
 //! (EngineRegistered False, reason SenderInUse), and the API server refuses bad sender lists.
 
 use crate::common::{admin_client, install_tenant_crd, unique};
-use crate::engine_harness::{ADMIN_TOKEN, start_engine};
+use crate::engine_harness::start_engine;
 use crate::operator::{
-    CREDENTIALS_NAMESPACE, context, create_tenant, credentials, credentials_name, ensure_namespace,
+    CREDENTIALS_NAMESPACE, context, create_tenant, credentials, credentials_name, credentials_with,
     operator_args, operator_client, reconcile_now,
 };
 use flomastr::tenant::Tenant;
-use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};
 
 /// A Meta credentials Secret (access token only: its numbers use the platform's shared app).
 async fn meta_credentials(client: &kube::Client, name: &str, owner: &str) {
-    ensure_namespace(client, CREDENTIALS_NAMESPACE).await;
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": name, "namespace": CREDENTIALS_NAMESPACE, "labels": {"flomastr.io/tenant": owner}},
-        "stringData": {"accessToken": "meta-token-from-secret", "wabaId": "102290129340398"}
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(client.clone(), CREDENTIALS_NAMESPACE)
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
+    let data = json!({"accessToken": "meta-token-from-secret", "wabaId": "102290129340398"});
+    credentials_with(client, CREDENTIALS_NAMESPACE, name, owner, data).await;
 }
 
 fn registered(tenant: &Tenant) -> (String, String, String) {
@@ -70,16 +61,7 @@ async fn every_number_is_registered_and_a_number_of_another_tenant_is_a_conditio
         .expect("the multi-number Tenant reconciles");
     let (status, reason, _) = registered(&tenants.get(&multi).await.unwrap());
     assert_eq!((status.as_str(), reason.as_str()), ("True", "Registered"));
-    let view: Value = engine
-        .http
-        .get(engine.at(&format!("/admin/tenants/{multi}")))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let view: Value = engine.admin_get(&multi).await.json().await.unwrap();
     let senders: Vec<(&str, &str, &str)> = view["senders"]
         .as_array()
         .unwrap()
@@ -118,13 +100,7 @@ async fn every_number_is_registered_and_a_number_of_another_tenant_is_a_conditio
         !message.contains(&multi),
         "the holder is not named: {message}"
     );
-    let late_view = engine
-        .http
-        .get(engine.at(&format!("/admin/tenants/{late}")))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let late_view = engine.admin_get(&late).await;
     assert_eq!(
         late_view.status(),
         404,
