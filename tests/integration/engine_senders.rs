@@ -553,7 +553,14 @@ async fn a_tenant_with_infobip_and_meta_numbers_receives_on_both_and_replies_fro
     // A sender named explicitly (by id or by number) is used.
     let by_id =
         json!({"to": "447700900001", "message": "from support", "sender": senders[1]["id"]});
-    assert_eq!(engine.send(&multi, None, by_id).await.status(), 202);
+    let accepted: Value = engine.send(&multi, None, by_id).await.json().await.unwrap();
+    let view: Value = engine
+        .message(&multi, accepted["message_id"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["sender"], senders[1]["id"], "{view}");
     let by_number =
         json!({"to": "447700900002", "message": "from sales", "sender": format!("+{ib}")});
     assert_eq!(engine.send(&multi, None, by_number).await.status(), 202);

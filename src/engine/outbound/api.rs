@@ -424,6 +424,10 @@ pub struct MessageView {
     pub provider: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider_message_id: Option<String>,
+    /// The tenant's sender it goes out from (absent for messages queued before senders existed:
+    /// the tenant's first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender: Option<Uuid>,
     pub attempts: i32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_code: Option<String>,
@@ -449,6 +453,7 @@ struct MessageRow {
     status: String,
     provider: Option<String>,
     provider_message_id: Option<String>,
+    sender_id: Option<Uuid>,
     attempts: i32,
     error_code: Option<String>,
     error_message: Option<String>,
@@ -467,7 +472,8 @@ pub async fn get(
         .parse()
         .map_err(|_| ApiError::invalid_field("id", "not a message id (UUID)"))?;
     let row: MessageRow = sqlx::query_as(
-        "SELECT id, recipient, status, provider, provider_message_id, attempts, error_code, error_message, created_at, updated_at
+        "SELECT id, recipient, status, provider, provider_message_id, sender_id, attempts, error_code, error_message,
+                created_at, updated_at
          FROM outbound_messages WHERE id = $1 AND tenant_id = $2",
     )
     .bind(id)
@@ -487,6 +493,7 @@ pub async fn get(
         status: row.status,
         provider: row.provider,
         provider_message_id: row.provider_message_id,
+        sender: row.sender_id,
         attempts: row.attempts,
         error_code: row.error_code,
         error_message: row.error_message,
