@@ -6,8 +6,9 @@ use crate::engine::body::JsonBody;
 use crate::engine::error::ApiError;
 use crate::engine::providers::Provider;
 use crate::engine::secret::Secret;
+use crate::engine::senders::{MAX_SENDERS, NewSender, ReplaceError};
 use crate::engine::state::AppState;
-use crate::engine::tenants::{ChannelSecrets, TenantState, channel_context, webhook_context};
+use crate::engine::tenants::{ChannelSecrets, TenantState, normalize_address, webhook_context};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -37,9 +38,14 @@ pub struct TenantUpsert {
     /// Secret for the seed's `POST /webhook/inbound` (`X-Webhook-Secret`).
     #[serde(default)]
     pub webhook_secret: Option<Secret>,
-    /// The WhatsApp channel. Absent: the tenant has none.
+    /// The WhatsApp channel: the tenant's only sender. Same as `senders` with one entry; give
+    /// one or the other. Absent (and no `senders`): the tenant has none.
     #[serde(default)]
     pub channel: Option<ChannelUpsert>,
+    /// The tenant's senders (numbers), at most 20, the first being the default for sends. A
+    /// sender belongs to at most one tenant: one another tenant holds gets 409 `sender_in_use`.
+    #[serde(default)]
+    pub senders: Option<Vec<ChannelUpsert>>,
     /// AI settings (models, monthly token budget, rate limit, data views). Absent: defaults.
     #[serde(default)]
     pub ai: Option<crate::ai::settings::TenantAi>,
@@ -66,6 +72,28 @@ pub struct ChannelUpsert {
     pub base_url: Option<String>,
     #[serde(default)]
     pub credentials: ChannelSecrets,
+    /// The tenant's name for this number (`sales`, `support`): 1 to 64 characters.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// The number as customers see it (`+44 113 496 0000`), when the sender id is not the
+    /// number (Meta's phone-number-id): 1 to 32 characters of digits, spaces, `+`, `-`, `(`, `)`.
+    #[serde(default)]
+    pub display_number: Option<String>,
+}
+
+impl TenantUpsert {
+    /// The senders asked for, with the name of the field each came from (`channel` or `senders[i]`).
+    fn senders(&self) -> Vec<(String, &ChannelUpsert)> {
+        match (&self.channel, &self.senders) {
+            (Some(channel), _) => vec![("channel".to_owned(), channel)],
+            (None, Some(senders)) => senders
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (format!("senders[{i}]"), s))
+                .collect(),
+            (None, None) => Vec::new(),
+        }
+    }
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, utoipa::ToSchema)]
@@ -101,8 +129,11 @@ pub struct TenantView {
     pub max_concurrency: i32,
     pub worker_tokens: i64,
     pub webhook_secret_set: bool,
+    /// The first sender (the tenant's only one when it has one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub channel: Option<ChannelView>,
+    /// Every sender, the first one first.
+    pub senders: Vec<ChannelView>,
     /// When the tenant's worker (its n8n) last asked for a job; absent if it never did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_worker_seen_at: Option<DateTime<Utc>>,
@@ -112,12 +143,32 @@ pub struct TenantView {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ChannelView {
+    /// The sender's id: `sender` of `POST /messages/send` and of inbound jobs.
+    pub id: Uuid,
     pub provider: String,
     pub sender: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_number: Option<String>,
     /// Names of the credentials that are set.
     pub credentials_set: Vec<&'static str>,
+}
+
+impl ChannelView {
+    fn of(channel: &crate::engine::tenants::Channel) -> Self {
+        Self {
+            id: channel.id,
+            provider: channel.provider.as_str().to_owned(),
+            sender: channel.sender.clone(),
+            base_url: channel.base_url.clone(),
+            label: channel.label.clone(),
+            display_number: channel.display_number.clone(),
+            credentials_set: channel.secrets.names_set(),
+        }
+    }
 }
 
 fn validate_slug(slug: &str) -> Result<(), ApiError> {
@@ -153,20 +204,13 @@ fn validate(body: &TenantUpsert) -> Result<Vec<[u8; 32]>, ApiError> {
             "must be between 1 and 1000",
         ));
     }
-    if let Some(channel) = &body.channel {
-        if channel.sender.trim().is_empty() || channel.sender.len() > 64 {
-            return Err(ApiError::invalid_field(
-                "channel.sender",
-                "must be 1 to 64 characters",
-            ));
-        }
-        if let Err((field, reason)) = channel.credentials.validate() {
-            return Err(ApiError::invalid_field(
-                &format!("channel.credentials.{field}"),
-                reason,
-            ));
-        }
+    if body.channel.is_some() && body.senders.is_some() {
+        return Err(ApiError::invalid_field(
+            "senders",
+            "give either channel or senders, not both",
+        ));
     }
+    validate_senders(&body.senders())?;
     if let Some(Err((field, reason))) = body.ai.as_ref().map(|ai| ai.validate()) {
         return Err(ApiError::invalid_field(field, reason));
     }
@@ -187,10 +231,65 @@ fn validate(body: &TenantUpsert) -> Result<Vec<[u8; 32]>, ApiError> {
         .collect()
 }
 
+/// Each sender well-formed, at most [`MAX_SENDERS`], none listed twice.
+fn validate_senders(senders: &[(String, &ChannelUpsert)]) -> Result<(), ApiError> {
+    if senders.len() > MAX_SENDERS {
+        return Err(ApiError::invalid_field(
+            "senders",
+            format!("at most {MAX_SENDERS} senders"),
+        ));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (field, sender) in senders {
+        let id = sender.sender.trim();
+        if id.is_empty() || id.len() > 64 {
+            return Err(ApiError::invalid_field(
+                &format!("{field}.sender"),
+                "must be 1 to 64 characters",
+            ));
+        }
+        if !seen.insert((sender.provider.as_str(), normalize_address(id).to_owned())) {
+            return Err(ApiError::invalid_field(
+                &format!("{field}.sender"),
+                "is listed twice",
+            ));
+        }
+        if sender.label.as_deref().is_some_and(|label| {
+            label.trim().is_empty()
+                || label.chars().count() > 64
+                || label.chars().any(char::is_control)
+        }) {
+            return Err(ApiError::invalid_field(
+                &format!("{field}.label"),
+                "must be 1 to 64 characters without control characters",
+            ));
+        }
+        if sender.display_number.as_deref().is_some_and(|number| {
+            number.is_empty()
+                || number.len() > 32
+                || !number
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b" +-()".contains(&b))
+        }) {
+            return Err(ApiError::invalid_field(
+                &format!("{field}.display_number"),
+                "must be 1 to 32 characters of digits, spaces, '+', '-', '(' and ')'",
+            ));
+        }
+        if let Err((key, reason)) = sender.credentials.validate() {
+            return Err(ApiError::invalid_field(
+                &format!("{field}.credentials.{key}"),
+                reason,
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[utoipa::path(put, path = "/admin/tenants/{slug}", tag = "admin", params(("slug" = String, Path)),
     request_body = TenantUpsert, security(("admin_token" = [])),
     responses((status = 200, body = TenantView, description = "updated"), (status = 201, body = TenantView, description = "created"),
-              (status = 400), (status = 401), (status = 403), (status = 409, description = "a worker token belongs to another tenant"), (status = 413)))]
+              (status = 400), (status = 401), (status = 403), (status = 409, description = "`worker_token_in_use`: a worker token belongs to another tenant; `sender_in_use`: a sender belongs to another tenant (named in the message); nothing written"), (status = 413)))]
 pub async fn put_tenant(
     State(state): State<AppState>,
     _: Admin,
@@ -199,7 +298,11 @@ pub async fn put_tenant(
 ) -> Result<Response, ApiError> {
     validate_slug(&slug)?;
     let digests = validate(&body)?;
-    let base_url = channel_base_url(&state, body.channel.as_ref())?;
+    let senders = body.senders();
+    let base_urls = senders
+        .iter()
+        .map(|(field, sender)| sender_base_url(&state, field, sender))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut tx = state.pool.begin().await?;
     let (id, created): (Uuid, bool) = sqlx::query_as(
         "INSERT INTO tenants (slug, display_name, status, max_attempts, max_concurrency)
@@ -230,7 +333,7 @@ pub async fn put_tenant(
     .bind(webhook.as_ref().map(|w| &w.1))
     .execute(&mut *tx)
     .await?;
-    replace_channel(&state, &mut tx, id, body.channel.as_ref(), base_url).await?;
+    replace_senders(&state, &mut tx, id, &senders, base_urls).await?;
     let unknown = crate::ai::settings::store(&mut tx, id, body.ai.as_ref()).await?;
     if !unknown.is_empty() {
         return Err(ApiError::invalid_field(
@@ -281,13 +384,14 @@ async fn replace_worker_tokens(
     Ok(())
 }
 
-/// The channel's base URL as stored: its origin, when the engine's allow-list takes it. Tenant
+/// The sender's base URL as stored: its origin, when the engine's allow-list takes it. Tenant
 /// input must not choose where the engine connects with the tenant's credentials.
-fn channel_base_url(
+fn sender_base_url(
     state: &AppState,
-    channel: Option<&ChannelUpsert>,
+    field: &str,
+    sender: &ChannelUpsert,
 ) -> Result<Option<String>, ApiError> {
-    let Some((channel, url)) = channel.and_then(|c| c.base_url.as_ref().map(|url| (c, url))) else {
+    let Some(url) = &sender.base_url else {
         return Ok(None);
     };
     state
@@ -295,43 +399,40 @@ fn channel_base_url(
         .dispatch
         .policy
         .base_urls
-        .resolve(channel.provider.provider(), Some(url))
+        .resolve(sender.provider.provider(), Some(url))
         .map(|base| Some(base.origin()))
-        .map_err(|refused| ApiError::invalid_field("channel.base_url", refused))
+        .map_err(|refused| ApiError::invalid_field(&format!("{field}.base_url"), refused))
 }
 
-async fn replace_channel(
+async fn replace_senders(
     state: &AppState,
     tx: &mut sqlx::PgConnection,
     tenant: Uuid,
-    channel: Option<&ChannelUpsert>,
-    base_url: Option<String>,
+    senders: &[(String, &ChannelUpsert)],
+    base_urls: Vec<Option<String>>,
 ) -> Result<(), ApiError> {
-    let Some(channel) = channel else {
-        sqlx::query("DELETE FROM channels WHERE tenant_id = $1")
-            .bind(tenant)
-            .execute(&mut *tx)
-            .await?;
-        return Ok(());
-    };
-    let plain = serde_json::to_vec(&channel.credentials).map_err(|_| ApiError::internal())?;
-    let (sealed, key_id) = state.tenants.keys().seal(&channel_context(tenant), &plain);
-    sqlx::query(
-        "INSERT INTO channels (tenant_id, provider, sender, base_url, secrets_sealed, secrets_key_id)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (tenant_id) DO UPDATE SET provider = EXCLUDED.provider, sender = EXCLUDED.sender,
-             base_url = EXCLUDED.base_url, secrets_sealed = EXCLUDED.secrets_sealed,
-             secrets_key_id = EXCLUDED.secrets_key_id, updated_at = now()",
-    )
-    .bind(tenant)
-    .bind(channel.provider.as_str())
-    .bind(channel.sender.trim())
-    .bind(base_url)
-    .bind(sealed)
-    .bind(key_id)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    let new: Vec<NewSender> = senders
+        .iter()
+        .zip(base_urls)
+        .map(|((_, sender), base_url)| NewSender {
+            provider: sender.provider.provider(),
+            sender: &sender.sender,
+            base_url,
+            label: sender.label.as_deref().map(str::trim),
+            display_number: sender.display_number.as_deref(),
+            waba_id: sender.credentials.waba_id.as_deref(),
+            secrets: &sender.credentials,
+        })
+        .collect();
+    crate::engine::senders::replace(tx, state.tenants.keys(), tenant, &new)
+        .await
+        .map_err(|error| match error {
+            ReplaceError::Taken { .. } => ApiError::conflict(
+                "sender_in_use",
+                format!("{error}; a sender belongs to at most one tenant, nothing was written"),
+            ),
+            ReplaceError::Database(db) => ApiError::from(db),
+        })
 }
 
 #[derive(sqlx::FromRow)]
@@ -364,12 +465,8 @@ async fn view(state: &AppState, slug: &str) -> Result<Option<TenantView>, ApiErr
     };
     state.tenants.invalidate(slug);
     let tenant = crate::engine::webhooks::tenant_or_404(state, slug).await?;
-    let channel = tenant.channel.as_ref().map(|c| ChannelView {
-        provider: c.provider.as_str().to_owned(),
-        sender: c.sender.clone(),
-        base_url: c.base_url.clone(),
-        credentials_set: c.secrets.names_set(),
-    });
+    let channel = tenant.channel.as_ref().map(ChannelView::of);
+    let senders = tenant.senders.iter().map(ChannelView::of).collect();
     Ok(Some(TenantView {
         id: row.id,
         slug: slug.to_owned(),
@@ -384,6 +481,7 @@ async fn view(state: &AppState, slug: &str) -> Result<Option<TenantView>, ApiErr
         worker_tokens: row.worker_tokens,
         webhook_secret_set: row.webhook_secret_set,
         channel,
+        senders,
         last_worker_seen_at: row.last_worker_seen_at,
         created_at: row.created_at,
         updated_at: row.updated_at,

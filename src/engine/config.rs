@@ -119,6 +119,17 @@ pub struct EngineArgs {
     #[arg(long, env = "FLOMASTR_TENANT_SEND_CONCURRENCY", default_value_t = 16)]
     pub tenant_send_concurrency: usize,
 
+    /// App secret of a Meta app shared by many tenants (a Tech Provider's app): it signs the
+    /// webhooks Meta sends to `POST /webhook/meta`, which are routed to tenants by the
+    /// phone-number-id of each change. Without it that endpoint answers 403; tenants with an app
+    /// of their own keep using `/webhook/meta/{tenant}`.
+    #[arg(long, env = "FLOMASTR_META_APP_SECRET", hide_env_values = true)]
+    pub meta_app_secret: Option<String>,
+
+    /// Verify token of the shared Meta app's webhook subscription (`GET /webhook/meta`).
+    #[arg(long, env = "FLOMASTR_META_VERIFY_TOKEN", hide_env_values = true)]
+    pub meta_verify_token: Option<String>,
+
     /// Graph API version for Meta sends.
     #[arg(long, env = "FLOMASTR_META_API_VERSION", default_value = "v21.0")]
     pub meta_api_version: String,
@@ -266,6 +277,15 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     pub depth_refresh: Duration,
     pub dispatch: crate::engine::outbound::dispatcher::DispatcherSettings,
+    /// The platform's shared Meta app, when it has one.
+    pub shared_meta: Option<SharedMetaApp>,
+}
+
+/// A Meta app shared by many tenants: platform configuration, never a tenant's.
+#[derive(Clone, Debug)]
+pub struct SharedMetaApp {
+    pub app_secret: crate::engine::secret::Secret,
+    pub verify_token: Option<crate::engine::secret::Secret>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -276,6 +296,10 @@ pub enum ConfigError {
     Zero(&'static str),
     #[error("the public URL must be an absolute http(s) URL without a trailing slash")]
     PublicUrl,
+    #[error("the shared Meta app's {0} must be at least 16 characters")]
+    WeakMetaApp(&'static str),
+    #[error("a shared Meta verify token needs the shared app's secret (--meta-app-secret)")]
+    MetaVerifyTokenWithoutSecret,
     #[error(transparent)]
     ProviderBaseUrlAllow(#[from] crate::engine::outbound::base_url::AllowEntryError),
     #[error(transparent)]
@@ -322,6 +346,31 @@ impl EngineArgs {
         }
     }
 
+    /// The shared Meta app: its secret (and verify token) when set, each long enough that it
+    /// cannot be guessed; a verify token without an app secret is refused as a mistake.
+    fn shared_meta(&self) -> Result<Option<SharedMetaApp>, ConfigError> {
+        use crate::engine::secret::Secret;
+        fn set(value: &Option<String>) -> Option<&str> {
+            value.as_deref().filter(|v| !v.is_empty())
+        }
+        for (name, value) in [
+            ("app secret", set(&self.meta_app_secret)),
+            ("verify token", set(&self.meta_verify_token)),
+        ] {
+            if value.is_some_and(|v| v.len() < 16) {
+                return Err(ConfigError::WeakMetaApp(name));
+            }
+        }
+        match (set(&self.meta_app_secret), set(&self.meta_verify_token)) {
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(ConfigError::MetaVerifyTokenWithoutSecret),
+            (Some(secret), token) => Ok(Some(SharedMetaApp {
+                app_secret: Secret::new(secret),
+                verify_token: token.map(Secret::new),
+            })),
+        }
+    }
+
     pub fn settings(&self) -> Result<Settings, ConfigError> {
         if self.admin_token.len() < 16 {
             return Err(ConfigError::WeakAdminToken);
@@ -362,6 +411,7 @@ impl EngineArgs {
             }
         }
         Ok(Settings {
+            shared_meta: self.shared_meta()?,
             body_limit: self.body_limit,
             lease: Duration::from_secs(self.lease_seconds.into()),
             max_wait: Duration::from_secs(self.max_wait_seconds.into()),

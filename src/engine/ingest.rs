@@ -42,6 +42,8 @@ pub struct NewJob {
     /// The consent change the message's text asks for (an opt-out or opt-in keyword), recorded
     /// in the job's transaction when the job is new (a redelivery records nothing).
     pub consent: Option<Change>,
+    /// The tenant's sender the message arrived on: the contact's default sender for replies.
+    pub sender_id: Option<Uuid>,
 }
 
 #[derive(Clone, Debug)]
@@ -356,7 +358,8 @@ async fn insert_reports(
     Ok(())
 }
 
-/// Each message from a contact (re)opens the tenant's 24-hour window to that contact.
+/// Each message from a contact (re)opens the tenant's 24-hour window to that contact, and
+/// makes the sender it arrived on the contact's default sender (the latest message's sender).
 async fn open_windows(tx: &mut sqlx::PgConnection, jobs: &[&NewJob]) -> Result<(), sqlx::Error> {
     if jobs.is_empty() {
         return Ok(());
@@ -370,20 +373,14 @@ async fn open_windows(tx: &mut sqlx::PgConnection, jobs: &[&NewJob]) -> Result<(
         .iter()
         .map(|j| j.provider_timestamp.min(Utc::now()))
         .collect();
-    sqlx::query(
-        "INSERT INTO contact_windows (tenant_id, contact, last_inbound_at)
-         SELECT tenant_id, contact, max(at) FROM UNNEST($1::uuid[], $2::text[], $3::timestamptz[]) AS w(tenant_id, contact, at)
-         GROUP BY tenant_id, contact
-         -- One lock order for every writer: concurrent batches cannot deadlock.
-         ORDER BY tenant_id, contact
-         ON CONFLICT (tenant_id, contact) DO UPDATE
-         SET last_inbound_at = GREATEST(contact_windows.last_inbound_at, EXCLUDED.last_inbound_at)",
-    )
-    .bind(&tenants)
-    .bind(&contacts)
-    .bind(&at)
-    .execute(&mut *tx)
-    .await?;
+    let senders: Vec<Option<Uuid>> = jobs.iter().map(|j| j.sender_id).collect();
+    sqlx::query(include_str!("sql/open_windows.sql"))
+        .bind(&tenants)
+        .bind(&contacts)
+        .bind(&at)
+        .bind(&senders)
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 

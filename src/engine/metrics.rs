@@ -45,6 +45,8 @@ pub struct Metrics {
     pub ingested: Family<IngestLabels, Counter>,
     pub ingest_latency: Family<ProviderLabels, Histogram>,
     pub rejected: Family<RejectLabels, Counter>,
+    /// Shared-endpoint changes no tenant owns, dropped (reason `unknown_number`, `unknown_account`, `account_mismatch`).
+    pub unowned: Family<RejectLabels, Counter>,
     pub depth: Family<DepthLabels, Gauge>,
     pub pickup_latency: Histogram,
     pub claimed: Counter,
@@ -68,6 +70,7 @@ impl Default for Metrics {
             ingested: Family::default(),
             ingest_latency: Family::new_with_constructor(latency_histogram),
             rejected: Family::default(),
+            unowned: Family::default(),
             depth: Family::default(),
             pickup_latency: latency_histogram(),
             claimed: Counter::default(),
@@ -100,6 +103,11 @@ impl Metrics {
             "webhook_rejected",
             "Webhooks refused, by provider and reason",
             self.rejected.clone(),
+        );
+        r.register(
+            "webhook_unowned",
+            "Changes of a shared webhook for a number or account no tenant holds, dropped, by provider and reason",
+            self.unowned.clone(),
         );
         r.register(
             "queue_depth",
@@ -150,6 +158,15 @@ impl Metrics {
 
     pub fn count_rejected(&self, provider: &str, reason: &str) {
         self.rejected
+            .get_or_create(&RejectLabels {
+                provider: provider.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn count_unowned(&self, provider: &str, reason: &str) {
+        self.unowned
             .get_or_create(&RejectLabels {
                 provider: provider.to_owned(),
                 reason: reason.to_owned(),

@@ -19,7 +19,9 @@ pub mod providers;
 pub mod queue;
 pub mod recent;
 pub mod secret;
+pub mod senders;
 pub mod server;
+pub mod shared_meta;
 pub mod state;
 pub mod tenants;
 pub mod text;
@@ -81,6 +83,10 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::document))
         .route("/webhook/inbound", post(webhooks::seed))
         .route("/webhook/infobip/{tenant}", post(webhooks::infobip))
+        .route(
+            "/webhook/meta",
+            get(shared_meta::verify).post(shared_meta::receive),
+        )
         .route(
             "/webhook/meta/{tenant}",
             get(webhooks::meta_verify).post(webhooks::meta),

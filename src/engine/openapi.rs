@@ -14,6 +14,7 @@ use utoipa::{Modify, OpenApi};
     paths(
         health::root, health::healthz, health::readyz, health::routes_health, health::metrics,
         webhooks::seed, webhooks::infobip, webhooks::meta_verify, webhooks::meta, webhooks::twilio,
+        crate::engine::shared_meta::verify, crate::engine::shared_meta::receive,
         worker_api::next_job, worker_api::complete, worker_api::fail, worker_api::heartbeat,
         outbound::api::send, outbound::api::get,
         admin::put_tenant, admin::get_tenant, admin::delete_tenant, admin::release_conversation,

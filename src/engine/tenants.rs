@@ -172,11 +172,18 @@ impl ChannelSecrets {
     }
 }
 
+/// One of a tenant's senders (numbers): the provider that carries it and how to reach it.
 #[derive(Clone, Debug)]
 pub struct Channel {
+    /// The sender's id in the engine (stable across registrations while the sender is listed).
+    pub id: Uuid,
     pub provider: Provider,
     pub sender: String,
     pub base_url: Option<String>,
+    /// The tenant's name for the number (`sales`, `support`), when it gave one.
+    pub label: Option<String>,
+    /// The number as customers see it, when it differs from the sender id (Meta).
+    pub display_number: Option<String>,
     pub secrets: ChannelSecrets,
 }
 
@@ -203,10 +210,25 @@ pub struct Tenant {
     pub max_attempts: i32,
     pub max_concurrency: i32,
     pub webhook_secret: Option<Secret>,
+    /// The first sender (what single-channel code uses); `senders[0]` when there is one.
     pub channel: Option<Channel>,
     /// The consent keywords of the tenant's send policy (built-in ones included), loaded with
     /// the tenant so that an inbound message is classified without a read of its own.
     pub keywords: Keywords,
+    /// Every sender of the tenant, the first one first.
+    pub senders: Vec<Channel>,
+}
+
+impl Tenant {
+    /// The sender with this id, if it is the tenant's.
+    pub fn sender(&self, id: Uuid) -> Option<&Channel> {
+        self.senders.iter().find(|s| s.id == id)
+    }
+
+    /// The tenant's senders on `provider`, in the tenant's order.
+    pub fn senders_of(&self, provider: Provider) -> impl Iterator<Item = &Channel> {
+        self.senders.iter().filter(move |s| s.provider == provider)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -351,16 +373,22 @@ impl TenantDirectory {
         let row: Option<TenantRow> = sqlx::query_as(
             "SELECT t.id, t.slug, t.display_name, t.status, t.max_attempts, t.max_concurrency,
                     t.webhook_secret_sealed, t.webhook_secret_key_id,
-                    c.provider, c.sender, c.base_url, c.secrets_sealed, c.secrets_key_id,
+                    c.id AS channel_id, c.provider, c.sender, c.base_url, c.label, c.display_number,
+                    c.secrets_sealed, c.secrets_key_id,
                     p.opt_out_keywords, p.opt_in_keywords
-             FROM tenants t LEFT JOIN channels c ON c.tenant_id = t.id
+             FROM tenants t LEFT JOIN channels c ON c.tenant_id = t.id AND c.ordinal = 0
                   LEFT JOIN send_policies p ON p.tenant_id = t.id
              WHERE t.slug = $1",
         )
         .bind(slug)
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|row| row.open(&self.keys)).transpose()
+        let Some(mut tenant) = row.map(|row| row.open(&self.keys)).transpose()? else {
+            return Ok(None);
+        };
+        let more = crate::engine::senders::load_more(&self.pool, &self.keys, &tenant).await?;
+        tenant.senders = tenant.channel.iter().cloned().chain(more).collect();
+        Ok(Some(tenant))
     }
 }
 
@@ -374,11 +402,8 @@ struct TenantRow {
     max_concurrency: i32,
     webhook_secret_sealed: Option<Vec<u8>>,
     webhook_secret_key_id: Option<String>,
-    provider: Option<String>,
-    sender: Option<String>,
-    base_url: Option<String>,
-    secrets_sealed: Option<Vec<u8>>,
-    secrets_key_id: Option<String>,
+    #[sqlx(flatten)]
+    channel: crate::engine::senders::SenderRow,
     opt_out_keywords: Option<Vec<String>>,
     opt_in_keywords: Option<Vec<String>>,
 }
@@ -401,27 +426,7 @@ impl TenantRow {
             }
             _ => None,
         };
-        let channel = match (&self.provider, &self.sender) {
-            (Some(provider), Some(sender)) => {
-                let secrets = match (&self.secrets_sealed, &self.secrets_key_id) {
-                    (Some(sealed), Some(key)) => {
-                        let plain = keys
-                            .open(&channel_context(self.id), sealed, key)
-                            .map_err(sealed_error)?;
-                        serde_json::from_slice(&plain)
-                            .map_err(|_| LoadError::SecretsFormat(self.slug.clone()))?
-                    }
-                    _ => ChannelSecrets::default(),
-                };
-                Some(Channel {
-                    provider: parse_provider(provider),
-                    sender: sender.clone(),
-                    base_url: self.base_url.clone(),
-                    secrets,
-                })
-            }
-            _ => None,
-        };
+        let channel = self.channel.open(keys, self.id, &self.slug)?;
         Ok(Tenant {
             id: self.id,
             slug: self.slug,
@@ -435,6 +440,7 @@ impl TenantRow {
                 self.opt_out_keywords.as_deref().unwrap_or_default(),
                 self.opt_in_keywords.as_deref().unwrap_or_default(),
             ),
+            senders: Vec::new(),
         })
     }
 }
@@ -454,9 +460,12 @@ mod tests {
     #[test]
     fn addresses_compare_without_prefixes() {
         let channel = Channel {
+            id: Uuid::nil(),
             provider: Provider::Twilio,
             sender: "whatsapp:+14155238886".into(),
             base_url: None,
+            label: None,
+            display_number: None,
             secrets: ChannelSecrets::default(),
         };
         assert!(channel.owns_address("+14155238886"));

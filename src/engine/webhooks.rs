@@ -42,6 +42,13 @@ pub struct WebhookAck {
     pub reports: usize,
     /// Job ids, one per message, in the order of the payload.
     pub job_ids: Vec<uuid::Uuid>,
+    /// Shared endpoints: messages and reports addressed to numbers no tenant holds, dropped.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dropped: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The seed's inbound message.
@@ -87,11 +94,13 @@ pub async fn seed(
     let tenant = tenant_or_404(&state, &message.tenant_id).await?;
     check_secret(&state, "seed", tenant.webhook_secret.as_ref(), presented)?;
     let inbound = seed_to_inbound(message)?;
+    let senders: Vec<&Channel> = tenant.senders.iter().collect();
     let ack = store(
         &state,
         &tenant,
         Provider::Seed,
         vec![WebhookEvent::Message(inbound)],
+        &senders,
     )
     .await?;
     observe(&state, "seed", started);
@@ -176,22 +185,18 @@ pub async fn infobip(
 ) -> Result<Json<WebhookAck>, ApiError> {
     let started = Instant::now();
     let tenant = tenant_or_404(&state, &slug).await?;
-    let channel = channel_of(&tenant, Provider::Infobip)?;
-    check_infobip_auth(&state, channel, &headers, &body)?;
+    let senders = authenticated(&state, &tenant, Provider::Infobip, |sender| {
+        check_infobip_auth(sender, &headers, &body)
+    })?;
     let events = providers::infobip::parse(&body).map_err(|e| malformed(&state, "infobip", e))?;
-    let ack = store(&state, &tenant, Provider::Infobip, events).await?;
+    let ack = store(&state, &tenant, Provider::Infobip, events, &senders).await?;
     observe(&state, "infobip", started);
     Ok(Json(ack))
 }
 
 /// With an HMAC key configured the signature is required, and neither the secret header nor Basic
 /// auth can stand in for it; without one, either of those is enough.
-fn check_infobip_auth(
-    state: &AppState,
-    channel: &Channel,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(), ApiError> {
+fn check_infobip_auth(channel: &Channel, headers: &HeaderMap, body: &[u8]) -> Result<(), Refusal> {
     let secrets = &channel.secrets;
     if let Some(key) = secrets
         .webhook_hmac_secret
@@ -213,7 +218,7 @@ fn check_infobip_auth(
             header,
             body,
         )
-        .map_err(|e| signature_error(state, "infobip", e));
+        .map_err(signature_refusal);
     }
     let header_name = secrets
         .webhook_header
@@ -235,25 +240,18 @@ fn check_infobip_auth(
         _ => None,
     };
     match (by_header, by_basic) {
-        (None, None) => {
-            state.metrics.count_rejected("infobip", "unauthenticated");
-            Err(ApiError::forbidden(
-                "webhook_auth_not_configured",
-                "this tenant has no InfoBip webhook secret, basic credentials or HMAC key configured",
-            ))
-        }
+        (None, None) => Err(Refusal::not_configured(
+            "this tenant has no InfoBip webhook secret, basic credentials or HMAC key configured",
+        )),
         (Some(Some(true)), _) | (_, Some(Some(true))) => Ok(()),
-        (Some(None) | None, Some(None) | None) => {
-            state.metrics.count_rejected("infobip", "unauthenticated");
-            Err(ApiError::unauthorized("webhook credentials are required"))
-        }
-        _ => {
-            state.metrics.count_rejected("infobip", "bad_credentials");
-            Err(ApiError::forbidden(
-                "bad_credentials",
-                "the webhook credentials are not valid",
-            ))
-        }
+        (Some(None) | None, Some(None) | None) => Err(Refusal {
+            reason: "unauthenticated",
+            error: ApiError::unauthorized("webhook credentials are required"),
+        }),
+        _ => Err(Refusal {
+            reason: "bad_credentials",
+            error: ApiError::forbidden("bad_credentials", "the webhook credentials are not valid"),
+        }),
     }
 }
 
@@ -290,31 +288,40 @@ pub async fn meta_verify(
     Query(query): Query<MetaChallenge>,
 ) -> Result<String, ApiError> {
     let tenant = tenant_or_404(&state, &slug).await?;
-    let channel = channel_of(&tenant, Provider::Meta)?;
-    let expected = channel
-        .secrets
-        .verify_token
-        .as_ref()
-        .map(Secret::expose)
-        .unwrap_or_default();
-    if expected.is_empty() {
+    let tokens: Vec<&str> = senders_of(&tenant, Provider::Meta)?
+        .into_iter()
+        .filter_map(|sender| sender.secrets.verify_token.as_ref().map(Secret::expose))
+        .filter(|token| !token.is_empty())
+        .collect();
+    if tokens.is_empty() {
         return Err(ApiError::forbidden(
             "webhook_auth_not_configured",
             "this tenant has no Meta verify token configured",
         ));
     }
-    providers::meta::verify_challenge(
-        expected,
-        query.mode.as_deref(),
-        query.verify_token.as_deref(),
-        query.challenge.as_deref(),
-    )
-    .ok_or_else(|| {
-        ApiError::forbidden(
-            "bad_verify_token",
-            "the verification request does not match",
+    tokens
+        .into_iter()
+        .find_map(|expected| query.answer(expected))
+        .ok_or_else(bad_verify_token)
+}
+
+impl MetaChallenge {
+    /// The challenge to echo when the request carries `expected`.
+    pub fn answer(&self, expected: &str) -> Option<String> {
+        providers::meta::verify_challenge(
+            expected,
+            self.mode.as_deref(),
+            self.verify_token.as_deref(),
+            self.challenge.as_deref(),
         )
-    })
+    }
+}
+
+pub fn bad_verify_token() -> ApiError {
+    ApiError::forbidden(
+        "bad_verify_token",
+        "the verification request does not match",
+    )
 }
 
 #[utoipa::path(post, path = "/webhook/meta/{tenant}", tag = "webhooks",
@@ -329,23 +336,21 @@ pub async fn meta(
 ) -> Result<Json<WebhookAck>, ApiError> {
     let started = Instant::now();
     let tenant = tenant_or_404(&state, &slug).await?;
-    let channel = channel_of(&tenant, Provider::Meta)?;
-    let secret = channel.secrets.app_secret.as_ref().ok_or_else(|| {
-        ApiError::forbidden(
-            "webhook_auth_not_configured",
-            "this tenant has no Meta app secret configured",
-        )
-    })?;
     let header = headers
         .get("x-hub-signature-256")
         .and_then(|v| v.to_str().ok());
-    providers::meta::verify_signature(secret.expose().as_bytes(), header, &body)
-        .map_err(|e| signature_error(&state, "meta", e))?;
+    let senders = authenticated(&state, &tenant, Provider::Meta, |sender| {
+        let secret = sender.secrets.app_secret.as_ref().ok_or_else(|| {
+            Refusal::not_configured("this tenant has no Meta app secret configured")
+        })?;
+        providers::meta::verify_signature(secret.expose().as_bytes(), header, &body)
+            .map_err(signature_refusal)
+    })?;
     let events = providers::meta::parse(&body).map_err(|e| malformed(&state, "meta", e))?;
     let updates =
         providers::meta_templates::parse(&body).map_err(|e| malformed(&state, "meta", e))?;
     template_updates(&state, &tenant, &updates).await?;
-    let ack = store(&state, &tenant, Provider::Meta, events).await?;
+    let ack = store(&state, &tenant, Provider::Meta, events, &senders).await?;
     observe(&state, "meta", started);
     Ok(Json(ack))
 }
@@ -364,13 +369,16 @@ pub async fn twilio(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let tenant = tenant_or_404(&state, &slug).await?;
-    let channel = channel_of(&tenant, Provider::Twilio)?;
-    let token = channel.secrets.auth_token.as_ref().ok_or_else(|| {
-        ApiError::forbidden(
-            "webhook_auth_not_configured",
-            "this tenant has no Twilio auth token configured",
-        )
-    })?;
+    if senders_of(&tenant, Provider::Twilio)?
+        .iter()
+        .all(|sender| sender.secrets.auth_token.is_none())
+    {
+        return Err(refuse(
+            &state,
+            "twilio",
+            Refusal::not_configured("this tenant has no Twilio auth token configured"),
+        ));
+    }
     // The signature covers the decoded form, so everything that can be checked without decoding
     // it comes first: the header, and how many fields the body holds.
     let header = headers
@@ -393,10 +401,15 @@ pub async fn twilio(
     let params =
         providers::twilio::parse_form(&body).map_err(|e| malformed(&state, "twilio", e))?;
     let url = public_url(&state, &headers, &uri);
-    providers::twilio::verify_signature(token.expose(), &url, &params, header)
-        .map_err(|e| signature_error(&state, "twilio", e))?;
+    let senders = authenticated(&state, &tenant, Provider::Twilio, |sender| {
+        let token = sender.secrets.auth_token.as_ref().ok_or_else(|| {
+            Refusal::not_configured("this tenant has no Twilio auth token configured")
+        })?;
+        providers::twilio::verify_signature(token.expose(), &url, &params, header)
+            .map_err(signature_refusal)
+    })?;
     let events = providers::twilio::parse(&params).map_err(|e| malformed(&state, "twilio", e))?;
-    store(&state, &tenant, Provider::Twilio, events).await?;
+    store(&state, &tenant, Provider::Twilio, events, &senders).await?;
     observe(&state, "twilio", started);
     let twiml = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>";
     Ok(([(CONTENT_TYPE, "text/xml")], twiml).into_response())
@@ -416,39 +429,69 @@ fn public_url(state: &AppState, headers: &HeaderMap, uri: &Uri) -> String {
     format!("{scheme}://{host}{path}")
 }
 
-/// Stores the events that belong to this tenant's channel; refuses the request when any does not.
+/// Stores the events that belong to the tenant's senders that authenticated the request;
+/// refuses the request when any does not. With no senders at all (a tenant without a channel,
+/// the seed's format) nothing is checked.
 async fn store(
     state: &AppState,
     tenant: &Tenant,
     provider: Provider,
     events: Vec<WebhookEvent>,
+    senders: &[&Channel],
 ) -> Result<WebhookAck, ApiError> {
-    if let Some(channel) = &tenant.channel
-        && let Some(foreign) = events.iter().find(|e| !belongs_to(channel, e))
-    {
-        state.metrics.count_rejected(provider.as_str(), "misrouted");
-        tracing::warn!(tenant = %tenant.slug, provider = provider.as_str(), "webhook addressed to another sender refused");
-        let what = match foreign {
-            WebhookEvent::Message(m) => m.provider_message_id.as_str(),
-            WebhookEvent::Status(s) => s.provider_message_id.as_str(),
-        };
-        return Err(ApiError::forbidden(
-            "wrong_sender",
-            format!(
-                "event {what} is addressed to a sender that is not this tenant's; nothing was stored"
-            ),
-        ));
+    let mut arrived_on = Vec::with_capacity(events.len());
+    for event in &events {
+        let sender = sender_of(senders, event);
+        if sender.is_none() && !senders.is_empty() {
+            state.metrics.count_rejected(provider.as_str(), "misrouted");
+            tracing::warn!(tenant = %tenant.slug, provider = provider.as_str(), "webhook addressed to another sender refused");
+            return Err(ApiError::forbidden(
+                "wrong_sender",
+                format!(
+                    "event {} is addressed to a sender that is not this tenant's; nothing was stored",
+                    event_id(event)
+                ),
+            ));
+        }
+        arrived_on.push(sender);
     }
     let mut submission = Submission::default();
-    for event in events {
-        match event {
-            WebhookEvent::Message(message) => submission.jobs.push(job_for(tenant, message)),
-            WebhookEvent::Status(report) => submission.reports.push(NewReport {
-                tenant_id: tenant.id,
-                report,
-            }),
-        }
+    for (event, sender) in events.into_iter().zip(arrived_on) {
+        add_event(&mut submission, tenant, event, sender);
     }
+    submit(state, provider, submission).await
+}
+
+pub(crate) fn event_id(event: &WebhookEvent) -> &str {
+    match event {
+        WebhookEvent::Message(m) => m.provider_message_id.as_str(),
+        WebhookEvent::Status(s) => s.provider_message_id.as_str(),
+    }
+}
+
+/// One event into the submission: a message as a job of the tenant (saying which sender it
+/// arrived on), a report as the tenant's report.
+pub(crate) fn add_event(
+    submission: &mut Submission,
+    tenant: &Tenant,
+    event: WebhookEvent,
+    sender: Option<&Channel>,
+) {
+    match event {
+        WebhookEvent::Message(message) => submission.jobs.push(job_for(tenant, message, sender)),
+        WebhookEvent::Status(report) => submission.reports.push(NewReport {
+            tenant_id: tenant.id,
+            report,
+        }),
+    }
+}
+
+/// Commits the submission (one transaction, whatever tenants it holds) and counts it.
+pub(crate) async fn submit(
+    state: &AppState,
+    provider: Provider,
+    submission: Submission,
+) -> Result<WebhookAck, ApiError> {
     let reports = submission.reports.len();
     let outcomes = state.ingestor.submit(submission).await?;
     let duplicates = outcomes.iter().filter(|o| o.duplicate).count();
@@ -471,26 +514,105 @@ async fn store(
         duplicates,
         reports,
         job_ids: outcomes.iter().map(|o| o.job_id).collect(),
+        dropped: 0,
     })
 }
 
-fn belongs_to(channel: &Channel, event: &WebhookEvent) -> bool {
+/// The sender an event arrived on: the one its address names, else a Twilio Messaging Service
+/// of the account, else (an event naming no address) the first whose account matches.
+fn sender_of<'a>(senders: &[&'a Channel], event: &WebhookEvent) -> Option<&'a Channel> {
     let (to, account) = match event {
         WebhookEvent::Message(m) => (m.to.as_deref(), m.account_id.as_deref()),
         WebhookEvent::Status(s) => (s.to.as_deref(), s.account_id.as_deref()),
     };
-    let to_ok = to.is_none_or(|to| channel.owns_address(to) || channel.sender.starts_with("MG"));
-    let account_ok = match (account, &channel.secrets.account_sid) {
-        (Some(account), Some(expected)) => account == expected,
-        _ => true,
+    let candidates: Vec<&'a Channel> = senders
+        .iter()
+        .copied()
+        // The account is Twilio's AccountSid (Meta's WABA id is checked on the shared app only,
+        // where the app's signature does not say which business sent the change).
+        .filter(|channel| match (account, &channel.secrets.account_sid) {
+            (Some(account), Some(expected)) if channel.provider == Provider::Twilio => {
+                account == expected
+            }
+            _ => true,
+        })
+        .collect();
+    let Some(to) = to else {
+        return candidates.first().copied();
     };
-    to_ok && account_ok
+    candidates
+        .iter()
+        .find(|channel| channel.owns_address(to))
+        .or_else(|| {
+            candidates
+                .iter()
+                .find(|channel| channel.sender.starts_with("MG"))
+        })
+        .copied()
+}
+
+/// Why a sender's credentials did not accept a request, and the metric reason to count.
+pub(crate) struct Refusal {
+    reason: &'static str,
+    error: ApiError,
+}
+
+impl Refusal {
+    fn not_configured(message: &'static str) -> Self {
+        Self {
+            reason: "unauthenticated",
+            error: ApiError::forbidden("webhook_auth_not_configured", message),
+        }
+    }
+}
+
+pub(crate) fn signature_refusal(error: SignatureError) -> Refusal {
+    match error {
+        SignatureError::Missing => Refusal {
+            reason: "unsigned",
+            error: ApiError::unauthorized("the request is not signed"),
+        },
+        SignatureError::Malformed | SignatureError::Mismatch => Refusal {
+            reason: "bad_signature",
+            error: ApiError::forbidden("bad_signature", "the signature does not match"),
+        },
+    }
+}
+
+/// Counts the refusal and turns it into the answer.
+pub(crate) fn refuse(state: &AppState, provider: &str, refusal: Refusal) -> ApiError {
+    state.metrics.count_rejected(provider, refusal.reason);
+    refusal.error
+}
+
+/// The tenant's senders on `provider` whose credentials accept the request (a tenant's numbers
+/// may have credentials of their own). When none does, the first sender's refusal, counted once.
+fn authenticated<'a>(
+    state: &AppState,
+    tenant: &'a Tenant,
+    provider: Provider,
+    check: impl Fn(&Channel) -> Result<(), Refusal>,
+) -> Result<Vec<&'a Channel>, ApiError> {
+    let mut first_refusal = None;
+    let mut accepted = Vec::new();
+    for sender in senders_of(tenant, provider)? {
+        match check(sender) {
+            Ok(()) => accepted.push(sender),
+            Err(refusal) => {
+                first_refusal.get_or_insert(refusal);
+            }
+        }
+    }
+    match first_refusal {
+        Some(refusal) if accepted.is_empty() => Err(refuse(state, provider.as_str(), refusal)),
+        _ => Ok(accepted),
+    }
 }
 
 /// Meta's template status and quality updates: into the catalog before the 2xx (Meta retries
 /// what is not acknowledged, and applying an update twice changes nothing); campaigns using a
 /// template that stopped being APPROVED pause themselves.
-async fn template_updates(
+pub(crate) async fn template_updates(
     state: &AppState,
     tenant: &Tenant,
     updates: &[providers::meta_templates::TemplateUpdate],
@@ -535,7 +657,7 @@ fn consent_change(tenant: &Tenant, message: &InboundMessage) -> Option<Change> {
 /// `consent` when the message changed the contact's consent (so the worker knows, e.g. to
 /// confirm the opt-out). Built by moving the parsed values in (no re-serialisation of the raw
 /// payload).
-fn job_for(tenant: &Tenant, message: InboundMessage) -> NewJob {
+fn job_for(tenant: &Tenant, message: InboundMessage, sender: Option<&Channel>) -> NewJob {
     use serde_json::Value;
     let consent = consent_change(tenant, &message);
     let contact = serde_json::to_value(&message.contact).unwrap_or(Value::Null);
@@ -568,6 +690,9 @@ fn job_for(tenant: &Tenant, message: InboundMessage) -> NewJob {
     payload.insert("to".into(), optional(message.to));
     payload.insert("reply_to".into(), optional(message.reply_to));
     payload.insert("raw".into(), message.raw);
+    if let Some(sender) = sender {
+        payload.insert("sender".into(), sender_payload(sender));
+    }
     if let Some(change) = &consent {
         payload.insert(
             "consent".into(),
@@ -586,7 +711,25 @@ fn job_for(tenant: &Tenant, message: InboundMessage) -> NewJob {
         max_attempts: tenant.max_attempts,
         payload: Value::Object(payload),
         consent,
+        sender_id: sender.map(|s| s.id),
     }
+}
+
+/// The sender a message arrived on, as the worker sees it: `id` is what `POST /messages/send`
+/// takes as `sender` to reply from the same number.
+fn sender_payload(sender: &Channel) -> serde_json::Value {
+    let mut value = json!({
+        "id": sender.id,
+        "provider": sender.provider.as_str(),
+        "sender": sender.sender,
+    });
+    if let Some(label) = &sender.label {
+        value["label"] = json!(label);
+    }
+    if let Some(number) = &sender.display_number {
+        value["display_number"] = json!(number);
+    }
+    value
 }
 
 pub async fn tenant_or_404(state: &AppState, slug: &str) -> Result<Arc<Tenant>, ApiError> {
@@ -611,18 +754,17 @@ pub async fn tenant_or_404(state: &AppState, slug: &str) -> Result<Arc<Tenant>, 
     tenant.ok_or_else(|| ApiError::not_found(format!("unknown tenant `{}`", truncate(slug, 64))))
 }
 
-fn channel_of(tenant: &Tenant, provider: Provider) -> Result<&Channel, ApiError> {
-    tenant
-        .channel
-        .as_ref()
-        .filter(|c| c.provider == provider)
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "tenant `{}` has no {} channel",
-                tenant.slug,
-                provider.as_str()
-            ))
-        })
+/// The tenant's senders on `provider`; 404 when it has none there.
+fn senders_of(tenant: &Tenant, provider: Provider) -> Result<Vec<&Channel>, ApiError> {
+    let senders: Vec<&Channel> = tenant.senders_of(provider).collect();
+    if senders.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "tenant `{}` has no {} channel",
+            tenant.slug,
+            provider.as_str()
+        )));
+    }
+    Ok(senders)
 }
 
 fn check_secret(
@@ -649,25 +791,20 @@ fn check_secret(
     }
 }
 
-fn signature_error(state: &AppState, provider: &str, error: SignatureError) -> ApiError {
-    match error {
-        SignatureError::Missing => {
-            state.metrics.count_rejected(provider, "unsigned");
-            ApiError::unauthorized("the request is not signed")
-        }
-        SignatureError::Malformed | SignatureError::Mismatch => {
-            state.metrics.count_rejected(provider, "bad_signature");
-            ApiError::forbidden("bad_signature", "the signature does not match")
-        }
-    }
+pub(crate) fn signature_error(state: &AppState, provider: &str, error: SignatureError) -> ApiError {
+    refuse(state, provider, signature_refusal(error))
 }
 
-fn malformed(state: &AppState, provider: &str, error: providers::ParseError) -> ApiError {
+pub(crate) fn malformed(
+    state: &AppState,
+    provider: &str,
+    error: providers::ParseError,
+) -> ApiError {
     state.metrics.count_rejected(provider, "malformed");
     ApiError::invalid_field(&error.field, error.reason)
 }
 
-fn observe(state: &AppState, provider: &str, started: Instant) {
+pub(crate) fn observe(state: &AppState, provider: &str, started: Instant) {
     state
         .metrics
         .ingest_latency

@@ -1,6 +1,6 @@
-//! The tenant's provider credentials: the one Secret its `spec.whatsapp.credentialsSecretRef`
-//! names, read only from the operator's credentials namespace and used only when the Secret is
-//! labelled for this tenant.
+//! The tenant's provider credentials: the Secrets its senders' `credentialsSecretRef` name, read
+//! only from the operator's credentials namespace and used only when each Secret is labelled for
+//! this tenant.
 //!
 //! Whoever may write a Tenant chooses that reference. Without these checks they could make the
 //! operator read any Secret in the cluster, or another tenant's credentials, and hand it to the
@@ -10,21 +10,21 @@
 
 use crate::operator::plan::SLUG_LABEL;
 use crate::operator::status::Finding;
-use crate::tenant::{ConditionType, Tenant};
+use crate::tenant::{ConditionType, SecretRef, Tenant};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 
 const KIND: ConditionType = ConditionType::EngineRegistered;
 
-/// A refusal when the reference names a namespace other than `allowed`: nothing is read then.
-pub fn namespace_refusal(tenant: &Tenant, allowed: &str) -> Option<Finding> {
-    let reference = &tenant.spec.whatsapp.credentials_secret_ref;
+/// A refusal when a sender's reference names a namespace other than `allowed`: nothing is
+/// read then. `field` is where the sender is written (`spec.whatsapp.senders[0]`).
+pub fn namespace_refusal(field: &str, reference: &SecretRef, allowed: &str) -> Option<Finding> {
     (reference.namespace != allowed).then(|| {
         Finding::failed(
             KIND,
             "CredentialsNamespaceNotAllowed",
             format!(
-                "spec.whatsapp.credentialsSecretRef names namespace {}: credentials Secrets are read only from {allowed}",
+                "{field}.credentialsSecretRef names namespace {}: credentials Secrets are read only from {allowed}",
                 reference.namespace
             ),
         )
@@ -32,7 +32,11 @@ pub fn namespace_refusal(tenant: &Tenant, allowed: &str) -> Option<Finding> {
 }
 
 /// A refusal when `secret` is not labelled `flomastr.io/tenant: <slug>` for this tenant.
-pub fn ownership_refusal(tenant: &Tenant, secret: &Secret) -> Option<Finding> {
+pub fn ownership_refusal(
+    tenant: &Tenant,
+    reference: &SecretRef,
+    secret: &Secret,
+) -> Option<Finding> {
     let slug = tenant.slug();
     let owner = secret
         .metadata
@@ -40,7 +44,6 @@ pub fn ownership_refusal(tenant: &Tenant, secret: &Secret) -> Option<Finding> {
         .as_ref()
         .and_then(|labels| labels.get(SLUG_LABEL));
     (owner.map(String::as_str) != Some(slug)).then(|| {
-        let reference = &tenant.spec.whatsapp.credentials_secret_ref;
         Finding::failed(
             KIND,
             "CredentialsNotForTenant",
@@ -52,16 +55,45 @@ pub fn ownership_refusal(tenant: &Tenant, secret: &Secret) -> Option<Finding> {
     })
 }
 
-/// The tenant's credentials Secret, or the finding that says why there is none to use.
-pub async fn fetch(
+/// Each sender's credentials Secret, in the order of the tenant's senders, or the finding that
+/// says why one cannot be used. A Secret several senders name is read once.
+pub async fn fetch_all(
     client: &kube::Client,
     tenant: &Tenant,
     allowed: &str,
-) -> Result<Secret, Finding> {
-    if let Some(refusal) = namespace_refusal(tenant, allowed) {
-        return Err(refusal);
+) -> Result<Vec<Secret>, Finding> {
+    let senders = tenant.spec.whatsapp.senders();
+    for (field, sender) in &senders {
+        if let Some(refusal) = namespace_refusal(field, &sender.credentials_secret_ref, allowed) {
+            return Err(refusal);
+        }
     }
-    let reference = &tenant.spec.whatsapp.credentials_secret_ref;
+    let mut read: Vec<(&SecretRef, Secret)> = Vec::new();
+    for (field, sender) in &senders {
+        let reference = &sender.credentials_secret_ref;
+        if !read.iter().any(|(r, _)| *r == reference) {
+            let secret = fetch(client, tenant, field, reference).await?;
+            read.push((reference, secret));
+        }
+    }
+    Ok(senders
+        .iter()
+        .filter_map(|(_, sender)| {
+            read.iter()
+                .find(|(r, _)| **r == sender.credentials_secret_ref)
+                .map(|(_, secret)| secret.clone())
+        })
+        .collect())
+}
+
+/// One credentials Secret (its namespace already checked), or the finding that says why there
+/// is none to use.
+async fn fetch(
+    client: &kube::Client,
+    tenant: &Tenant,
+    field: &str,
+    reference: &SecretRef,
+) -> Result<Secret, Finding> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &reference.namespace);
     let secret = match secrets.get_opt(&reference.name).await {
         Ok(Some(secret)) => secret,
@@ -70,7 +102,7 @@ pub async fn fetch(
                 KIND,
                 "CredentialsSecretMissing",
                 format!(
-                    "create the Secret {}/{} named in spec.whatsapp.credentialsSecretRef, labelled {SLUG_LABEL}: {}",
+                    "create the Secret {}/{} named in {field}.credentialsSecretRef, labelled {SLUG_LABEL}: {}",
                     reference.namespace,
                     reference.name,
                     tenant.slug()
@@ -85,7 +117,7 @@ pub async fn fetch(
             ));
         }
     };
-    match ownership_refusal(tenant, &secret) {
+    match ownership_refusal(tenant, reference, &secret) {
         Some(refusal) => Err(refusal),
         None => Ok(secret),
     }
@@ -115,12 +147,17 @@ mod tests {
 
     #[test]
     fn only_the_credentials_namespace_is_allowed() {
-        assert_eq!(
-            namespace_refusal(&tenant("flomastr-credentials"), "flomastr-credentials"),
-            None
-        );
+        let refusal = |namespace: &str| {
+            let (field, sender) = tenant(namespace).spec.whatsapp.senders().remove(0);
+            namespace_refusal(
+                &field,
+                &sender.credentials_secret_ref,
+                "flomastr-credentials",
+            )
+        };
+        assert_eq!(refusal("flomastr-credentials"), None);
         for other in ["kube-system", "tenant-globex", "flomastr-system"] {
-            let refusal = namespace_refusal(&tenant(other), "flomastr-credentials").unwrap();
+            let refusal = refusal(other).unwrap();
             assert_eq!(refusal.reason, "CredentialsNamespaceNotAllowed");
             assert!(!refusal.ok);
             assert!(refusal.message.contains(other), "{}", refusal.message);
@@ -130,8 +167,19 @@ mod tests {
     #[test]
     fn a_secret_is_used_only_by_the_tenant_it_is_labelled_for() {
         let acme = tenant("flomastr-credentials");
+        let reference = acme
+            .spec
+            .whatsapp
+            .senders()
+            .remove(0)
+            .1
+            .credentials_secret_ref;
         assert_eq!(
-            ownership_refusal(&acme, &secret(json!({"flomastr.io/tenant": "acme"}))),
+            ownership_refusal(
+                &acme,
+                &reference,
+                &secret(json!({"flomastr.io/tenant": "acme"}))
+            ),
             None
         );
         for labels in [
@@ -140,7 +188,7 @@ mod tests {
             json!({"app": "acme"}),
             json!(null),
         ] {
-            let refusal = ownership_refusal(&acme, &secret(labels.clone())).unwrap();
+            let refusal = ownership_refusal(&acme, &reference, &secret(labels.clone())).unwrap();
             assert_eq!(refusal.reason, "CredentialsNotForTenant", "{labels}");
         }
     }

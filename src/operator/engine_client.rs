@@ -11,7 +11,12 @@ pub enum EngineError {
     #[error("the engine is unreachable")]
     Unreachable(#[source] reqwest::Error),
     #[error("the engine refused the registration ({status}): {message}")]
-    Refused { status: u16, message: String },
+    Refused {
+        status: u16,
+        /// The engine's error code (`sender_in_use`, `invalid_field`, ...).
+        code: String,
+        message: String,
+    },
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
@@ -25,7 +30,8 @@ pub struct Registration {
     pub worker_token_sha256: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_secret: Option<String>,
-    pub channel: ChannelRegistration,
+    /// The tenant's senders, the first one first.
+    pub senders: Vec<ChannelRegistration>,
 }
 
 #[derive(Serialize, Debug, Clone, PartialEq)]
@@ -34,6 +40,10 @@ pub struct ChannelRegistration {
     pub sender: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_number: Option<String>,
     /// The engine's credential names (`api_key`, `app_secret`, ...) with their values.
     pub credentials: Map<String, Value>,
 }
@@ -41,10 +51,13 @@ pub struct ChannelRegistration {
 impl std::fmt::Display for Registration {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the credentials.
+        let providers: Vec<&str> = self.senders.iter().map(|s| s.provider).collect();
         write!(
             f,
             "{} ({} via {})",
-            self.display_name, self.status, self.channel.provider
+            self.display_name,
+            self.status,
+            providers.join(", ")
         )
     }
 }
@@ -140,5 +153,13 @@ async fn check(response: reqwest::Response) -> Result<(), EngineError> {
         .as_str()
         .unwrap_or("no error message")
         .to_owned();
-    Err(EngineError::Refused { status, message })
+    let code = body["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    Err(EngineError::Refused {
+        status,
+        code,
+        message,
+    })
 }

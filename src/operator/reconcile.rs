@@ -8,6 +8,7 @@ use crate::operator::children::{
 use crate::operator::context::Context;
 use crate::operator::credentials;
 use crate::operator::encryption;
+use crate::operator::engine_client::EngineError;
 use crate::operator::plan::{MANAGER, Plan, plan};
 use crate::operator::registration::{self, secret_value};
 use crate::operator::status::{Finding, Observed, compute};
@@ -580,12 +581,16 @@ async fn dns_finding(
 
 async fn engine_finding(tenant: &Tenant, plan: &Plan, ctx: &Context) -> Finding {
     let kind = ConditionType::EngineRegistered;
-    let reference = &tenant.spec.whatsapp.credentials_secret_ref;
-    let credentials =
-        match credentials::fetch(&ctx.client, tenant, &ctx.config.credentials_namespace).await {
-            Ok(secret) => secret,
-            Err(finding) => return finding,
-        };
+    let credentials = match credentials::fetch_all(
+        &ctx.client,
+        tenant,
+        &ctx.config.credentials_namespace,
+    )
+    .await
+    {
+        Ok(secrets) => secrets,
+        Err(finding) => return finding,
+    };
     let token = match namespaced::<Secret>(ctx, plan).get_opt(WORKER_SECRET).await {
         Ok(Some(secret)) => secret_value(&secret, WORKER_TOKEN).unwrap_or_default(),
         Ok(None) => {
@@ -599,13 +604,13 @@ async fn engine_finding(tenant: &Tenant, plan: &Plan, ctx: &Context) -> Finding 
     };
     let registration = match registration::build(tenant, &credentials, &token) {
         Ok(registration) => registration,
-        Err(key) => {
+        Err(missing) => {
             return Finding::failed(
                 kind,
                 "CredentialsIncomplete",
                 format!(
-                    "the Secret {}/{} has no `{key}`, which provider {:?} needs",
-                    reference.namespace, reference.name, tenant.spec.whatsapp.provider
+                    "the Secret named in {}.credentialsSecretRef has no `{}`, which provider {:?} needs",
+                    missing.field, missing.key, missing.provider
                 ),
             );
         }
@@ -635,6 +640,9 @@ async fn engine_finding(tenant: &Tenant, plan: &Plan, ctx: &Context) -> Finding 
                 "Registered",
                 format!("registered in the engine as {registration}"),
             )
+        }
+        Err(EngineError::Refused { code, message, .. }) if code == "sender_in_use" => {
+            Finding::failed(kind, "SenderInUse", message)
         }
         Err(error) => Finding::failed(kind, "EngineError", error.to_string()),
     }

@@ -1,8 +1,8 @@
 //! The tenant's engine registration, built from its spec, its worker token and the credentials
-//! Secret it references (the operator reads that one Secret only).
+//! Secrets its senders reference (the operator reads those Secrets only).
 
 use crate::operator::engine_client::{ChannelRegistration, Registration};
-use crate::tenant::{Tenant, WhatsAppProvider};
+use crate::tenant::{SenderSpec, Tenant, WhatsAppProvider};
 use k8s_openapi::api::core::v1::Secret;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -24,16 +24,18 @@ fn credential_keys(provider: WhatsAppProvider) -> &'static [(&'static str, &'sta
             ("accessToken", "access_token"),
             ("appSecret", "app_secret"),
             ("verifyToken", "verify_token"),
+            ("wabaId", "waba_id"),
         ],
         WhatsAppProvider::Twilio => &[("accountSid", "account_sid"), ("authToken", "auth_token")],
     }
 }
 
-/// Keys a provider cannot work without.
+/// Keys a provider cannot work without. Meta's `appSecret` and `verifyToken` are needed only for
+/// a tenant's own app: numbers on the platform's shared app receive through its webhook.
 fn required_keys(provider: WhatsAppProvider) -> &'static [&'static str] {
     match provider {
         WhatsAppProvider::Infobip => &["apiKey"],
-        WhatsAppProvider::Meta => &["accessToken", "appSecret", "verifyToken"],
+        WhatsAppProvider::Meta => &["accessToken"],
         WhatsAppProvider::Twilio => &["accountSid", "authToken"],
     }
 }
@@ -49,25 +51,30 @@ pub fn secret_value(secret: &Secret, key: &str) -> Option<String> {
         .cloned()
 }
 
-/// The registration, or the name of the first required key the Secret lacks.
+/// A sender's credentials lack a key its provider needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingKey {
+    /// Where the sender is written in the spec (`spec.whatsapp.senders[1]`).
+    pub field: String,
+    pub provider: WhatsAppProvider,
+    pub key: &'static str,
+}
+
+/// The registration. `credentials` holds each sender's Secret, in the order of
+/// [`crate::tenant::WhatsAppSpec::senders`].
 pub fn build(
     tenant: &Tenant,
-    credentials: &Secret,
+    credentials: &[Secret],
     worker_token: &str,
-) -> Result<Registration, String> {
-    let provider = tenant.spec.whatsapp.provider;
-    if let Some(missing) = required_keys(provider)
-        .iter()
-        .find(|k| secret_value(credentials, k).is_none_or(|v| v.is_empty()))
-    {
-        return Err((*missing).to_owned());
-    }
-    let mut map = Map::new();
-    for (key, name) in credential_keys(provider) {
-        if let Some(value) = secret_value(credentials, key).filter(|v| !v.is_empty()) {
-            map.insert((*name).to_owned(), Value::String(value));
-        }
-    }
+) -> Result<Registration, MissingKey> {
+    let senders = tenant
+        .spec
+        .whatsapp
+        .senders()
+        .into_iter()
+        .zip(credentials)
+        .map(|((field, sender), secret)| sender_registration(field, &sender, secret))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Registration {
         display_name: tenant.spec.display_name.clone(),
         status: if tenant.spec.suspended {
@@ -78,14 +85,45 @@ pub fn build(
         max_attempts: tenant.spec.limits.max_job_attempts,
         max_concurrency: tenant.spec.limits.max_concurrent_jobs,
         worker_token_sha256: vec![hex::encode(Sha256::digest(worker_token.as_bytes()))],
-        // The seed's inbound webhook uses the same secret as the provider's webhooks.
-        webhook_secret: secret_value(credentials, "webhookSecret").filter(|v| !v.is_empty()),
-        channel: ChannelRegistration {
-            provider: provider.as_str(),
-            sender: tenant.spec.whatsapp.sender.clone(),
-            base_url: tenant.spec.whatsapp.provider_base_url.clone(),
-            credentials: map,
-        },
+        // The seed's inbound webhook uses the same secret as the provider's webhooks (the
+        // first sender's).
+        webhook_secret: credentials
+            .first()
+            .and_then(|secret| secret_value(secret, "webhookSecret"))
+            .filter(|v| !v.is_empty()),
+        senders,
+    })
+}
+
+fn sender_registration(
+    field: String,
+    sender: &SenderSpec,
+    credentials: &Secret,
+) -> Result<ChannelRegistration, MissingKey> {
+    let provider = sender.provider;
+    if let Some(missing) = required_keys(provider)
+        .iter()
+        .find(|k| secret_value(credentials, k).is_none_or(|v| v.is_empty()))
+    {
+        return Err(MissingKey {
+            field,
+            provider,
+            key: missing,
+        });
+    }
+    let mut map = Map::new();
+    for (key, name) in credential_keys(provider) {
+        if let Some(value) = secret_value(credentials, key).filter(|v| !v.is_empty()) {
+            map.insert((*name).to_owned(), Value::String(value));
+        }
+    }
+    Ok(ChannelRegistration {
+        provider: provider.as_str(),
+        sender: sender.sender.clone(),
+        base_url: sender.provider_base_url.clone(),
+        label: sender.label.clone(),
+        display_number: sender.display_number.clone(),
+        credentials: map,
     })
 }
 
@@ -122,8 +160,8 @@ mod tests {
             "webhookSignatureHeader": "X-Infobip-Signature",
             "webhookSignatureAlgorithm": "sha256",
         }));
-        let registration = build(&infobip_tenant(), &credentials, "token").unwrap();
-        let sent = &registration.channel.credentials;
+        let registration = build(&infobip_tenant(), &[credentials], "token").unwrap();
+        let sent = &registration.senders[0].credentials;
         assert_eq!(sent["webhook_hmac_secret"], "hmac-key");
         assert_eq!(sent["webhook_signature_header"], "X-Infobip-Signature");
         assert_eq!(sent["webhook_signature_algorithm"], "sha256");

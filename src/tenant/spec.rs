@@ -220,20 +220,103 @@ impl WhatsAppProvider {
     }
 }
 
-/// The tenant's WhatsApp channel.
+/// The tenant's WhatsApp channel: its senders (numbers), in one of two forms. `senders` lists
+/// one or more; the single-sender fields (`provider`, `sender`, `credentialsSecretRef`, optional
+/// `providerBaseUrl`) describe exactly one and mean the same as a `senders` list holding it.
+/// Give one form, not both. (Conversion plan: the single-sender fields stay in v1alpha1; a later
+/// API version keeps only `senders`, and its conversion maps them to `senders[0]`.)
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.provider != 'Meta' || self.sender.matches('^[0-9]{5,20}$')").message("whatsapp.sender must be the numeric phone-number-id for provider Meta"))]
-#[x_kube(validation = Rule::new("self.provider != 'Infobip' || self.sender.matches('^[+]?[0-9]{6,15}$')").message("whatsapp.sender must be the sender number in international format for provider Infobip"))]
-#[x_kube(validation = Rule::new("self.provider != 'Twilio' || self.sender.matches('^(whatsapp:)?[+][0-9]{6,15}$') || self.sender.matches('^MG[0-9a-f]{32}$')").message("whatsapp.sender must be whatsapp:+<E.164 number> or a Messaging Service SID (MG...) for provider Twilio"))]
+#[x_kube(validation = Rule::new("(has(self.senders) && size(self.senders) > 0) ? !(has(self.provider) || has(self.sender) || has(self.credentialsSecretRef) || has(self.providerBaseUrl)) : (has(self.provider) && has(self.sender) && has(self.credentialsSecretRef))").message("whatsapp: list the senders either in whatsapp.senders or with the single-sender fields provider, sender and credentialsSecretRef (all three), not both"))]
+#[x_kube(validation = Rule::new("!has(self.sender) || !has(self.provider) || self.provider != 'Meta' || self.sender.matches('^[0-9]{5,20}$')").message("whatsapp.sender must be the numeric phone-number-id for provider Meta"))]
+#[x_kube(validation = Rule::new("!has(self.sender) || !has(self.provider) || self.provider != 'Infobip' || self.sender.matches('^[+]?[0-9]{6,15}$')").message("whatsapp.sender must be the sender number in international format for provider Infobip"))]
+#[x_kube(validation = Rule::new("!has(self.sender) || !has(self.provider) || self.provider != 'Twilio' || self.sender.matches('^(whatsapp:)?[+][0-9]{6,15}$') || self.sender.matches('^MG[0-9a-f]{32}$')").message("whatsapp.sender must be whatsapp:+<E.164 number> or a Messaging Service SID (MG...) for provider Twilio"))]
 pub struct WhatsAppSpec {
-    /// Which provider carries the traffic: Infobip, Meta or Twilio.
+    /// Single-sender form: which provider carries the traffic (Infobip, Meta or Twilio).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<WhatsAppProvider>,
+
+    /// Single-sender form: the business sender, as in `senders[].sender`.
+    #[schemars(length(min = 1, max = 64))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
+
+    /// Single-sender form: the provider's API base URL, as in `senders[].providerBaseUrl`.
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("isURL(self) && url(self).getScheme() in ['http', 'https']").message("whatsapp.providerBaseUrl must be an absolute http(s) URL"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_base_url: Option<String>,
+
+    /// Single-sender form: the Secret with the provider credentials, as in
+    /// `senders[].credentialsSecretRef`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretRef>,
+
+    /// The tenant's senders, 1 to 20, the first being the default for replies to a contact who
+    /// has not written yet. Each sender (number) belongs to at most one Tenant: one another
+    /// Tenant holds is refused by the engine (condition EngineRegistered False, reason
+    /// SenderInUse).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(min = 1, max = 20))]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.provider == a.provider && b.sender == a.sender))").message("whatsapp.senders must not list a sender twice"))]
+    pub senders: Vec<SenderSpec>,
+}
+
+impl WhatsAppSpec {
+    /// The tenant's senders, each with the spec path it is written at: `whatsapp.senders[i]`,
+    /// or `whatsapp` for the single-sender form (its one sender).
+    pub fn senders(&self) -> Vec<(String, SenderSpec)> {
+        if !self.senders.is_empty() {
+            return self
+                .senders
+                .iter()
+                .enumerate()
+                .map(|(i, sender)| (format!("spec.whatsapp.senders[{i}]"), sender.clone()))
+                .collect();
+        }
+        match (&self.provider, &self.sender, &self.credentials_secret_ref) {
+            (Some(provider), Some(sender), Some(credentials)) => vec![(
+                "spec.whatsapp".to_owned(),
+                SenderSpec {
+                    provider: *provider,
+                    sender: sender.clone(),
+                    display_number: None,
+                    label: None,
+                    provider_base_url: self.provider_base_url.clone(),
+                    credentials_secret_ref: credentials.clone(),
+                },
+            )],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// One WhatsApp sender (number) of the tenant.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.provider != 'Meta' || self.sender.matches('^[0-9]{5,20}$')").message("sender must be the numeric phone-number-id for provider Meta"))]
+#[x_kube(validation = Rule::new("self.provider != 'Infobip' || self.sender.matches('^[+]?[0-9]{6,15}$')").message("sender must be the sender number in international format for provider Infobip"))]
+#[x_kube(validation = Rule::new("self.provider != 'Twilio' || self.sender.matches('^(whatsapp:)?[+][0-9]{6,15}$') || self.sender.matches('^MG[0-9a-f]{32}$')").message("sender must be whatsapp:+<E.164 number> or a Messaging Service SID (MG...) for provider Twilio"))]
+pub struct SenderSpec {
+    /// Which provider carries this number: Infobip, Meta or Twilio.
     pub provider: WhatsAppProvider,
 
     /// The business sender: the number for Infobip (`441134960000`), the phone-number-id for Meta,
-    /// `whatsapp:+<number>` or a Messaging Service SID for Twilio.
+    /// `whatsapp:+<number>` or a Messaging Service SID for Twilio. Inbound messages are routed by
+    /// it (a platform-shared Meta app's webhook by the phone-number-id), and replies name it.
     #[schemars(length(min = 1, max = 64))]
     pub sender: String,
+
+    /// The number as customers see it (`+44 113 496 0000`), when the sender is not the number
+    /// (Meta's phone-number-id). Shown to the tenant's workers with each message.
+    #[schemars(length(min = 1, max = 32), regex(pattern = r"^[0-9 +()-]+$"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_number: Option<String>,
+
+    /// The tenant's name for the number (`sales`, `support`, `es`), shown to its workers.
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[^\x00-\x1f\x7f]+$"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 
     /// Base URL of the provider's API, for a personal InfoBip base URL, a BSP proxy or a sandbox:
     /// an origin only (`https://host[:port]`, no path, query, fragment or user info) that must be
@@ -243,15 +326,17 @@ pub struct WhatsAppSpec {
     /// any other is refused by the engine and the Tenant is not registered. Defaults to the
     /// provider's public API.
     #[schemars(length(max = 2048))]
-    #[x_kube(validation = Rule::new("isURL(self) && url(self).getScheme() in ['http', 'https']").message("whatsapp.providerBaseUrl must be an absolute http(s) URL"))]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("isURL(self) && url(self).getScheme() in ['http', 'https']").message("providerBaseUrl must be an absolute http(s) URL"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provider_base_url: Option<String>,
 
-    /// The Secret holding the provider credentials. Keys by provider: Infobip `apiKey`
-    /// (+ optional `webhookSecret`), Meta `accessToken`, `appSecret`, `verifyToken`;
-    /// Twilio `accountSid`, `authToken`. The operator reads only this Secret, only from its
-    /// credentials namespace (`flomastr-credentials` unless the platform configures another),
-    /// and uses it only when it carries the label `flomastr.io/tenant: <this Tenant's name>`.
+    /// The Secret holding this number's provider credentials. Keys by provider: Infobip `apiKey`
+    /// (+ optional `webhookSecret`), Meta `accessToken` (+ `appSecret` and `verifyToken` when the
+    /// tenant has a Meta app of its own, for `/webhook/meta/<tenant>`; without them its webhooks
+    /// come through the platform's shared app, and optional `wabaId`, the business account);
+    /// Twilio `accountSid`, `authToken`. Several senders may name the same Secret. The operator
+    /// reads only Secrets in its credentials namespace (`flomastr-credentials` unless the platform
+    /// configures another) labelled `flomastr.io/tenant: <this Tenant's name>`.
     pub credentials_secret_ref: SecretRef,
 }
 
@@ -416,4 +501,32 @@ pub struct QuotaSpec {
     #[schemars(range(min = 0, max = 1000))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pods: Option<i32>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn whatsapp(value: serde_json::Value) -> WhatsAppSpec {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn the_single_sender_fields_are_one_sender() {
+        let reference = json!({"name": "acme-infobip", "namespace": "flomastr-credentials"});
+        let single = whatsapp(json!({"provider": "Infobip", "sender": "441134960000",
+            "providerBaseUrl": "https://x.api.infobip.com", "credentialsSecretRef": reference}));
+        let listed = whatsapp(
+            json!({"senders": [{"provider": "Infobip", "sender": "441134960000",
+            "providerBaseUrl": "https://x.api.infobip.com", "credentialsSecretRef": reference}]}),
+        );
+        assert_eq!(single.senders()[0].1, listed.senders()[0].1);
+        assert_eq!(single.senders()[0].0, "spec.whatsapp");
+        assert_eq!(listed.senders()[0].0, "spec.whatsapp.senders[0]");
+        // A Tenant written before senders existed reads back as it was written.
+        let written = serde_json::to_value(&single).unwrap();
+        assert!(written.get("senders").is_none(), "{written}");
+        assert!(whatsapp(json!({})).senders().is_empty());
+    }
 }

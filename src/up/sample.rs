@@ -22,7 +22,12 @@ impl Sample {
 
     /// The WhatsApp sender of the sample (InfoBip number).
     pub fn sender(&self) -> &str {
-        &self.tenant.spec.whatsapp.sender
+        self.tenant
+            .spec
+            .whatsapp
+            .sender
+            .as_deref()
+            .unwrap_or_default()
     }
 
     /// Runs the sample's n8n from `image` (the example pins a public one, which a local node

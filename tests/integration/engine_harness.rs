@@ -63,6 +63,8 @@ pub fn args(db: &TestDb) -> EngineArgs {
         provider_private_networks: Vec::new(),
         tenant_send_concurrency: 16,
         meta_api_version: "v21.0".to_owned(),
+        meta_app_secret: None,
+        meta_verify_token: None,
         embedder: flomastr::engine::config::EmbedderKind::Local,
         embed_model_dir: None,
         embed_concurrency: 1,
@@ -173,9 +175,49 @@ impl TestEngine {
             .unwrap()
     }
 
+    /// `GET /admin/tenants/{slug}` with the admin token.
+    pub async fn admin_get(&self, slug: &str) -> reqwest::Response {
+        self.http
+            .get(self.at(&format!("/admin/tenants/{slug}")))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.at("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Registers a tenant with a channel of `provider` ("infobip", "meta" or "twilio").
     pub async fn tenant(&self, slug: &str, provider: &str) -> TestTenant {
         self.tenant_with(slug, provider, json!({})).await
+    }
+
+    /// A sender of `provider` no tenant of this engine holds yet (a sender belongs to one
+    /// tenant): the provider's documentation number for the first, numbers beside it after.
+    pub async fn free_sender(&self, provider: &str) -> String {
+        let taken: i64 = sqlx::query_scalar("SELECT count(*) FROM channels WHERE provider = $1")
+            .bind(provider)
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap();
+        match (provider, taken) {
+            ("meta", 0) => "106540352242922".to_owned(),
+            ("meta", n) => format!("1065403522{:05}", 42922 + n),
+            ("twilio", 0) => "whatsapp:+14155238886".to_owned(),
+            ("twilio", n) => format!("whatsapp:+1415523{:04}", 8886 + n),
+            (_, 0) => "441134960000".to_owned(),
+            (_, n) => format!("4411349{:05}", 60000 + n),
+        }
     }
 
     pub async fn tenant_with(&self, slug: &str, provider: &str, extra: Value) -> TestTenant {
@@ -183,11 +225,7 @@ impl TestEngine {
             slug: slug.to_owned(),
             worker_token: format!("worker-{slug}-{}", uuid::Uuid::new_v4()),
             webhook_secret: format!("hook-{}", uuid::Uuid::new_v4()),
-            sender: match provider {
-                "meta" => "106540352242922".to_owned(),
-                "twilio" => "whatsapp:+14155238886".to_owned(),
-                _ => "441134960000".to_owned(),
-            },
+            sender: self.free_sender(provider).await,
             app_secret: format!("app-{}", uuid::Uuid::new_v4()),
             auth_token: format!("auth-{}", uuid::Uuid::new_v4().simple()),
             account_sid: "AC00000000000000000000000000000001".to_owned(),

@@ -109,11 +109,13 @@ async fn infobip_authentication_by_header_or_basic_and_nothing_written_on_refusa
     );
     assert_eq!(engine.count_jobs().await, 0);
 
-    // Basic auth configured instead.
-    let basic = json!({"channel": {"provider": "infobip", "sender": tenant.sender,
+    // Basic auth configured instead (on a number of its own: a number belongs to one tenant).
+    let basic_sender = engine.free_sender("infobip").await;
+    let basic = json!({"channel": {"provider": "infobip", "sender": basic_sender,
         "credentials": {"basic_username": "infobip", "basic_password": "pa55-w0rd"}}});
     let other = engine.tenant_with("basic", "infobip", basic).await;
     let url = engine.at(&format!("/webhook/infobip/{}", other.slug));
+    let payload = infobip_payload(&basic_sender);
     let wrong = engine
         .http
         .post(&url)

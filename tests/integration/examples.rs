@@ -10,10 +10,11 @@ use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 
-const EXAMPLES: [&str; 3] = [
+const EXAMPLES: [&str; 4] = [
     "manifests/examples/tenant-infobip.yaml",
     "manifests/examples/tenant-meta.yaml",
     "manifests/examples/tenant-twilio.yaml",
+    "manifests/examples/tenant-multi.yaml",
 ];
 
 fn documents(path: &str) -> Vec<Value> {
@@ -35,38 +36,47 @@ fn every_example_secret_registers_its_tenant() {
                 .unwrap_or_else(|| panic!("{path} has a {kind}"))
         };
         let tenant: Tenant = serde_json::from_value(find("Tenant")).unwrap();
-        let mut secret = find("Secret");
-        // The API server turns stringData into data; the operator reads either.
-        let secret: Secret = serde_json::from_value(secret.take()).unwrap();
-        let reference = &tenant.spec.whatsapp.credentials_secret_ref;
-        assert_eq!(
-            secret.metadata.name.as_deref(),
-            Some(reference.name.as_str()),
-            "{path}"
-        );
-        // Where and as whose the operator accepts it.
-        assert_eq!(
-            secret.metadata.namespace.as_deref(),
-            Some(reference.namespace.as_str()),
-            "{path}"
-        );
-        assert_eq!(
-            credentials::namespace_refusal(&tenant, DEFAULT_CREDENTIALS_NAMESPACE),
-            None,
-            "{path}"
-        );
-        assert_eq!(
-            credentials::ownership_refusal(&tenant, &secret),
-            None,
-            "{path}"
-        );
-        let registration = flomastr::operator::registration::build(&tenant, &secret, "token")
-            .unwrap_or_else(|missing| panic!("{path}: the Secret lacks {missing}"));
-        assert_eq!(registration.channel.sender, tenant.spec.whatsapp.sender);
-        providers.push(registration.channel.provider);
+        let mut secrets = Vec::new();
+        for (field, sender) in tenant.spec.whatsapp.senders() {
+            let reference = &sender.credentials_secret_ref;
+            // The API server turns stringData into data; the operator reads either.
+            let secret: Secret = docs
+                .iter()
+                .find(|d| d["kind"] == "Secret" && d["metadata"]["name"] == reference.name.as_str())
+                .map(|d| serde_json::from_value(d.clone()).unwrap())
+                .unwrap_or_else(|| panic!("{path}: {field} names a Secret of the file"));
+            // Where and as whose the operator accepts it.
+            assert_eq!(
+                secret.metadata.namespace.as_deref(),
+                Some(reference.namespace.as_str()),
+                "{path}"
+            );
+            assert_eq!(
+                credentials::namespace_refusal(&field, reference, DEFAULT_CREDENTIALS_NAMESPACE),
+                None,
+                "{path}"
+            );
+            assert_eq!(
+                credentials::ownership_refusal(&tenant, reference, &secret),
+                None,
+                "{path}"
+            );
+            secrets.push(secret);
+        }
+        let registration = flomastr::operator::registration::build(&tenant, &secrets, "token")
+            .unwrap_or_else(|missing| panic!("{path}: the Secret lacks {missing:?}"));
+        let senders = tenant.spec.whatsapp.senders();
+        assert_eq!(registration.senders.len(), senders.len(), "{path}");
+        for (registered, (_, sender)) in registration.senders.iter().zip(&senders) {
+            assert_eq!(registered.sender, sender.sender, "{path}");
+            providers.push(registered.provider);
+        }
     }
     providers.sort_unstable();
-    assert_eq!(providers, ["infobip", "meta", "twilio"]);
+    assert_eq!(
+        providers,
+        ["infobip", "infobip", "meta", "meta", "meta", "twilio"]
+    );
 }
 
 #[tokio::test]
@@ -108,9 +118,10 @@ async fn every_example_is_accepted_by_the_api_server() {
             String::from_utf8_lossy(&out.stderr)
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
+        let documents = documents(path).len();
         assert_eq!(
             stdout.matches("(server dry run)").count(),
-            2,
+            documents,
             "{path}: {stdout}"
         );
     }

@@ -36,15 +36,7 @@ async fn job_payload(engine: &TestEngine, dedup_key: &str) -> Value {
 }
 
 async fn metrics(engine: &TestEngine) -> String {
-    engine
-        .http
-        .get(engine.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    engine.metrics().await
 }
 
 fn test_job(tenant_id: Uuid, key: &str, max_attempts: i32) -> NewJob {
@@ -56,6 +48,7 @@ fn test_job(tenant_id: Uuid, key: &str, max_attempts: i32) -> NewJob {
         provider_timestamp: Utc::now(),
         max_attempts,
         consent: None,
+        sender_id: None,
     }
 }
 

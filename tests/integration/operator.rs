@@ -85,10 +85,22 @@ pub fn credentials_name(slug: &str) -> String {
 
 /// A credentials Secret (InfoBip keys) in `namespace`, labelled as tenant `owner`'s.
 pub async fn credentials_in(client: &kube::Client, namespace: &str, name: &str, owner: &str) {
+    let data = json!({"apiKey": "ib-api-key-from-secret", "webhookSecret": "hook-from-secret"});
+    credentials_with(client, namespace, name, owner, data).await;
+}
+
+/// A credentials Secret with `data` (its `stringData`) in `namespace`, labelled as `owner`'s.
+pub async fn credentials_with(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    owner: &str,
+    data: Value,
+) {
     ensure_namespace(client, namespace).await;
     let secret: Secret = serde_json::from_value(json!({
         "metadata": {"name": name, "namespace": namespace, "labels": {"flomastr.io/tenant": owner}},
-        "stringData": {"apiKey": "ib-api-key-from-secret", "webhookSecret": "hook-from-secret"}
+        "stringData": data
     }))
     .unwrap();
     Api::<Secret>::namespaced(client.clone(), namespace)

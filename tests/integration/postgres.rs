@@ -174,3 +174,70 @@ async fn the_query_login_reads_only_the_views() {
         .unwrap();
     assert_eq!(rows, 0);
 }
+
+/// A database where two tenants share a number stops at the senders migration, naming the
+/// number, and changes nothing; once each has its own, the migration applies and each tenant's
+/// channel becomes its first sender.
+#[tokio::test]
+async fn the_senders_migration_stops_on_a_number_two_tenants_share() {
+    use sqlx::migrate::Migrator;
+    use std::borrow::Cow;
+    const SENDERS: i64 = 20261204000100;
+    let db = crate::common::empty_db().await;
+    // Without the advisory lock: a failed run keeps it on its connection until that closes.
+    let migrator = |up_to: i64| Migrator {
+        migrations: Cow::Owned(
+            flomastr::db::MIGRATOR
+                .iter()
+                .filter(|m| m.version <= up_to)
+                .cloned()
+                .collect(),
+        ),
+        ignore_missing: false,
+        locking: false,
+        no_tx: false,
+    };
+    migrator(SENDERS - 1).run(&db.pool).await.unwrap();
+    for (slug, sender) in [("acme", "441134960000"), ("globex", "+441134960000")] {
+        let id = insert_tenant(&db.pool, slug).await;
+        sqlx::query(
+            "INSERT INTO channels (tenant_id, provider, sender) VALUES ($1, 'infobip', $2)",
+        )
+        .bind(id)
+        .bind(sender)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+    let error = migrator(SENDERS).run(&db.pool).await.unwrap_err();
+    let text = format!("{error:?}");
+    assert!(
+        text.contains("441134960000") && text.contains("give each its own"),
+        "{text}"
+    );
+    let ordinal: Option<String> = sqlx::query_scalar(
+        "SELECT column_name::text FROM information_schema.columns WHERE table_name = 'channels' AND column_name = 'ordinal'",
+    )
+    .fetch_optional(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(ordinal, None, "nothing of the migration was applied");
+
+    sqlx::query("UPDATE channels SET sender = '441134960001' WHERE sender LIKE '+%'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    migrator(SENDERS).run(&db.pool).await.unwrap();
+    let senders: Vec<(String, i32)> =
+        sqlx::query_as("SELECT address, ordinal FROM channels ORDER BY address")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        senders,
+        [
+            ("441134960000".to_owned(), 0),
+            ("441134960001".to_owned(), 0)
+        ]
+    );
+}

@@ -72,7 +72,7 @@ async fn sample_tenant_round_trips_and_status_goes_through_the_subresource() {
         "spec survives the round trip"
     );
     let read = tenants.get(&name).await.unwrap();
-    assert_eq!(read.spec.whatsapp.provider, WhatsAppProvider::Infobip);
+    assert_eq!(read.spec.whatsapp.provider, Some(WhatsAppProvider::Infobip));
     assert_eq!(read.spec.deletion_policy, DeletionPolicy::Retain);
     assert_eq!(read.slug(), name);
     assert!(read.status.is_none());

@@ -7,7 +7,7 @@ use crate::engine::error::ApiError;
 use crate::engine::policy::category::Category;
 use crate::engine::policy::{gate, templates};
 use crate::engine::state::AppState;
-use crate::engine::tenants::{TenantState, normalize_address};
+use crate::engine::tenants::{Tenant, TenantState, normalize_address};
 use crate::engine::webhooks::tenant_or_404;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -49,6 +49,11 @@ pub struct SendRequest {
     /// and marketing are held in the tenant's quiet hours; marketing counts toward the cap.
     #[serde(default)]
     pub category: Option<Category>,
+    /// Which of the tenant's senders sends it: the sender's id (an inbound job's `sender.id`)
+    /// or its number / sender id. Default: the sender the contact last wrote to, else the
+    /// tenant's first. One that is not the tenant's is refused (403 `wrong_sender`).
+    #[serde(default)]
+    pub sender: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, utoipa::ToSchema)]
@@ -81,6 +86,7 @@ pub struct SendAccepted {
     security(("worker_token" = [])),
     responses((status = 202, body = SendAccepted), (status = 400), (status = 401), (status = 403), (status = 409), (status = 413),
               (status = 409, description = "opted_out: the contact opted out; frequency_capped (details.allowed_at); nothing queued"),
+              (status = 403, description = "wrong_tenant; wrong_sender: `sender` is not one of the tenant's senders; tenant_suspended; nothing queued"),
               (status = 422, description = "window_closed: free text outside the 24-hour window; no_channel; not_opted_out; template_not_approved (details.template_status)"), (status = 503)))]
 pub async fn send(
     State(state): State<AppState>,
@@ -104,6 +110,11 @@ pub async fn send(
             "the tenant has no WhatsApp channel",
         ));
     }
+    let asked = request
+        .sender
+        .as_deref()
+        .map(|wanted| chosen_sender(&tenant, wanted))
+        .transpose()?;
     let key = idempotency_key(&headers)?;
     // Canonical form (serde_json sorts object keys), so key order in the body does not matter.
     let canonical =
@@ -113,7 +124,11 @@ pub async fn send(
     if let Some(existing) = existing(&state, tenant.id, key.as_deref(), &hash).await? {
         return Ok((StatusCode::ACCEPTED, Json(existing)));
     }
-    let window = window_open(&state, tenant.id, &request.to).await?;
+    let (window, last_sender) = window_open(&state, tenant.id, &request.to).await?;
+    // The contact's last sender, while it is still the tenant's; else the first.
+    let sender = asked
+        .or_else(|| last_sender.filter(|id| tenant.sender(*id).is_some()))
+        .or_else(|| tenant.channel.as_ref().map(|c| c.id));
     if request.template.is_none() && !window {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -139,7 +154,7 @@ pub async fn send(
     )?;
     let accepted = insert(
         &state,
-        tenant.id,
+        (tenant.id, sender),
         (key.as_deref(), &hash),
         &request,
         content,
@@ -289,22 +304,51 @@ struct StoredSend {
     expires_at: Option<DateTime<Utc>>,
 }
 
-async fn window_open(state: &AppState, tenant: Uuid, to: &str) -> Result<bool, ApiError> {
-    let open: Option<bool> = sqlx::query_scalar(
-        "SELECT last_inbound_at > now() - make_interval(hours => $3) FROM contact_windows WHERE tenant_id = $1 AND contact = $2",
+/// Whether the contact's 24-hour window is open, and the sender the contact last wrote to.
+async fn window_open(
+    state: &AppState,
+    tenant: Uuid,
+    to: &str,
+) -> Result<(bool, Option<Uuid>), ApiError> {
+    let row: Option<(bool, Option<Uuid>)> = sqlx::query_as(
+        "SELECT last_inbound_at > now() - make_interval(hours => $3), last_sender_id
+         FROM contact_windows WHERE tenant_id = $1 AND contact = $2",
     )
     .bind(tenant)
     .bind(normalize_address(to))
     .bind(WINDOW_HOURS as i32)
     .fetch_optional(&state.pool)
     .await?;
-    Ok(open.unwrap_or(false))
+    Ok(row.unwrap_or((false, None)))
+}
+
+/// The tenant's sender a worker named, by id or by its number / sender id.
+fn chosen_sender(tenant: &Tenant, wanted: &str) -> Result<Uuid, ApiError> {
+    let wanted = wanted.trim();
+    let by_id = wanted.parse::<Uuid>().ok().and_then(|id| tenant.sender(id));
+    by_id
+        .or_else(|| {
+            tenant
+                .senders
+                .iter()
+                .find(|s| !wanted.is_empty() && s.owns_address(wanted))
+        })
+        .map(|s| s.id)
+        .ok_or_else(|| {
+            ApiError::forbidden(
+                "wrong_sender",
+                format!(
+                    "sender `{}` is not one of this tenant's senders; nothing was queued",
+                    wanted.chars().take(64).collect::<String>()
+                ),
+            )
+        })
 }
 
 /// Runs the send policy and queues the message in one transaction; a refusal writes nothing.
 async fn insert(
     state: &AppState,
-    tenant: Uuid,
+    (tenant, sender): (Uuid, Option<Uuid>),
     (key, hash): (Option<&str>, &[u8]),
     request: &SendRequest,
     content: Value,
@@ -320,8 +364,8 @@ async fn insert(
     let admitted = gate::admit(&mut tx, &send).await??;
     let id: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO outbound_messages (tenant_id, idempotency_key, request_sha256, recipient, content, reply_to,
-                                        opt_out_confirmation, category, next_attempt_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE(LEAST($9, $10), now()), $10)
+                                        opt_out_confirmation, category, next_attempt_at, expires_at, sender_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, COALESCE(LEAST($9, $10), now()), $10, $11)
          ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING id",
     )
     .bind(tenant)
@@ -334,6 +378,7 @@ async fn insert(
     .bind(category.as_str())
     .bind(admitted.hold_until)
     .bind(admitted.expires_at)
+    .bind(sender)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(id) = id else {
@@ -379,6 +424,10 @@ pub struct MessageView {
     pub provider: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provider_message_id: Option<String>,
+    /// The tenant's sender it goes out from (absent for messages queued before senders existed:
+    /// the tenant's first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender: Option<Uuid>,
     pub attempts: i32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_code: Option<String>,
@@ -404,6 +453,7 @@ struct MessageRow {
     status: String,
     provider: Option<String>,
     provider_message_id: Option<String>,
+    sender_id: Option<Uuid>,
     attempts: i32,
     error_code: Option<String>,
     error_message: Option<String>,
@@ -422,7 +472,8 @@ pub async fn get(
         .parse()
         .map_err(|_| ApiError::invalid_field("id", "not a message id (UUID)"))?;
     let row: MessageRow = sqlx::query_as(
-        "SELECT id, recipient, status, provider, provider_message_id, attempts, error_code, error_message, created_at, updated_at
+        "SELECT id, recipient, status, provider, provider_message_id, sender_id, attempts, error_code, error_message,
+                created_at, updated_at
          FROM outbound_messages WHERE id = $1 AND tenant_id = $2",
     )
     .bind(id)
@@ -442,6 +493,7 @@ pub async fn get(
         status: row.status,
         provider: row.provider,
         provider_message_id: row.provider_message_id,
+        sender: row.sender_id,
         attempts: row.attempts,
         error_code: row.error_code,
         error_message: row.error_message,

@@ -58,6 +58,8 @@ struct Due {
     content: Value,
     reply_to: Option<String>,
     attempts: i32,
+    /// The sender it goes out from; None (queued before senders existed): the tenant's first.
+    sender_id: Option<Uuid>,
     opted_out: bool,
     expires_at: Option<DateTime<Utc>>,
     hold_until: Option<DateTime<Utc>>,
@@ -200,14 +202,19 @@ impl Dispatcher {
                 }
             };
         }
-        let Some(channel) = tenant.channel.clone() else {
-            return self
-                .finish(
-                    message.id,
-                    "failed",
-                    ("no_channel", "the tenant has no WhatsApp channel"),
-                )
-                .await;
+        let channel = match message.sender_id {
+            Some(id) => tenant.sender(id).cloned().ok_or((
+                "sender_removed",
+                "the sender this message was queued for is no longer the tenant's",
+            )),
+            None => tenant
+                .channel
+                .clone()
+                .ok_or(("no_channel", "the tenant has no WhatsApp channel")),
+        };
+        let channel = match channel {
+            Ok(channel) => channel,
+            Err(error) => return self.finish(message.id, "failed", error).await,
         };
         let recipient_key = format!("{}:{}", tenant.id, normalize_address(&message.recipient));
         if let Err(wait) = self.recipients.try_take(&recipient_key) {

@@ -98,8 +98,11 @@ fn parse_entry(
     events: &mut Vec<WebhookEvent>,
 ) -> Result<(), ParseError> {
     let entry = as_object(entry, path)?;
+    // The entry's id is the WhatsApp Business Account the changes belong to.
+    // Read leniently: routing does not depend on it unless a tenant registered its account.
+    let account = get(entry, "id").and_then(Value::as_str);
     for (index, change) in req_array(entry, path, "changes")?.iter().enumerate() {
-        parse_change(change, &format!("{path}.changes[{index}]"), events)?;
+        parse_change(change, &format!("{path}.changes[{index}]"), account, events)?;
     }
     Ok(())
 }
@@ -107,6 +110,7 @@ fn parse_entry(
 fn parse_change(
     change: &Value,
     path: &str,
+    account: Option<&str>,
     events: &mut Vec<WebhookEvent>,
 ) -> Result<(), ParseError> {
     let change = as_object(change, path)?;
@@ -115,7 +119,7 @@ fn parse_change(
     }
     let value = req_obj(change, path, "value")?;
     let value_path = join(path, "value");
-    let change = Change::new(value, &value_path)?;
+    let change = Change::new(value, &value_path, account)?;
     for (index, message) in opt_array(value, &value_path, "messages")?
         .iter()
         .enumerate()
@@ -141,12 +145,13 @@ fn parse_change(
 struct Change<'a> {
     metadata: &'a Object,
     phone_number_id: &'a str,
+    account: Option<&'a str>,
     contacts: Vec<&'a Object>,
     path: &'a str,
 }
 
 impl<'a> Change<'a> {
-    fn new(value: &'a Object, path: &'a str) -> Result<Self, ParseError> {
+    fn new(value: &'a Object, path: &'a str, account: Option<&'a str>) -> Result<Self, ParseError> {
         let metadata = req_obj(value, path, "metadata")?;
         let phone_number_id = req_str(metadata, &join(path, "metadata"), "phone_number_id")?;
         let contacts = opt_array(value, path, "contacts")?
@@ -157,6 +162,7 @@ impl<'a> Change<'a> {
         Ok(Self {
             metadata,
             phone_number_id,
+            account,
             contacts,
             path,
         })
@@ -183,7 +189,7 @@ impl<'a> Change<'a> {
             provider_message_id: id.to_owned(),
             contact: self.contact(matched, from, from_user_id)?,
             to: Some(self.phone_number_id.to_owned()),
-            account_id: None,
+            account_id: self.account.map(str::to_owned),
             timestamp,
             text: message_text(object, path, &kind)?.map(str::to_owned),
             kind,
@@ -273,7 +279,7 @@ impl<'a> Change<'a> {
             occurred_at,
             recipient: recipient.map(str::to_owned),
             to: Some(self.phone_number_id.to_owned()),
-            account_id: None,
+            account_id: self.account.map(str::to_owned),
             permanent: error.as_ref().is_some_and(|e| e.permanent),
             error_code: error.as_ref().map(|e| e.code.clone()),
             error_message: error.and_then(|e| e.message),

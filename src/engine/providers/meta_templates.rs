@@ -47,6 +47,14 @@ pub enum TemplateChange {
 /// Every template change of a Meta webhook body, in order. Events the catalog does not know
 /// (e.g. a future status) are skipped rather than refused, so Meta does not retry them for days.
 pub fn parse(body: &[u8]) -> Result<Vec<TemplateUpdate>, ParseError> {
+    Ok(parse_by_account(body)?
+        .into_iter()
+        .map(|(_, update)| update)
+        .collect())
+}
+
+/// Every template change with the business account (the entry's `id`) it belongs to, in order.
+pub fn parse_by_account(body: &[u8]) -> Result<Vec<(Option<String>, TemplateUpdate)>, ParseError> {
     let root: Value = serde_json::from_slice(body)
         .map_err(|error| ParseError::new("body", format!("is not JSON: {error}")))?;
     let mut updates = Vec::new();
@@ -59,6 +67,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<TemplateUpdate>, ParseError> {
             .as_array()
             .map(Vec::as_slice)
             .unwrap_or_default();
+        let account = entry["id"].as_str().map(str::to_owned);
         for (c, change) in changes.iter().enumerate() {
             let path = format!("entry[{e}].changes[{c}].value");
             let update = match change["field"].as_str() {
@@ -66,7 +75,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<TemplateUpdate>, ParseError> {
                 Some("message_template_quality_update") => quality(&change["value"], &path)?,
                 _ => None,
             };
-            updates.extend(update);
+            updates.extend(update.map(|update| (account.clone(), update)));
         }
     }
     Ok(updates)

@@ -38,7 +38,7 @@ SET status = 'sending', attempts = m.attempts + 1,
 FROM tenants t
 WHERE m.id IN (SELECT id FROM picked ORDER BY turn, next_attempt_at LIMIT $1)
   AND t.id = m.tenant_id
-RETURNING m.id, m.tenant_id, t.slug, m.recipient, m.content, m.reply_to, m.attempts,
+RETURNING m.id, m.tenant_id, t.slug, m.recipient, m.content, m.reply_to, m.attempts, m.sender_id,
     -- The contact opted out since the message was queued (a confirmation of a recent opt-out
     -- still goes out).
     COALESCE((SELECT c.state = 'opted_out'

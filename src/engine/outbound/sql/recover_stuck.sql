@@ -1,7 +1,10 @@
 -- Sends whose sender died mid-call. InfoBip: queued again (the same messageId cannot send twice).
 -- Meta and Twilio: failed as unknown_outcome, never re-sent blindly.
 WITH stuck AS (
-    SELECT m.id, c.provider FROM outbound_messages m JOIN channels c ON c.tenant_id = m.tenant_id
+    SELECT m.id, c.provider FROM outbound_messages m
+    -- The message's sender (messages queued before senders existed: the tenant's first).
+    JOIN channels c ON c.tenant_id = m.tenant_id
+                   AND (c.id = m.sender_id OR (m.sender_id IS NULL AND c.ordinal = 0))
     WHERE m.status = 'sending' AND m.claimed_until < now()
     FOR UPDATE OF m SKIP LOCKED
 ), moved AS (
