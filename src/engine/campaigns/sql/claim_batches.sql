@@ -13,4 +13,4 @@ SET next_batch_at = now() + make_interval(secs => GREATEST(1.0, 60.0 / c.per_min
 FROM due, campaigns c
 WHERE r.id = due.id AND c.id = r.campaign_id
 RETURNING r.id AS run_id, r.campaign_id, r.tenant_id, c.template_name, c.template_language,
-          c.template_params, c.category, c.per_minute
+          c.template_params, c.brief, c.content_language, c.category, c.per_minute
