@@ -773,7 +773,12 @@ async fn campaign(
     let rss_before = rss_mib(pid);
     let sampler = RssPeak::start(pid);
     let started = Instant::now();
-    let running = call(reqwest::Method::POST, &format!("{campaigns}/{id}/runs"), None).await;
+    let running = call(
+        reqwest::Method::POST,
+        &format!("{campaigns}/{id}/runs"),
+        None,
+    )
+    .await;
     let plan_seconds = started.elapsed().as_secs_f64();
     let rss_peak_planning = sampler.peak();
     let planned = running["runs"][0]["planned"].as_u64().unwrap_or(0) as usize;
@@ -782,11 +787,9 @@ async fn campaign(
     // Sending: the pace is measured from the first queued message on, the other tenant's
     // pickup while it goes on.
     let queued = || {
-        pg.psql(
-            "SELECT count(*) FROM campaign_recipients WHERE state = 'queued'",
-        )
-        .parse::<f64>()
-        .unwrap()
+        pg.psql("SELECT count(*) FROM campaign_recipients WHERE state = 'queued'")
+            .parse::<f64>()
+            .unwrap()
     };
     let accepted = || {
         pg.psql(
@@ -809,7 +812,12 @@ async fn campaign(
     let rss_peak = sampler.peak();
     drop(sampler);
 
-    call(reqwest::Method::POST, &format!("{campaigns}/{id}/cancel"), None).await;
+    call(
+        reqwest::Method::POST,
+        &format!("{campaigns}/{id}/cancel"),
+        None,
+    )
+    .await;
     pg.psql(
         "DELETE FROM outbound_messages WHERE tenant_id = (SELECT id FROM tenants WHERE slug = 'pulse')",
     );

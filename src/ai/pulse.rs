@@ -285,10 +285,22 @@ pub async fn for_campaign(
         calls += made;
     }
     let degraded = results.iter().filter(|r| r.degraded).count();
-    let outcome = if degraded > 0 { "degraded" } else { "generated" };
+    let outcome = if degraded > 0 {
+        "degraded"
+    } else {
+        "generated"
+    };
     let detail = json!({"contacts": results.len(), "degraded": degraded, "model_calls": calls,
                         "source": "campaign"});
-    controls::audit(&state.pool, tenant, "pulse_content", outcome, detail, started).await;
+    controls::audit(
+        &state.pool,
+        tenant,
+        "pulse_content",
+        outcome,
+        detail,
+        started,
+    )
+    .await;
     Ok(results)
 }
 

@@ -501,7 +501,9 @@ fn marketing_limited() -> Outcome {
         StatusCode::BAD_REQUEST,
         131_049,
         "(#131049) This message was not delivered to maintain healthy ecosystem engagement.",
-        Some("In order to maintain a healthy ecosystem engagement, the message failed to be delivered."),
+        Some(
+            "In order to maintain a healthy ecosystem engagement, the message failed to be delivered.",
+        ),
     )
 }
 

@@ -30,7 +30,8 @@ fn node<'a>(workflow: &'a Value, name: &str) -> &'a Value {
 /// Whether a URL path with n8n expressions (`{{ ... }}`) fits an OpenAPI path template: the
 /// same segments, an expression exactly where the template has a parameter.
 fn fits(path: &str, template: &str) -> bool {
-    let (ours, theirs): (Vec<&str>, Vec<&str>) = (path.split('/').collect(), template.split('/').collect());
+    let (ours, theirs): (Vec<&str>, Vec<&str>) =
+        (path.split('/').collect(), template.split('/').collect());
     ours.len() == theirs.len()
         && ours.iter().zip(&theirs).all(|(o, t)| {
             let expression = o.starts_with("{{") && o.ends_with("}}");
@@ -102,16 +103,33 @@ fn every_request_is_a_documented_campaign_route_for_the_worker_token() {
             .keys()
             .filter(|template| fits(path, template) && paths[*template][&method].is_object())
             .collect();
-        assert_eq!(documented.len(), 1, "{name}: {method} {path} in /openapi.json: {documented:?}");
+        assert_eq!(
+            documented.len(),
+            1,
+            "{name}: {method} {path} in /openapi.json: {documented:?}"
+        );
         let operation = &paths[documented[0]][&method];
-        assert_eq!(operation["security"][0]["worker_token"], json!([]), "{name}");
+        assert_eq!(
+            operation["security"][0]["worker_token"],
+            json!([]),
+            "{name}"
+        );
         assert_eq!(p["authentication"], "genericCredentialType", "{name}");
         assert_eq!(p["genericAuthType"], "httpHeaderAuth", "{name}");
-        assert_eq!(node["credentials"]["httpHeaderAuth"]["id"], CREDENTIAL_ID, "{name}");
-        assert_eq!(p["options"]["response"]["response"]["neverError"], true, "{name}");
+        assert_eq!(
+            node["credentials"]["httpHeaderAuth"]["id"], CREDENTIAL_ID,
+            "{name}"
+        );
+        assert_eq!(
+            p["options"]["response"]["response"]["neverError"], true,
+            "{name}"
+        );
     }
     assert!(!WORKFLOW.contains("$env"), "n8n blocks $env by default");
-    assert!(!WORKFLOW.contains("Authorization"), "the token comes from the credential only");
+    assert!(
+        !WORKFLOW.contains("Authorization"),
+        "the token comes from the credential only"
+    );
 }
 
 #[test]
@@ -125,8 +143,16 @@ fn it_imports_inactive_with_unique_ids_and_every_connection_names_a_node() {
     assert_eq!((ids.len(), names.len()), (nodes.len(), nodes.len()));
     for (from, outputs) in workflow["connections"].as_object().unwrap() {
         assert!(names.contains(from.as_str()), "{from}");
-        for target in outputs["main"].as_array().unwrap().iter().flat_map(|b| b.as_array().unwrap()) {
-            assert!(names.contains(target["node"].as_str().unwrap()), "{from} -> {target}");
+        for target in outputs["main"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|b| b.as_array().unwrap())
+        {
+            assert!(
+                names.contains(target["node"].as_str().unwrap()),
+                "{from} -> {target}"
+            );
         }
     }
     // Both answers of the scheduling request are handled: the campaign read back, or the refusal.
@@ -141,7 +167,10 @@ fn the_campaign_it_posts_is_a_weekly_personalized_pulse_the_checks_accept() {
     let campaign: CampaignIn = serde_json::from_value(body.clone()).expect("a campaign");
     let valid = spec::validate(&campaign, chrono::Utc::now()).expect("valid");
     assert!(valid.weekly.is_some(), "{body}");
-    assert!(matches!(valid.content, spec::Checked::Personalized { .. }), "{body}");
+    assert!(
+        matches!(valid.content, spec::Checked::Personalized { .. }),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -179,7 +208,10 @@ async fn the_engine_schedules_the_campaign_it_posts() {
     let created: Value = response.json().await.unwrap();
     assert_eq!(status, 201, "{created}");
     assert_eq!(
-        (created["state"].as_str(), created["schedule"]["kind"].as_str()),
+        (
+            created["state"].as_str(),
+            created["schedule"]["kind"].as_str()
+        ),
         (Some("scheduled"), Some("weekly")),
         "{created}"
     );

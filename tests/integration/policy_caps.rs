@@ -186,13 +186,11 @@ async fn a_131049_in_the_send_answer_is_recorded_and_not_retried_before_the_prov
     .await
     .unwrap();
     assert_eq!(hits, 1);
-    assert!(until >= chrono::Utc::now() + chrono::Duration::hours(23), "{until}");
-    let refused: Vec<u16> = sandbox
-        .state
-        .requests()
-        .iter()
-        .map(|r| r.status)
-        .collect();
+    assert!(
+        until >= chrono::Utc::now() + chrono::Duration::hours(23),
+        "{until}"
+    );
+    let refused: Vec<u16> = sandbox.state.requests().iter().map(|r| r.status).collect();
     assert_eq!(refused, [400], "sent once, refused in the answer");
 
     // New marketing to the contact is refused for the period; other contacts get theirs.

@@ -61,8 +61,24 @@ async fn each_contact_gets_its_own_message_through_the_policy_and_the_pulse_logi
     let answer = json!({"text": "Ana, your spring picks are in: 20% off this week."});
     let stub = Stub::start(reply(answer)).await;
     let (engine, tenant) = setup(&stub).await;
-    contact_writes(&engine, &tenant, OPEN, "Ana", "any news on shoes?", chrono::Duration::minutes(5)).await;
-    contact_writes(&engine, &tenant, CLOSED, "Bruno", "thanks!", chrono::Duration::days(3)).await;
+    contact_writes(
+        &engine,
+        &tenant,
+        OPEN,
+        "Ana",
+        "any news on shoes?",
+        chrono::Duration::minutes(5),
+    )
+    .await;
+    contact_writes(
+        &engine,
+        &tenant,
+        CLOSED,
+        "Bruno",
+        "thanks!",
+        chrono::Duration::days(3),
+    )
+    .await;
     let (status, _) = call(
         &engine,
         Method::POST,
@@ -81,9 +97,16 @@ async fn each_contact_gets_its_own_message_through_the_policy_and_the_pulse_logi
         Some(personalized("Spring offer for our regulars", "en")),
     )
     .await;
-    assert_eq!((status, created["state"].as_str()), (201, Some("draft")), "{created}");
+    assert_eq!(
+        (status, created["state"].as_str()),
+        (201, Some("draft")),
+        "{created}"
+    );
     assert_eq!(created["category"], "marketing");
-    assert_eq!(created["content"]["personalized"]["brief"], "Spring offer for our regulars");
+    assert_eq!(
+        created["content"]["personalized"]["brief"],
+        "Spring offer for our regulars"
+    );
     let id = created["id"].as_str().unwrap();
     let (status, started) = call(
         &engine,
@@ -94,17 +117,21 @@ async fn each_contact_gets_its_own_message_through_the_policy_and_the_pulse_logi
     )
     .await;
     assert_eq!(status, 200, "{started}");
-    let view = within(Duration::from_secs(60), "the campaign completed", async || {
-        let (_, view) = call(
-            &engine,
-            Method::GET,
-            &format!("{}/{id}", campaigns(&tenant)),
-            &tenant.worker_token,
-            None,
-        )
-        .await;
-        (view["state"] == "completed").then_some(view)
-    })
+    let view = within(
+        Duration::from_secs(60),
+        "the campaign completed",
+        async || {
+            let (_, view) = call(
+                &engine,
+                Method::GET,
+                &format!("{}/{id}", campaigns(&tenant)),
+                &tenant.worker_token,
+                None,
+            )
+            .await;
+            (view["state"] == "completed").then_some(view)
+        },
+    )
     .await;
     let counts = &view["runs"][0]["counts"];
     assert_eq!(counts["skipped"], json!({"opted_out": 1}), "{view}");
@@ -143,14 +170,22 @@ async fn each_contact_gets_its_own_message_through_the_policy_and_the_pulse_logi
     .unwrap();
     assert_eq!(audit.len(), 1, "{audit:?}");
     assert_eq!(
-        (audit[0].0.as_str(), &audit[0].1["degraded"], &audit[0].1["model_calls"]),
+        (
+            audit[0].0.as_str(),
+            &audit[0].1["degraded"],
+            &audit[0].1["model_calls"]
+        ),
         ("degraded", &json!(1), &json!(2)),
         "{audit:?}"
     );
     let (_, recipients) = call(
         &engine,
         Method::GET,
-        &format!("{}/{id}/runs/{}/recipients", campaigns(&tenant), view["runs"][0]["id"].as_str().unwrap()),
+        &format!(
+            "{}/{id}/runs/{}/recipients",
+            campaigns(&tenant),
+            view["runs"][0]["id"].as_str().unwrap()
+        ),
         &tenant.worker_token,
         None,
     )
@@ -172,22 +207,55 @@ async fn bad_personalized_content_is_refused_naming_the_field_and_nothing_is_wri
     let stub = Stub::start(reply(json!({"text": "unused"}))).await;
     let (engine, tenant) = setup(&stub).await;
     let mut both = personalized("Spring offer", "en");
-    both["content"]["template"] = json!({"name": "weekly_offer", "language": "en_US", "params": ["x"]});
+    both["content"]["template"] =
+        json!({"name": "weekly_offer", "language": "en_US", "params": ["x"]});
     let cases = [
-        (personalized("Spring offer", "fr"), 422, "no_approved_template", "content.personalized.language"),
-        (personalized("   ", "en"), 400, "invalid_body", "content.personalized.brief"),
-        (personalized("Spring offer", "en US"), 400, "invalid_body", "content.personalized.language"),
+        (
+            personalized("Spring offer", "fr"),
+            422,
+            "no_approved_template",
+            "content.personalized.language",
+        ),
+        (
+            personalized("   ", "en"),
+            400,
+            "invalid_body",
+            "content.personalized.brief",
+        ),
+        (
+            personalized("Spring offer", "en US"),
+            400,
+            "invalid_body",
+            "content.personalized.language",
+        ),
         (both, 400, "invalid_body", "content:"),
     ];
     for (body, status, code, field) in cases {
-        let (got, answer) =
-            call(&engine, Method::POST, &campaigns(&tenant), &tenant.worker_token, Some(body)).await;
-        assert_eq!((got, answer["error"]["code"].as_str()), (status, Some(code)), "{field}: {answer}");
+        let (got, answer) = call(
+            &engine,
+            Method::POST,
+            &campaigns(&tenant),
+            &tenant.worker_token,
+            Some(body),
+        )
+        .await;
+        assert_eq!(
+            (got, answer["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{field}: {answer}"
+        );
         assert!(
-            answer["error"]["message"].as_str().unwrap().starts_with(field),
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(field),
             "{field}: {answer}"
         );
     }
-    assert_eq!(count(&engine, "SELECT count(*) FROM campaigns").await, 0, "nothing written");
+    assert_eq!(
+        count(&engine, "SELECT count(*) FROM campaigns").await,
+        0,
+        "nothing written"
+    );
     assert!(stub.requests().is_empty());
 }

@@ -524,7 +524,9 @@ async fn view(state: &AppState, tenant: Uuid, id: Uuid) -> Result<CampaignView, 
         content: match (c.template_name, c.brief) {
             (Some(name), _) => json!({"template": {"name": name, "language": c.template_language,
                                                    "params": c.template_params}}),
-            (None, brief) => json!({"personalized": {"brief": brief, "language": c.content_language}}),
+            (None, brief) => {
+                json!({"personalized": {"brief": brief, "language": c.content_language}})
+            }
         },
         category: c.category,
         schedule,

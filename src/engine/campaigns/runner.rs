@@ -94,7 +94,10 @@ impl Runner {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(due) = due else { return Ok(false) };
-        let template = due.template_name.as_deref().zip(due.template_language.as_deref());
+        let template = due
+            .template_name
+            .as_deref()
+            .zip(due.template_language.as_deref());
         if let Some(reason) = template_stopped(&mut tx, due.tenant_id, template).await? {
             pause::campaign(&mut tx, due.id, &reason).await?;
             tx.commit().await?;
@@ -109,7 +112,10 @@ impl Runner {
     /// skipped with the reason, all in one transaction.
     async fn send_batch(&self, run: &Batch) -> Result<(), sqlx::Error> {
         let mut tx = self.state.pool.begin().await?;
-        let template = run.template_name.as_deref().zip(run.template_language.as_deref());
+        let template = run
+            .template_name
+            .as_deref()
+            .zip(run.template_language.as_deref());
         if let Some(reason) = template_stopped(&mut tx, run.tenant_id, template).await? {
             pause::campaign(&mut tx, run.campaign_id, &reason).await?;
             return tx.commit().await;
@@ -177,7 +183,15 @@ impl Runner {
             match gate::admit(&mut check, &policy_send(run, contact, category)).await? {
                 Ok(_) => admitted.push(contact.clone()),
                 Err(refusal) => {
-                    mark(tx, run.run_id, contact, "skipped", Some(refusal.reason()), None).await?
+                    mark(
+                        tx,
+                        run.run_id,
+                        contact,
+                        "skipped",
+                        Some(refusal.reason()),
+                        None,
+                    )
+                    .await?
                 }
             }
         }
@@ -197,7 +211,15 @@ impl Runner {
             match personal_content(result) {
                 Ok(content) => send_one(tx, run, &result.contact, category, &content).await?,
                 Err(reason) => {
-                    mark(tx, run.run_id, &result.contact, "skipped", Some(reason), None).await?
+                    mark(
+                        tx,
+                        run.run_id,
+                        &result.contact,
+                        "skipped",
+                        Some(reason),
+                        None,
+                    )
+                    .await?
                 }
             }
         }
