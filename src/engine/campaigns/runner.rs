@@ -98,12 +98,9 @@ impl Runner {
             .template_name
             .as_deref()
             .zip(due.template_language.as_deref());
-        if let Some(reason) = template_stopped(&mut tx, due.tenant_id, template).await? {
-            pause::campaign(&mut tx, due.id, &reason).await?;
-            tx.commit().await?;
-            return Ok(true);
+        if !paused_for_template(&mut tx, due.tenant_id, due.id, template).await? {
+            start_run(&mut tx, &due).await?;
         }
-        start_run(&mut tx, &due).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -116,8 +113,7 @@ impl Runner {
             .template_name
             .as_deref()
             .zip(run.template_language.as_deref());
-        if let Some(reason) = template_stopped(&mut tx, run.tenant_id, template).await? {
-            pause::campaign(&mut tx, run.campaign_id, &reason).await?;
+        if paused_for_template(&mut tx, run.tenant_id, run.campaign_id, template).await? {
             return tx.commit().await;
         }
         let mut size = i64::from((run.per_minute / 60).max(1));
@@ -393,15 +389,16 @@ async fn complete_if_done(tx: &mut PgConnection, run: &Batch) -> Result<(), sqlx
     Ok(())
 }
 
-/// Why the campaign must pause: its template (when it has one) is in the catalog and not
-/// APPROVED. Personalized campaigns choose among approved templates for each contact.
-async fn template_stopped(
+/// Pauses the campaign when its template (if it has one) is in the catalog and not APPROVED;
+/// whether it did. Personalized campaigns choose among approved templates for each contact.
+async fn paused_for_template(
     tx: &mut PgConnection,
     tenant: Uuid,
+    campaign: Uuid,
     template: Option<(&str, &str)>,
-) -> Result<Option<String>, sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     let Some((name, language)) = template else {
-        return Ok(None);
+        return Ok(false);
     };
     sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
         .bind(tenant.to_string())
@@ -417,5 +414,9 @@ async fn template_stopped(
     .bind(language)
     .fetch_optional(&mut *tx)
     .await?;
-    Ok(status.map(|status| format!("template {name} is {status}")))
+    let Some(status) = status else {
+        return Ok(false);
+    };
+    pause::campaign(tx, campaign, &format!("template {name} is {status}")).await?;
+    Ok(true)
 }
