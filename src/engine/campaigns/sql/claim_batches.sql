@@ -1,6 +1,8 @@
 -- Runs whose next paced batch is due, taken by this replica: the next batch moves one pacing
 -- interval on (a second for 60 or more per minute, else 60 / per_minute seconds), so replicas
--- together send at the campaign's pace. $1 runs at most.
+-- together send at the campaign's pace. The interval is counted from when this batch was due,
+-- not from when it was taken (a tick's delay would otherwise slow every batch), but never
+-- from before now: a run resumed or late catches up by no more than one batch. $1 runs at most.
 WITH due AS (
     SELECT r.id FROM campaign_runs r
     WHERE r.state = 'sending' AND r.next_batch_at <= now()
@@ -9,7 +11,7 @@ WITH due AS (
     FOR UPDATE SKIP LOCKED
 )
 UPDATE campaign_runs r
-SET next_batch_at = now() + make_interval(secs => GREATEST(1.0, 60.0 / c.per_minute))
+SET next_batch_at = GREATEST(r.next_batch_at + make_interval(secs => GREATEST(1.0, 60.0 / c.per_minute)), now())
 FROM due, campaigns c
 WHERE r.id = due.id AND c.id = r.campaign_id
 RETURNING r.id AS run_id, r.campaign_id, r.tenant_id, c.template_name, c.template_language,
