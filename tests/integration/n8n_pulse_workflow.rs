@@ -5,8 +5,10 @@
 //! then by a real engine on the real database.
 
 use crate::engine_harness::start_engine;
+use crate::policy_harness::call;
 use flomastr::engine::campaigns::spec::{self, CampaignIn};
 use flomastr::operator::children::CREDENTIAL_ID;
+use reqwest::Method;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use utoipa::OpenApi;
@@ -180,15 +182,15 @@ async fn the_engine_schedules_the_campaign_it_posts() {
     let catalog = json!({"templates": [{"name": "weekly_checkin", "language": "en_US", "category": "MARKETING",
         "status": "APPROVED", "body": "Hi {{1}}, here is this week's news.",
         "variables": [{"description": "customer first name", "example": "friend"}]}]});
-    let put = engine
-        .http
-        .put(engine.at("/routes/context/templates"))
-        .bearer_auth(&tenant.worker_token)
-        .json(&catalog)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 200);
+    let (status, _) = call(
+        &engine,
+        Method::PUT,
+        "/routes/context/templates",
+        &tenant.worker_token,
+        Some(catalog),
+    )
+    .await;
+    assert_eq!(status, 200);
     sqlx::query(
         "INSERT INTO contact_windows (tenant_id, contact, last_inbound_at)
          SELECT id, '447700900990', now() - interval '2 days' FROM tenants WHERE slug = 'pulse-co'",
@@ -196,16 +198,14 @@ async fn the_engine_schedules_the_campaign_it_posts() {
     .execute(&engine.db.pool)
     .await
     .unwrap();
-    let response = engine
-        .http
-        .post(engine.at("/routes/tenants/pulse-co/pulse/campaigns"))
-        .bearer_auth(&tenant.worker_token)
-        .json(&campaign_body(&workflow()))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let created: Value = response.json().await.unwrap();
+    let (status, created) = call(
+        &engine,
+        Method::POST,
+        "/routes/tenants/pulse-co/pulse/campaigns",
+        &tenant.worker_token,
+        Some(campaign_body(&workflow())),
+    )
+    .await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(
         (
