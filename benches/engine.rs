@@ -5,7 +5,9 @@
 //! - full cycle: ingest -> next-job -> complete, 50 workers across 10 tenants;
 //! - pickup latency: from a webhook's commit to a worker already waiting in a long poll;
 //! - fairness: a quiet tenant's pickup latency while another tenant drains a 100k backlog,
-//!   against its latency when the engine is idle.
+//!   against its latency when the engine is idle;
+//! - campaign: a 100,000-contact Relational Pulse campaign planned (time, engine memory), then
+//!   sent at its pacing rate while another tenant's inbound pickup is measured against idle.
 //!
 //! Run with `bench/run` (or `cargo bench --bench engine`); results go to stdout and to
 //! `target/bench/engine.md`. The engine runs as its own release process; the load generator
@@ -621,6 +623,231 @@ async fn send_rate(
     (count as f64 / elapsed, cpu)
 }
 
+/// The campaign benchmark's tenant: its sender, worker token and contacts.
+const PULSE_SENDER: &str = "441134960099";
+const PULSE_TOKEN: &str = "worker-pulse";
+
+/// Resident memory of a process, MiB (VmRSS from /proc).
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// Samples a process's resident memory every 10 ms until dropped; keeps the peak.
+struct RssPeak {
+    peak: Arc<Mutex<f64>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RssPeak {
+    fn start(pid: u32) -> Self {
+        let peak = Arc::new(Mutex::new(rss_mib(pid)));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (p, s) = (peak.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let now = rss_mib(pid);
+                let mut peak = p.lock().unwrap();
+                *peak = peak.max(now);
+                drop(peak);
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        Self {
+            peak,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn peak(&self) -> f64 {
+        *self.peak.lock().unwrap()
+    }
+}
+
+impl Drop for RssPeak {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What the campaign benchmark measured.
+struct CampaignFigures {
+    contacts: usize,
+    plan_seconds: f64,
+    rss_before: f64,
+    rss_peak_planning: f64,
+    rss_peak: f64,
+    per_second: f64,
+    queued_rate: f64,
+    accepted_rate: f64,
+    idle: Vec<f64>,
+    busy: Vec<f64>,
+}
+
+/// A `contacts`-contact campaign (every contact wrote in the last 30 days) of tenant `pulse`,
+/// planned by `POST .../runs` and sent at `per_minute` through the sandbox for `duration`,
+/// while tenant 2's inbound pickup is measured; then cancelled and its messages removed, so
+/// later benchmarks see none of it. The sandbox listens on `sandbox_port` only meanwhile.
+async fn campaign(
+    client: &reqwest::Client,
+    pg: &Postgres,
+    engine: &Engine,
+    sandbox_port: u16,
+    contacts: usize,
+    per_minute: u32,
+    duration: Duration,
+) -> CampaignFigures {
+    let accounts = flomastr::sandbox::Accounts::from_json(
+        &json!({"infobip": [{"api_key": "bench-pulse-key", "sender": PULSE_SENDER}]}).to_string(),
+    )
+    .unwrap();
+    let knobs = flomastr::sandbox::Knobs {
+        report_delay_ms: 3_600_000,
+        ..Default::default()
+    };
+    let state = flomastr::sandbox::new_state(flomastr::sandbox::SandboxConfig { accounts, knobs });
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", sandbox_port))
+        .await
+        .unwrap();
+    let sandbox_url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop_sandbox, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        axum::serve(listener, flomastr::sandbox::router(state))
+            .with_graceful_shutdown(async {
+                stopped.await.ok();
+            })
+            .await
+            .ok()
+    });
+    let body = json!({
+        "display_name": "Bench pulse", "max_concurrency": 1000,
+        "worker_token_sha256": [sha256_hex(PULSE_TOKEN)],
+        "channel": {"provider": "infobip", "sender": PULSE_SENDER, "base_url": sandbox_url,
+                    "credentials": {"webhook_secret": "hook-pulse", "api_key": "bench-pulse-key"}}
+    });
+    let call = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut request = client
+            .request(method, format!("{}{path}", engine.url))
+            .bearer_auth(PULSE_TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        async move {
+            let r = request.send().await.unwrap();
+            let status = r.status();
+            let answer: Value = r.json().await.unwrap_or(Value::Null);
+            assert!(status.is_success(), "{status}: {answer}");
+            answer
+        }
+    };
+    let r = client
+        .put(format!("{}/admin/tenants/pulse", engine.url))
+        .bearer_auth(ADMIN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    call(
+        reqwest::Method::PUT,
+        "/routes/context/templates",
+        Some(json!({"templates": [{"name": "weekly_offer", "language": "en_US", "category": "MARKETING",
+            "status": "APPROVED", "body": "Hi {{1}}, this week: 20% off.",
+            "variables": [{"description": "customer first name", "example": "friend"}]}]})),
+    )
+    .await;
+    pg.psql(&format!(
+        "INSERT INTO contact_windows (tenant_id, contact, last_inbound_at)          SELECT (SELECT id FROM tenants WHERE slug = 'pulse'), '4479' || lpad(g::text, 8, '0'), now() - interval '1 day'          FROM generate_series(1, {contacts}) g ON CONFLICT DO NOTHING; ANALYZE contact_windows"
+    ));
+    let idle = pickup_latency(client, &engine.url, 2, 300).await;
+
+    let campaigns = "/routes/tenants/pulse/pulse/campaigns";
+    let created = call(
+        reqwest::Method::POST,
+        campaigns,
+        Some(json!({"name": "bench pulse", "audience": {"kind": "recent", "days": 30},
+            "content": {"template": {"name": "weekly_offer", "language": "en_US", "params": ["friend"]}},
+            "pacing": {"per_minute": per_minute}})),
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let pid = engine.child.id();
+    let rss_before = rss_mib(pid);
+    let sampler = RssPeak::start(pid);
+    let started = Instant::now();
+    let running = call(
+        reqwest::Method::POST,
+        &format!("{campaigns}/{id}/runs"),
+        None,
+    )
+    .await;
+    let plan_seconds = started.elapsed().as_secs_f64();
+    let rss_peak_planning = sampler.peak();
+    let planned = running["runs"][0]["planned"].as_u64().unwrap_or(0) as usize;
+    assert_eq!(planned, contacts, "{running}");
+
+    // Sending: the pace is measured from the first queued message on, the other tenant's
+    // pickup while it goes on.
+    let queued = || {
+        pg.psql("SELECT count(*) FROM campaign_recipients WHERE state = 'queued'")
+            .parse::<f64>()
+            .unwrap()
+    };
+    let accepted = || {
+        pg.psql(
+            "SELECT count(*) FROM outbound_messages m JOIN tenants t ON t.id = m.tenant_id              WHERE t.slug = 'pulse' AND m.status = 'accepted'",
+        )
+        .parse::<f64>()
+        .unwrap()
+    };
+    while queued() == 0.0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (queued_from, accepted_from, from) = (queued(), accepted(), Instant::now());
+    let busy = pickup_latency(client, &engine.url, 2, 300).await;
+    if let Some(rest) = duration.checked_sub(from.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    let seconds = from.elapsed().as_secs_f64();
+    let queued_rate = (queued() - queued_from) / seconds;
+    let accepted_rate = (accepted() - accepted_from) / seconds;
+    let rss_peak = sampler.peak();
+    drop(sampler);
+
+    call(
+        reqwest::Method::POST,
+        &format!("{campaigns}/{id}/cancel"),
+        None,
+    )
+    .await;
+    pg.psql(
+        "DELETE FROM outbound_messages WHERE tenant_id = (SELECT id FROM tenants WHERE slug = 'pulse')",
+    );
+    let _ = stop_sandbox.send(());
+    CampaignFigures {
+        contacts,
+        plan_seconds,
+        rss_before,
+        rss_peak_planning,
+        rss_peak,
+        per_second: f64::from(per_minute) / 60.0,
+        queued_rate,
+        accepted_rate,
+        idle,
+        busy,
+    }
+}
+
 fn main() {
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -705,6 +932,29 @@ async fn run(filter: Option<String>) {
         rows.push(format!(
             "| fairness: quiet tenant's pickup while another drains a 100k backlog (20 workers) | p99 {busy_p99:.2} ms (idle p99 {idle_p99:.2} ms): **{:.2}x** | <= 2x idle p99 | p50 {:.2} ms busy vs {:.2} ms idle; backlog drained at ~{drain_rate:.0} jobs/s meanwhile |",
             busy_p99 / idle_p99, percentile(&busy, 0.5), percentile(&idle, 0.5)
+        ));
+    }
+    if wants("campaign") {
+        let per_minute = 6000;
+        let c = campaign(
+            &client,
+            &pg,
+            &engine,
+            sandbox_port,
+            100_000,
+            per_minute,
+            duration.max(Duration::from_secs(10)),
+        )
+        .await;
+        rows.push(format!(
+            "| campaign: plan a {}-contact run (audience: wrote in the last 30 days) | planned in {:.2} s; engine RSS peak {:.0} MiB | < 5 s, < 100 MiB | RSS {:.0} MiB before planning; peak {:.0} MiB while planning and sending |",
+            c.contacts, c.plan_seconds, c.rss_peak_planning, c.rss_before, c.rss_peak
+        ));
+        let (idle_p99, busy_p99) = (percentile(&c.idle, 0.99), percentile(&c.busy, 0.99));
+        rows.push(format!(
+            "| campaign: send at pacing {per_minute}/min ({:.0}/s) while tenant 2 takes inbound | queued {:.1} msgs/s, provider accepted {:.1} msgs/s; tenant 2 pickup p99 {busy_p99:.2} ms (idle {idle_p99:.2} ms): **{:.2}x** | the pacing rate; <= 2x idle p99 | p50 {:.2} ms busy vs {:.2} ms idle |",
+            c.per_second, c.queued_rate, c.accepted_rate, busy_p99 / idle_p99,
+            percentile(&c.busy, 0.5), percentile(&c.idle, 0.5)
         ));
     }
     if wants("send") {

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 pub const MAX_CONTACTS: usize = 100;
-const MAX_BRIEF_CHARS: usize = 2000;
+pub const MAX_BRIEF_CHARS: usize = 2000;
 /// Free text is sent with `POST /messages/send`, which takes at most this much.
 const MAX_TEXT_CHARS: usize = 4096;
 /// Inbound messages of a contact read from the queue.
@@ -184,19 +184,22 @@ fn validate(body: &PulseIn) -> Result<(), ApiError> {
             "must be 1 to 2000 characters",
         ));
     }
-    if let Some(language) = &body.language
-        && (language.is_empty()
-            || language.len() > 16
-            || !language
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'))
-    {
+    if body.language.as_deref().is_some_and(|l| !valid_language(l)) {
         return Err(ApiError::invalid_field(
             "language",
             "must be a language code such as en or en_US",
         ));
     }
     Ok(())
+}
+
+/// A language code such as `en` or `en_US`: 1 to 16 letters, digits, `_` and `-`.
+pub fn valid_language(language: &str) -> bool {
+    !language.is_empty()
+        && language.len() <= 16
+        && language
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// What is known about one contact.
@@ -239,10 +242,87 @@ async fn run(state: &AppState, tenant: Uuid, body: PulseIn) -> Result<(PulseOut,
     validate(&body)?;
     let settings = settings::load(&state.pool, tenant).await?;
     controls::admit(&state.pool, &state.ai.rate, tenant, &settings).await?;
+    let request = Request {
+        contacts: &body.contacts,
+        brief: body.brief.trim(),
+        language: body.language.as_deref(),
+        without_model: None,
+    };
+    Ok(generate(state, tenant, &settings, &request).await?)
+}
+
+/// Each contact's message for a personalized campaign's batch (contacts already checked by
+/// the send policy), in the contacts' order. It never fails because of the model: when the
+/// tenant's AI rate or budget is spent, or the model fails, contacts get the deterministic
+/// choice. Audited like `POST /routes/context/pulse-content`.
+pub async fn for_campaign(
+    state: &AppState,
+    tenant: Uuid,
+    contacts: &[String],
+    brief: &str,
+    language: Option<&str>,
+) -> Result<Vec<PulseResult>, sqlx::Error> {
+    let started = Instant::now();
+    let settings = settings::load(&state.pool, tenant).await?;
+    let mut results = Vec::with_capacity(contacts.len());
+    let mut calls = 0;
+    for chunk in contacts.chunks(MAX_CONTACTS) {
+        let without_model = controls::admit(&state.pool, &state.ai.rate, tenant, &settings)
+            .await
+            .err()
+            .map(|e| match e.code {
+                "rate_limited" | "budget_exceeded" => e.code,
+                _ => "budget_unknown",
+            });
+        let request = Request {
+            contacts: chunk,
+            brief,
+            language,
+            without_model,
+        };
+        let (out, made) = generate(state, tenant, &settings, &request).await?;
+        results.extend(out.results);
+        calls += made;
+    }
+    let degraded = results.iter().filter(|r| r.degraded).count();
+    let outcome = if degraded > 0 {
+        "degraded"
+    } else {
+        "generated"
+    };
+    let detail = json!({"contacts": results.len(), "degraded": degraded, "model_calls": calls,
+                        "source": "campaign"});
+    controls::audit(
+        &state.pool,
+        tenant,
+        "pulse_content",
+        outcome,
+        detail,
+        started,
+    )
+    .await;
+    Ok(results)
+}
+
+/// What to generate, for whom.
+struct Request<'a> {
+    contacts: &'a [String],
+    brief: &'a str,
+    language: Option<&'a str>,
+    /// Why the model may not be asked (rate or budget spent), when it may not.
+    without_model: Option<&'static str>,
+}
+
+async fn generate(
+    state: &AppState,
+    tenant: Uuid,
+    settings: &TenantAi,
+    request: &Request<'_>,
+) -> Result<(PulseOut, usize), sqlx::Error> {
     let catalog = templates::load(&state.pool, tenant).await?;
-    let eligible = eligible(&catalog, body.language.as_deref());
-    let mut histories = histories(&state.pool, tenant, &body.contacts).await?;
-    for (contact, history) in body.contacts.iter().zip(histories.iter_mut()) {
+    let eligible = eligible(&catalog, request.language);
+    let mut histories = histories(&state.pool, tenant, request.contacts).await?;
+    for (contact, history) in request.contacts.iter().zip(histories.iter_mut()) {
         history.exchanges = memory::recent(&state.pool, tenant, contact).await?;
         let normalized = normalize_address(contact);
         if history.exchanges.is_empty() && normalized != contact {
@@ -252,12 +332,14 @@ async fn run(state: &AppState, tenant: Uuid, body: PulseIn) -> Result<(PulseOut,
     let model_name = settings
         .chat_model
         .clone()
-        .or_else(|| state.ai.chat_model.clone());
+        .or_else(|| state.ai.chat_model.clone())
+        .filter(|_| request.without_model.is_none());
+    let unavailable = request.without_model.unwrap_or("no_chat_model");
     let model = match (&state.ai.chat, model_name) {
         (Some(chat), Some(name)) => Some(Model {
             chat,
             name,
-            settings: &settings,
+            settings,
             down: AtomicBool::new(false),
             deadline: Instant::now() + DEADLINE,
             calls: Default::default(),
@@ -265,17 +347,16 @@ async fn run(state: &AppState, tenant: Uuid, body: PulseIn) -> Result<(PulseOut,
         }),
         _ => None,
     };
-    let brief = body.brief.trim();
-    let results: Vec<PulseResult> = futures::stream::iter(0..body.contacts.len())
+    let results: Vec<PulseResult> = futures::stream::iter(0..request.contacts.len())
         .map(|i| {
             one_contact(
                 state,
                 tenant,
-                model.as_ref(),
+                (model.as_ref(), unavailable),
                 &catalog,
                 &eligible,
-                brief,
-                &body.contacts[i],
+                request.brief,
+                &request.contacts[i],
                 &histories[i],
             )
         })
@@ -288,7 +369,7 @@ async fn run(state: &AppState, tenant: Uuid, body: PulseIn) -> Result<(PulseOut,
 
 /// The approved templates of the language (an exact match wins over a match of the primary
 /// subtag: `en` matches `en_US` when no `en` template exists).
-fn eligible<'a>(catalog: &'a [Template], language: Option<&str>) -> Vec<&'a Template> {
+pub fn eligible<'a>(catalog: &'a [Template], language: Option<&str>) -> Vec<&'a Template> {
     let approved = catalog.iter().filter(|t| t.approved());
     let Some(language) = language else {
         return approved.collect();
@@ -382,7 +463,7 @@ enum Choice {
 async fn one_contact(
     state: &AppState,
     tenant: Uuid,
-    model: Option<&Model<'_>>,
+    (model, unavailable): (Option<&Model<'_>>, &'static str),
     catalog: &[Template],
     eligible: &[&Template],
     brief: &str,
@@ -399,7 +480,7 @@ async fn one_contact(
         Ok(None)
     } else {
         match model {
-            None => Err(("no_chat_model", None)),
+            None => Err((unavailable, None)),
             Some(model) => ask(
                 state, tenant, model, catalog, eligible, &ranked, brief, history,
             )

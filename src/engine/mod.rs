@@ -206,8 +206,7 @@ pub async fn build(args: &EngineArgs, shutdown: CancellationToken) -> Result<App
         settings.dispatch.clone(),
     );
     dispatcher.spawn(shutdown.clone());
-    campaigns::runner::Runner::spawn(pool.clone(), dispatcher.clone(), shutdown.clone());
-    Ok(Arc::new(Engine {
+    let state = Arc::new(Engine {
         database: DatabaseProbe::new(pool.clone()),
         depth: QueueDepth::new(pool.clone(), settings.depth_refresh),
         worker_seen: crate::engine::worker_seen::WorkerSeen::new(pool.clone()),
@@ -219,9 +218,12 @@ pub async fn build(args: &EngineArgs, shutdown: CancellationToken) -> Result<App
         ingestor,
         queue,
         metrics,
-        shutdown,
+        shutdown: shutdown.clone(),
         ai,
-    }))
+    });
+    // Personalized campaigns use the AI state (the pulse-content logic): the runner gets it all.
+    campaigns::runner::Runner::spawn(state.clone(), shutdown);
+    Ok(state)
 }
 
 /// Runs `flomastr engine` until SIGINT/SIGTERM; then stops accepting, answers waiting workers

@@ -86,6 +86,14 @@ fn handle(
     {
         return Err(window_closed());
     }
+    if message.kind == Kind::Template
+        && account
+            .marketing_limited_at_send
+            .iter()
+            .any(|n| digits(n) == message.wa_id)
+    {
+        return Err(marketing_limited());
+    }
     if let Some(fault) = state.next_fault() {
         return Err(fault_error(fault));
     }
@@ -484,6 +492,18 @@ fn window_closed() -> Outcome {
         131_047,
         "(#131047) Re-engagement message",
         Some(WINDOW_CLOSED_DETAILS),
+    )
+}
+
+/// Meta's per-user marketing limit, answered to the send.
+fn marketing_limited() -> Outcome {
+    error(
+        StatusCode::BAD_REQUEST,
+        131_049,
+        "(#131049) This message was not delivered to maintain healthy ecosystem engagement.",
+        Some(
+            "In order to maintain a healthy ecosystem engagement, the message failed to be delivered.",
+        ),
     )
 }
 

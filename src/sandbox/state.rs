@@ -63,6 +63,11 @@ pub struct MetaAccount {
     /// its status webhook is `failed` with error 131049.
     #[serde(default)]
     pub marketing_limited: Vec<String>,
+    /// Recipients at Meta's per-user marketing limit whose template send is refused in the
+    /// send's answer (HTTP 400, error 131049) rather than accepted and reported `failed`: Meta
+    /// answers either way.
+    #[serde(default)]
+    pub marketing_limited_at_send: Vec<String>,
     /// `metadata.display_phone_number` in webhooks; defaults to [`DEFAULT_DISPLAY_PHONE_NUMBER`].
     pub display_phone_number: Option<String>,
     /// `entry[].id` in webhooks and the account of `GET /{version}/{waba-id}/message_templates`;

@@ -23,7 +23,7 @@ async fn engine_with_stub(mode: Mode) -> (TestEngine, Stub) {
     (engine, stub)
 }
 
-fn reply(answer: Value) -> Mode {
+pub fn reply(answer: Value) -> Mode {
     Mode::Reply {
         text: answer.to_string(),
         usage: true,
@@ -108,7 +108,7 @@ async fn results(engine: &TestEngine, tenant: &TestTenant, body: Value) -> Vec<V
 
 /// The contact writes through the real InfoBip webhook `age` ago, with a profile name: the
 /// job and the contact's window are what the engine itself stores.
-async fn contact_writes(
+pub async fn contact_writes(
     engine: &TestEngine,
     tenant: &TestTenant,
     from: &str,

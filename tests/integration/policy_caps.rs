@@ -1,6 +1,6 @@
 //! Frequency caps: marketing over the tenant's cap refused with the time it is allowed again,
 //! and allowed then; Meta's per-user marketing limit (131049) recorded and never retried before
-//! the provider's period.
+//! the provider's period, whether Meta reports it in a status webhook or answers it to the send.
 
 use crate::engine_harness::{TestEngine, TestTenant};
 use crate::policy_harness::{call, engine_and_sandbox, tenants};
@@ -79,6 +79,45 @@ async fn marketing_over_the_cap_is_refused_until_the_period_lets_it_through() {
     }
 }
 
+/// Waits until the message is queued again after a 131049 with its `retry` entry, then checks
+/// it waits the provider's day and the contact is recorded as limited for as long.
+async fn waits_the_providers_day(
+    engine: &TestEngine,
+    tenant: &TestTenant,
+    id: &str,
+    contact: &str,
+) -> Value {
+    let view = crate::common::eventually("the 131049 retry", async || {
+        let view: Value = engine.message(tenant, id).await.json().await.unwrap();
+        let retried = view["history"].as_array().unwrap().iter().any(|h| {
+            h["status"] == "retry"
+                && h["detail"]["code"] == "131049"
+                && h["detail"]["reason"] == "provider_marketing_limit"
+        });
+        // The row and its history are read apart: wait for both.
+        (retried && view["status"] == "queued").then_some(view)
+    })
+    .await;
+    let next: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT next_attempt_at FROM outbound_messages WHERE id = $1::uuid")
+            .bind(id)
+            .fetch_one(&engine.db.pool)
+            .await
+            .unwrap();
+    let day = chrono::Utc::now() + chrono::Duration::hours(23);
+    assert!(next >= day, "retry at {next}");
+    let (hits, until): (i32, chrono::DateTime<chrono::Utc>) = sqlx::query_as(
+        "SELECT hits, limited_until FROM contact_marketing_limits WHERE contact = $1",
+    )
+    .bind(contact)
+    .fetch_one(&engine.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(hits, 1);
+    assert!(until >= day, "limited until {until}");
+    view
+}
+
 #[tokio::test]
 async fn a_131049_is_recorded_and_not_retried_before_the_providers_period() {
     let (engine, sandbox) = engine_and_sandbox().await;
@@ -88,35 +127,7 @@ async fn a_131049_is_recorded_and_not_retried_before_the_providers_period() {
     assert_eq!(status, 202, "{sent}");
     let id = sent["message_id"].as_str().unwrap();
     // Meta accepts, then reports `failed` with 131049: the message waits a day.
-    let view = crate::common::eventually("the 131049 retry", async || {
-        let view: Value = engine.message(&tenant, id).await.json().await.unwrap();
-        let retried = view["history"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|h| h["status"] == "retry" && h["detail"]["code"] == "131049");
-        // The row and its history are read apart: wait for both.
-        (retried && view["status"] == "queued").then_some(view)
-    })
-    .await;
-    assert_eq!(view["status"], "queued", "{view}");
-    let next: chrono::DateTime<chrono::Utc> =
-        sqlx::query_scalar("SELECT next_attempt_at FROM outbound_messages WHERE id = $1::uuid")
-            .bind(id)
-            .fetch_one(&engine.db.pool)
-            .await
-            .unwrap();
-    assert!(
-        next >= chrono::Utc::now() + chrono::Duration::hours(23),
-        "retry at {next}"
-    );
-    let hits: i32 = sqlx::query_scalar(
-        "SELECT hits FROM contact_marketing_limits WHERE contact = '447700900501'",
-    )
-    .fetch_one(&engine.db.pool)
-    .await
-    .unwrap();
-    assert_eq!(hits, 1);
+    waits_the_providers_day(&engine, &tenant, id, "447700900501").await;
     assert_eq!(sandbox.state.requests().len(), 1, "sent once");
 
     // New marketing to that contact is refused until the provider's period ends; service is not.
@@ -142,4 +153,45 @@ async fn a_131049_is_recorded_and_not_retried_before_the_providers_period() {
         (Some("queued"), Some(1)),
         "{view}"
     );
+}
+
+#[tokio::test]
+async fn a_131049_in_the_send_answer_is_recorded_and_not_retried_before_the_providers_period() {
+    let (engine, sandbox) = engine_and_sandbox().await;
+    let extra = json!({"meta": {"marketing_limited_at_send": ["447700900601"]}});
+    let tenant = tenants(&engine, &sandbox, extra).await.remove(1).1;
+    let (status, sent) = send(&engine, &tenant, promo("447700900601")).await;
+    assert_eq!(status, 202, "{sent}");
+    let id = sent["message_id"].as_str().unwrap();
+    // Meta refuses the send itself with 131049 (no status webhook follows): the message waits
+    // the provider's day instead of the dispatcher's seconds of backoff.
+    let view = waits_the_providers_day(&engine, &tenant, id, "447700900601").await;
+    assert_eq!(
+        (view["attempts"].as_i64(), view["error_code"].as_str()),
+        (Some(1), Some("131049")),
+        "{view}"
+    );
+    let refused: Vec<u16> = sandbox.state.requests().iter().map(|r| r.status).collect();
+    assert_eq!(refused, [400], "sent once, refused in the answer");
+
+    // New marketing to the contact is refused for the period; other contacts get theirs.
+    let (status, capped) = send(&engine, &tenant, promo("447700900601")).await;
+    assert_eq!(
+        (status, capped["error"]["code"].as_str()),
+        (409, Some("frequency_capped")),
+        "{capped}"
+    );
+    assert_eq!(capped["error"]["details"]["provider_limit"], true);
+    let (status, other) = send(&engine, &tenant, promo("447700900602")).await;
+    assert_eq!(status, 202, "{other}");
+    crate::policy_harness::wait_for_sent(&engine, &tenant, other["message_id"].as_str().unwrap())
+        .await;
+    // The limited promotion was not sent again meanwhile.
+    let view: Value = engine.message(&tenant, id).await.json().await.unwrap();
+    assert_eq!(
+        (view["status"].as_str(), view["attempts"].as_i64()),
+        (Some("queued"), Some(1)),
+        "{view}"
+    );
+    assert_eq!(sandbox.state.requests().len(), 2);
 }

@@ -2,7 +2,7 @@
 //! pause, resume, cancel, start a run now, and list a run's recipients. Admin token or the
 //! tenant's worker token. Every refusal is a 4xx naming the field, with nothing written.
 
-use super::spec::{self, Audience, CampaignIn, Schedule};
+use super::spec::{self, Audience, CampaignIn, Checked, Schedule};
 use crate::engine::body::JsonBody;
 use crate::engine::error::ApiError;
 use crate::engine::policy::caller::TenantCaller;
@@ -77,9 +77,11 @@ struct CampaignRow {
     state: String,
     paused_reason: Option<String>,
     audience: Value,
-    template_name: String,
-    template_language: String,
+    template_name: Option<String>,
+    template_language: Option<String>,
     template_params: Value,
+    brief: Option<String>,
+    content_language: Option<String>,
     category: String,
     schedule_kind: Option<String>,
     run_at: Option<DateTime<Utc>>,
@@ -106,14 +108,18 @@ struct RunRow {
     responses((status = 201, body = CampaignView),
               (status = 400, description = "invalid_body naming the field (schedule.at in the past, audience.contacts empty, time_zone, ...)"),
               (status = 401), (status = 403), (status = 404),
-              (status = 422, description = "unknown_template, template_not_approved or empty_audience, naming the field")))]
+              (status = 422, description = "unknown_template, template_not_approved, no_approved_template (personalized), unknown_segment or empty_audience, naming the field")))]
 pub async fn create(
     State(state): State<AppState>,
     caller: TenantCaller,
     JsonBody(body): JsonBody<CampaignIn>,
 ) -> Result<(StatusCode, Json<CampaignView>), ApiError> {
     let tenant = caller.tenant.id;
-    let (contacts, weekly) = spec::validate(&body, Utc::now())?;
+    let spec::Valid {
+        contacts,
+        weekly,
+        content,
+    } = spec::validate(&body, Utc::now())?;
     let time_zone = match &body.time_zone {
         Some(zone) => {
             settings::check_time_zone(&state.pool, "time_zone", zone).await?;
@@ -121,19 +127,7 @@ pub async fn create(
         }
         None => settings::load(&state.pool, tenant).await?.time_zone,
     };
-    let template = &body.content.template;
-    let entry = templates::lookup(&state.pool, tenant, &template.name, &template.language)
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown_template",
-                "content.template.name: no such template (name and language) in the tenant's catalog",
-            )
-        })?;
-    if entry.status != "APPROVED" {
-        return Err(templates::not_approved(&template.name, &entry));
-    }
+    let category = content_category(&state, tenant, &content).await?;
     if let Audience::Recent { days } = &body.audience {
         let any: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM contact_windows WHERE tenant_id = $1
@@ -160,10 +154,6 @@ pub async fn create(
             format!("audience.name: the tenant has no segment `{name}`"),
         ));
     }
-    let category = match Category::of_template(&entry.category) {
-        Category::Marketing => "marketing",
-        _ => "utility",
-    };
     let audience = match &body.audience {
         Audience::Recent { days } => json!({"kind": "recent", "days": days}),
         Audience::List { .. } => json!({"kind": "list", "contacts": contacts}),
@@ -174,21 +164,27 @@ pub async fn create(
         Some(Schedule::Weekly { .. }) => (Some("weekly"), None),
         None => (None, None),
     };
+    let (template, brief, language) = match &content {
+        Checked::Template(t) => (Some(*t), None, None),
+        Checked::Personalized { brief, language } => (None, Some(*brief), *language),
+    };
     let id: Uuid = sqlx::query_scalar(
         "INSERT INTO campaigns (tenant_id, name, state, audience, template_name, template_language, template_params,
-                                category, schedule_kind, run_at, weekly_day, weekly_time, time_zone, per_minute, next_run_at)
+                                category, schedule_kind, run_at, weekly_day, weekly_time, time_zone, per_minute, next_run_at,
+                                brief, content_language)
          VALUES ($1, $2, CASE WHEN $9::text IS NULL THEN 'draft' ELSE 'scheduled' END, $3, $4, $5, $6, $7, $9, $10,
                  $11, $12, $8, $13,
                  CASE $9::text WHEN 'once' THEN $10
-                               WHEN 'weekly' THEN flomastr_next_weekly($8, $11::int, $12, now()) END)
+                               WHEN 'weekly' THEN flomastr_next_weekly($8, $11::int, $12, now()) END,
+                 $14, $15)
          RETURNING id",
     )
     .bind(tenant)
     .bind(body.name.trim())
     .bind(&audience)
-    .bind(&template.name)
-    .bind(&template.language)
-    .bind(json!(template.params))
+    .bind(template.map(|t| &t.name))
+    .bind(template.map(|t| &t.language))
+    .bind(json!(template.map_or(&Vec::new(), |t| &t.params)))
     .bind(category)
     .bind(&time_zone)
     .bind(kind)
@@ -196,10 +192,56 @@ pub async fn create(
     .bind(weekly.as_ref().map(|w| w.day))
     .bind(weekly.as_ref().map(|w| w.time))
     .bind(body.pacing.per_minute)
+    .bind(brief)
+    .bind(language)
     .fetch_one(&state.pool)
     .await?;
     tracing::info!(tenant = %caller.tenant.slug, campaign = %id, actor = caller.actor.as_str(), "campaign created");
     Ok((StatusCode::CREATED, Json(view(&state, tenant, id).await?)))
+}
+
+/// The campaign's category, once its content is known to be sendable: one template must be
+/// APPROVED (its catalog category decides); personalized content needs an APPROVED template
+/// of the language to reach contacts outside the 24-hour window, and is marketing.
+async fn content_category(
+    state: &AppState,
+    tenant: Uuid,
+    content: &Checked<'_>,
+) -> Result<&'static str, ApiError> {
+    match content {
+        Checked::Template(template) => {
+            let entry = templates::lookup(&state.pool, tenant, &template.name, &template.language)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "unknown_template",
+                        "content.template.name: no such template (name and language) in the tenant's catalog",
+                    )
+                })?;
+            if entry.status != "APPROVED" {
+                return Err(templates::not_approved(&template.name, &entry));
+            }
+            Ok(match Category::of_template(&entry.category) {
+                Category::Marketing => "marketing",
+                _ => "utility",
+            })
+        }
+        Checked::Personalized { language, .. } => {
+            let catalog = crate::ai::templates::load(&state.pool, tenant).await?;
+            if crate::ai::pulse::eligible(&catalog, *language).is_empty() {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "no_approved_template",
+                    format!(
+                        "content.personalized.language: the tenant's catalog has no APPROVED template{}",
+                        language.map_or(String::new(), |l| format!(" in `{l}`"))
+                    ),
+                ));
+            }
+            Ok("marketing")
+        }
+    }
 }
 
 #[utoipa::path(get, path = "/routes/tenants/{slug}/pulse/campaigns/{id}", tag = "campaigns",
@@ -263,13 +305,8 @@ async fn resume(
     if current.state != "paused" {
         return Err(conflict(&current.state, "resumed"));
     }
-    if let Some(entry) = templates::lookup(
-        &state.pool,
-        tenant,
-        &current.template_name,
-        &current.template_language,
-    )
-    .await?
+    if let (Some(name), Some(language)) = (&current.template_name, &current.template_language)
+        && let Some(entry) = templates::lookup(&state.pool, tenant, name, language).await?
         && entry.status != "APPROVED"
     {
         return Err(ApiError::conflict(
@@ -433,7 +470,8 @@ fn conflict(state: &str, wanted: &str) -> ApiError {
 
 async fn row(state: &AppState, tenant: Uuid, id: Uuid) -> Result<CampaignRow, ApiError> {
     sqlx::query_as(
-        "SELECT id, name, state, paused_reason, audience, template_name, template_language, template_params, category,
+        "SELECT id, name, state, paused_reason, audience, template_name, template_language, template_params, brief,
+                content_language, category,
                 schedule_kind, run_at, weekly_day, weekly_time, time_zone, per_minute, next_run_at, created_at
          FROM campaigns WHERE id = $1 AND tenant_id = $2",
     )
@@ -483,7 +521,13 @@ async fn view(state: &AppState, tenant: Uuid, id: Uuid) -> Result<CampaignView, 
         state: c.state,
         paused_reason: c.paused_reason,
         audience: c.audience,
-        content: json!({"template": {"name": c.template_name, "language": c.template_language, "params": c.template_params}}),
+        content: match (c.template_name, c.brief) {
+            (Some(name), _) => json!({"template": {"name": name, "language": c.template_language,
+                                                   "params": c.template_params}}),
+            (None, brief) => {
+                json!({"personalized": {"brief": brief, "language": c.content_language}})
+            }
+        },
         category: c.category,
         schedule,
         time_zone: c.time_zone,

@@ -1,6 +1,7 @@
-//! Relational Pulse campaigns (`/routes/tenants/{slug}/pulse/campaigns`): an approved template
-//! sent to an audience once or weekly in the tenant's time zone, paced, every message through
-//! the send policy; lifecycle draft → scheduled → running → paused / completed / cancelled.
+//! Relational Pulse campaigns (`/routes/tenants/{slug}/pulse/campaigns`): an approved template,
+//! or each contact's own message from the pulse-content logic, sent to an audience once or
+//! weekly in the tenant's time zone, paced, every message through the send policy; lifecycle
+//! draft → scheduled → running → paused / completed / cancelled.
 
 pub mod api;
 pub mod pause;

@@ -4,12 +4,12 @@
 //! contact gets exactly one message per run whatever is killed when.
 
 use super::pause;
-use crate::engine::outbound::dispatcher::Dispatcher;
+use crate::ai::pulse::{self, Kind, PulseResult};
 use crate::engine::policy::category::Category;
 use crate::engine::policy::gate;
+use crate::engine::state::AppState;
 use serde_json::{Value, json};
-use sqlx::{PgConnection, PgPool};
-use std::sync::Arc;
+use sqlx::PgConnection;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -20,8 +20,7 @@ const TICK: Duration = Duration::from_millis(200);
 const RUNS_PER_TICK: i64 = 16;
 
 pub struct Runner {
-    pool: PgPool,
-    dispatcher: Arc<Dispatcher>,
+    state: AppState,
 }
 
 #[derive(sqlx::FromRow)]
@@ -29,8 +28,8 @@ struct DueCampaign {
     id: Uuid,
     tenant_id: Uuid,
     audience: Value,
-    template_name: String,
-    template_language: String,
+    template_name: Option<String>,
+    template_language: Option<String>,
     next_run_at: chrono::DateTime<chrono::Utc>,
     schedule_kind: Option<String>,
     weekly_day: Option<i16>,
@@ -43,16 +42,19 @@ struct Batch {
     run_id: Uuid,
     campaign_id: Uuid,
     tenant_id: Uuid,
-    template_name: String,
-    template_language: String,
+    template_name: Option<String>,
+    template_language: Option<String>,
     template_params: Value,
+    /// Personalized campaigns: the brief and language of each contact's own message.
+    brief: Option<String>,
+    content_language: Option<String>,
     category: String,
     per_minute: i32,
 }
 
 impl Runner {
-    pub fn spawn(pool: PgPool, dispatcher: Arc<Dispatcher>, shutdown: CancellationToken) {
-        let runner = Self { pool, dispatcher };
+    pub fn spawn(state: AppState, shutdown: CancellationToken) {
+        let runner = Self { state };
         tokio::spawn(async move { runner.run(shutdown).await });
     }
 
@@ -72,7 +74,7 @@ impl Runner {
         while self.start_one_due().await? {}
         let runs: Vec<Batch> = sqlx::query_as(include_str!("sql/claim_batches.sql"))
             .bind(RUNS_PER_TICK)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.state.pool)
             .await?;
         for run in runs {
             self.send_batch(&run).await?;
@@ -82,7 +84,7 @@ impl Runner {
 
     /// Starts one due campaign's run (planning its recipients); whether one was started.
     async fn start_one_due(&self) -> Result<bool, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.state.pool.begin().await?;
         let due: Option<DueCampaign> = sqlx::query_as(
             "SELECT id, tenant_id, audience, template_name, template_language, next_run_at, schedule_kind,
                     weekly_day, weekly_time, time_zone
@@ -92,24 +94,13 @@ impl Runner {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(due) = due else { return Ok(false) };
-        if let Some(status) = template_stopped(
-            &mut tx,
-            due.tenant_id,
-            &due.template_name,
-            &due.template_language,
-        )
-        .await?
-        {
-            pause::campaign(
-                &mut tx,
-                due.id,
-                &format!("template {} is {status}", due.template_name),
-            )
-            .await?;
-            tx.commit().await?;
-            return Ok(true);
+        let template = due
+            .template_name
+            .as_deref()
+            .zip(due.template_language.as_deref());
+        if !paused_for_template(&mut tx, due.tenant_id, due.id, template).await? {
+            start_run(&mut tx, &due).await?;
         }
-        start_run(&mut tx, &due).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -117,24 +108,20 @@ impl Runner {
     /// One paced batch of a run: each pending recipient through the policy, then queued or
     /// skipped with the reason, all in one transaction.
     async fn send_batch(&self, run: &Batch) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(status) = template_stopped(
-            &mut tx,
-            run.tenant_id,
-            &run.template_name,
-            &run.template_language,
-        )
-        .await?
-        {
-            pause::campaign(
-                &mut tx,
-                run.campaign_id,
-                &format!("template {} is {status}", run.template_name),
-            )
-            .await?;
+        let mut tx = self.state.pool.begin().await?;
+        let template = run
+            .template_name
+            .as_deref()
+            .zip(run.template_language.as_deref());
+        if paused_for_template(&mut tx, run.tenant_id, run.campaign_id, template).await? {
             return tx.commit().await;
         }
-        let size = i64::from((run.per_minute / 60).max(1));
+        let mut size = i64::from((run.per_minute / 60).max(1));
+        if run.brief.is_some() {
+            // Each contact of the batch may cost a model call, made while the batch holds its
+            // recipients: at most one pulse-content request's worth.
+            size = size.min(pulse::MAX_CONTACTS as i64);
+        }
         let contacts: Vec<String> = sqlx::query_scalar(
             "SELECT contact FROM campaign_recipients WHERE run_id = $1 AND state = 'pending'
              ORDER BY contact LIMIT $2 FOR UPDATE SKIP LOCKED",
@@ -148,15 +135,113 @@ impl Runner {
         } else {
             Category::Marketing
         };
-        for contact in &contacts {
-            send_one(&mut tx, run, contact, category).await?;
+        match (&run.template_name, &run.template_language, &run.brief) {
+            (Some(name), Some(language), _) => {
+                let content = json!({"template": {"name": name, "language": language,
+                                                  "params": run.template_params}});
+                for contact in &contacts {
+                    send_one(&mut tx, run, contact, category, &content).await?;
+                }
+            }
+            (_, _, Some(brief)) => {
+                self.send_personalized(&mut tx, run, &contacts, category, brief)
+                    .await?;
+            }
+            _ => {
+                tracing::error!(campaign = %run.campaign_id, "campaign without content; skipped");
+                return Ok(());
+            }
         }
         complete_if_done(&mut tx, run).await?;
         tx.commit().await?;
         if !contacts.is_empty() {
-            self.dispatcher.wake();
+            self.state.dispatcher.wake();
         }
         Ok(())
+    }
+
+    /// A personalized batch. The policy is asked first on a connection of its own, rolled
+    /// back at once: a contact it refuses costs no model call, and no policy lock is held while
+    /// the model is asked. Each admitted contact's message is then generated by the
+    /// pulse-content logic and queued through the policy again, in the batch's transaction
+    /// (the policy may have changed meanwhile: an opt-out still wins).
+    async fn send_personalized(
+        &self,
+        tx: &mut PgConnection,
+        run: &Batch,
+        contacts: &[String],
+        category: Category,
+        brief: &str,
+    ) -> Result<(), sqlx::Error> {
+        let mut admitted = Vec::with_capacity(contacts.len());
+        let mut check = self.state.pool.begin().await?;
+        for contact in contacts {
+            match gate::admit(&mut check, &policy_send(run, contact, category)).await? {
+                Ok(_) => admitted.push(contact.clone()),
+                Err(refusal) => {
+                    mark(
+                        tx,
+                        run.run_id,
+                        contact,
+                        "skipped",
+                        Some(refusal.reason()),
+                        None,
+                    )
+                    .await?
+                }
+            }
+        }
+        check.rollback().await?;
+        if admitted.is_empty() {
+            return Ok(());
+        }
+        let results = pulse::for_campaign(
+            &self.state,
+            run.tenant_id,
+            &admitted,
+            brief,
+            run.content_language.as_deref(),
+        )
+        .await?;
+        for result in &results {
+            match personal_content(result) {
+                Ok(content) => send_one(tx, run, &result.contact, category, &content).await?,
+                Err(reason) => {
+                    mark(
+                        tx,
+                        run.run_id,
+                        &result.contact,
+                        "skipped",
+                        Some(reason),
+                        None,
+                    )
+                    .await?
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The message the pulse-content logic chose for a contact, as an outbound message's content;
+/// or why there is none (`no_approved_template`, `not_sendable`).
+fn personal_content(result: &PulseResult) -> Result<Value, &'static str> {
+    let Some(send) = &result.send else {
+        return Err(result.reason.unwrap_or("no_approved_template"));
+    };
+    match (result.kind, &send.template, &send.message) {
+        (Kind::Template, Some(template), _) => Ok(json!({"template": template})),
+        (Kind::Text, _, Some(text)) => Ok(json!({"text": text})),
+        _ => Err("no_approved_template"),
+    }
+}
+
+fn policy_send<'a>(run: &Batch, contact: &'a str, category: Category) -> gate::Send<'a> {
+    gate::Send {
+        tenant: run.tenant_id,
+        contact,
+        category,
+        opt_out_confirmation: false,
     }
 }
 
@@ -204,14 +289,9 @@ async fn send_one(
     run: &Batch,
     contact: &str,
     category: Category,
+    content: &Value,
 ) -> Result<(), sqlx::Error> {
-    let send = gate::Send {
-        tenant: run.tenant_id,
-        contact,
-        category,
-        opt_out_confirmation: false,
-    };
-    let admitted = match gate::admit(tx, &send).await? {
+    let admitted = match gate::admit(tx, &policy_send(run, contact, category)).await? {
         Ok(admitted) => admitted,
         Err(refusal) => {
             return mark(
@@ -225,8 +305,6 @@ async fn send_one(
             .await;
         }
     };
-    let content = json!({"template": {"name": run.template_name, "language": run.template_language,
-                                      "params": run.template_params}});
     let key = format!("campaign:{}:{contact}", run.run_id);
     let id: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO outbound_messages (tenant_id, idempotency_key, request_sha256, recipient, content, category,
@@ -237,7 +315,7 @@ async fn send_one(
     .bind(run.tenant_id)
     .bind(&key)
     .bind(contact)
-    .bind(&content)
+    .bind(content)
     .bind(category.as_str())
     .bind(admitted.hold_until)
     .bind(admitted.expires_at)
@@ -311,18 +389,22 @@ async fn complete_if_done(tx: &mut PgConnection, run: &Batch) -> Result<(), sqlx
     Ok(())
 }
 
-/// The template's status when the catalog has it and it is not APPROVED.
-async fn template_stopped(
+/// Pauses the campaign when its template (if it has one) is in the catalog and not APPROVED;
+/// whether it did. Personalized campaigns choose among approved templates for each contact.
+async fn paused_for_template(
     tx: &mut PgConnection,
     tenant: Uuid,
-    name: &str,
-    language: &str,
-) -> Result<Option<String>, sqlx::Error> {
+    campaign: Uuid,
+    template: Option<(&str, &str)>,
+) -> Result<bool, sqlx::Error> {
+    let Some((name, language)) = template else {
+        return Ok(false);
+    };
     sqlx::query("SELECT set_config('app.tenant_id', $1, true)")
         .bind(tenant.to_string())
         .execute(&mut *tx)
         .await?;
-    sqlx::query_scalar(
+    let status: Option<String> = sqlx::query_scalar(
         "SELECT status FROM message_templates
          WHERE tenant_id = $1 AND name = $2 AND replace(language, '-', '_') = replace($3, '-', '_')
            AND status <> 'APPROVED'",
@@ -331,5 +413,10 @@ async fn template_stopped(
     .bind(name)
     .bind(language)
     .fetch_optional(&mut *tx)
-    .await
+    .await?;
+    let Some(status) = status else {
+        return Ok(false);
+    };
+    pause::campaign(tx, campaign, &format!("template {name} is {status}")).await?;
+    Ok(true)
 }

@@ -37,11 +37,37 @@ pub enum Audience {
     Segment { name: String },
 }
 
+/// Exactly one of `template` and `personalized`.
 #[derive(Deserialize, Serialize, Clone, Debug, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Content {
-    /// An APPROVED template of the tenant's catalog, with its body parameters.
-    pub template: CampaignTemplate,
+    /// One APPROVED template of the tenant's catalog for every contact, with its body parameters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<CampaignTemplate>,
+    /// Each contact's own message, chosen when its batch is sent by the pulse-content logic
+    /// (`POST /routes/context/pulse-content`): an APPROVED template with parameters from the
+    /// contact's history, or free text while the contact's 24-hour window is open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personalized: Option<Personalized>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Personalized {
+    /// The campaign's goal, 1 to 2000 characters.
+    pub brief: String,
+    /// Only templates of this language (`en` matches `en_US`; an exact match wins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+}
+
+/// What a campaign sends, once checked.
+pub enum Checked<'a> {
+    Template(&'a CampaignTemplate),
+    Personalized {
+        brief: &'a str,
+        language: Option<&'a str>,
+    },
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, utoipa::ToSchema)]
@@ -81,12 +107,16 @@ pub struct Weekly {
     pub time: NaiveTime,
 }
 
-/// Checks everything that needs no database; returns the audience list normalised and the
-/// weekly schedule parsed.
-pub fn validate(
-    campaign: &CampaignIn,
-    now: DateTime<Utc>,
-) -> Result<(Vec<String>, Option<Weekly>), ApiError> {
+/// A campaign's checked input: the audience list normalised, the weekly schedule parsed and
+/// the content.
+pub struct Valid<'a> {
+    pub contacts: Vec<String>,
+    pub weekly: Option<Weekly>,
+    pub content: Checked<'a>,
+}
+
+/// Checks everything that needs no database.
+pub fn validate(campaign: &CampaignIn, now: DateTime<Utc>) -> Result<Valid<'_>, ApiError> {
     if campaign.name.trim().is_empty() || campaign.name.chars().count() > 200 {
         return Err(ApiError::invalid_field(
             "name",
@@ -117,23 +147,7 @@ pub fn validate(
             .map(|(i, c)| valid_contact(&format!("audience.contacts[{i}]"), c))
             .collect::<Result<Vec<_>, _>>()?,
     };
-    let template = &campaign.content.template;
-    if template.name.is_empty() || template.name.len() > 512 {
-        return Err(ApiError::invalid_field(
-            "content.template.name",
-            "must be 1 to 512 characters",
-        ));
-    }
-    if let Some(index) = template
-        .params
-        .iter()
-        .position(|p| crate::ai::templates::param_problem(p).is_some())
-    {
-        return Err(ApiError::invalid_field(
-            &format!("content.template.params[{index}]"),
-            "must be 1 to 1024 characters without new lines, tabs or 5 spaces in a row",
-        ));
-    }
+    let content = content(&campaign.content)?;
     if !(1..=60_000).contains(&campaign.pacing.per_minute) {
         return Err(ApiError::invalid_field(
             "pacing.per_minute",
@@ -154,7 +168,56 @@ pub fn validate(
         }),
         _ => None,
     };
-    Ok((contacts, weekly))
+    Ok(Valid {
+        contacts,
+        weekly,
+        content,
+    })
+}
+
+fn content(content: &Content) -> Result<Checked<'_>, ApiError> {
+    match (&content.template, &content.personalized) {
+        (Some(template), None) => {
+            if template.name.is_empty() || template.name.len() > 512 {
+                return Err(ApiError::invalid_field(
+                    "content.template.name",
+                    "must be 1 to 512 characters",
+                ));
+            }
+            if let Some(index) = template
+                .params
+                .iter()
+                .position(|p| crate::ai::templates::param_problem(p).is_some())
+            {
+                return Err(ApiError::invalid_field(
+                    &format!("content.template.params[{index}]"),
+                    "must be 1 to 1024 characters without new lines, tabs or 5 spaces in a row",
+                ));
+            }
+            Ok(Checked::Template(template))
+        }
+        (None, Some(personalized)) => {
+            let brief = personalized.brief.trim();
+            if brief.is_empty() || brief.chars().count() > crate::ai::pulse::MAX_BRIEF_CHARS {
+                return Err(ApiError::invalid_field(
+                    "content.personalized.brief",
+                    "must be 1 to 2000 characters",
+                ));
+            }
+            let language = personalized.language.as_deref();
+            if language.is_some_and(|l| !crate::ai::pulse::valid_language(l)) {
+                return Err(ApiError::invalid_field(
+                    "content.personalized.language",
+                    "must be a language code such as en or en_US",
+                ));
+            }
+            Ok(Checked::Personalized { brief, language })
+        }
+        _ => Err(ApiError::invalid_field(
+            "content",
+            "must hold either `template` (one template for everyone) or `personalized` (each contact's own message)",
+        )),
+    }
 }
 
 /// Weekday names in PostgreSQL's `dow` order (0 = Sunday).
@@ -185,11 +248,12 @@ mod tests {
             name: "weekly pulse".into(),
             audience,
             content: Content {
-                template: CampaignTemplate {
+                template: Some(CampaignTemplate {
                     name: "weekly_offer".into(),
                     language: "en_US".into(),
                     params: vec!["Ana".into()],
-                },
+                }),
+                personalized: None,
             },
             schedule,
             time_zone: None,
@@ -197,7 +261,7 @@ mod tests {
         }
     }
 
-    fn field(result: Result<(Vec<String>, Option<Weekly>), ApiError>) -> String {
+    fn field(result: Result<Valid<'_>, ApiError>) -> String {
         result.err().map(|e| e.message).unwrap_or_default()
     }
 
@@ -248,14 +312,46 @@ mod tests {
     }
 
     #[test]
+    fn content_is_one_template_or_personalized_never_both_or_neither() {
+        let now = Utc::now();
+        let mut both = campaign(Audience::Recent { days: 7 }, None);
+        both.content.personalized = Some(Personalized {
+            brief: "spring sale".into(),
+            language: None,
+        });
+        assert!(field(validate(&both, now)).starts_with("content:"));
+        let mut neither = campaign(Audience::Recent { days: 7 }, None);
+        neither.content.template = None;
+        assert!(field(validate(&neither, now)).starts_with("content:"));
+        let mut personalized = both;
+        personalized.content.template = None;
+        assert!(matches!(
+            validate(&personalized, now).unwrap().content,
+            Checked::Personalized {
+                brief: "spring sale",
+                language: None
+            }
+        ));
+        personalized.content.personalized = Some(Personalized {
+            brief: "  ".into(),
+            language: None,
+        });
+        assert!(field(validate(&personalized, now)).starts_with("content.personalized.brief"));
+        personalized.content.personalized = Some(Personalized {
+            brief: "sale".into(),
+            language: Some("en US".into()),
+        });
+        assert!(field(validate(&personalized, now)).starts_with("content.personalized.language"));
+    }
+
+    #[test]
     fn weekly_schedules_use_postgres_day_numbers() {
         let weekly = Some(Schedule::Weekly {
             weekday: "Monday".into(),
             time: "09:30".into(),
         });
-        let (_, parsed) =
-            validate(&campaign(Audience::Recent { days: 7 }, weekly), Utc::now()).unwrap();
-        let parsed = parsed.unwrap();
+        let input = campaign(Audience::Recent { days: 7 }, weekly);
+        let parsed = validate(&input, Utc::now()).unwrap().weekly.unwrap();
         assert_eq!(
             (parsed.day, parsed.time.to_string()),
             (1, "09:30:00".to_owned())
