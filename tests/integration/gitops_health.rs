@@ -112,7 +112,7 @@ fn tenant(slug: &str, shard: Option<&str>, extra: Value) -> Tenant {
         "apiVersion": "flomastr.io/v1alpha1", "kind": "Tenant",
         "metadata": {"name": slug, "labels": {}},
         "spec": {"displayName": "GitOps", "deletionPolicy": "Delete", "n8n": {"replicas": 0},
-                 "whatsapp": {"provider": "Infobip", "sender": "441134960000",
+                 "whatsapp": {"provider": "Infobip", "sender": crate::operator::sender_for(slug),
                  "credentialsSecretRef": {"name": credentials_name(slug), "namespace": CREDENTIALS_NAMESPACE}}}
     });
     if let Some(shard) = shard {

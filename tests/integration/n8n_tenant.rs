@@ -10,7 +10,7 @@
 
 use crate::common::{admin_client, install_tenant_crd, require_env, unique, within};
 use crate::engine_harness::{TestEngine, allow_sandbox, start_engine_bound};
-use crate::operator::{credentials, operator_args, operator_client};
+use crate::operator::{credentials, operator_args, operator_client, sender_for};
 use flomastr::operator::context::Context;
 use flomastr::operator::metrics::OperatorMetrics;
 use flomastr::sandbox::{Accounts, Knobs, SandboxConfig, SandboxState};
@@ -27,7 +27,6 @@ const NODE_VAR: &str = "FLOMASTR_TEST_NODE";
 const HOST_IP_VAR: &str = "FLOMASTR_TEST_NODE_HOST_IP";
 const RUN_LABEL: &str = "flomastr.io/test-run";
 const CONTACT: &str = "447700900001";
-const SENDER: &str = "441134960000";
 
 struct Sandbox {
     url: String,
@@ -106,7 +105,7 @@ impl Stack {
         let hook = self.engine.at(&format!("/webhook/infobip/{slug}"));
         // One sandbox account: the last tenant made is the one that sends.
         let accounts = json!({"infobip": [{
-            "api_key": "ib-api-key-from-secret", "sender": SENDER, "webhook_url": hook,
+            "api_key": "ib-api-key-from-secret", "sender": sender_for(&slug), "webhook_url": hook,
             "webhook_secret": "hook-from-secret", "webhook_header": "X-Webhook-Secret",
         }]});
         self.sandbox
@@ -117,7 +116,7 @@ impl Stack {
             "metadata": {"name": slug, "labels": {RUN_LABEL: self.run}},
             "spec": {
                 "displayName": "ACME Bakery", "deletionPolicy": "Delete", "n8n": n8n,
-                "whatsapp": {"provider": "Infobip", "sender": SENDER, "providerBaseUrl": self.sandbox.url,
+                "whatsapp": {"provider": "Infobip", "sender": sender_for(&slug), "providerBaseUrl": self.sandbox.url,
                              "credentialsSecretRef": {"name": format!("{slug}-infobip"),
                                                       "namespace": crate::operator::CREDENTIALS_NAMESPACE}},
             }
@@ -174,7 +173,7 @@ impl Stack {
         let results: Vec<Value> = messages
             .iter()
             .map(|(id, message)| {
-                json!({"from": CONTACT, "to": SENDER, "integrationType": "WHATSAPP",
+                json!({"from": CONTACT, "to": sender_for(slug), "integrationType": "WHATSAPP",
                        "receivedAt": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string(),
                        "messageId": id, "message": message, "contact": {"name": "Ana"}})
             })

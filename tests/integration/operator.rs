@@ -114,6 +114,15 @@ pub async fn credentials(client: &kube::Client, slug: &str) {
     credentials_in(client, CREDENTIALS_NAMESPACE, &credentials_name(slug), slug).await;
 }
 
+/// An InfoBip number of the tenant's own (a number belongs to at most one tenant, and one test
+/// often makes several Tenants against one engine), derived from the slug so it stays stable.
+pub fn sender_for(slug: &str) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(slug.as_bytes());
+    let n = u64::from_be_bytes(digest[..8].try_into().unwrap()) % 100_000_000;
+    format!("4411{n:08}")
+}
+
 /// A Tenant naming its credentials Secret in the credentials namespace; `extra` replaces
 /// top-level spec fields.
 pub async fn create_tenant(client: &kube::Client, slug: &str, extra: Value) -> Tenant {
@@ -123,7 +132,7 @@ pub async fn create_tenant(client: &kube::Client, slug: &str, extra: Value) -> T
             "displayName": "ACME Bakery", "deletionPolicy": "Delete",
             // No n8n pod unless a test asks: on the test node each runs a real n8n.
             "n8n": {"replicas": 0, "storage": "2Gi", "timezone": "Europe/Madrid"},
-            "whatsapp": {"provider": "Infobip", "sender": "441134960000",
+            "whatsapp": {"provider": "Infobip", "sender": sender_for(slug),
                          "credentialsSecretRef": {"name": credentials_name(slug), "namespace": CREDENTIALS_NAMESPACE}},
             "limits": {"quota": {"pods": 5, "requestsCpu": "2"}, "maxConcurrentJobs": 7}
         }
@@ -822,7 +831,7 @@ async fn the_running_controller_converges_and_heals_drift_by_itself() {
         "apiVersion": "flomastr.io/v1alpha1", "kind": "Tenant",
         "metadata": {"name": slug, "labels": {"flomastr.io/shard": shard}},
         "spec": {"displayName": "Auto", "n8n": {"replicas": 0},
-                 "whatsapp": {"provider": "Infobip", "sender": "441134960000",
+                 "whatsapp": {"provider": "Infobip", "sender": sender_for(&slug),
                  "credentialsSecretRef": {"name": credentials_name(&slug), "namespace": CREDENTIALS_NAMESPACE}}}
     }))
     .unwrap();

@@ -90,7 +90,9 @@ async fn every_number_is_registered_and_a_number_of_another_tenant_is_a_conditio
     // A second Tenant claiming the InfoBip number (single-sender form): refused, and said so.
     let late = unique("late");
     credentials(&client, &late).await;
-    create_tenant(&client, &late, json!({})).await;
+    let claim = json!({"whatsapp": {"provider": "Infobip", "sender": "441134960000",
+        "credentialsSecretRef": {"name": credentials_name(&late), "namespace": CREDENTIALS_NAMESPACE}}});
+    create_tenant(&client, &late, claim).await;
     let error = reconcile_now(&client, &ctx, &late).await.unwrap_err();
     assert!(error.contains("EngineRegistered"), "{error}");
     let (status, reason, message) = registered(&tenants.get(&late).await.unwrap());
