@@ -537,6 +537,38 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// An InfoBip sandbox account on `port` (reports held back an hour, so none reach the engine
+/// while it is measured); it stops when the returned sender is dropped or sent to.
+async fn start_sandbox(
+    port: u16,
+    api_key: &str,
+    sender: &str,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let accounts = flomastr::sandbox::Accounts::from_json(
+        &json!({"infobip": [{"api_key": api_key, "sender": sender}]}).to_string(),
+    )
+    .unwrap();
+    let knobs = flomastr::sandbox::Knobs {
+        report_delay_ms: 3_600_000,
+        ..Default::default()
+    };
+    let state = flomastr::sandbox::new_state(flomastr::sandbox::SandboxConfig { accounts, knobs });
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        axum::serve(listener, flomastr::sandbox::router(state))
+            .with_graceful_shutdown(async {
+                stopped.await.ok();
+            })
+            .await
+            .ok()
+    });
+    (url, stop)
+}
+
 /// Sends `count` messages to distinct recipients through the sandbox; returns (msgs/s, engine CPU %).
 async fn send_rate(
     client: &reqwest::Client,
@@ -545,24 +577,7 @@ async fn send_rate(
     sandbox_port: u16,
     count: usize,
 ) -> (f64, f64) {
-    let accounts = flomastr::sandbox::Accounts::from_json(
-        &json!({"infobip": [{"api_key": "bench-ib-key", "sender": sender(0)}]}).to_string(),
-    )
-    .unwrap();
-    let knobs = flomastr::sandbox::Knobs {
-        report_delay_ms: 3_600_000,
-        ..Default::default()
-    };
-    let state = flomastr::sandbox::new_state(flomastr::sandbox::SandboxConfig { accounts, knobs });
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", sandbox_port))
-        .await
-        .unwrap();
-    let sandbox_url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        axum::serve(listener, flomastr::sandbox::router(state))
-            .await
-            .ok()
-    });
+    let (sandbox_url, _sandbox) = start_sandbox(sandbox_port, "bench-ib-key", &sender(0)).await;
     let body = json!({
         "display_name": "Bench 0", "max_concurrency": 1000,
         "worker_token_sha256": [sha256_hex("worker-0")],
@@ -707,28 +722,8 @@ async fn campaign(
     per_minute: u32,
     duration: Duration,
 ) -> CampaignFigures {
-    let accounts = flomastr::sandbox::Accounts::from_json(
-        &json!({"infobip": [{"api_key": "bench-pulse-key", "sender": PULSE_SENDER}]}).to_string(),
-    )
-    .unwrap();
-    let knobs = flomastr::sandbox::Knobs {
-        report_delay_ms: 3_600_000,
-        ..Default::default()
-    };
-    let state = flomastr::sandbox::new_state(flomastr::sandbox::SandboxConfig { accounts, knobs });
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", sandbox_port))
-        .await
-        .unwrap();
-    let sandbox_url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop_sandbox, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        axum::serve(listener, flomastr::sandbox::router(state))
-            .with_graceful_shutdown(async {
-                stopped.await.ok();
-            })
-            .await
-            .ok()
-    });
+    let (sandbox_url, stop_sandbox) =
+        start_sandbox(sandbox_port, "bench-pulse-key", PULSE_SENDER).await;
     let body = json!({
         "display_name": "Bench pulse", "max_concurrency": 1000,
         "worker_token_sha256": [sha256_hex(PULSE_TOKEN)],
@@ -810,7 +805,12 @@ async fn campaign(
         .parse::<f64>()
         .unwrap()
     };
+    let waiting_since = Instant::now();
     while queued() == 0.0 {
+        assert!(
+            waiting_since.elapsed() < Duration::from_secs(60),
+            "the campaign queued nothing within 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let (queued_from, accepted_from, from) = (queued(), accepted(), Instant::now());

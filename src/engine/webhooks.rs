@@ -525,30 +525,24 @@ fn sender_of<'a>(senders: &[&'a Channel], event: &WebhookEvent) -> Option<&'a Ch
         WebhookEvent::Message(m) => (m.to.as_deref(), m.account_id.as_deref()),
         WebhookEvent::Status(s) => (s.to.as_deref(), s.account_id.as_deref()),
     };
-    let candidates: Vec<&'a Channel> = senders
-        .iter()
-        .copied()
-        // The account is Twilio's AccountSid (Meta's WABA id is checked on the shared app only,
-        // where the app's signature does not say which business sent the change).
-        .filter(|channel| match (account, &channel.secrets.account_sid) {
-            (Some(account), Some(expected)) if channel.provider == Provider::Twilio => {
-                account == expected
+    // The account is Twilio's AccountSid (Meta's WABA id is checked on the shared app only,
+    // where the app's signature does not say which business sent the change).
+    let candidates = || {
+        senders.iter().copied().filter(move |channel| {
+            match (account, &channel.secrets.account_sid) {
+                (Some(account), Some(expected)) if channel.provider == Provider::Twilio => {
+                    account == expected
+                }
+                _ => true,
             }
-            _ => true,
         })
-        .collect();
-    let Some(to) = to else {
-        return candidates.first().copied();
     };
-    candidates
-        .iter()
+    let Some(to) = to else {
+        return candidates().next();
+    };
+    candidates()
         .find(|channel| channel.owns_address(to))
-        .or_else(|| {
-            candidates
-                .iter()
-                .find(|channel| channel.sender.starts_with("MG"))
-        })
-        .copied()
+        .or_else(|| candidates().find(|channel| channel.sender.starts_with("MG")))
 }
 
 /// Why a sender's credentials did not accept a request, and the metric reason to count.
