@@ -720,8 +720,12 @@ async fn meta_validation_is_code_100_naming_the_parameter() {
             "to",
         ),
         (
-            json!({"messaging_product": "whatsapp", "to": "447700900001", "type": "image"}),
+            json!({"messaging_product": "whatsapp", "to": "447700900001", "type": "location"}),
             "type",
+        ),
+        (
+            json!({"messaging_product": "whatsapp", "to": "447700900001", "type": "image"}),
+            "image",
         ),
         (
             json!({"messaging_product": "whatsapp", "to": "447700900001", "type": "text"}),
@@ -1357,11 +1361,11 @@ async fn accounts_can_be_replaced_at_runtime() {
 async fn unknown_routes_say_what_is_missing() {
     let sandbox = start_sandbox(None).await;
     let (status, body) = sandbox
-        .infobip("/whatsapp/1/message/image", &json!({}))
+        .infobip("/whatsapp/1/message/location", &json!({}))
         .await;
     assert_eq!(status, 404);
     assert_eq!(
         body["error"],
-        "the sandbox does not implement POST /whatsapp/1/message/image"
+        "the sandbox does not implement POST /whatsapp/1/message/location"
     );
 }
