@@ -38,11 +38,14 @@ async fn delivered(
 /// The field a 400 names, and that nothing was queued.
 async fn refused(engine: &TestEngine, tenant: &TestTenant, body: Value) -> (u16, Value) {
     let before = count(engine, "SELECT count(*) FROM outbound_messages").await;
-    let response = engine.send(tenant, None, body).await;
+    let response = engine.send(tenant, None, body.clone()).await;
     let status = response.status().as_u16();
     let error: Value = response.json().await.unwrap();
     let after = count(engine, "SELECT count(*) FROM outbound_messages").await;
-    assert_eq!(before, after, "nothing queued on a refusal: {error}");
+    assert_eq!(
+        before, after,
+        "nothing queued on a refusal of {body}: {error}"
+    );
     (status, error)
 }
 
@@ -401,6 +404,20 @@ async fn bad_input_is_a_400_naming_the_field_and_nothing_is_queued() {
             meta,
             json!({"to": CONTACT, "message": "hi", "media": image()}),
             "media",
+        ),
+        (
+            meta,
+            with_media(
+                json!({"type": "image", "url": "https://cdn.example.com/big.png", "size": 6_000_000}),
+            ),
+            "media.size",
+        ),
+        (
+            tw,
+            with_media(
+                json!({"type": "video", "url": "https://cdn.example.com/v.mp4", "size": 17_000_000}),
+            ),
+            "media.size",
         ),
     ];
     for (tenant, body, field) in cases {

@@ -2,6 +2,8 @@
 //! a provider cannot carry is refused with a 400 naming the field, rather than failing later at
 //! the provider.
 //!
+//! - Every provider has its size limits per kind of media ([`media_limits`]), checked when the
+//!   worker gives the size.
 //! - Meta sends everything here, by URL or by a media id uploaded to Meta.
 //! - InfoBip downloads media from URLs only (no media ids) and has no button index: the button
 //!   parameters of a template are given in the template's order.
@@ -11,6 +13,7 @@
 
 use super::api::TemplateRequest;
 use super::content::{InteractiveRequest, MediaKind, MediaRequest};
+use super::media_limits;
 use crate::engine::error::ApiError;
 use crate::engine::providers::Provider;
 
@@ -22,6 +25,12 @@ pub struct Parts<'a> {
 }
 
 pub fn check(provider: Provider, parts: &Parts<'_>) -> Result<(), ApiError> {
+    if let Some(media) = parts.media
+        && let Some(size) = media.size
+    {
+        media_limits::check(provider, media.kind, size)
+            .map_err(|too_large| ApiError::invalid_field("media.size", too_large))?;
+    }
     match provider {
         Provider::Infobip => infobip(parts),
         Provider::Twilio => twilio(parts),
@@ -180,5 +189,18 @@ mod tests {
         let photo =
             json!({"type": "image", "url": "https://cdn.example.com/a.png", "caption": "Look"});
         assert_eq!(field(Provider::Twilio, "media", photo), None);
+        let big =
+            json!({"type": "document", "url": "https://cdn.example.com/a.pdf", "size": 20_000_000});
+        assert_eq!(field(Provider::Meta, "media", big.clone()), None);
+        assert_eq!(
+            field(Provider::Twilio, "media", big).as_deref(),
+            Some("media.size")
+        );
+        let sticker =
+            json!({"type": "sticker", "url": "https://cdn.example.com/s.webp", "size": 600_000});
+        assert_eq!(
+            field(Provider::Meta, "media", sticker).as_deref(),
+            Some("media.size")
+        );
     }
 }

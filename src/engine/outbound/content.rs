@@ -52,6 +52,10 @@ pub struct MediaRequest {
     /// Documents only; at most 240 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filename: Option<String>,
+    /// The file's size in bytes, when the worker knows it: checked against the provider's limit
+    /// for the kind (a URL's size is otherwise only learnt by the provider that downloads it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]

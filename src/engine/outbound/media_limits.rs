@@ -1,6 +1,6 @@
-//! The largest file each provider accepts per kind of media. Checked where the engine knows the
-//! size (media it stores itself); a URL's size is only known to the provider that downloads it,
-//! which refuses an oversized file asynchronously (Meta 131053, a failed status).
+//! The largest file each provider accepts per kind of media. Checked where the size is known
+//! (the worker gives `media.size`); otherwise a URL's size is only learnt by the provider that
+//! downloads it, which refuses an oversized file asynchronously (Meta 131053, a failed status).
 //!
 //! Meta: image 5 MB, video and audio 16 MB, document 100 MB, sticker 100 KB static / 500 KB
 //! animated (the larger is taken: whether a WebP is animated is not known here). Twilio: 5 MB
