@@ -134,7 +134,7 @@ fn authenticate(
 enum Kind {
     Text,
     Template,
-    Media,
+    Media(&'static str),
     Interactive,
 }
 
@@ -188,22 +188,16 @@ fn validate(body: &Value) -> Result<Message, Outcome> {
         None | Some(Some("text")) => Kind::Text,
         Some(Some("template")) => Kind::Template,
         Some(Some("interactive")) => Kind::Interactive,
-        Some(Some(media)) if content::MEDIA_KINDS.contains(&media) => Kind::Media,
-        Some(_) => {
-            return Err(invalid_parameter(
-                "Param type must be one of {text, template, image, document, audio, video, sticker, interactive} (the sandbox sends no other type).",
-            ));
-        }
+        Some(Some(media)) => match content::MEDIA_KINDS.iter().find(|k| **k == media) {
+            Some(media) => Kind::Media(media),
+            None => return Err(unknown_type()),
+        },
+        Some(_) => return Err(unknown_type()),
     };
     match kind {
         Kind::Text => check_text(body)?,
         Kind::Template => check_template(body)?,
-        Kind::Media => content::media(
-            body,
-            str_at(body, &["type"])
-                .and_then(Value::as_str)
-                .unwrap_or_default(),
-        )?,
+        Kind::Media(media) => content::media(body, media)?,
         Kind::Interactive => content::interactive(body)?,
     }
     Ok(Message {
@@ -212,6 +206,12 @@ fn validate(body: &Value) -> Result<Message, Outcome> {
         kind,
         callback_data: check_callback_data(body)?,
     })
+}
+
+fn unknown_type() -> Outcome {
+    invalid_parameter(
+        "Param type must be one of {text, template, image, document, audio, video, sticker, interactive} (the sandbox sends no other type).",
+    )
 }
 
 /// Meta takes the number with or without `+`, spaces, dashes or brackets; `wa_id` is the digits.
