@@ -439,6 +439,7 @@ async fn bad_input_is_a_400_naming_the_field_and_nothing_is_queued() {
         json!({"to": CONTACT, "media": image(), "sender": ib.sender}),
     )
     .await;
+    assert_eq!(error["error"]["details"]["field"], "sender", "{error}");
     assert_eq!(
         (status, error["error"]["code"].as_str()),
         (403, Some("wrong_sender")),

@@ -420,6 +420,7 @@ fn chosen_sender(tenant: &Tenant, wanted: &str) -> Result<Uuid, ApiError> {
                     wanted.chars().take(64).collect::<String>()
                 ),
             )
+            .with_details(json!({"field": "sender"}))
         })
 }
 
