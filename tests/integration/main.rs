@@ -27,6 +27,7 @@ mod image;
 mod isolation_edge;
 mod isolation_inbound;
 mod isolation_outbound;
+mod load;
 mod n8n_pulse_workflow;
 mod n8n_tenant;
 mod n8n_workflow;
