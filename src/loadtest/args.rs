@@ -58,6 +58,10 @@ pub struct LoadArgs {
     /// A worker token of the tenant (required unless --ingest-only).
     #[arg(long, env = "FLOMASTR_LOAD_WORKER_TOKEN", hide_env_values = true)]
     pub worker_token: Option<String>,
+    /// Work each job with two calls (next-job, then complete), as the shipped n8n workflow does,
+    /// instead of complete-and-next.
+    #[arg(long)]
+    pub two_calls: bool,
     /// Only post webhooks; leave the jobs to the tenant's own workers.
     #[arg(long)]
     pub ingest_only: bool,
@@ -105,6 +109,7 @@ pub struct Plan {
     pub twilio_account_sid: Option<String>,
     pub worker_token: String,
     pub ingest_only: bool,
+    pub two_calls: bool,
     pub messages: u64,
     pub duration: Duration,
     pub drain_timeout: Duration,
@@ -186,6 +191,7 @@ impl LoadArgs {
             twilio_account_sid: self.twilio_account_sid,
             worker_token,
             ingest_only: self.ingest_only,
+            two_calls: self.two_calls,
             messages: self.messages,
             duration,
             drain_timeout,

@@ -11,6 +11,7 @@ pub struct Summary {
     pub provider: LoadProvider,
     pub tenant: String,
     pub ingest_only: bool,
+    pub two_calls: bool,
     pub acknowledged: u64,
     pub ingest_per_second: f64,
     pub completed: u64,
@@ -55,6 +56,7 @@ impl Summary {
             provider: plan.provider,
             tenant: plan.tenant.clone(),
             ingest_only: plan.ingest_only,
+            two_calls: plan.two_calls,
             acknowledged,
             ingest_per_second: acknowledged as f64 / ingest.as_secs_f64().max(1e-3),
             completed,
@@ -105,6 +107,14 @@ impl Summary {
                     "{} ({:.0} jobs/s)",
                     self.completed, self.completed_per_second
                 ),
+            );
+            row(
+                "worker calls per job",
+                if self.two_calls {
+                    "2 (next-job, complete)".to_owned()
+                } else {
+                    "1 (complete-and-next)".to_owned()
+                },
             );
             row(
                 "pickup after acknowledgement p50 / p99 / max",

@@ -1,4 +1,5 @@
-//! The worker side: long-poll next-job, complete this run's jobs, hand back any other.
+//! The worker side: long-poll next-job, complete this run's jobs (by default with
+//! complete-and-next, one round trip per job), hand back any other.
 
 use super::args::Plan;
 use super::producer::{endpoint, transport_error};
@@ -31,14 +32,19 @@ pub fn spawn_all(
                 producing.clone(),
             );
             tokio::spawn(async move {
-                let stop_all = || {
-                    producing.cancel();
-                    working.cancel();
-                };
+                let mut held: Option<Value> = None;
                 while !working.is_cancelled() {
-                    if let Err(Stop) = work_one(&client, &plan, &tally).await {
-                        stop_all();
+                    match work_one(&client, &plan, &tally, held.take()).await {
+                        Ok(next) => held = next,
+                        Err(Stop) => {
+                            producing.cancel();
+                            working.cancel();
+                        }
                     }
+                }
+                // A job taken by the last complete-and-next goes straight back to the queue.
+                if let Some(job) = held {
+                    hand_back(&client, &plan, &job).await;
                 }
             })
         })
@@ -48,7 +54,65 @@ pub fn spawn_all(
 /// The run cannot go on (a foreign job, a refused worker token).
 struct Stop;
 
-async fn work_one(client: &reqwest::Client, plan: &Plan, tally: &Tally) -> Result<(), Stop> {
+/// Works one job: `held` (the one the last complete-and-next gave) or one from next-job.
+/// Returns the next job when complete-and-next gave one.
+async fn work_one(
+    client: &reqwest::Client,
+    plan: &Plan,
+    tally: &Tally,
+    held: Option<Value>,
+) -> Result<Option<Value>, Stop> {
+    let job = match held {
+        Some(job) => job,
+        None => match poll(client, plan, tally).await? {
+            Some(job) => job,
+            None => return Ok(None),
+        },
+    };
+    let message_id = job["payload"]["message_id"].as_str().unwrap_or_default();
+    let Some(seq) = webhook::sequence_of(plan, message_id) else {
+        tally.found_foreign_job();
+        tally.error("foreign job handed back".into());
+        if !hand_back(client, plan, &job).await {
+            tally.error("foreign job not handed back (its lease expires instead)".into());
+        }
+        return Err(Stop);
+    };
+    tally.picked_up(seq);
+    let id = job["job_id"].as_str().unwrap_or_default();
+    let lease = json!({"lease_token": job["lease_token"]});
+    let path = if plan.two_calls {
+        format!("/queue/jobs/{id}/complete")
+    } else {
+        format!("/queue/jobs/{id}/complete-and-next?wait={POLL_WAIT}")
+    };
+    let completed = client
+        .post(endpoint(plan, &path))
+        .bearer_auth(&plan.worker_token)
+        .json(&lease)
+        .send()
+        .await;
+    let response = match completed {
+        Ok(response) => response,
+        Err(error) => {
+            tally.error(format!("complete {}", transport_error(&error)));
+            return Ok(None);
+        }
+    };
+    match response.status() {
+        StatusCode::OK if plan.two_calls => tally.complete(),
+        StatusCode::OK => {
+            tally.complete();
+            return Ok(response.json().await.ok());
+        }
+        StatusCode::NO_CONTENT if !plan.two_calls => tally.complete(),
+        status => tally.error(format!("complete {}", status.as_u16())),
+    }
+    Ok(None)
+}
+
+/// One long poll of next-job: the job, or none within the wait.
+async fn poll(client: &reqwest::Client, plan: &Plan, tally: &Tally) -> Result<Option<Value>, Stop> {
     let poll = client
         .get(endpoint(plan, &format!("/queue/next-job?wait={POLL_WAIT}")))
         .bearer_auth(&plan.worker_token)
@@ -59,64 +123,40 @@ async fn work_one(client: &reqwest::Client, plan: &Plan, tally: &Tally) -> Resul
         Err(error) => {
             tally.error(format!("next-job {}", transport_error(&error)));
             tokio::time::sleep(Duration::from_millis(200)).await;
-            return Ok(());
+            return Ok(None);
         }
     };
     match response.status() {
-        StatusCode::OK => {}
-        StatusCode::NO_CONTENT => return Ok(()),
+        StatusCode::OK => match response.json().await {
+            Ok(job) => Ok(Some(job)),
+            Err(_) => {
+                tally.error("next-job unreadable body".into());
+                Ok(None)
+            }
+        },
+        StatusCode::NO_CONTENT => Ok(None),
         status => {
             tally.error(format!("next-job {}", status.as_u16()));
             if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
                 return Err(Stop);
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
-            return Ok(());
+            Ok(None)
         }
     }
-    let job: Value = match response.json().await {
-        Ok(job) => job,
-        Err(_) => {
-            tally.error("next-job unreadable body".into());
-            return Ok(());
-        }
-    };
-    let id = job["job_id"].as_str().unwrap_or_default();
-    let lease = &job["lease_token"];
-    let message_id = job["payload"]["message_id"].as_str().unwrap_or_default();
-    let Some(seq) = webhook::sequence_of(plan, message_id) else {
-        hand_back(client, plan, tally, id, lease).await;
-        return Err(Stop);
-    };
-    tally.picked_up(seq);
-    let completed = client
-        .post(endpoint(plan, &format!("/queue/jobs/{id}/complete")))
-        .bearer_auth(&plan.worker_token)
-        .json(&json!({"lease_token": lease}))
-        .send()
-        .await;
-    match completed {
-        Ok(r) if r.status() == StatusCode::OK => tally.complete(),
-        Ok(r) => tally.error(format!("complete {}", r.status().as_u16())),
-        Err(error) => tally.error(format!("complete {}", transport_error(&error))),
-    }
-    Ok(())
 }
 
-/// A job this run did not queue belongs to the tenant's real traffic: it goes back to the queue
-/// at once (runnable now), and the run stops.
-async fn hand_back(client: &reqwest::Client, plan: &Plan, tally: &Tally, id: &str, lease: &Value) {
-    tally.found_foreign_job();
-    tally.error("foreign job handed back".into());
-    let body = json!({"lease_token": lease, "retry_after_seconds": 0,
-                      "error": "handed back by flomastr load: not a load-test job"});
-    let returned = client
+/// Puts a job back in the queue, runnable now: a job this run did not queue belongs to the
+/// tenant's real traffic, and a job taken as the run stops is not worked. `true` when accepted.
+async fn hand_back(client: &reqwest::Client, plan: &Plan, job: &Value) -> bool {
+    let id = job["job_id"].as_str().unwrap_or_default();
+    let body = json!({"lease_token": job["lease_token"], "retry_after_seconds": 0,
+                      "error": "handed back by flomastr load"});
+    client
         .post(endpoint(plan, &format!("/queue/jobs/{id}/fail")))
         .bearer_auth(&plan.worker_token)
         .json(&body)
         .send()
-        .await;
-    if !returned.is_ok_and(|r| r.status().is_success()) {
-        tally.error("foreign job not handed back (its lease expires instead)".into());
-    }
+        .await
+        .is_ok_and(|r| r.status().is_success())
 }

@@ -62,6 +62,10 @@ async fn load_test_posts_infobip_webhooks_and_works_every_job() {
         "{report}"
     );
     assert!(report.contains("| jobs completed | 300 ("), "{report}");
+    assert!(
+        report.contains("| worker calls per job | 1 (complete-and-next) |"),
+        "{report}"
+    );
     assert!(report.contains("| errors by code | none |"), "{report}");
     assert!(
         report.contains("| not completed within the drain timeout | 0 |"),
@@ -78,10 +82,19 @@ async fn load_test_signs_meta_and_twilio_webhooks_as_the_providers_do() {
         &engine,
         &meta,
         &meta.app_secret,
-        &["--provider", "meta", "--messages", "40", "--batch", "4"],
+        &[
+            "--provider",
+            "meta",
+            "--messages",
+            "40",
+            "--batch",
+            "4",
+            "--two-calls",
+        ],
     )
     .await;
     assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("| worker calls per job | 2 (next-job, complete) |"));
 
     let twilio = engine.tenant("load-twilio", "twilio").await;
     let output = load(
