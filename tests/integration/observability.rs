@@ -483,20 +483,28 @@ async fn the_engine_reports_the_oldest_runnable_job_per_tenant_and_send_failure_
     .await;
     let stuck = engine.tenant("obs-stuck", "meta").await;
     let later = engine.tenant("obs-later", "twilio").await;
-    for (tenant, from) in [(&stuck, "447700900001"), (&later, "447700900002")] {
+    let held = engine
+        .tenant_with("obs-held", "infobip", json!({"status": "suspended"}))
+        .await;
+    for (tenant, from) in [
+        (&stuck, "447700900001"),
+        (&later, "447700900002"),
+        (&held, "447700900004"),
+    ] {
         let response = engine
             .seed(tenant, from, "hello", "2026-01-01T00:00:00Z")
             .await;
         assert!(response.status().is_success(), "{}", response.status());
     }
     // obs-stuck's job became runnable ten minutes ago and nobody took it; obs-later's runs
-    // only in an hour: it waits for nothing yet.
+    // only in an hour: it waits for nothing yet; obs-held is suspended: its messages are held
+    // on purpose, however old.
+    let backdated =
+        "created_at = now() - interval '10 minutes', run_after = now() - interval '10 minutes'";
     for (slug, shift) in [
-        (
-            "obs-stuck",
-            "created_at = now() - interval '10 minutes', run_after = now() - interval '10 minutes'",
-        ),
+        ("obs-stuck", backdated),
         ("obs-later", "run_after = now() + interval '1 hour'"),
+        ("obs-held", backdated),
     ] {
         sqlx::query(&format!(
             "UPDATE jobs SET {shift} WHERE tenant_id = (SELECT id FROM tenants WHERE slug = $1)"
@@ -517,6 +525,11 @@ async fn the_engine_reports_the_oldest_runnable_job_per_tenant_and_send_failure_
     let stuck_age = age("obs-stuck").unwrap_or_else(|| panic!("{metrics}"));
     assert!((600.0..700.0).contains(&stuck_age), "{stuck_age}");
     assert_eq!(age("obs-later"), Some(0.0), "{metrics}");
+    assert_eq!(age("obs-held"), Some(0.0), "{metrics}");
+    assert!(
+        metrics.contains("flomastr_queue_depth{tenant=\"obs-held\",status=\"queued\"} 1"),
+        "the held job is still counted: {metrics}"
+    );
 
     // Once the worker takes the job, nothing of obs-stuck waits any more.
     assert!(engine.next_job(&stuck, 1.0).await.is_some());
