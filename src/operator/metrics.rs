@@ -11,6 +11,8 @@ use std::time::Duration;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailureLabels {
+    /// The Tenant's name (its slug).
+    pub tenant: String,
     pub reason: String,
 }
 
@@ -20,6 +22,8 @@ pub struct OperatorMetrics {
     pub failures: Family<FailureLabels, Counter>,
     pub duration: Histogram,
     pub leader: Gauge,
+    /// Times this replica became the leader (a standby taking over counts here).
+    pub leader_acquisitions: Counter,
 }
 
 impl Default for OperatorMetrics {
@@ -31,13 +35,14 @@ impl Default for OperatorMetrics {
             // 10 ms .. ~80 s
             duration: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             leader: Gauge::default(),
+            leader_acquisitions: Counter::default(),
         };
         {
             let mut r = metrics.registry.lock().unwrap();
             r.register("reconciles", "Reconciles run", metrics.reconciles.clone());
             r.register(
                 "reconcile_failures",
-                "Reconciles that failed, by reason",
+                "Reconciles that failed, by tenant and reason",
                 metrics.failures.clone(),
             );
             r.register(
@@ -50,22 +55,34 @@ impl Default for OperatorMetrics {
                 "1 while this replica holds the leader lease",
                 metrics.leader.clone(),
             );
+            r.register(
+                "leader_acquisitions",
+                "Times this replica acquired the leader lease",
+                metrics.leader_acquisitions.clone(),
+            );
         }
         metrics
     }
 }
 
 impl OperatorMetrics {
-    pub fn observe(&self, took: Duration, failure: Option<&str>) {
+    pub fn observe(&self, tenant: &str, took: Duration, failure: Option<&str>) {
         self.reconciles.inc();
         self.duration.observe(took.as_secs_f64());
         if let Some(reason) = failure {
             self.failures
                 .get_or_create(&FailureLabels {
+                    tenant: tenant.to_owned(),
                     reason: reason.to_owned(),
                 })
                 .inc();
         }
+    }
+
+    /// This replica leads from now on.
+    pub fn became_leader(&self) {
+        self.leader.set(1);
+        self.leader_acquisitions.inc();
     }
 
     pub fn encode(&self) -> String {

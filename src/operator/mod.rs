@@ -132,7 +132,7 @@ pub async fn run(config: OperatorArgs) -> Result<(), OperatorError> {
         elector.acquire().await?;
         tracing::info!(%identity, "leading");
     }
-    metrics.leader.set(1);
+    metrics.became_leader();
     let no_election = config.no_leader_election;
     let ctx = Context::watching(client, config, metrics)?;
     let work = controller(ctx).for_each(|()| async {});

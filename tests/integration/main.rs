@@ -32,6 +32,7 @@ mod n8n_pulse_workflow;
 mod n8n_tenant;
 mod n8n_workflow;
 mod node;
+mod observability;
 mod operator;
 mod operator_edge;
 mod operator_privileges;
