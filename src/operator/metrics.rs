@@ -16,6 +16,12 @@ pub struct FailureLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiRequestLabels {
+    /// The HTTP verb, lowercase: `get`, or one of the writes `post`, `put`, `patch`, `delete`.
+    pub verb: String,
+}
+
 pub struct OperatorMetrics {
     registry: Mutex<Registry>,
     pub reconciles: Counter,
@@ -24,6 +30,8 @@ pub struct OperatorMetrics {
     pub leader: Gauge,
     /// Times this replica became the leader (a standby taking over counts here).
     pub leader_acquisitions: Counter,
+    /// Requests to the API server by verb: how many writes a reconcile costs.
+    pub api_requests: Family<ApiRequestLabels, Counter>,
 }
 
 impl Default for OperatorMetrics {
@@ -36,6 +44,7 @@ impl Default for OperatorMetrics {
             duration: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             leader: Gauge::default(),
             leader_acquisitions: Counter::default(),
+            api_requests: Family::default(),
         };
         {
             let mut r = metrics.registry.lock().unwrap();
@@ -59,6 +68,11 @@ impl Default for OperatorMetrics {
                 "leader_acquisitions",
                 "Times this replica acquired the leader lease",
                 metrics.leader_acquisitions.clone(),
+            );
+            r.register(
+                "api_requests",
+                "Requests to the Kubernetes API server, by HTTP verb (post, put, patch and delete write)",
+                metrics.api_requests.clone(),
             );
         }
         metrics
@@ -85,10 +99,50 @@ impl OperatorMetrics {
         self.leader_acquisitions.inc();
     }
 
+    /// One request on its way to the API server.
+    pub fn api_request(&self, method: &axum::http::Method) {
+        use axum::http::Method;
+        let verb = match *method {
+            Method::GET => "get",
+            Method::POST => "post",
+            Method::PUT => "put",
+            Method::PATCH => "patch",
+            Method::DELETE => "delete",
+            _ => "other",
+        };
+        self.api_requests
+            .get_or_create(&ApiRequestLabels {
+                verb: verb.to_owned(),
+            })
+            .inc();
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry.lock().unwrap())
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Method;
+
+    #[test]
+    fn api_requests_are_counted_by_verb() {
+        let metrics = OperatorMetrics::default();
+        metrics.api_request(&Method::PATCH);
+        metrics.api_request(&Method::PATCH);
+        metrics.api_request(&Method::GET);
+        metrics.api_request(&Method::OPTIONS);
+        let text = metrics.encode();
+        assert!(
+            text.contains("flomastr_operator_api_requests_total{verb=\"patch\"} 2"),
+            "{text}"
+        );
+        assert!(text.contains("flomastr_operator_api_requests_total{verb=\"get\"} 1"));
+        assert!(text.contains("flomastr_operator_api_requests_total{verb=\"other\"} 1"));
     }
 }

@@ -37,6 +37,7 @@ mod operator;
 mod operator_edge;
 mod operator_privileges;
 mod operator_senders;
+mod operator_writes;
 mod policy_campaigns;
 mod policy_caps;
 mod policy_consent;

@@ -389,6 +389,7 @@ async fn the_alerts_and_the_dashboard_read_only_metrics_the_programs_expose() {
     let scraped = busy_engine_metrics().await;
     let operator = flomastr::operator::metrics::OperatorMetrics::default();
     operator.observe("acme", Duration::from_millis(5), Some("kube"));
+    operator.api_request(&axum::http::Method::PATCH);
     let operator = operator.encode();
     let exposed: BTreeSet<String> = exposed_names(&scraped)
         .into_iter()
