@@ -94,6 +94,10 @@ pub fn router(state: AppState) -> Router {
         .route("/webhook/twilio/{tenant}", post(webhooks::twilio))
         .route("/queue/next-job", get(worker_api::next_job))
         .route("/queue/jobs/{id}/complete", post(worker_api::complete))
+        .route(
+            "/queue/jobs/{id}/complete-and-next",
+            post(worker_api::complete_and_next),
+        )
         .route("/queue/jobs/{id}/fail", post(worker_api::fail))
         .route("/queue/jobs/{id}/heartbeat", post(worker_api::heartbeat))
         .route("/messages/send", post(outbound::api::send))

@@ -261,6 +261,15 @@ impl Dispatcher {
             SendOutcome::Unknown { .. } => "unknown",
         };
         self.metrics.count_sent(provider, label);
+        match &outcome {
+            SendOutcome::Accepted { .. } => {}
+            SendOutcome::Retry { code, .. }
+            | SendOutcome::WindowClosed { code }
+            | SendOutcome::Permanent { code, .. } => {
+                self.metrics.count_send_failure(provider, code);
+            }
+            SendOutcome::Unknown { .. } => self.metrics.count_send_failure(provider, "unknown"),
+        }
         let result = match outcome {
             SendOutcome::Accepted {
                 provider_message_id,
