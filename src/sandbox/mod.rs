@@ -322,7 +322,7 @@ async fn reset(State(state): State<SandboxState>) -> StatusCode {
 
 /// Other provider endpoints (media, interactive, ...) are not simulated: say so clearly rather
 /// than letting a client guess from an empty 404.
-async fn unknown_route(method: Method, uri: Uri) -> Response {
+pub(crate) async fn unknown_route(method: Method, uri: Uri) -> Response {
     tracing::warn!(%method, path = %uri.path(), "request to a route the sandbox does not have");
     let message = format!("the sandbox does not implement {method} {}", uri.path());
     (

@@ -514,7 +514,15 @@ async fn health_metrics_and_openapi() {
         );
     }
     assert!(openapi["components"]["schemas"]["TenantUpsert"].is_object());
-    for schema in ["SendPolicy", "CampaignIn", "CampaignView", "ConsentView"] {
+    for schema in [
+        "SendPolicy",
+        "CampaignIn",
+        "CampaignView",
+        "ConsentView",
+        "MediaRequest",
+        "InteractiveRequest",
+        "TemplateHeader",
+    ] {
         assert!(
             openapi["components"]["schemas"][schema].is_object(),
             "{schema}"

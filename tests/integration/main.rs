@@ -18,6 +18,7 @@ mod e2e_up;
 mod engine_admin;
 mod engine_harness;
 mod engine_outbound;
+mod engine_outbound_media;
 mod engine_queue;
 mod engine_senders;
 mod engine_webhooks;

@@ -102,6 +102,11 @@ impl Dispatcher {
         &self.clients
     }
 
+    /// Where sends may connect (also what media URLs given to providers may point to).
+    pub fn destinations(&self) -> &super::destination::Destinations {
+        &self.settings.policy.destinations
+    }
+
     /// Something was queued: look now rather than at the next tick.
     pub fn wake(&self) {
         self.wake.notify_one();
