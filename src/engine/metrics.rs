@@ -40,6 +40,12 @@ pub struct SendLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// Media fetches: `stored`, `retry` or `failed`.
+    pub outcome: String,
+}
+
 pub struct Metrics {
     registry: Mutex<Registry>,
     pub ingested: Family<IngestLabels, Counter>,
@@ -56,6 +62,7 @@ pub struct Metrics {
     pub dead_letters: Counter,
     pub retention_deleted: Counter,
     pub sends: Family<SendLabels, Counter>,
+    pub media_fetches: Family<OutcomeLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -80,6 +87,7 @@ impl Default for Metrics {
             dead_letters: Counter::default(),
             retention_deleted: Counter::default(),
             sends: Family::default(),
+            media_fetches: Family::default(),
         };
         metrics.register();
         metrics
@@ -89,6 +97,11 @@ impl Default for Metrics {
 impl Metrics {
     fn register(&self) {
         let mut r = self.registry.lock().unwrap();
+        r.register(
+            "media_fetches",
+            "Inbound media downloads, by outcome (stored, retry, failed)",
+            self.media_fetches.clone(),
+        );
         r.register(
             "webhook_events",
             "Webhook events stored, by provider and outcome",

@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 
 use super::time::parse_timestamp;
 use super::{
-    Contact, DeliveryStatus, InboundMessage, ParseError, Provider, SignatureError, StatusReport,
-    WebhookEvent,
+    Contact, Content, DeliveryStatus, InboundMessage, Location, MediaRef, MediaSource, ParseError,
+    Provider, Reply, SignatureError, StatusReport, WebhookEvent, shared_contact,
 };
 
 type Object = Map<String, Value>;
@@ -194,8 +194,79 @@ fn inbound(item: &Object, path: &str, raw: &Value) -> Result<InboundMessage, Par
         kind: kind_of(message_type),
         text: message_text(message, &message_path, message_type)?.map(str::to_owned),
         reply_to: opt_str_at(message, &message_path, &["context", "id"])?.map(str::to_owned),
+        content: content(message, message_type),
         raw: raw.clone(),
     })
+}
+
+/// The typed content of a message (reference 1.4). Lenient like Meta's: what is missing or of
+/// the wrong type is left out, the message is kept.
+fn content(message: &Object, message_type: &str) -> Content {
+    let mut content = Content::default();
+    let text = |key: &str| {
+        message
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+    };
+    let upper = message_type.to_ascii_uppercase();
+    match upper.as_str() {
+        "IMAGE" | "DOCUMENT" | "VIDEO" | "VOICE" | "AUDIO" | "STICKER" => {
+            if let Some(url) = text("url") {
+                content.media.push(MediaRef {
+                    kind: upper.to_ascii_lowercase(),
+                    source: MediaSource::Url(url),
+                    mime_type: None,
+                    sha256: None,
+                    caption: text("caption"),
+                    filename: text("filename"),
+                });
+            }
+        }
+        "LOCATION" => {
+            let number = |key: &str| message.get(key).and_then(Value::as_f64);
+            if let (Some(latitude), Some(longitude)) = (number("latitude"), number("longitude")) {
+                content.location = Some(Location {
+                    latitude,
+                    longitude,
+                    name: text("name"),
+                    address: text("address"),
+                    url: text("url"),
+                });
+            }
+        }
+        "CONTACT" => {
+            if let Some(cards) = message.get("contacts").and_then(Value::as_array) {
+                content.contacts = cards.iter().map(shared_contact).collect();
+            }
+        }
+        "BUTTON" => {
+            content.reply = Some(Reply {
+                kind: "button".to_owned(),
+                id: None,
+                title: text("text"),
+                description: None,
+                payload: text("payload"),
+            });
+        }
+        "INTERACTIVE_BUTTON_REPLY" | "INTERACTIVE_LIST_REPLY" => {
+            let kind = if upper == "INTERACTIVE_LIST_REPLY" {
+                "list_reply"
+            } else {
+                "button_reply"
+            };
+            content.reply = Some(Reply {
+                kind: kind.to_owned(),
+                id: text("id"),
+                title: text("title"),
+                description: text("description"),
+                payload: None,
+            });
+        }
+        _ => {}
+    }
+    content
 }
 
 /// Normalised kind: InfoBip's upper-case type names mapped onto Meta's lower-case vocabulary, so

@@ -10,8 +10,8 @@ use subtle::ConstantTimeEq;
 
 use super::time::parse_epoch_value;
 use super::{
-    Contact, DeliveryStatus, InboundMessage, ParseError, Provider, SignatureError, StatusReport,
-    WebhookEvent,
+    Contact, Content, DeliveryStatus, InboundMessage, Location, MediaRef, MediaSource, ParseError,
+    Provider, Reply, SignatureError, StatusReport, WebhookEvent, is_media_kind, shared_contact,
 };
 
 type Object = Map<String, Value>;
@@ -184,6 +184,7 @@ impl<'a> Change<'a> {
         let message_type = req_str(object, path, "type")?;
         let kind = message_type.to_lowercase();
         let matched = self.find_contact(from, from_user_id);
+        let content = content(object, &kind);
         Ok(InboundMessage {
             provider: Provider::Meta,
             provider_message_id: id.to_owned(),
@@ -194,6 +195,7 @@ impl<'a> Change<'a> {
             text: message_text(object, path, &kind)?.map(str::to_owned),
             kind,
             reply_to: opt_str_at(object, path, &["context", "id"])?.map(str::to_owned),
+            content,
             raw: self.raw(message, matched),
         })
     }
@@ -306,6 +308,81 @@ impl<'a> ContactFields<'a> {
             username: opt_str_at(contact, path, &["profile", "username"])?,
         })
     }
+}
+
+/// The typed content of a message (reference 2.3). Lenient: what is missing or of the wrong
+/// type is left out (the message and its raw form are kept whatever its content holds).
+fn content(message: &Object, kind: &str) -> Content {
+    let mut content = Content::default();
+    let inner = message.get(kind).and_then(Value::as_object);
+    let text = |object: Option<&Object>, key: &str| {
+        object
+            .and_then(|o| o.get(key))
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+    };
+    match kind {
+        kind if is_media_kind(kind) => {
+            if let Some(id) = text(inner, "id") {
+                let voice = inner.and_then(|o| o.get("voice")).and_then(Value::as_bool);
+                content.media.push(MediaRef {
+                    kind: if voice == Some(true) { "voice" } else { kind }.to_owned(),
+                    source: MediaSource::MetaId(id),
+                    mime_type: text(inner, "mime_type"),
+                    sha256: text(inner, "sha256"),
+                    caption: text(inner, "caption"),
+                    filename: text(inner, "filename"),
+                });
+            }
+        }
+        "location" => {
+            let number = |key: &str| inner.and_then(|o| o.get(key)).and_then(Value::as_f64);
+            if let (Some(latitude), Some(longitude)) = (number("latitude"), number("longitude")) {
+                content.location = Some(Location {
+                    latitude,
+                    longitude,
+                    name: text(inner, "name"),
+                    address: text(inner, "address"),
+                    url: text(inner, "url"),
+                });
+            }
+        }
+        "contacts" => {
+            if let Some(cards) = message.get("contacts").and_then(Value::as_array) {
+                content.contacts = cards.iter().map(shared_contact).collect();
+            }
+        }
+        "button" => {
+            content.reply = Some(Reply {
+                kind: "button".to_owned(),
+                id: None,
+                title: text(inner, "text"),
+                description: None,
+                payload: text(inner, "payload"),
+            });
+        }
+        "interactive" => {
+            let reply_of = |key: &str| inner.and_then(|o| o.get(key)).and_then(Value::as_object);
+            let found = [
+                ("button_reply", "button_reply"),
+                ("list_reply", "list_reply"),
+            ]
+            .into_iter()
+            .find_map(|(key, name)| reply_of(key).map(|r| (name, r)));
+            if let Some((name, reply)) = found {
+                content.reply = Some(Reply {
+                    kind: name.to_owned(),
+                    id: text(Some(reply), "id"),
+                    title: text(Some(reply), "title"),
+                    description: text(Some(reply), "description"),
+                    payload: None,
+                });
+            }
+        }
+        _ => {}
+    }
+    content
 }
 
 /// The human-readable part of each message type (reference 2.3).

@@ -14,8 +14,8 @@ use subtle::ConstantTimeEq;
 
 use super::time::parse_timestamp;
 use super::{
-    Contact, DeliveryStatus, InboundMessage, ParseError, Provider, SignatureError, StatusReport,
-    WebhookEvent,
+    Contact, Content, DeliveryStatus, InboundMessage, Location, MediaRef, MediaSource, ParseError,
+    Provider, Reply, SignatureError, StatusReport, WebhookEvent,
 };
 
 type HmacSha1 = Hmac<Sha1>;
@@ -325,8 +325,67 @@ fn inbound(form: &Form) -> Result<InboundMessage, ParseError> {
             .or(form.get("ButtonText"))
             .map(str::to_owned),
         reply_to: form.owned("OriginalRepliedMessageSid"),
+        content: content(form),
         raw: form.to_json(),
     })
+}
+
+/// Most attachments Twilio sends on one message.
+const MAX_MEDIA: usize = 10;
+
+/// The typed content (reference 3.1): `MediaUrlN`/`MediaContentTypeN` for N below `NumMedia`,
+/// `Latitude`/`Longitude`/`Address`/`Label` of a location, `ButtonText`/`ButtonPayload` of a
+/// button tap. Lenient: an unreadable count or coordinate leaves the part out.
+fn content(form: &Form) -> Content {
+    let mut content = Content::default();
+    let count: usize = form
+        .get("NumMedia")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    for index in 0..count.min(MAX_MEDIA) {
+        let Some(url) = form.get(&format!("MediaUrl{index}")) else {
+            continue;
+        };
+        let mime_type = form.owned(&format!("MediaContentType{index}"));
+        content.media.push(MediaRef {
+            kind: media_kind(mime_type.as_deref().unwrap_or_default()).to_owned(),
+            source: MediaSource::Url(url.to_owned()),
+            mime_type,
+            sha256: None,
+            caption: if index == 0 { form.owned("Body") } else { None },
+            filename: None,
+        });
+    }
+    let coordinate = |name: &str| form.get(name).and_then(|v| v.parse::<f64>().ok());
+    if let (Some(latitude), Some(longitude)) = (coordinate("Latitude"), coordinate("Longitude")) {
+        content.location = Some(Location {
+            latitude,
+            longitude,
+            name: form.owned("Label"),
+            address: form.owned("Address"),
+            url: None,
+        });
+    }
+    if form.get("ButtonText").is_some() || form.get("ButtonPayload").is_some() {
+        content.reply = Some(Reply {
+            kind: "button".to_owned(),
+            id: None,
+            title: form.owned("ButtonText"),
+            description: None,
+            payload: form.owned("ButtonPayload"),
+        });
+    }
+    content
+}
+
+/// The message kind of an attachment's MIME type (stickers arrive as `image/webp`).
+fn media_kind(content_type: &str) -> &'static str {
+    match content_type.split('/').next().unwrap_or_default() {
+        "image" => "image",
+        "video" => "video",
+        "audio" => "audio",
+        _ => "document",
+    }
 }
 
 /// `From` is a phone number (`+…` or digits) or, for users known only by username, a BSUID
@@ -361,10 +420,9 @@ fn kind_of(form: &Form) -> String {
     if num_media == 0 {
         return "text".to_owned();
     }
-    let content_type = form.get("MediaContentType0").unwrap_or_default();
-    match content_type.split('/').next() {
-        Some(major @ ("image" | "video" | "audio")) => major.to_owned(),
-        _ => "media".to_owned(),
+    match form.get("MediaContentType0") {
+        Some(content_type) => media_kind(content_type).to_owned(),
+        None => "media".to_owned(),
     }
 }
 
@@ -715,7 +773,7 @@ mod tests {
         );
         assert_eq!(
             with(&[("NumMedia", "1"), ("MediaContentType0", "application/pdf")]).kind,
-            "media"
+            "document"
         );
         assert_eq!(with(&[("NumMedia", "2")]).kind, "media");
         assert_eq!(with(&[("NumMedia", "0"), ("Body", "hi")]).kind, "text");
