@@ -1179,4 +1179,60 @@ mod tests {
             }
         }
     }
+
+    fn typed(message: Value) -> InboundMessage {
+        let events = parse_json(&json!({"results": [inbound_with(message)]})).expect("valid");
+        self::message(&events[0]).clone()
+    }
+
+    #[test]
+    fn media_location_contacts_and_replies_are_typed() {
+        let url = "https://abc.api.infobip.com/whatsapp/1/senders/441134960000/media/m1";
+        for (kind, expected) in [
+            ("IMAGE", "image"),
+            ("DOCUMENT", "document"),
+            ("VIDEO", "video"),
+            ("VOICE", "voice"),
+            ("AUDIO", "audio"),
+            ("STICKER", "sticker"),
+        ] {
+            let parsed = typed(json!({"type": kind, "url": url, "caption": "c"}));
+            assert_eq!(parsed.content.media.len(), 1, "{kind}");
+            let media = &parsed.content.media[0];
+            assert_eq!(media.kind, expected);
+            assert_eq!(media.source, MediaSource::Url(url.into()));
+        }
+        let location = typed(
+            json!({"type": "LOCATION", "latitude": 45.8, "longitude": 15.97,
+                                    "name": "Zagreb", "address": "Trg"}),
+        );
+        let place = location.content.location.expect("a location");
+        assert_eq!(
+            (place.latitude, place.longitude, place.name.as_deref()),
+            (45.8, 15.97, Some("Zagreb"))
+        );
+        let contacts = typed(
+            json!({"type": "CONTACT", "contacts": [{"name": {"firstName": "Ana", "lastName": "H",
+            "formattedName": "Ana H"}, "phones": [{"phone": "385911234567", "type": "MOBILE"}]}]}),
+        );
+        assert_eq!(contacts.kind, "contacts");
+        assert_eq!(contacts.content.contacts[0].phones, vec!["385911234567"]);
+        assert_eq!(contacts.content.contacts[0].name.as_deref(), Some("Ana H"));
+        let button = typed(json!({"type": "BUTTON", "text": "Yes", "payload": "YES_PAYLOAD"}));
+        let reply = button.content.reply.expect("a reply");
+        assert_eq!(
+            (reply.kind.as_str(), reply.payload.as_deref()),
+            ("button", Some("YES_PAYLOAD"))
+        );
+        let list = typed(
+            json!({"type": "INTERACTIVE_LIST_REPLY", "id": "r1", "title": "Row", "description": "d"}),
+        );
+        let reply = list.content.reply.expect("a reply");
+        assert_eq!(
+            (reply.kind.as_str(), reply.id.as_deref()),
+            ("list_reply", Some("r1"))
+        );
+        let tap = typed(json!({"type": "INTERACTIVE_BUTTON_REPLY", "id": "b1", "title": "OK"}));
+        assert_eq!(tap.content.reply.expect("a reply").kind, "button_reply");
+    }
 }

@@ -1328,4 +1328,117 @@ mod tests {
             let _ = verify_challenge(&expected, mode.as_deref(), token.as_deref(), challenge.as_deref());
         }
     }
+
+    /// One message of each typed kind, parsed into the typed content (reference 2.3).
+    fn typed(fields: Value) -> InboundMessage {
+        let mut message =
+            json!({"from": "16505551234", "id": "wamid.T", "timestamp": "1732528800"});
+        for (key, value) in fields.as_object().expect("object") {
+            message[key] = value.clone();
+        }
+        let value = value_with(json!([phone_contact()]), json!([message]), json!([]));
+        let body = envelope(vec![
+            json!({"id": "1", "changes": [messages_change(value)]}),
+        ]);
+        message_of(&parse_json(&body).expect("valid"))
+    }
+
+    fn message_of(events: &[WebhookEvent]) -> InboundMessage {
+        message(&events[0]).clone()
+    }
+
+    #[test]
+    fn media_location_contacts_and_replies_are_typed() {
+        let image = typed(json!({"type": "image", "image": {"id": "1479537139650973",
+            "mime_type": "image/jpeg", "sha256": "HgK9", "caption": "look"}}));
+        assert_eq!(
+            image.content.media,
+            vec![MediaRef {
+                kind: "image".into(),
+                source: MediaSource::MetaId("1479537139650973".into()),
+                mime_type: Some("image/jpeg".into()),
+                sha256: Some("HgK9".into()),
+                caption: Some("look".into()),
+                filename: None,
+            }]
+        );
+        let document = typed(json!({"type": "document", "document": {"id": "d1",
+            "mime_type": "application/pdf", "filename": "invoice.pdf"}}));
+        assert_eq!(
+            document.content.media[0].filename.as_deref(),
+            Some("invoice.pdf")
+        );
+        let voice = typed(
+            json!({"type": "audio", "audio": {"id": "a1", "mime_type": "audio/ogg; codecs=opus", "voice": true}}),
+        );
+        assert_eq!(voice.content.media[0].kind, "voice");
+        for kind in ["video", "sticker", "audio"] {
+            let parsed = typed(json!({"type": kind, kind: {"id": "x", "mime_type": "m"}}));
+            assert_eq!(parsed.content.media[0].kind, kind);
+        }
+        // A media message without an id is kept, without a reference to fetch.
+        assert!(
+            typed(json!({"type": "image", "image": {}}))
+                .content
+                .media
+                .is_empty()
+        );
+
+        let location = typed(json!({"type": "location", "location": {"latitude": 38.9,
+            "longitude": -77.0, "name": "Philz", "address": "1 Main St", "url": "https://p.example"}}));
+        assert_eq!(
+            location.content.location,
+            Some(Location {
+                latitude: 38.9,
+                longitude: -77.0,
+                name: Some("Philz".into()),
+                address: Some("1 Main St".into()),
+                url: Some("https://p.example".into()),
+            })
+        );
+        let contacts = typed(
+            json!({"type": "contacts", "contacts": [{"name": {"formatted_name": "Ana Horvat",
+            "first_name": "Ana"}, "phones": [{"phone": "+1 555 0100", "type": "CELL", "wa_id": "15550100"}]}]}),
+        );
+        assert_eq!(
+            contacts.content.contacts[0].name.as_deref(),
+            Some("Ana Horvat")
+        );
+        assert_eq!(contacts.content.contacts[0].phones, vec!["+1 555 0100"]);
+        let button =
+            typed(json!({"type": "button", "button": {"payload": "STOP", "text": "Stop"}}));
+        assert_eq!(
+            button.content.reply,
+            Some(Reply {
+                kind: "button".into(),
+                id: None,
+                title: Some("Stop".into()),
+                description: None,
+                payload: Some("STOP".into()),
+            })
+        );
+        let list = typed(
+            json!({"type": "interactive", "interactive": {"type": "list_reply",
+            "list_reply": {"id": "r2", "title": "Large", "description": "L"}}}),
+        );
+        let reply = list.content.reply.expect("a list reply");
+        assert_eq!(
+            (
+                reply.kind.as_str(),
+                reply.id.as_deref(),
+                reply.description.as_deref()
+            ),
+            ("list_reply", Some("r2"), Some("L"))
+        );
+        let tap = typed(
+            json!({"type": "interactive", "interactive": {"type": "button_reply",
+            "button_reply": {"id": "b1", "title": "Yes"}}}),
+        );
+        assert_eq!(tap.content.reply.expect("a reply").kind, "button_reply");
+        assert!(
+            typed(json!({"type": "text", "text": {"body": "hi"}}))
+                .content
+                .is_empty()
+        );
+    }
 }

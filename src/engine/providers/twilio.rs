@@ -1039,4 +1039,80 @@ mod tests {
             prop_assert_eq!(expected_signature(&token, &url, &reversed), signature);
         }
     }
+
+    #[test]
+    fn media_location_and_button_replies_are_typed() {
+        let base = [
+            ("MessageSid", "MM1"),
+            ("From", "whatsapp:+14155550100"),
+            ("To", "whatsapp:+14155238886"),
+        ];
+        let with = |extra: &[(&str, &str)]| {
+            let mut params = pairs(&base);
+            params.extend(pairs(extra));
+            only_message(&params)
+        };
+        let two = with(&[
+            ("NumMedia", "2"),
+            ("Body", "both"),
+            (
+                "MediaUrl0",
+                "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME0",
+            ),
+            ("MediaContentType0", "image/jpeg"),
+            (
+                "MediaUrl1",
+                "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1",
+            ),
+            ("MediaContentType1", "application/pdf"),
+        ]);
+        let kinds: Vec<&str> = two.content.media.iter().map(|m| m.kind.as_str()).collect();
+        assert_eq!(kinds, ["image", "document"]);
+        assert_eq!(two.content.media[0].caption.as_deref(), Some("both"));
+        assert_eq!(
+            two.content.media[1].mime_type.as_deref(),
+            Some("application/pdf")
+        );
+        assert!(
+            matches!(&two.content.media[1].source, MediaSource::Url(url) if url.ends_with("/ME1"))
+        );
+        // More than Twilio's ten attachments, or a count with no URL, is never read past.
+        let bogus = with(&[
+            ("NumMedia", "99999"),
+            ("MediaUrl0", "https://api.twilio.com/x"),
+        ]);
+        assert_eq!(bogus.content.media.len(), 1);
+
+        let location = with(&[
+            ("MessageType", "location"),
+            ("Latitude", "37.7879"),
+            ("Longitude", "-122.4075"),
+            ("Address", "375 Beale St"),
+            ("Label", "Twilio"),
+        ]);
+        assert_eq!(location.kind, "location");
+        let place = location.content.location.expect("a location");
+        assert_eq!((place.latitude, place.longitude), (37.7879, -122.4075));
+        assert_eq!(
+            (place.name.as_deref(), place.address.as_deref()),
+            (Some("Twilio"), Some("375 Beale St"))
+        );
+
+        let button = with(&[
+            ("MessageType", "button"),
+            ("ButtonText", "Yes"),
+            ("ButtonPayload", "YES"),
+        ]);
+        assert_eq!(
+            button.content.reply,
+            Some(Reply {
+                kind: "button".into(),
+                id: None,
+                title: Some("Yes".into()),
+                description: None,
+                payload: Some("YES".into()),
+            })
+        );
+        assert!(with(&[("Body", "hi")]).content.is_empty());
+    }
 }
