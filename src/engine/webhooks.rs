@@ -141,7 +141,7 @@ fn seed_to_inbound(message: SeedMessage) -> Result<InboundMessage, ApiError> {
         kind: "text".to_owned(),
         text: Some(message.message.clone()),
         reply_to: None,
-        content: Default::default(),
+        content: None,
         raw: json!({"from": from, "message": message.message, "tenant_id": message.tenant_id, "timestamp": message.timestamp}),
     })
 }
@@ -685,9 +685,12 @@ fn job_for(tenant: &Tenant, message: InboundMessage, sender: Option<&Channel>) -
     payload.insert("to".into(), optional(message.to));
     payload.insert("reply_to".into(), optional(message.reply_to));
     payload.insert("raw".into(), message.raw);
-    let has_media = !message.content.media.is_empty();
-    if !message.content.is_empty() {
-        crate::engine::media::payload::add_content(&mut payload, message.content);
+    let has_media = message
+        .content
+        .as_ref()
+        .is_some_and(|c| !c.media.is_empty());
+    if let Some(content) = message.content {
+        crate::engine::media::payload::add_content(&mut payload, *content);
     }
     if let Some(sender) = sender {
         payload.insert("sender".into(), sender_payload(sender));

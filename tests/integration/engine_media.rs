@@ -61,7 +61,6 @@ fn accounts(tenants: &[(&TestTenant, &str)], infobip_key: &str) -> Accounts {
 
 /// Puts a file in the sandbox for `account`; returns its provider URL (InfoBip, Twilio).
 async fn put_media(
-    engine: &TestEngine,
     sandbox: &Sandbox,
     id: &str,
     provider: &str,
@@ -78,8 +77,7 @@ async fn put_media(
     if let Some(status) = fail {
         url.push_str(&format!("&fail={status}"));
     }
-    let answer: Value = engine
-        .http
+    let answer: Value = reqwest::Client::new()
         .put(url)
         .header("content-type", content_type)
         .body(bytes.to_vec())
@@ -271,17 +269,7 @@ async fn media_of_every_provider_is_fetched_with_the_tenants_credentials_and_ser
         ("4479537139650976", "sticker", "image/webp", &jpeg),
         ("5479537139650977", "video", "video/mp4", &pdf),
     ] {
-        put_media(
-            &engine,
-            &sandbox,
-            id,
-            "meta",
-            &meta_co.sender,
-            mime,
-            bytes,
-            None,
-        )
-        .await;
+        put_media(&sandbox, id, "meta", &meta_co.sender, mime, bytes, None).await;
         let mut object = json!({"id": id, "mime_type": mime, "sha256": "provider-hash"});
         if kind == "document" {
             object["filename"] = json!("invoice.pdf");
@@ -320,7 +308,6 @@ async fn media_of_every_provider_is_fetched_with_the_tenants_credentials_and_ser
         ("ib-voice-1", "VOICE", "audio/ogg", &ogg),
     ] {
         let url = put_media(
-            &engine,
             &sandbox,
             id,
             "infobip",
@@ -352,7 +339,6 @@ async fn media_of_every_provider_is_fetched_with_the_tenants_credentials_and_ser
 
     // Twilio: Basic auth, a redirect to the CDN; two attachments on one message.
     let first = put_media(
-        &engine,
         &sandbox,
         "ME0001",
         "twilio",
@@ -364,7 +350,6 @@ async fn media_of_every_provider_is_fetched_with_the_tenants_credentials_and_ser
     .await
     .unwrap();
     let second = put_media(
-        &engine,
         &sandbox,
         "ME0002",
         "twilio",
@@ -451,7 +436,6 @@ async fn a_failed_fetch_keeps_the_message_with_the_media_status() {
 
     // The provider fails: retried once after the backoff (pending meanwhile), then failed.
     put_media(
-        &engine,
         &sandbox,
         "6479537139650978",
         "meta",
@@ -476,7 +460,9 @@ async fn a_failed_fetch_keeps_the_message_with_the_media_status() {
         async || {
             let response = get_media(&engine, &meta_co, &path).await;
             let body: Value = response.json().await.ok()?;
-            body["error"]["details"]["error"].is_string().then_some(body)
+            body["error"]["details"]["error"]
+                .is_string()
+                .then_some(body)
         },
     )
     .await;
@@ -503,7 +489,6 @@ async fn a_failed_fetch_keeps_the_message_with_the_media_status() {
 
     // Credentials refused: failed at once, not retried; the message is kept.
     let url = put_media(
-        &engine,
         &sandbox,
         "ib-denied",
         "infobip",
@@ -574,7 +559,6 @@ async fn oversized_and_off_host_media_are_refused_and_the_message_kept() {
 
     // Over the tenant's limit: InfoBip's file refused by its length, Meta's by the lookup's size.
     let url = put_media(
-        &engine,
         &sandbox,
         "ib-big",
         "infobip",
@@ -597,7 +581,6 @@ async fn oversized_and_off_host_media_are_refused_and_the_message_kept() {
         200
     );
     put_media(
-        &engine,
         &sandbox,
         "7479537139650979",
         "meta",
@@ -640,7 +623,6 @@ async fn oversized_and_off_host_media_are_refused_and_the_message_kept() {
     // name for the same server, another port, user info.
     let port = sandbox.url.rsplit(':').next().unwrap().to_owned();
     let elsewhere = put_media(
-        &engine,
         &sandbox,
         "ME0003",
         "twilio",

@@ -194,7 +194,7 @@ fn inbound(item: &Object, path: &str, raw: &Value) -> Result<InboundMessage, Par
         kind: kind_of(message_type),
         text: message_text(message, &message_path, message_type)?.map(str::to_owned),
         reply_to: opt_str_at(message, &message_path, &["context", "id"])?.map(str::to_owned),
-        content: content(message, message_type),
+        content: content(message, message_type).boxed(),
         raw: raw.clone(),
     })
 }
@@ -1197,8 +1197,12 @@ mod tests {
             ("STICKER", "sticker"),
         ] {
             let parsed = typed(json!({"type": kind, "url": url, "caption": "c"}));
-            assert_eq!(parsed.content.media.len(), 1, "{kind}");
-            let media = &parsed.content.media[0];
+            assert_eq!(
+                parsed.content.clone().unwrap_or_default().media.len(),
+                1,
+                "{kind}"
+            );
+            let media = &parsed.content.clone().unwrap_or_default().media[0];
             assert_eq!(media.kind, expected);
             assert_eq!(media.source, MediaSource::Url(url.into()));
         }
@@ -1206,7 +1210,12 @@ mod tests {
             json!({"type": "LOCATION", "latitude": 45.8, "longitude": 15.97,
                                     "name": "Zagreb", "address": "Trg"}),
         );
-        let place = location.content.location.expect("a location");
+        let place = location
+            .content
+            .clone()
+            .unwrap_or_default()
+            .location
+            .expect("a location");
         assert_eq!(
             (place.latitude, place.longitude, place.name.as_deref()),
             (45.8, 15.97, Some("Zagreb"))
@@ -1216,10 +1225,23 @@ mod tests {
             "formattedName": "Ana H"}, "phones": [{"phone": "385911234567", "type": "MOBILE"}]}]}),
         );
         assert_eq!(contacts.kind, "contacts");
-        assert_eq!(contacts.content.contacts[0].phones, vec!["385911234567"]);
-        assert_eq!(contacts.content.contacts[0].name.as_deref(), Some("Ana H"));
+        assert_eq!(
+            contacts.content.clone().unwrap_or_default().contacts[0].phones,
+            vec!["385911234567"]
+        );
+        assert_eq!(
+            contacts.content.clone().unwrap_or_default().contacts[0]
+                .name
+                .as_deref(),
+            Some("Ana H")
+        );
         let button = typed(json!({"type": "BUTTON", "text": "Yes", "payload": "YES_PAYLOAD"}));
-        let reply = button.content.reply.expect("a reply");
+        let reply = button
+            .content
+            .clone()
+            .unwrap_or_default()
+            .reply
+            .expect("a reply");
         assert_eq!(
             (reply.kind.as_str(), reply.payload.as_deref()),
             ("button", Some("YES_PAYLOAD"))
@@ -1227,12 +1249,25 @@ mod tests {
         let list = typed(
             json!({"type": "INTERACTIVE_LIST_REPLY", "id": "r1", "title": "Row", "description": "d"}),
         );
-        let reply = list.content.reply.expect("a reply");
+        let reply = list
+            .content
+            .clone()
+            .unwrap_or_default()
+            .reply
+            .expect("a reply");
         assert_eq!(
             (reply.kind.as_str(), reply.id.as_deref()),
             ("list_reply", Some("r1"))
         );
         let tap = typed(json!({"type": "INTERACTIVE_BUTTON_REPLY", "id": "b1", "title": "OK"}));
-        assert_eq!(tap.content.reply.expect("a reply").kind, "button_reply");
+        assert_eq!(
+            tap.content
+                .clone()
+                .unwrap_or_default()
+                .reply
+                .expect("a reply")
+                .kind,
+            "button_reply"
+        );
     }
 }

@@ -80,8 +80,8 @@ pub struct InboundMessage {
     /// contact, or the Twilio form as a JSON object).
     pub raw: serde_json::Value,
     /// Typed content beyond the text: media references, a location, shared contacts, a button
-    /// or list reply. Empty for plain text.
-    pub content: Content,
+    /// or list reply. `None` for plain text (no allocation on the text path).
+    pub content: Option<Box<Content>>,
 }
 
 /// What a message carries beyond its text, in one shape for all providers.
@@ -98,6 +98,11 @@ pub struct Content {
 }
 
 impl Content {
+    /// `None` when there is nothing in it.
+    pub fn boxed(self) -> Option<Box<Self>> {
+        (!self.is_empty()).then(|| Box::new(self))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.media.is_empty()
             && self.location.is_none()
