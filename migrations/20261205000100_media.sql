@@ -14,7 +14,7 @@ CREATE TABLE media (
     provider         text NOT NULL,
     kind             text NOT NULL,
     -- Meta's media id, or the InfoBip / Twilio URL.
-    provider_ref     text NOT NULL CHECK (length(provider_ref) BETWEEN 1 AND 4096),
+    provider_ref     text NOT NULL,
     declared_type    text,
     status           text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'stored', 'failed')),
     content_type     text,
