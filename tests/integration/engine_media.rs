@@ -759,3 +759,72 @@ async fn locations_contacts_and_replies_are_typed_for_every_provider() {
     .await;
     assert_eq!(text, ());
 }
+
+#[tokio::test]
+async fn pending_media_is_fetched_by_the_next_engine_after_a_restart() {
+    let sandbox = sandbox().await;
+    let engine = engine_with(&sandbox, |args| args.media.media_retry_seconds = 1).await;
+    let meta_co = tenant(&engine, &sandbox, "meta-co", "meta", json!({})).await;
+    sandbox
+        .state
+        .set_accounts(accounts(&[(&meta_co, "meta")], "unused"));
+    let id = "8479537139650980";
+    put_media(
+        &sandbox,
+        id,
+        "meta",
+        &meta_co.sender,
+        "image/png",
+        b"png",
+        Some(503),
+    )
+    .await;
+    let message = json!({"id": "wamid.RESTART", "type": "image", "image": {"id": id, "mime_type": "image/png"}});
+    assert_eq!(post_meta(&engine, &meta_co, message).await.status(), 200);
+    let tried = async || {
+        sqlx::query_as::<_, (String, i32)>("SELECT status, attempts FROM media")
+            .fetch_one(&engine.db.pool)
+            .await
+            .ok()
+    };
+    within(Duration::from_secs(10), "a first, failed try", async || {
+        tried().await.filter(|(_, attempts)| *attempts >= 1)
+    })
+    .await;
+    // The engine stops with the download pending; the provider recovers meanwhile.
+    engine.shutdown.cancel();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, _) = tried().await.unwrap();
+    assert_eq!(status, "pending");
+    put_media(
+        &sandbox,
+        id,
+        "meta",
+        &meta_co.sender,
+        "image/png",
+        b"png",
+        None,
+    )
+    .await;
+
+    // Another engine on the same database finds the pending row and fetches it.
+    let mut args = crate::engine_harness::args(&engine.db);
+    allow_sandbox(&mut args, &sandbox.url);
+    args.media.media_retry_seconds = 1;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let _next = flomastr::engine::build(&args, shutdown.clone())
+        .await
+        .expect("the next engine starts");
+    within(
+        Duration::from_secs(30),
+        "the next engine to fetch it",
+        async || tried().await.filter(|(status, _)| status == "stored"),
+    )
+    .await;
+    assert_eq!(
+        sandbox.state.media_downloads(id),
+        1,
+        "the recovered file, once"
+    );
+    shutdown.cancel();
+}
