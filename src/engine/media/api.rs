@@ -79,10 +79,14 @@ fn file(row: MediaRow) -> Response {
         .into_response()
 }
 
+/// Longest Retry-After: the row's next try may be a download's lease (a download in flight ends
+/// far sooner), so a worker is never told to wait long.
+const MAX_RETRY_AFTER_SECONDS: i64 = 10;
+
 fn pending(row: &MediaRow) -> Response {
     let wait = (row.next_attempt_at - chrono::Utc::now())
         .num_seconds()
-        .clamp(1, 3600);
+        .clamp(1, MAX_RETRY_AFTER_SECONDS);
     let mut response = ApiError::conflict(
         "media_pending",
         "the media is not fetched yet; ask again after Retry-After seconds",
