@@ -61,6 +61,12 @@ pub struct SendLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// Media fetches: `stored`, `retry` or `failed`.
+    pub outcome: String,
+}
+
 pub struct Metrics {
     registry: Mutex<Registry>,
     pub ingested: Family<IngestLabels, Counter>,
@@ -81,6 +87,7 @@ pub struct Metrics {
     pub sends: Family<SendLabels, Counter>,
     pub send_failures: Family<SendFailureLabels, Counter>,
     send_failure_codes: Mutex<HashSet<String>>,
+    pub media_fetches: Family<OutcomeLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -108,6 +115,7 @@ impl Default for Metrics {
             sends: Family::default(),
             send_failures: Family::default(),
             send_failure_codes: Mutex::default(),
+            media_fetches: Family::default(),
         };
         metrics.register();
         metrics
@@ -117,6 +125,11 @@ impl Default for Metrics {
 impl Metrics {
     fn register(&self) {
         let mut r = self.registry.lock().unwrap();
+        r.register(
+            "media_fetches",
+            "Inbound media downloads, by outcome (stored, retry, failed)",
+            self.media_fetches.clone(),
+        );
         r.register(
             "webhook_events",
             "Webhook events stored, by provider and outcome",

@@ -7,6 +7,7 @@
 //! inject 5xx and throttling errors. `/_sandbox/*` lets tests inspect and steer it.
 
 mod infobip;
+mod media;
 mod meta;
 mod reports;
 pub mod state;
@@ -28,7 +29,7 @@ use tokio::net::TcpListener;
 
 pub use state::{
     Accounts, AccountsError, Fault, InfobipAccount, Knobs, KnobsUpdate, MetaAccount,
-    RecordedRequest, ReportRecord, SandboxConfig, SandboxState, TwilioAccount,
+    RecordedRequest, ReportRecord, SandboxConfig, SandboxMedia, SandboxState, TwilioAccount,
 };
 
 /// Settings of `flomastr sandbox`.
@@ -172,6 +173,7 @@ pub fn router(state: SandboxState) -> Router {
         .merge(meta::routes())
         .merge(twilio::routes())
         .merge(templates::routes())
+        .merge(media::routes())
         .route(
             "/_sandbox/messages",
             get(list_requests).delete(clear_requests),

@@ -375,6 +375,15 @@ async fn busy_engine_metrics() -> String {
     // Changes of the shared Meta app for a number nobody holds need that app configured: this
     // counter is touched directly (its family shows once it has a series).
     engine.state.metrics.count_unowned("meta", "unknown_number");
+    // Likewise a media download (tests/integration/engine_media.rs drives real ones).
+    engine
+        .state
+        .metrics
+        .media_fetches
+        .get_or_create(&flomastr::engine::metrics::OutcomeLabels {
+            outcome: "stored".into(),
+        })
+        .inc();
     eventually("the send failure shows", || async {
         let metrics = engine.metrics().await;
         metrics
