@@ -9,6 +9,7 @@ mod ai_pulse;
 mod ai_stub;
 mod ai_suspension;
 mod ai_synthesis;
+mod backup;
 mod chart;
 mod cli;
 mod common;
