@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// Rows in every archived table for the tenant, each value marked with `tag`.
-async fn fill(engine: &TestEngine, slug: &str, tag: &str) {
+pub async fn fill(engine: &TestEngine, slug: &str, tag: &str) {
     let (tenant, sender): (Uuid, Uuid) = sqlx::query_as(
         "SELECT t.id, c.id FROM tenants t JOIN channels c ON c.tenant_id = t.id WHERE t.slug = $1",
     )
@@ -91,7 +91,7 @@ const IDS: &[&str] = &[
 ];
 
 /// Every archived table's rows of the tenant, ids left out, in the archive's order.
-async fn contents(engine: &TestEngine, slug: &str) -> BTreeMap<&'static str, Vec<Value>> {
+pub async fn contents(engine: &TestEngine, slug: &str) -> BTreeMap<&'static str, Vec<Value>> {
     let tenant = tenant_id(engine, slug).await;
     let mut all = BTreeMap::new();
     for table in TABLES {
@@ -127,7 +127,7 @@ async fn tenant_id(engine: &TestEngine, slug: &str) -> Uuid {
 }
 
 /// References between restored rows point at rows of the same tenant.
-async fn references_hold(engine: &TestEngine, slug: &str) {
+pub async fn references_hold(engine: &TestEngine, slug: &str) {
     let tenant = tenant_id(engine, slug).await;
     let dangling: i64 = sqlx::query_scalar(
         "SELECT (SELECT count(*) FROM blocked_conversations b WHERE b.tenant_id = $1
