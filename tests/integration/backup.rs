@@ -358,7 +358,7 @@ async fn bad_archives_are_refused_with_nothing_touched() {
         ),
         (
             "without its trailer",
-            text[..text.rfind("{\"end\"").unwrap()].as_bytes().to_vec(),
+            text.as_bytes()[..text.rfind("{\"end\"").unwrap()].to_vec(),
             400,
             "backup_truncated",
         ),

@@ -38,28 +38,36 @@ async fn start_s3() -> S3Server {
         .local_addr()
         .unwrap()
         .port();
-    let child = Command::new(binary)
-        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-        .arg(root.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("s3s-fs starts");
+    let mut server = S3Server {
+        child: spawn_s3(&binary, port, root.path()),
+        endpoint: format!("http://127.0.0.1:{port}"),
+        _root: root,
+    };
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .is_ok()
         {
-            return S3Server {
-                child,
-                endpoint: format!("http://127.0.0.1:{port}"),
-                _root: root,
-            };
+            return server;
+        }
+        if let Ok(Some(status)) = server.child.try_wait() {
+            panic!("s3s-fs exited: {status}");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("s3s-fs did not listen on {port}");
+}
+
+/// The server process; [`S3Server`]'s drop stops and reaps it.
+fn spawn_s3(binary: &str, port: u16, root: &std::path::Path) -> Child {
+    Command::new(binary)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+        .arg(root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("s3s-fs starts")
 }
 
 fn s3_target(endpoint: &str, prefix: &str) -> BackupTarget {
