@@ -46,6 +46,8 @@ enum Command {
     /// Bring up the whole stack on loopback (PostgreSQL, a Kubernetes API server, engine,
     /// operator, sandbox) with a sample tenant; Ctrl-C tears it down.
     Up(Box<flomastr::up::UpArgs>),
+    /// Take, list and restore tenant backups (the engine's data) in a volume or an S3 bucket.
+    Backup(Box<flomastr::operator::backup::cli::BackupArgs>),
 }
 
 #[tokio::main]
@@ -69,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Sandbox(args) => Ok(flomastr::sandbox::run(*args).await?),
         Command::Up(args) => Ok(flomastr::up::run(*args).await?),
+        Command::Backup(args) => flomastr::operator::backup::cli::run(*args).await,
     }
 }
 

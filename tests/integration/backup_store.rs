@@ -245,3 +245,76 @@ async fn wrong_credentials_are_refused_by_the_real_server() {
     );
     assert!(!error.to_string().contains("not-the-secret"));
 }
+
+/// `flomastr backup` with the engine's settings and a target.
+async fn cli(engine: &TestEngine, target: &[&str], action: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_flomastr"))
+        .arg("backup")
+        .args(["--engine-url", &engine.url])
+        .env("FLOMASTR_ADMIN_TOKEN", ADMIN_TOKEN)
+        .args(target)
+        .args(action)
+        .output()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_command_line_takes_keeps_lists_and_restores_backups() {
+    let s3 = start_s3().await;
+    let engine = filled_engine().await;
+    let before = contents(&engine, "acme").await;
+    let target = [
+        "--s3-endpoint",
+        &s3.endpoint,
+        "--s3-bucket",
+        BUCKET,
+        "--s3-access-key-id",
+        ACCESS_KEY,
+        "--s3-secret-access-key",
+        SECRET_KEY,
+    ];
+    let mut names = Vec::new();
+    for _ in 0..2 {
+        let out = cli(
+            &engine,
+            &target,
+            &["take", "--tenant", "acme", "--keep", "1"],
+        )
+        .await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let taken: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(taken["size"].as_u64().unwrap() > 1000, "{taken}");
+        names.push(taken["name"].as_str().unwrap().to_owned());
+    }
+    let listed = cli(&engine, &target, &["list", "--tenant", "acme"]).await;
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert_eq!(listed.lines().count(), 1, "--keep 1: {listed}");
+    assert!(listed.contains(&names[1]));
+    let restored = cli(
+        &engine,
+        &target,
+        &["restore", "--name", &names[1], "--into", "acme-cli"],
+    )
+    .await;
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    assert_eq!(contents(&engine, "acme-cli").await, before);
+
+    let unreachable = cli(
+        &engine,
+        &["--volume", "/nonexistent/backups"],
+        &["take", "--tenant", "acme"],
+    )
+    .await;
+    assert!(!unreachable.status.success());
+    let stderr = String::from_utf8_lossy(&unreachable.stderr);
+    assert!(stderr.contains("cannot be reached"), "{stderr}");
+}
