@@ -5,6 +5,7 @@
 
 use crate::engine_harness::{ADMIN_TOKEN, TestEngine, TestTenant, start_engine};
 use flomastr::engine::backup::tables::{NOT_ARCHIVED, TABLES};
+use futures::StreamExt;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -436,4 +437,35 @@ async fn backup_and_restore_need_the_admin_token() {
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test]
+async fn a_restore_may_take_longer_than_the_body_timeout() {
+    let engine = crate::engine_harness::start_engine_with(|args| {
+        args.server.body_timeout_seconds = 1;
+    })
+    .await;
+    engine.tenant("acme", "meta").await;
+    fill(&engine, "acme", "acmetag").await;
+    let before = contents(&engine, "acme").await;
+    let archive = backup(&engine, "acme").await;
+    // Three parts, 0.8 s apart: the whole body takes longer than the 1 s body timeout.
+    let parts: Vec<Vec<u8>> = archive
+        .chunks(archive.len() / 3 + 1)
+        .map(<[u8]>::to_vec)
+        .collect();
+    let slow = futures::stream::iter(parts).then(|part| async move {
+        tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+        Ok::<_, std::io::Error>(part)
+    });
+    let response = engine
+        .http
+        .post(engine.at("/admin/tenants/acme-slow/restore"))
+        .bearer_auth(ADMIN_TOKEN)
+        .body(reqwest::Body::wrap_stream(slow))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    assert_eq!(contents(&engine, "acme-slow").await, before);
 }
