@@ -469,3 +469,49 @@ async fn a_restore_may_take_longer_than_the_body_timeout() {
     assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
     assert_eq!(contents(&engine, "acme-slow").await, before);
 }
+
+#[tokio::test]
+async fn a_backup_is_one_snapshot_whatever_changes_while_it_streams() {
+    let engine = start_engine().await;
+    engine.tenant("acme", "meta").await;
+    fill(&engine, "acme", "acmetag").await;
+    // Some 20 MB of chunks: the stream stalls in them while the client does not read.
+    sqlx::query(
+        "INSERT INTO kb_chunks (tenant_id, document_id, chunk_index, content, char_start, char_end, embedding_model, embedding)
+         SELECT d.tenant_id, d.id, 100 + i, 'bulk ' || i, 0, 1, 'minilm', array_fill(0.123456789::real, ARRAY[384])::vector
+         FROM kb_documents d JOIN tenants t ON t.id = d.tenant_id, generate_series(1, 5000) AS i WHERE t.slug = 'acme'",
+    )
+    .execute(&engine.db.pool)
+    .await
+    .unwrap();
+    let mut response = engine
+        .http
+        .post(engine.at("/admin/tenants/acme/backup"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let mut archive = response.chunk().await.unwrap().unwrap().to_vec();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Changes to tables the stream has not reached yet, committed while it is held.
+    for change in [
+        "DELETE FROM message_templates WHERE tenant_id = (SELECT id FROM tenants WHERE slug = 'acme')",
+        "INSERT INTO campaign_segments (tenant_id, name, contacts) SELECT id, 'late-segment', ARRAY['1'] FROM tenants WHERE slug = 'acme'",
+    ] {
+        sqlx::query(change).execute(&engine.db.pool).await.unwrap();
+    }
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        archive.extend_from_slice(&chunk);
+    }
+    let text = String::from_utf8(archive).unwrap();
+    assert!(
+        text.contains("acmetag_welcome"),
+        "a row deleted after the backup began is missing"
+    );
+    assert!(
+        !text.contains("late-segment"),
+        "a row added after the backup began is in it"
+    );
+    let trailer: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(trailer["end"]["rows"]["kb_chunks"], 5003);
+}
