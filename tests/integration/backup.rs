@@ -349,7 +349,27 @@ async fn bad_archives_are_refused_with_nothing_touched() {
     tar.append_data(&mut entry, "dump.sql", &b"abc"[..])
         .unwrap();
     let tar = tar.into_inner().unwrap();
+    // Well-formed and checksummed, but refused by the schema: a status no tenant can have, and
+    // a job whose status is unknown.
+    let bad_status = reseal(&text.replacen("\"status\":\"active\"", "\"status\":\"bogus\"", 1));
+    let bad_job = reseal(&text.replacen("\"status\": \"queued\"", "\"status\": \"lost\"", 1));
+    assert_ne!(
+        bad_job, archive,
+        "the fixture's job status is where the test expects it"
+    );
     let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "a tenant status the schema refuses",
+            bad_status,
+            400,
+            "backup_corrupt",
+        ),
+        (
+            "a job status the schema refuses",
+            bad_job,
+            400,
+            "backup_corrupt",
+        ),
         ("a flipped byte", flipped, 400, "backup_corrupt"),
         (
             "cut in half",
@@ -514,4 +534,23 @@ async fn a_backup_is_one_snapshot_whatever_changes_while_it_streams() {
     );
     let trailer: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(trailer["end"]["rows"]["kb_chunks"], 5003);
+}
+
+/// The archive with its trailer's checksum computed again (a well-formed archive of edited data).
+fn reseal(text: &str) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut lines: Vec<&str> = text.lines().collect();
+    let trailer = lines.pop().unwrap();
+    let mut hasher = Sha256::new();
+    for line in &lines {
+        hasher.update(line.as_bytes());
+        hasher.update(b"\n");
+    }
+    let mut trailer: Value = serde_json::from_str(trailer).unwrap();
+    trailer["end"]["sha256"] = json!(hex::encode(hasher.finalize()));
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out.push_str(&trailer.to_string());
+    out.push('\n');
+    out.into_bytes()
 }

@@ -157,7 +157,8 @@ async fn write(
         .bind(archived.max_attempts)
         .bind(archived.max_concurrency)
         .fetch_one(&mut *tx)
-        .await?;
+        .await
+        .map_err(|error| refused_by_schema("tenant settings", error))?;
     sqlx::query("SELECT set_config('app.tenant_id', $1::text, true)")
         .bind(target.id)
         .execute(&mut *tx)
@@ -267,24 +268,28 @@ async fn flush(
     if table.salted {
         query = query.bind(salt);
     }
-    query.execute(&mut *tx).await.map_err(|error| {
-        tracing::warn!(table = table.name, %error, "restoring rows failed");
-        match &error {
-            sqlx::Error::Database(db)
-                if db
-                    .code()
-                    .is_some_and(|c| c.starts_with("22") || c.starts_with("23")) =>
-            {
-                ApiError::bad_request(
-                    "backup_corrupt",
-                    format!(
-                        "the archive's `{}` rows do not fit the schema; nothing was written",
-                        table.name
-                    ),
-                )
-            }
-            _ => ApiError::from(error),
-        }
-    })?;
+    query
+        .execute(&mut *tx)
+        .await
+        .map_err(|error| refused_by_schema(&format!("`{}` rows", table.name), error))?;
     Ok(())
+}
+
+/// Data the schema refuses (a bad value, a broken constraint) is the archive's fault: 400, and
+/// the transaction rolls back. Anything else is the database's.
+fn refused_by_schema(what: &str, error: sqlx::Error) -> ApiError {
+    match &error {
+        sqlx::Error::Database(db)
+            if db
+                .code()
+                .is_some_and(|c| c.starts_with("22") || c.starts_with("23")) =>
+        {
+            tracing::warn!(%error, "a restore's {what} do not fit the schema");
+            ApiError::bad_request(
+                "backup_corrupt",
+                format!("the archive's {what} do not fit the schema; nothing was written"),
+            )
+        }
+        _ => ApiError::from(error),
+    }
 }
