@@ -3,6 +3,8 @@
 //! - ingest: concurrent InfoBip webhooks (2xx after commit) against pgbench inserting the same
 //!   rows into the same table with the same concurrency;
 //! - full cycle: ingest -> next-job -> complete, 50 workers across 10 tenants;
+//! - ingest with media: image webhooks whose media the engine fetches from the sandbox after
+//!   the commit, against text-only webhooks to the same tenant in the same run;
 //! - pickup latency: from a webhook's commit to a worker already waiting in a long poll;
 //! - fairness: a quiet tenant's pickup latency while another tenant drains a 100k backlog,
 //!   against its latency when the engine is idle;
@@ -25,6 +27,10 @@ const ADMIN: &str = "bench-admin-token-0123456789";
 const TENANTS: usize = 10;
 /// The pacing rate the send benchmark configures (messages per second per sender).
 const SEND_RATE: u32 = 200;
+/// The tenant the media benchmark posts to (`t10`, beside the ten of the other benchmarks).
+const MEDIA_TENANT: usize = TENANTS;
+/// Size of the image the media benchmark's messages carry.
+const MEDIA_BYTES: usize = 16 * 1024;
 
 struct Postgres {
     dir: std::path::PathBuf,
@@ -120,8 +126,9 @@ impl Drop for Engine {
     }
 }
 
-/// `sandbox_port`: where the send benchmark's sandbox listens; the engine allows it explicitly.
-fn start_engine(database_url: &str, sandbox_port: u16) -> Engine {
+/// `sandbox_port`: where the send benchmark's sandbox listens, `media_port` the media
+/// benchmark's; the engine allows both explicitly.
+fn start_engine(database_url: &str, sandbox_port: u16, media_port: u16) -> Engine {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -139,7 +146,9 @@ fn start_engine(database_url: &str, sandbox_port: u16) -> Engine {
         .env("FLOMASTR_SENDER_BURST", "20")
         .env(
             "FLOMASTR_PROVIDER_BASE_URL_ALLOW",
-            format!("infobip=http://127.0.0.1:{sandbox_port}"),
+            format!(
+                "infobip=http://127.0.0.1:{sandbox_port},infobip=http://127.0.0.1:{media_port}"
+            ),
         )
         .env("FLOMASTR_PROVIDER_PRIVATE_NETWORKS", "127.0.0.1/32")
         .env("RUST_LOG", "warn")
@@ -243,38 +252,47 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[index]
 }
 
+/// What client `c` posts as its `i`-th webhook (message id given): the tenant and the message.
+type MessageOf = Arc<dyn Fn(usize, u64, &str) -> (usize, Value) + Send + Sync>;
+
+/// Texts spread over the ten tenants.
+fn spread_texts() -> MessageOf {
+    Arc::new(|c, i, id| {
+        let tenant = c % TENANTS;
+        (
+            tenant,
+            infobip_message(tenant, c as u64 * 1_000_000 + i, id),
+        )
+    })
+}
+
 /// Concurrent single-message webhooks for `duration`; returns committed rows per second.
 async fn ingest_rate(
     client: &reqwest::Client,
     url: &str,
     concurrency: usize,
     duration: Duration,
+    message_of: MessageOf,
 ) -> f64 {
     let counter = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let tasks: Vec<_> = (0..concurrency)
         .map(|c| {
-            let (client, url, counter, stop) = (
+            let (client, url, counter, stop, message_of) = (
                 client.clone(),
                 url.to_owned(),
                 counter.clone(),
                 stop.clone(),
+                message_of.clone(),
             );
             tokio::spawn(async move {
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
-                    let tenant = c % TENANTS;
                     let id = format!("ing-{c}-{i}");
-                    if post_webhook(
-                        &client,
-                        &url,
-                        tenant,
-                        vec![infobip_message(tenant, c as u64 * 1_000_000 + i, &id)],
-                    )
-                    .await
-                    {
+                    let (tenant, message) = message_of(c, i, &id);
+                    if post_webhook(&client, &url, tenant, vec![message]).await {
                         counter.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -337,13 +355,15 @@ fn pgbench_rate(pg: &Postgres, tenant_id: &str, concurrency: usize, duration: Du
         .expect("pgbench prints tps")
 }
 
-/// ingest -> next-job -> complete, `workers` workers spread over the tenants.
+/// ingest -> next-job -> complete, `workers` workers spread over the tenants; with `one_call`
+/// each worker completes with complete-and-next (one round trip per job).
 async fn full_cycle(
     client: &reqwest::Client,
     url: &str,
     workers: usize,
     producers: usize,
     duration: Duration,
+    one_call: bool,
 ) -> (f64, f64) {
     let done = Arc::new(AtomicU64::new(0));
     let ingested = Arc::new(AtomicU64::new(0));
@@ -354,8 +374,22 @@ async fn full_cycle(
             (client.clone(), url.to_owned(), done.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let token = format!("worker-{}", w % TENANTS);
+            let mut held = None;
             while !stop.load(Ordering::Relaxed) {
-                if take_and_complete(&client, &url, &token).await == Some(true) {
+                if one_call {
+                    let job = match held.take() {
+                        Some(job) => job,
+                        None => match take(&client, &url, &token).await {
+                            Some(job) => job,
+                            None => continue,
+                        },
+                    };
+                    let (completed, next) = complete_and_next(&client, &url, &token, &job).await;
+                    held = next;
+                    if completed {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                } else if take_and_complete(&client, &url, &token).await == Some(true) {
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -866,7 +900,8 @@ async fn run(filter: Option<String>) {
     let duration = Duration::from_secs(seconds);
     let pg = Postgres::start();
     let sandbox_port = free_port();
-    let engine = start_engine(&pg.url, sandbox_port);
+    let media_port = free_port();
+    let engine = start_engine(&pg.url, sandbox_port, media_port);
     let client = http();
     wait_up(&client, &engine.url).await;
     for tenant in 0..TENANTS {
@@ -884,7 +919,8 @@ async fn run(filter: Option<String>) {
     if wants("ingest") {
         let concurrency = 64;
         let tenant_id = pg.psql("SELECT id FROM tenants WHERE slug = 't0'");
-        let engine_rate = ingest_rate(&client, &engine.url, concurrency, duration).await;
+        let engine_rate =
+            ingest_rate(&client, &engine.url, concurrency, duration, spread_texts()).await;
         let pgbench = pgbench_rate(&pg, &tenant_id, concurrency, duration);
         let ratio = engine_rate / pgbench;
         rows.push(format!(
@@ -894,12 +930,25 @@ async fn run(filter: Option<String>) {
         pg.psql("VACUUM ANALYZE jobs");
     }
     if wants("cycle") {
-        let (completed, offered) = full_cycle(&client, &engine.url, 50, 16, duration).await;
+        for (one_call, calls) in [(false, "next-job -> complete"), (true, "complete-and-next")] {
+            let (completed, offered) =
+                full_cycle(&client, &engine.url, 50, 16, duration, one_call).await;
+            rows.push(format!(
+                "| full cycle: ingest -> {calls}, 50 workers, {TENANTS} tenants | {completed:.0} jobs/s completed | >= 5000 jobs/s | ingested {offered:.0} msgs/s (16 producers, 10 results per webhook, backlog kept under 2000) |"
+            ));
+            pg.psql("DELETE FROM jobs");
+            pg.psql("VACUUM ANALYZE jobs");
+        }
+    }
+    if wants("media") {
+        let m = media_ingest(&client, &pg, &engine.url, media_port, duration).await;
         rows.push(format!(
-            "| full cycle: ingest -> next-job -> complete, 50 workers, {TENANTS} tenants | {completed:.0} jobs/s completed | >= 5000 jobs/s | ingested {offered:.0} msgs/s (16 producers, 10 results per webhook, backlog kept under 2000) |"
+            "| ingest with media fetch: InfoBip image webhooks ({} KiB each), 64 clients, 2xx after commit | {:.0} msgs/s | within 10 % of text-only | text-only to the same tenant, same run: {:.0} msgs/s; ratio **{:.2}x**; {} of {} media fetched and stored, the last {:.1} s after the load stopped |",
+            MEDIA_BYTES / 1024, m.image_rate, m.text_rate, m.image_rate / m.text_rate,
+            m.stored, m.media, m.drain_seconds
         ));
         pg.psql("DELETE FROM jobs");
-        pg.psql("VACUUM ANALYZE jobs");
+        pg.psql("VACUUM ANALYZE jobs, media");
     }
     if wants("pickup") {
         let lat = pickup_latency(&client, &engine.url, 1, 400).await;
@@ -969,6 +1018,121 @@ async fn run(filter: Option<String>) {
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("engine.md"), format!("{table}\n")).unwrap();
     drop(engine);
+}
+
+/// A job within a 1 s long poll, if one came.
+async fn take(client: &reqwest::Client, url: &str, token: &str) -> Option<Value> {
+    let response = client
+        .get(format!("{url}/queue/next-job?wait=1"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .ok()
+        .filter(|r| r.status() == 200)?;
+    response.json().await.ok()
+}
+
+/// Completes `job` and takes the tenant's next one in the same call: whether the completion was
+/// accepted, and the next job if one came within 1 s.
+async fn complete_and_next(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    job: &Value,
+) -> (bool, Option<Value>) {
+    let id = job["job_id"].as_str().unwrap();
+    let Ok(response) = client
+        .post(format!("{url}/queue/jobs/{id}/complete-and-next?wait=1"))
+        .bearer_auth(token)
+        .json(&json!({"lease_token": job["lease_token"]}))
+        .send()
+        .await
+    else {
+        return (false, None);
+    };
+    match response.status().as_u16() {
+        200 => (true, response.json().await.ok()),
+        204 => (true, None),
+        _ => (false, None),
+    }
+}
+
+struct MediaIngest {
+    text_rate: f64,
+    image_rate: f64,
+    media: i64,
+    stored: i64,
+    drain_seconds: f64,
+}
+
+/// Text-only, then image webhooks to one InfoBip tenant whose media the sandbox serves; then
+/// waits (at most 120 s) for the fetcher to finish what the image run queued.
+async fn media_ingest(
+    client: &reqwest::Client,
+    pg: &Postgres,
+    url: &str,
+    media_port: u16,
+    duration: Duration,
+) -> MediaIngest {
+    let tenant = MEDIA_TENANT;
+    let (sandbox_url, _sandbox) = start_sandbox(media_port, "bench-ib-key", &sender(tenant)).await;
+    let body = json!({
+        "display_name": "Bench media", "max_concurrency": 1000,
+        "worker_token_sha256": [sha256_hex(&format!("worker-{tenant}"))],
+        "channel": {"provider": "infobip", "sender": sender(tenant), "base_url": sandbox_url,
+                    "credentials": {"webhook_secret": format!("hook-{tenant}"), "api_key": "bench-ib-key"}}
+    });
+    let r = client
+        .put(format!("{url}/admin/tenants/t{tenant}"))
+        .bearer_auth(ADMIN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let put: Value = client
+        .put(format!(
+            "{sandbox_url}/_sandbox/media/bench-image?provider=infobip&account={}",
+            sender(tenant)
+        ))
+        .header("content-type", "image/jpeg")
+        .body(vec![0xa5u8; MEDIA_BYTES])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let image_url = put["url"].as_str().unwrap().to_owned();
+    let texts: MessageOf = Arc::new(move |c, i, id| {
+        (
+            tenant,
+            infobip_message(tenant, c as u64 * 1_000_000 + i, id),
+        )
+    });
+    let images: MessageOf = Arc::new(move |c, i, id| {
+        let mut message = infobip_message(tenant, c as u64 * 1_000_000 + i, id);
+        message["messageId"] = json!(format!("img-{id}"));
+        message["message"] =
+            json!({"type": "IMAGE", "url": image_url, "caption": "¿Tenéis este pan?"});
+        (tenant, message)
+    });
+    let text_rate = ingest_rate(client, url, 64, duration, texts).await;
+    let image_rate = ingest_rate(client, url, 64, duration, images).await;
+    let stopped = Instant::now();
+    let pending = || pg.psql("SELECT count(*) FROM media WHERE status = 'pending'");
+    while pending() != "0" && stopped.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let drain_seconds = stopped.elapsed().as_secs_f64();
+    let count = |sql: &str| pg.psql(sql).parse::<i64>().unwrap_or(-1);
+    MediaIngest {
+        text_rate,
+        image_rate,
+        media: count("SELECT count(*) FROM media"),
+        stored: count("SELECT count(*) FROM media WHERE status = 'stored'"),
+        drain_seconds,
+    }
 }
 
 /// One worker step: long-poll for a job (1 s) and complete it. `None` when no job came,

@@ -6,6 +6,7 @@
 pub mod ai;
 pub mod db;
 pub mod engine;
+pub mod loadtest;
 pub mod operator;
 pub mod sandbox;
 pub mod tenant;

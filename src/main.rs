@@ -46,6 +46,10 @@ enum Command {
     /// Bring up the whole stack on loopback (PostgreSQL, a Kubernetes API server, engine,
     /// operator, sandbox) with a sample tenant; Ctrl-C tears it down.
     Up(Box<flomastr::up::UpArgs>),
+    /// Load-test a running engine as one tenant: its provider's webhooks in, its workers'
+    /// next-job and complete, bounded in count and time; prints throughput, pickup latency and
+    /// errors by code, and exits non-zero when anything failed.
+    Load(Box<flomastr::loadtest::LoadArgs>),
     /// Take, list and restore tenant backups (the engine's data) in a volume or an S3 bucket.
     Backup(Box<flomastr::operator::backup::cli::BackupArgs>),
 }
@@ -71,6 +75,12 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Sandbox(args) => Ok(flomastr::sandbox::run(*args).await?),
         Command::Up(args) => Ok(flomastr::up::run(*args).await?),
+        Command::Load(args) => {
+            let summary = flomastr::loadtest::run(*args).await?;
+            print!("{}", summary.table());
+            anyhow::ensure!(summary.passed(), "the load test saw errors (see the table)");
+            Ok(())
+        }
         Command::Backup(args) => flomastr::operator::backup::cli::run(*args).await,
     }
 }

@@ -523,6 +523,7 @@ async fn one_contact(
                 name: template.name.clone(),
                 language: template.language.clone(),
                 params: params.clone(),
+                ..TemplateRequest::default()
             };
             result.kind = Kind::Template;
             result.text = Some(template.render(&params));

@@ -31,6 +31,10 @@ pub struct TenantUpsert {
     /// Jobs the tenant's workers may hold at once (1 to 1000, default 50).
     #[serde(default)]
     pub max_concurrency: Option<i32>,
+    /// Largest inbound media file fetched for the tenant, in bytes (1 B to 100 MiB); absent:
+    /// the engine's `--media-max-bytes`. Larger files are marked failed; the message is kept.
+    #[serde(default)]
+    pub media_max_bytes: Option<i64>,
     /// SHA-256 (hex) of each token the tenant's workers may use. The tokens themselves never
     /// reach the engine.
     #[serde(default)]
@@ -127,6 +131,9 @@ pub struct TenantView {
     pub status: TenantState,
     pub max_attempts: i32,
     pub max_concurrency: i32,
+    /// The tenant's media size limit, when it set one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_max_bytes: Option<i64>,
     pub worker_tokens: i64,
     pub webhook_secret_set: bool,
     /// The first sender (the tenant's only one when it has one).
@@ -182,6 +189,9 @@ fn validate_slug(slug: &str) -> Result<(), ApiError> {
     }
 }
 
+/// The largest per-tenant media limit: Meta's own limit for documents.
+const MAX_MEDIA_BYTES: i64 = 100 * 1024 * 1024;
+
 fn validate(body: &TenantUpsert) -> Result<Vec<[u8; 32]>, ApiError> {
     if body.display_name.trim().is_empty() || body.display_name.chars().count() > 200 {
         return Err(ApiError::invalid_field(
@@ -202,6 +212,15 @@ fn validate(body: &TenantUpsert) -> Result<Vec<[u8; 32]>, ApiError> {
         return Err(ApiError::invalid_field(
             "max_concurrency",
             "must be between 1 and 1000",
+        ));
+    }
+    if body
+        .media_max_bytes
+        .is_some_and(|n| !(1..=MAX_MEDIA_BYTES).contains(&n))
+    {
+        return Err(ApiError::invalid_field(
+            "media_max_bytes",
+            format!("must be between 1 and {MAX_MEDIA_BYTES}"),
         ));
     }
     if body.channel.is_some() && body.senders.is_some() {
@@ -305,10 +324,11 @@ pub async fn put_tenant(
         .collect::<Result<Vec<_>, _>>()?;
     let mut tx = state.pool.begin().await?;
     let (id, created): (Uuid, bool) = sqlx::query_as(
-        "INSERT INTO tenants (slug, display_name, status, max_attempts, max_concurrency)
-         VALUES ($1, $2, $3, COALESCE($4, 5), COALESCE($5, 50))
+        "INSERT INTO tenants (slug, display_name, status, max_attempts, max_concurrency, media_max_bytes)
+         VALUES ($1, $2, $3, COALESCE($4, 5), COALESCE($5, 50), $6)
          ON CONFLICT (slug) DO UPDATE SET display_name = EXCLUDED.display_name, status = EXCLUDED.status,
-             max_attempts = EXCLUDED.max_attempts, max_concurrency = EXCLUDED.max_concurrency, updated_at = now()
+             max_attempts = EXCLUDED.max_attempts, max_concurrency = EXCLUDED.max_concurrency,
+             media_max_bytes = EXCLUDED.media_max_bytes, updated_at = now()
          RETURNING id, (xmax = 0)",
     )
     .bind(&slug)
@@ -316,6 +336,7 @@ pub async fn put_tenant(
     .bind(body.status.as_str())
     .bind(body.max_attempts)
     .bind(body.max_concurrency)
+    .bind(body.media_max_bytes)
     .fetch_one(&mut *tx)
     .await?;
     replace_worker_tokens(&mut tx, id, &digests).await?;
@@ -442,6 +463,7 @@ struct TenantRow {
     status: String,
     max_attempts: i32,
     max_concurrency: i32,
+    media_max_bytes: Option<i64>,
     worker_tokens: i64,
     webhook_secret_set: bool,
     last_worker_seen_at: Option<DateTime<Utc>>,
@@ -451,7 +473,7 @@ struct TenantRow {
 
 async fn view(state: &AppState, slug: &str) -> Result<Option<TenantView>, ApiError> {
     let row: Option<TenantRow> = sqlx::query_as(
-        "SELECT t.id, t.display_name, t.status, t.max_attempts, t.max_concurrency,
+        "SELECT t.id, t.display_name, t.status, t.max_attempts, t.max_concurrency, t.media_max_bytes,
                 (SELECT count(*) FROM worker_tokens w WHERE w.tenant_id = t.id) AS worker_tokens,
                 t.webhook_secret_sealed IS NOT NULL AS webhook_secret_set, t.last_worker_seen_at,
                 t.created_at, t.updated_at
@@ -478,6 +500,7 @@ async fn view(state: &AppState, slug: &str) -> Result<Option<TenantView>, ApiErr
         },
         max_attempts: row.max_attempts,
         max_concurrency: row.max_concurrency,
+        media_max_bytes: row.media_max_bytes,
         worker_tokens: row.worker_tokens,
         webhook_secret_set: row.webhook_secret_set,
         channel,

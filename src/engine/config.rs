@@ -191,6 +191,9 @@ pub struct EngineArgs {
 
     #[command(flatten)]
     pub server: ServerArgs,
+
+    #[command(flatten)]
+    pub media: crate::engine::media::settings::MediaArgs,
 }
 
 /// How the engine serves HTTP: connection limits and timeouts, the metrics listener, and how
@@ -279,6 +282,7 @@ pub struct Settings {
     pub dispatch: crate::engine::outbound::dispatcher::DispatcherSettings,
     /// The platform's shared Meta app, when it has one.
     pub shared_meta: Option<SharedMetaApp>,
+    pub media: crate::engine::media::settings::MediaSettings,
 }
 
 /// A Meta app shared by many tenants: platform configuration, never a tenant's.
@@ -422,6 +426,7 @@ impl EngineArgs {
             metrics_listen: self.server.metrics_listen,
             depth_refresh: Duration::from_secs(self.server.depth_refresh_seconds),
             dispatch: self.dispatch_settings()?,
+            media: self.media.settings().map_err(ConfigError::Zero)?,
         })
     }
 }

@@ -1,5 +1,6 @@
-//! Queue depth per tenant and status for `GET /` (admin) and `/metrics`: counting means reading
-//! the whole `jobs` table, so it is counted at most once per refresh period and shared.
+//! Queue depth per tenant and status for `GET /` (admin) and `/metrics`, and per tenant when its
+//! oldest runnable job became runnable: counting means reading the whole `jobs` table, so it is
+//! counted (both in the same pass) at most once per refresh period and shared.
 
 use crate::engine::recent::Recent;
 use chrono::{DateTime, Utc};
@@ -23,6 +24,9 @@ pub struct DepthSnapshot {
     pub by_tenant: BTreeMap<String, Depth>,
     /// Jobs per status, all tenants.
     pub totals: Depth,
+    /// Per tenant slug: since when its oldest queued, runnable job (`run_after` passed) waits.
+    /// Tenants with nothing runnable are not in it.
+    pub oldest_runnable: BTreeMap<String, DateTime<Utc>>,
 }
 
 pub struct QueueDepth {
@@ -66,19 +70,20 @@ async fn count(pool: &PgPool) -> Result<DepthSnapshot, sqlx::Error> {
     ))
     .execute(&mut *transaction)
     .await?;
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT t.slug, j.status, count(*) FROM jobs j JOIN tenants t ON t.id = j.tenant_id
-         GROUP BY t.slug, j.status",
-    )
-    .fetch_all(&mut *transaction)
-    .await?;
+    let rows: Vec<(String, String, i64, Option<DateTime<Utc>>)> =
+        sqlx::query_as(include_str!("sql/depth.sql"))
+            .fetch_all(&mut *transaction)
+            .await?;
     transaction.commit().await?;
     let mut snapshot = DepthSnapshot {
         counted_at: Utc::now(),
         ..Default::default()
     };
-    for (slug, status, jobs) in rows {
+    for (slug, status, jobs, runnable_since) in rows {
         *snapshot.totals.entry(status.clone()).or_default() += jobs;
+        if let Some(since) = runnable_since {
+            snapshot.oldest_runnable.insert(slug.clone(), since);
+        }
         snapshot
             .by_tenant
             .entry(slug)

@@ -61,6 +61,7 @@ impl ApiError {
             "invalid_body",
             format!("{field}: {reason}"),
         )
+        .with_details(serde_json::json!({ "field": field }))
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {

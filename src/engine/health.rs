@@ -5,7 +5,7 @@
 
 use crate::engine::depth::{Depth, DepthSnapshot};
 use crate::engine::error::ApiError;
-use crate::engine::metrics::DepthLabels;
+use crate::engine::metrics::{DepthLabels, TenantLabels};
 use crate::engine::recent::Recent;
 use crate::engine::state::AppState;
 use axum::Json;
@@ -187,7 +187,21 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 
 fn publish_depth(state: &AppState, snapshot: &DepthSnapshot) {
     state.metrics.depth.clear();
+    state.metrics.oldest_job_age.clear();
+    // The age grows between counts: measured now, from when the job became runnable.
+    let now = Utc::now();
     for (tenant, depth) in &snapshot.by_tenant {
+        let waiting = snapshot
+            .oldest_runnable
+            .get(tenant)
+            .map_or(0, |since| (now - *since).num_seconds().max(0));
+        state
+            .metrics
+            .oldest_job_age
+            .get_or_create(&TenantLabels {
+                tenant: tenant.clone(),
+            })
+            .set(waiting);
         for (status, jobs) in depth {
             state
                 .metrics

@@ -44,6 +44,8 @@ pub struct NewJob {
     pub consent: Option<Change>,
     /// The tenant's sender the message arrived on: the contact's default sender for replies.
     pub sender_id: Option<Uuid>,
+    /// The payload lists media (`payload.media[]`) to fetch once the job is committed.
+    pub has_media: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -116,19 +118,38 @@ type Reply = oneshot::Sender<Result<Vec<JobOutcome>, ApiError>>;
 /// Told which tenants got new jobs, after each commit.
 pub type CommitHook = Arc<dyn Fn(&[Uuid]) + Send + Sync>;
 
+/// Told which media (tenant, media id) new jobs listed, after each commit: the media fetcher.
+pub type MediaHook = Arc<dyn Fn(&[(Uuid, Uuid)]) + Send + Sync>;
+
 /// Handle to the writers. Cloning is cheap.
 #[derive(Clone)]
 pub struct Ingestor {
     sender: mpsc::Sender<(Submission, Reply)>,
 }
 
+/// What the writers tell after each commit.
+#[derive(Clone)]
+struct Hooks {
+    on_commit: CommitHook,
+    on_media: MediaHook,
+}
+
 impl Ingestor {
     /// Starts the writers. `on_commit` is told which tenants got new jobs after each commit.
     pub fn start(pool: PgPool, on_commit: CommitHook) -> Self {
+        Self::start_with_media(pool, on_commit, Arc::new(|_: &[(Uuid, Uuid)]| {}))
+    }
+
+    /// [`Self::start`], and `on_media` is told which media rows new jobs created.
+    pub fn start_with_media(pool: PgPool, on_commit: CommitHook, on_media: MediaHook) -> Self {
         let (sender, receiver) = mpsc::channel::<(Submission, Reply)>(4096);
         let receiver = Arc::new(Mutex::new(receiver));
+        let hooks = Hooks {
+            on_commit,
+            on_media,
+        };
         for _ in 0..WRITERS {
-            tokio::spawn(writer(pool.clone(), receiver.clone(), on_commit.clone()));
+            tokio::spawn(writer(pool.clone(), receiver.clone(), hooks.clone()));
         }
         Self { sender }
     }
@@ -154,13 +175,16 @@ impl Ingestor {
 async fn writer(
     pool: PgPool,
     receiver: Arc<Mutex<mpsc::Receiver<(Submission, Reply)>>>,
-    on_commit: CommitHook,
+    hooks: Hooks,
 ) {
     while let Some(batch) = next_batch(&receiver).await {
         let (submissions, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         match write_batch(&pool, &submissions).await {
-            Ok((outcomes, tenants)) => {
-                on_commit(&tenants);
+            Ok((outcomes, tenants, media)) => {
+                (hooks.on_commit)(&tenants);
+                if !media.is_empty() {
+                    (hooks.on_media)(&media);
+                }
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
                 }
@@ -174,7 +198,7 @@ async fn writer(
             Err(error) => {
                 tracing::warn!(%error, requests = submissions.len(),
                     "ingest: the database refused a batch; writing its requests one by one");
-                write_one_by_one(&pool, submissions, replies, &on_commit).await;
+                write_one_by_one(&pool, submissions, replies, &hooks).await;
             }
         }
     }
@@ -186,12 +210,15 @@ async fn write_one_by_one(
     pool: &PgPool,
     submissions: Vec<Submission>,
     replies: Vec<Reply>,
-    on_commit: &CommitHook,
+    hooks: &Hooks,
 ) {
     for (submission, reply) in submissions.into_iter().zip(replies) {
         let result = match write_batch(pool, std::slice::from_ref(&submission)).await {
-            Ok((outcomes, tenants)) => {
-                on_commit(&tenants);
+            Ok((outcomes, tenants, media)) => {
+                (hooks.on_commit)(&tenants);
+                if !media.is_empty() {
+                    (hooks.on_media)(&media);
+                }
                 Ok(outcomes.into_iter().next().unwrap_or_default())
             }
             Err(error) => Err(ingest_error(&error)),
@@ -226,11 +253,15 @@ async fn next_batch(
     Some(batch)
 }
 
-/// One transaction for many requests. Returns each request's outcomes and the tenants that got new jobs.
+/// What one committed batch produced: each request's outcomes, the tenants that got new jobs,
+/// and the media rows new jobs listed.
+type BatchResult = (Vec<Vec<JobOutcome>>, Vec<Uuid>, Vec<(Uuid, Uuid)>);
+
+/// One transaction for many requests.
 async fn write_batch(
     pool: &PgPool,
     submissions: &[Submission],
-) -> Result<(Vec<Vec<JobOutcome>>, Vec<Uuid>), sqlx::Error> {
+) -> Result<BatchResult, sqlx::Error> {
     let jobs: Vec<&NewJob> = submissions.iter().flat_map(|s| &s.jobs).collect();
     let reports: Vec<&NewReport> = submissions.iter().flat_map(|s| &s.reports).collect();
     let mut tx = pool.begin().await?;
@@ -240,6 +271,7 @@ async fn write_batch(
         .collect();
     report_lock::lock(&mut tx, report_keys).await?;
     let ids = insert_jobs(&mut tx, &jobs).await?;
+    let media = insert_media(&mut tx, &jobs, &ids).await?;
     insert_reports(&mut tx, &reports).await?;
     open_windows(&mut tx, &jobs).await?;
     apply_reports(&mut tx, &reports).await?;
@@ -281,7 +313,31 @@ async fn write_batch(
                 .collect()
         })
         .collect();
-    Ok((outcomes, tenants))
+    Ok((outcomes, tenants, media))
+}
+
+/// The media rows of new jobs that list media, read from the stored payloads (a message seen
+/// twice in one batch stores one payload: its media ids are the ones listed). Text-only batches
+/// run no statement.
+async fn insert_media(
+    tx: &mut sqlx::PgConnection,
+    jobs: &[&NewJob],
+    ids: &HashMap<(Uuid, String), (Uuid, bool)>,
+) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
+    let mut new_jobs: Vec<Uuid> = jobs
+        .iter()
+        .filter(|j| j.has_media)
+        .filter_map(|j| match ids.get(&(j.tenant_id, j.dedup_key.clone())) {
+            Some((id, false)) => Some(*id),
+            _ => None,
+        })
+        .collect();
+    if new_jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    new_jobs.sort_unstable();
+    new_jobs.dedup();
+    crate::engine::media::store::insert_for_jobs(tx, &new_jobs).await
 }
 
 /// Inserts the jobs (skipping ones already stored) and returns every job's id, marking the ones

@@ -12,6 +12,7 @@ pub mod depth;
 pub mod error;
 pub mod health;
 pub mod ingest;
+pub mod media;
 pub mod metrics;
 pub mod openapi;
 pub mod outbound;
@@ -95,8 +96,13 @@ pub fn router(state: AppState) -> Router {
         .route("/webhook/twilio/{tenant}", post(webhooks::twilio))
         .route("/queue/next-job", get(worker_api::next_job))
         .route("/queue/jobs/{id}/complete", post(worker_api::complete))
+        .route(
+            "/queue/jobs/{id}/complete-and-next",
+            post(worker_api::complete_and_next),
+        )
         .route("/queue/jobs/{id}/fail", post(worker_api::fail))
         .route("/queue/jobs/{id}/heartbeat", post(worker_api::heartbeat))
+        .route("/media/{id}", get(media::api::get))
         .route("/messages/send", post(outbound::api::send))
         .route("/messages/{id}", get(outbound::api::get))
         .route(
@@ -194,9 +200,11 @@ pub async fn build(args: &EngineArgs, shutdown: CancellationToken) -> Result<App
         shutdown.clone(),
     );
     let waker = queue.clone();
-    let ingestor = Ingestor::start(
+    let (media_announcer, media_inbox) = media::fetcher::channel();
+    let ingestor = Ingestor::start_with_media(
         pool.clone(),
         Arc::new(move |tenants: &[uuid::Uuid]| waker.wake(tenants)),
+        media_announcer.hook(),
     );
     queue::spawn_maintenance(
         queue.clone(),
@@ -212,6 +220,21 @@ pub async fn build(args: &EngineArgs, shutdown: CancellationToken) -> Result<App
         settings.dispatch.clone(),
     );
     dispatcher.spawn(shutdown.clone());
+    let policy = &settings.dispatch.policy;
+    media::fetcher::spawn(
+        media_inbox,
+        pool.clone(),
+        tenants.clone(),
+        media::download::Downloader::new(
+            settings.media.timeout,
+            settings.dispatch.meta_version.clone(),
+            policy.base_urls.clone(),
+            policy.destinations.clone(),
+        ),
+        settings.media.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    );
     let state = Arc::new(Engine {
         database: DatabaseProbe::new(pool.clone()),
         depth: QueueDepth::new(pool.clone(), settings.depth_refresh),

@@ -141,6 +141,7 @@ fn seed_to_inbound(message: SeedMessage) -> Result<InboundMessage, ApiError> {
         kind: "text".to_owned(),
         text: Some(message.message.clone()),
         reply_to: None,
+        content: None,
         raw: json!({"from": from, "message": message.message, "tenant_id": message.tenant_id, "timestamp": message.timestamp}),
     })
 }
@@ -684,6 +685,13 @@ fn job_for(tenant: &Tenant, message: InboundMessage, sender: Option<&Channel>) -
     payload.insert("to".into(), optional(message.to));
     payload.insert("reply_to".into(), optional(message.reply_to));
     payload.insert("raw".into(), message.raw);
+    let has_media = message
+        .content
+        .as_ref()
+        .is_some_and(|c| !c.media.is_empty());
+    if let Some(content) = message.content {
+        crate::engine::media::payload::add_content(&mut payload, *content);
+    }
     if let Some(sender) = sender {
         payload.insert("sender".into(), sender_payload(sender));
     }
@@ -706,6 +714,7 @@ fn job_for(tenant: &Tenant, message: InboundMessage, sender: Option<&Channel>) -
         payload: Value::Object(payload),
         consent,
         sender_id: sender.map(|s| s.id),
+        has_media,
     }
 }
 

@@ -115,13 +115,13 @@ pub fn controller(ctx: Arc<Context>) -> impl futures::Stream<Item = ()> + Send {
 
 /// Runs `flomastr operator` until SIGINT/SIGTERM or until it loses the leader lease.
 pub async fn run(config: OperatorArgs) -> Result<(), OperatorError> {
-    let client = kube::Client::try_default().await?;
+    let metrics = Arc::new(OperatorMetrics::default());
+    let client = counted_client(metrics.clone()).await?;
     // Fail fast and clearly when the CRD is missing.
     Api::<Tenant>::all(client.clone())
         .list(&ListParams::default().limit(1))
         .await
         .map_err(OperatorError::CrdMissing)?;
-    let metrics = Arc::new(OperatorMetrics::default());
     serve_metrics(config.metrics_listen, metrics.clone()).await?;
     let identity = config
         .identity
@@ -133,7 +133,7 @@ pub async fn run(config: OperatorArgs) -> Result<(), OperatorError> {
         elector.acquire().await?;
         tracing::info!(%identity, "leading");
     }
-    metrics.leader.set(1);
+    metrics.became_leader();
     let no_election = config.no_leader_election;
     let ctx = Context::watching(client, config, metrics)?;
     let work = controller(ctx).for_each(|()| async {});
@@ -157,6 +157,24 @@ pub async fn run(config: OperatorArgs) -> Result<(), OperatorError> {
         elector.release().await;
     }
     result
+}
+
+/// The client of `KUBECONFIG` or the in-cluster account, counting each request by verb: the
+/// writes a reconcile costs are what bounds how fast a fleet of Tenants comes up.
+async fn counted_client(metrics: Arc<OperatorMetrics>) -> Result<kube::Client, OperatorError> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(|error| OperatorError::Kube(kube::Error::InferConfig(error)))?;
+    let counting = tower::util::MapRequestLayer::new(
+        move |request: axum::http::Request<kube::client::Body>| {
+            metrics.api_request(request.method());
+            tracing::trace!(method = %request.method(), path = request.uri().path(), "API request");
+            request
+        },
+    );
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&counting)
+        .build())
 }
 
 async fn shutdown_signal() {

@@ -72,6 +72,7 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action,
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
     ctx.metrics.observe(
+        &slug,
         started.elapsed(),
         result.as_ref().err().map(|e| match e {
             Error::Finalizer(inner) => match inner.as_ref() {

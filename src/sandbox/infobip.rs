@@ -1,13 +1,16 @@
-//! InfoBip's WhatsApp text and template send endpoints (reference 1.1–1.5).
+//! InfoBip's WhatsApp text, template, media and interactive (buttons, list) send endpoints
+//! (reference 1.1–1.5).
 //!
 //! Auth is `Authorization: App <api-key>` only. Errors use InfoBip's new shape
 //! (`errorCode`, `description`, `action`, `violations`, `resources`). A client-chosen `messageId`
 //! seen before is answered as the first time and not delivered again: InfoBip de-duplicates
 //! client message ids, and the engine relies on that to never send twice.
 
+mod content;
+
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
@@ -28,12 +31,49 @@ pub(crate) fn routes() -> Router<SandboxState> {
     Router::new()
         .route("/whatsapp/1/message/text", post(text))
         .route("/whatsapp/1/message/template", post(template))
+        .route("/whatsapp/1/message/interactive/buttons", post(buttons))
+        .route("/whatsapp/1/message/interactive/list", post(list))
+        .route("/whatsapp/1/message/{kind}", post(media))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Endpoint {
     Text,
     Template,
+    Media(&'static str),
+    Buttons,
+    List,
+}
+
+async fn media(
+    State(state): State<SandboxState>,
+    Path(kind): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match content::MEDIA_KINDS.iter().find(|k| **k == kind) {
+        Some(kind) => handle(&state, &uri, &headers, &body, Endpoint::Media(kind)),
+        None => super::unknown_route(axum::http::Method::POST, uri).await,
+    }
+}
+
+async fn buttons(
+    State(state): State<SandboxState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(&state, &uri, &headers, &body, Endpoint::Buttons)
+}
+
+async fn list(
+    State(state): State<SandboxState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(&state, &uri, &headers, &body, Endpoint::List)
 }
 
 async fn text(
@@ -84,6 +124,9 @@ fn send(
     let violations = match endpoint {
         Endpoint::Text => check_text(body, &account),
         Endpoint::Template => check_template(body, &account),
+        Endpoint::Media(kind) => content::check_media(body, &account, kind),
+        Endpoint::Buttons => content::check_buttons(body, &account),
+        Endpoint::List => content::check_list(body, &account),
     };
     if !violations.is_empty() {
         return Err(bad_request(violations));
@@ -92,8 +135,8 @@ fn send(
         return Err(fault_error(fault));
     }
     Ok(match endpoint {
-        Endpoint::Text => accept_text(state, &account, body),
         Endpoint::Template => accept_template(state, &account, body),
+        _ => accept_text(state, &account, body),
     })
 }
 
@@ -259,6 +302,7 @@ fn check_template_message(message: &Value, index: usize, account: &InfobipAccoun
     checker.required("content.templateName", 512);
     checker.required("content.language", 16);
     checker.placeholders();
+    content::check_template_extras(&mut checker);
     checker.violations
 }
 

@@ -1,10 +1,13 @@
 //! Meta's WhatsApp Cloud API send endpoint, `POST /{version}/{phone-number-id}/messages`
 //! (reference 2.2, 2.4, 2.6, 2.7).
 //!
-//! Text and template messages only. Meta has no idempotency key, so nothing is de-duplicated.
+//! Text, template (with header and button components), media (image, document, audio, video,
+//! sticker) and interactive (reply buttons, list) messages. Meta has no idempotency key, so nothing is de-duplicated.
 //! Statuses `sent`, `delivered` and `read` are posted as three webhooks, each signed with the app
 //! secret over the exact bytes sent, with non-ASCII escaped as `\uXXXX` as Meta does (so an
 //! engine that re-serialises before verifying fails here as it would in production).
+
+mod content;
 
 use std::io;
 
@@ -78,7 +81,7 @@ fn handle(
     let account = authenticate(state, target.phone_number_id, headers).ok_or_else(invalid_token)?;
     let body = body.ok_or_else(|| invalid_parameter("The request body must be JSON."))?;
     let message = validate(body)?;
-    if message.kind == Kind::Text
+    if message.kind != Kind::Template
         && account
             .closed_window
             .iter()
@@ -131,6 +134,8 @@ fn authenticate(
 enum Kind {
     Text,
     Template,
+    Media(&'static str),
+    Interactive,
 }
 
 /// A send that passed validation.
@@ -182,15 +187,18 @@ fn validate(body: &Value) -> Result<Message, Outcome> {
     let kind = match str_at(body, &["type"]).map(Value::as_str) {
         None | Some(Some("text")) => Kind::Text,
         Some(Some("template")) => Kind::Template,
-        Some(_) => {
-            return Err(invalid_parameter(
-                "Param type must be one of {text, template} (the sandbox sends no other type).",
-            ));
-        }
+        Some(Some("interactive")) => Kind::Interactive,
+        Some(Some(media)) => match content::MEDIA_KINDS.iter().find(|k| **k == media) {
+            Some(media) => Kind::Media(media),
+            None => return Err(unknown_type()),
+        },
+        Some(_) => return Err(unknown_type()),
     };
     match kind {
         Kind::Text => check_text(body)?,
         Kind::Template => check_template(body)?,
+        Kind::Media(media) => content::media(body, media)?,
+        Kind::Interactive => content::interactive(body)?,
     }
     Ok(Message {
         to: to.to_owned(),
@@ -198,6 +206,12 @@ fn validate(body: &Value) -> Result<Message, Outcome> {
         kind,
         callback_data: check_callback_data(body)?,
     })
+}
+
+fn unknown_type() -> Outcome {
+    invalid_parameter(
+        "Param type must be one of {text, template, image, document, audio, video, sticker, interactive} (the sandbox sends no other type).",
+    )
 }
 
 /// Meta takes the number with or without `+`, spaces, dashes or brackets; `wa_id` is the digits.
@@ -234,7 +248,8 @@ fn check_template(body: &Value) -> Result<(), Outcome> {
         "template['language']['code']",
     )?;
     match str_at(body, &["template", "components"]) {
-        None | Some(Value::Array(_)) => Ok(()),
+        None => Ok(()),
+        Some(Value::Array(components)) => content::components(components),
         Some(_) => Err(invalid_parameter(
             "Param template['components'] must be an array.",
         )),

@@ -7,6 +7,7 @@
 //! inject 5xx and throttling errors. `/_sandbox/*` lets tests inspect and steer it.
 
 mod infobip;
+mod media;
 mod meta;
 mod reports;
 pub mod state;
@@ -28,7 +29,7 @@ use tokio::net::TcpListener;
 
 pub use state::{
     Accounts, AccountsError, Fault, InfobipAccount, Knobs, KnobsUpdate, MetaAccount,
-    RecordedRequest, ReportRecord, SandboxConfig, SandboxState, TwilioAccount,
+    RecordedRequest, ReportRecord, SandboxConfig, SandboxMedia, SandboxState, TwilioAccount,
 };
 
 /// Settings of `flomastr sandbox`.
@@ -172,6 +173,7 @@ pub fn router(state: SandboxState) -> Router {
         .merge(meta::routes())
         .merge(twilio::routes())
         .merge(templates::routes())
+        .merge(media::routes())
         .route(
             "/_sandbox/messages",
             get(list_requests).delete(clear_requests),
@@ -322,7 +324,7 @@ async fn reset(State(state): State<SandboxState>) -> StatusCode {
 
 /// Other provider endpoints (media, interactive, ...) are not simulated: say so clearly rather
 /// than letting a client guess from an empty 404.
-async fn unknown_route(method: Method, uri: Uri) -> Response {
+pub(crate) async fn unknown_route(method: Method, uri: Uri) -> Response {
     tracing::warn!(%method, path = %uri.path(), "request to a route the sandbox does not have");
     let message = format!("the sandbox does not implement {method} {}", uri.path());
     (

@@ -328,7 +328,24 @@ struct Inner {
     reports: Mutex<Vec<ReportRecord>>,
     /// `(sender, messageId)` → the first answer: InfoBip de-duplicates client message ids.
     infobip_ids: Mutex<HashMap<(String, String), Remembered>>,
+    /// Inbound media files by id (`PUT /_sandbox/media/{id}`).
+    media: Mutex<HashMap<String, SandboxMedia>>,
     http: reqwest::Client,
+}
+
+/// A media file a fake provider serves for inbound messages.
+#[derive(Clone)]
+pub struct SandboxMedia {
+    /// `meta`, `infobip` or `twilio`.
+    pub provider: String,
+    /// Whose credentials may download it: Meta phone number id, InfoBip sender, Twilio SID.
+    pub account: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+    /// Answer downloads with this status instead of the file.
+    pub fail: Option<u16>,
+    /// Download answers given (the file or the injected failure).
+    pub downloads: u32,
 }
 
 /// A panic elsewhere must not wedge the sandbox: the data under these locks is always whole.
@@ -345,6 +362,7 @@ impl SandboxState {
                 requests: Mutex::new(Vec::new()),
                 reports: Mutex::new(Vec::new()),
                 infobip_ids: Mutex::new(HashMap::new()),
+                media: Mutex::new(HashMap::new()),
                 http,
             }),
         }
@@ -357,6 +375,25 @@ impl SandboxState {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    pub fn put_media(&self, id: String, media: SandboxMedia) {
+        lock(&self.inner.media).insert(id, media);
+    }
+
+    pub fn media(&self, id: &str) -> Option<SandboxMedia> {
+        lock(&self.inner.media).get(id).cloned()
+    }
+
+    pub(crate) fn count_media_download(&self, id: &str) {
+        if let Some(media) = lock(&self.inner.media).get_mut(id) {
+            media.downloads += 1;
+        }
+    }
+
+    /// Download answers given for media `id` (0 when unknown).
+    pub fn media_downloads(&self, id: &str) -> u32 {
+        self.media(id).map_or(0, |m| m.downloads)
     }
 
     pub fn set_accounts(&self, accounts: Accounts) {

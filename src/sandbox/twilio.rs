@@ -157,6 +157,7 @@ fn validate(form: &Form, account: &TwilioAccount) -> Result<Message, Outcome> {
     let content_sid = form.get("ContentSid");
     let num_media = form.count("MediaUrl");
     check_content(body, content_sid, num_media)?;
+    check_media_and_variables(form)?;
     let status_callback = form.get("StatusCallback");
     if status_callback
         .is_some_and(|url| !url.starts_with("http://") && !url.starts_with("https://"))
@@ -226,6 +227,29 @@ fn check_content(
     }
     if content_sid.is_some_and(|sid| !is_sid(sid, "HX")) {
         return Err(invalid(21655, "The ContentSid is Invalid."));
+    }
+    Ok(())
+}
+
+/// Every `MediaUrl` an absolute http(s) URL; `ContentVariables` a JSON object of strings.
+fn check_media_and_variables(form: &Form) -> Result<(), Outcome> {
+    let bad_url = form
+        .0
+        .iter()
+        .filter(|(key, _)| key == "MediaUrl")
+        .any(|(_, url)| {
+            url::Url::parse(url)
+                .map(|u| !matches!(u.scheme(), "http" | "https") || u.host().is_none())
+                .unwrap_or(true)
+        });
+    if bad_url {
+        return Err(invalid(21620, "Invalid media URL(s)"));
+    }
+    if let Some(variables) = form.get("ContentVariables") {
+        let object = serde_json::from_str::<serde_json::Map<String, Value>>(variables);
+        if !object.is_ok_and(|o| o.values().all(Value::is_string)) {
+            return Err(invalid(21656, "The ContentVariables Parameter is invalid."));
+        }
     }
     Ok(())
 }

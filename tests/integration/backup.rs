@@ -26,6 +26,9 @@ pub async fn fill(engine: &TestEngine, slug: &str, tag: &str) {
            ('{t}', '{\"message\": \"{g} held\"}', 'processing', '{g}-c3', '{g}-d3', gen_random_uuid(), now() + interval '1 hour'),
            ('{t}', '{\"message\": \"{g} done\"}', 'completed', '{g}-c1', '{g}-d4', NULL, NULL),
            ('{t}', '{\"message\": \"{g} poison\"}', 'dead', '{g}-c2', '{g}-d5', NULL, NULL)",
+        "INSERT INTO media (tenant_id, id, job_id, position, sender_id, provider, kind, provider_ref, status, content_type, size, bytes)
+           SELECT tenant_id, gen_random_uuid(), id, 0, '{s}', 'meta', 'image', '{g}-media', 'stored', 'image/png', 3, '\\x010203'
+           FROM jobs WHERE tenant_id = '{t}' AND status = 'queued'",
         "INSERT INTO blocked_conversations (tenant_id, conversation_key, job_id)
            SELECT tenant_id, conversation_key, id FROM jobs WHERE tenant_id = '{t}' AND status = 'dead'",
         "INSERT INTO status_reports (tenant_id, provider, provider_message_id, status, provider_status, occurred_at, raw)
@@ -142,6 +145,8 @@ pub async fn references_hold(engine: &TestEngine, slug: &str) {
                                      AND e.contact = c.contact AND e.state = c.state))
               + (SELECT count(*) FROM outbound_messages m WHERE m.tenant_id = $1 AND m.sender_id IS NOT NULL
                    AND NOT EXISTS (SELECT 1 FROM channels s WHERE s.id = m.sender_id AND s.tenant_id = $1))
+              + (SELECT count(*) FROM media m WHERE m.tenant_id = $1
+                   AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = m.job_id AND j.tenant_id = $1))
               + (SELECT count(*) FROM contact_windows w WHERE w.tenant_id = $1 AND w.last_sender_id IS NOT NULL
                    AND NOT EXISTS (SELECT 1 FROM channels s WHERE s.id = w.last_sender_id AND s.tenant_id = $1))",
     )

@@ -76,6 +76,7 @@ pub fn args(db: &TestDb) -> EngineArgs {
         openai_embedding_model: "text-embedding-3-small".to_owned(),
         ai_timeout_seconds: 10,
         server: Default::default(),
+        media: Default::default(),
     }
 }
 

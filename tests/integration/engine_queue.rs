@@ -514,7 +514,15 @@ async fn health_metrics_and_openapi() {
         );
     }
     assert!(openapi["components"]["schemas"]["TenantUpsert"].is_object());
-    for schema in ["SendPolicy", "CampaignIn", "CampaignView", "ConsentView"] {
+    for schema in [
+        "SendPolicy",
+        "CampaignIn",
+        "CampaignView",
+        "ConsentView",
+        "MediaRequest",
+        "InteractiveRequest",
+        "TemplateHeader",
+    ] {
         assert!(
             openapi["components"]["schemas"][schema].is_object(),
             "{schema}"
@@ -627,4 +635,95 @@ async fn a_permanent_failure_is_dead_at_once_and_blocks_nothing_and_polls_are_se
         .await
         .expect("the conversation's next message is not blocked");
     assert_eq!(next["payload"]["message"], "m1");
+}
+
+async fn complete_and_next(
+    engine: &TestEngine,
+    tenant: &TestTenant,
+    job: &Value,
+    wait: &str,
+    lease: Value,
+) -> reqwest::Response {
+    let id = job["job_id"].as_str().unwrap();
+    engine
+        .http
+        .post(engine.at(&format!("/queue/jobs/{id}/complete-and-next?wait={wait}")))
+        .bearer_auth(&tenant.worker_token)
+        .json(&json!({ "lease_token": lease }))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn complete_and_next_completes_then_hands_out_the_conversations_next_message() {
+    let engine = start_engine().await;
+    let tenant = engine.tenant("acme", "infobip").await;
+    let other = engine.tenant("globex", "infobip").await;
+    seed_n(&engine, &tenant, "447700900001", 3).await;
+    seed_n(&engine, &other, "447700900002", 1).await;
+
+    let first = engine.next_job(&tenant, 0.0).await.unwrap();
+    assert_eq!(first["payload"]["message"], "m0");
+    let response =
+        complete_and_next(&engine, &tenant, &first, "1", first["lease_token"].clone()).await;
+    assert_eq!(response.status(), 200);
+    // The completion is committed first, so the same conversation's next message comes at once.
+    let second: Value = response.json().await.unwrap();
+    assert_eq!(second["payload"]["message"], "m1");
+
+    // Another tenant's worker cannot complete it; a bad wait or a stale lease completes and
+    // claims nothing.
+    let foreign =
+        complete_and_next(&engine, &other, &second, "0", second["lease_token"].clone()).await;
+    assert_eq!(foreign.status(), 404);
+    let bad_wait = complete_and_next(
+        &engine,
+        &tenant,
+        &second,
+        "soon",
+        second["lease_token"].clone(),
+    )
+    .await;
+    assert_eq!(bad_wait.status(), 400);
+    let stale =
+        complete_and_next(&engine, &tenant, &second, "0", json!(uuid::Uuid::new_v4())).await;
+    assert_eq!(stale.status(), 409);
+    let status: String = sqlx::query_scalar("SELECT status::text FROM jobs WHERE id = $1")
+        .bind(
+            second["job_id"]
+                .as_str()
+                .unwrap()
+                .parse::<uuid::Uuid>()
+                .unwrap(),
+        )
+        .fetch_one(&engine.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        status, "processing",
+        "refused calls leave the job as it was"
+    );
+
+    let response = complete_and_next(
+        &engine,
+        &tenant,
+        &second,
+        "1",
+        second["lease_token"].clone(),
+    )
+    .await;
+    let third: Value = response.json().await.unwrap();
+    assert_eq!(third["payload"]["message"], "m2");
+    // The last one: completed, and no job within the wait (never the other tenant's).
+    let response =
+        complete_and_next(&engine, &tenant, &third, "0", third["lease_token"].clone()).await;
+    assert_eq!(response.status(), 204);
+    assert_eq!(
+        engine.complete(&tenant, &third).await.status(),
+        409,
+        "completed exactly once"
+    );
+    let theirs = engine.next_job(&other, 0.0).await.unwrap();
+    assert_eq!(theirs["payload"]["message"], "m0");
 }

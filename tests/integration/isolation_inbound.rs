@@ -49,6 +49,7 @@ fn test_job(tenant_id: Uuid, key: &str, max_attempts: i32) -> NewJob {
         max_attempts,
         consent: None,
         sender_id: None,
+        has_media: false,
     }
 }
 

@@ -406,8 +406,9 @@ async fn a_tenants_n8n_is_provisioned_headless_and_answers_through_the_shipped_w
     tracing::info!(%answer, "answered");
 
     // A blank text: synthesis answers 400, the workflow fails the job permanently (no retry, the
-    // conversation not blocked) and takes the next job at once; media without text and an
-    // over-long text get a polite reply.
+    // conversation not blocked) and takes the next job at once; media without text is
+    // acknowledged (its engine URL handed to the tenant's logic) and an over-long text gets a
+    // polite reply.
     let long = "x".repeat(2001);
     stack
         .inbound(
@@ -450,7 +451,7 @@ async fn a_tenants_n8n_is_provisioned_headless_and_answers_through_the_shipped_w
     }
     let texts = stack.sent_texts();
     assert!(
-        texts.iter().any(|t| t.contains("I can only read text")),
+        texts.iter().any(|t| t.contains("we received your image")),
         "{texts:?}"
     );
     assert!(texts.iter().any(|t| t.contains("too long")), "{texts:?}");

@@ -186,3 +186,50 @@ fn every_job_ends_completed_or_failed_and_the_loop_goes_on_at_once() {
         );
     }
 }
+
+#[test]
+fn replies_go_out_from_the_number_written_to_and_media_reach_the_tenants_logic() {
+    let workflow = workflow();
+    let node = |name: &str| {
+        nodes(&workflow)
+            .into_iter()
+            .find(|n| n["name"] == name)
+            .unwrap_or_else(|| panic!("{name}"))
+            .clone()
+    };
+    for name in ["Reply", "Reply: cannot answer"] {
+        let body = node(name)["parameters"]["jsonBody"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for field in ["\"to\"", "\"message\"", "\"reply_to\"", "\"sender\""] {
+            assert!(body.contains(field), "{name}: {body}");
+        }
+        // The sender the job arrived on; null (the engine's default) for jobs without one.
+        assert!(body.contains("payload.sender || {}).id || null"), "{name}");
+    }
+    // A media message goes through the node that hands its engine URL to the tenant's logic,
+    // then on the usual path (a caption is answered like a text).
+    assert_eq!(targets(&workflow, "Got a job?")[0], vec!["Media?"]);
+    assert_eq!(
+        targets(&workflow, "Media?"),
+        [vec!["Media for your logic"], vec!["Text to answer?"]]
+    );
+    assert_eq!(
+        targets(&workflow, "Media for your logic"),
+        [vec!["Text to answer?"], vec!["Fail job"]]
+    );
+    let media = node("Media for your logic");
+    let url = media["parameters"]["assignments"]["assignments"][0].clone();
+    assert_eq!(url["name"], "media_url");
+    assert_eq!(
+        path_template(url["value"].as_str().unwrap()),
+        "/media/{id}",
+        "the engine's worker route"
+    );
+    let openapi = serde_json::to_value(flomastr::engine::openapi::ApiDoc::openapi()).unwrap();
+    assert_eq!(
+        openapi["paths"]["/media/{id}"]["get"]["security"][0]["worker_token"],
+        json!([])
+    );
+}

@@ -720,8 +720,12 @@ async fn meta_validation_is_code_100_naming_the_parameter() {
             "to",
         ),
         (
-            json!({"messaging_product": "whatsapp", "to": "447700900001", "type": "image"}),
+            json!({"messaging_product": "whatsapp", "to": "447700900001", "type": "location"}),
             "type",
+        ),
+        (
+            json!({"messaging_product": "whatsapp", "to": "447700900001", "type": "image"}),
+            "image",
         ),
         (
             json!({"messaging_product": "whatsapp", "to": "447700900001", "type": "text"}),
@@ -1357,11 +1361,170 @@ async fn accounts_can_be_replaced_at_runtime() {
 async fn unknown_routes_say_what_is_missing() {
     let sandbox = start_sandbox(None).await;
     let (status, body) = sandbox
-        .infobip("/whatsapp/1/message/image", &json!({}))
+        .infobip("/whatsapp/1/message/location", &json!({}))
         .await;
     assert_eq!(status, 404);
     assert_eq!(
         body["error"],
-        "the sandbox does not implement POST /whatsapp/1/message/image"
+        "the sandbox does not implement POST /whatsapp/1/message/location"
     );
+}
+
+// ---- Media and interactive messages ----
+
+#[tokio::test]
+async fn media_and_interactive_bodies_are_accepted_in_each_providers_format() {
+    let sandbox = start_sandbox(None).await;
+    let envelope = |content: Value| json!({"from": IB_SENDER, "to": "447700900001", "messageId": uuid::Uuid::new_v4().to_string(), "content": content});
+    for (path, content) in [
+        (
+            "/whatsapp/1/message/image",
+            json!({"mediaUrl": "https://cdn.example.com/a.png", "caption": "x"}),
+        ),
+        (
+            "/whatsapp/1/message/document",
+            json!({"mediaUrl": "https://cdn.example.com/a.pdf", "filename": "a.pdf"}),
+        ),
+        (
+            "/whatsapp/1/message/sticker",
+            json!({"mediaUrl": "https://cdn.example.com/s.webp"}),
+        ),
+        (
+            "/whatsapp/1/message/interactive/buttons",
+            json!({"body": {"text": "?"},
+            "action": {"buttons": [{"type": "REPLY", "id": "a", "title": "A"}]}}),
+        ),
+        (
+            "/whatsapp/1/message/interactive/list",
+            json!({"body": {"text": "?"},
+            "action": {"title": "See", "sections": [{"rows": [{"id": "r", "title": "R"}]}]}}),
+        ),
+    ] {
+        let (status, answer) = sandbox.infobip(path, &envelope(content)).await;
+        assert_eq!(status, 200, "{path}: {answer}");
+    }
+    for body in [
+        json!({"type": "video", "video": {"link": "https://cdn.example.com/v.mp4", "caption": "x"}}),
+        json!({"type": "audio", "audio": {"id": "123"}}),
+        json!({"type": "interactive", "interactive": {"type": "button", "body": {"text": "?"},
+            "action": {"buttons": [{"type": "reply", "reply": {"id": "a", "title": "A"}}]}}}),
+    ] {
+        let mut message = meta_text("447700900001");
+        let object = message.as_object_mut().unwrap();
+        object.remove("text");
+        object.extend(body.as_object().unwrap().clone());
+        let (status, answer) = sandbox.meta(&message).await;
+        assert_eq!(status, 200, "{message}: {answer}");
+    }
+    let image = [
+        ("To", "whatsapp:+447700900001"),
+        ("From", TW_SENDER),
+        ("MediaUrl", "https://cdn.example.com/a.png"),
+        ("Body", "x"),
+    ];
+    assert_eq!(sandbox.twilio(&image).await.0, 201);
+}
+
+#[tokio::test]
+async fn unknown_or_oversized_media_and_interactive_shapes_get_the_providers_error() {
+    let sandbox = start_sandbox(None).await;
+    let envelope = |content: Value| json!({"from": IB_SENDER, "to": "447700900001", "messageId": uuid::Uuid::new_v4().to_string(), "content": content});
+    let four: Vec<Value> = (0..4)
+        .map(|i| json!({"type": "REPLY", "id": format!("b{i}"), "title": format!("B{i}")}))
+        .collect();
+    for (path, content, property) in [
+        (
+            "/whatsapp/1/message/audio",
+            json!({"mediaUrl": "https://cdn.example.com/a.ogg", "caption": "x"}),
+            "content.caption",
+        ),
+        (
+            "/whatsapp/1/message/image",
+            json!({"mediaUrl": "ftp://cdn.example.com/a.png"}),
+            "content.mediaUrl",
+        ),
+        (
+            "/whatsapp/1/message/interactive/buttons",
+            json!({"body": {"text": "?"}, "action": {"buttons": four}}),
+            "content.action.buttons",
+        ),
+        (
+            "/whatsapp/1/message/interactive/list",
+            json!({"body": {"text": "?"}, "header": {"type": "IMAGE", "mediaUrl": "https://cdn.example.com/a.png"},
+            "action": {"title": "See", "sections": [{"rows": [{"id": "r", "title": "R"}]}]}}),
+            "content.header.type",
+        ),
+    ] {
+        let (status, answer) = sandbox.infobip(path, &envelope(content)).await;
+        assert_eq!(status, 400, "{path}: {answer}");
+        assert_eq!(answer["errorCode"], "E400");
+        let properties: Vec<&str> = answer["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v["property"].as_str())
+            .collect();
+        assert!(properties.contains(&property), "{path}: {answer}");
+    }
+    for (body, parameter) in [
+        (
+            json!({"type": "image", "image": {"link": "https://cdn.example.com/a.png", "filename": "a.png"}}),
+            "image['filename']",
+        ),
+        (
+            json!({"type": "sticker", "sticker": {"link": "https://cdn.example.com/s.webp", "id": "1"}}),
+            "sticker",
+        ),
+        (
+            json!({"type": "interactive", "interactive": {"type": "button", "body": {"text": "?"},
+            "action": {"buttons": [{"type": "reply", "reply": {"id": "a", "title": "A title that is too long"}}]}}}),
+            "interactive['action']['buttons'][0]['reply']['title']",
+        ),
+        (
+            json!({"type": "interactive", "interactive": {"type": "carousel", "body": {"text": "?"}, "action": {}}}),
+            "interactive['type']",
+        ),
+    ] {
+        let mut message = meta_text("447700900001");
+        let object = message.as_object_mut().unwrap();
+        object.remove("text");
+        object.extend(body.as_object().unwrap().clone());
+        let (status, answer) = sandbox.meta(&message).await;
+        assert_eq!(status, 400, "{message}: {answer}");
+        assert_eq!(answer["error"]["code"], 100);
+        let details = answer["error"]["error_data"]["details"].as_str().unwrap();
+        assert!(
+            details.contains(parameter),
+            "{details} should name {parameter}"
+        );
+    }
+    let bad_media = [
+        ("To", "whatsapp:+447700900001"),
+        ("From", TW_SENDER),
+        ("MediaUrl", "not a url"),
+    ];
+    let (status, answer) = sandbox.twilio(&bad_media).await;
+    assert_eq!(
+        (status, answer["code"].as_u64()),
+        (400, Some(21620)),
+        "{answer}"
+    );
+    let bad_variables = [
+        ("To", "whatsapp:+447700900001"),
+        ("From", TW_SENDER),
+        ("ContentSid", TW_CONTENT),
+        ("ContentVariables", "[1]"),
+    ];
+    let (status, answer) = sandbox.twilio(&bad_variables).await;
+    assert_eq!(
+        (status, answer["code"].as_u64()),
+        (400, Some(21656)),
+        "{answer}"
+    );
+    // A media message to a closed window is refused like text.
+    let mut closed = meta_text(META_CLOSED);
+    closed.as_object_mut().unwrap().remove("text");
+    closed["type"] = json!("image");
+    closed["image"] = json!({"link": "https://cdn.example.com/a.png"});
+    assert_eq!(sandbox.meta(&closed).await.1["error"]["code"], 131047);
 }

@@ -5,7 +5,7 @@
 //!
 //! What an archive holds, and what it does not (on purpose):
 //! - every table of the tenant's data ([`tables::TABLES`]): jobs not yet done (queued, in
-//!   flight, dead-lettered), blocked conversations, outbound messages with their events and
+//!   flight, dead-lettered) with their media files, blocked conversations, outbound messages with their events and
 //!   the providers' status reports, contact windows, knowledge documents and chunks with their
 //!   embeddings, conversation memory, AI usage (the month's budget) and audit, templates and
 //!   their events, send policy, contact time zones and marketing limits, consent and its

@@ -24,6 +24,7 @@ macro_rules! table {
 
 pub const TABLES: &[Table] = &[
     table!("jobs", true),
+    table!("media", true),
     table!("blocked_conversations", true),
     table!("status_reports", false),
     table!("outbound_messages", true),

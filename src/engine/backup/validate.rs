@@ -8,8 +8,8 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
 
-/// The longest line an archive may have (a row, whatever its table).
-pub const MAX_LINE: usize = 32 * 1024 * 1024;
+/// The longest line an archive may have (a row, whatever its table: a media file in hex).
+pub const MAX_LINE: usize = 128 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {

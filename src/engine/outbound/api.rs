@@ -1,6 +1,10 @@
 //! `POST /messages/send` and `GET /messages/{id}`: the worker's side of sending. The message is
 //! committed before the 202; the dispatcher sends it afterwards.
 
+use super::capabilities::{self, Parts};
+use super::content::{InteractiveRequest, MediaRequest, TemplateButton, TemplateHeader};
+use super::content_checks;
+use super::destination::Destinations;
 use crate::engine::auth::Worker;
 use crate::engine::body::{RawBody, parse_json};
 use crate::engine::error::ApiError;
@@ -22,7 +26,8 @@ const MAX_TEXT_CHARS: usize = 4096;
 /// Free-form messages are allowed this long after the contact's last message.
 const WINDOW_HOURS: i64 = 24;
 
-/// A reply to send. The seed's body `{to, message, tenant_id}`, plus an optional template.
+/// A reply to send. The seed's body `{to, message, tenant_id}`, or instead of `message` one of
+/// `template`, `media` or `interactive`.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
@@ -37,6 +42,12 @@ pub struct SendRequest {
     /// An approved template; required outside the 24-hour window.
     #[serde(default)]
     pub template: Option<TemplateRequest>,
+    /// An image, document, audio, video or sticker, by https URL or Meta media id.
+    #[serde(default)]
+    pub media: Option<MediaRequest>,
+    /// Reply buttons or a list (Meta and InfoBip; Twilio: as a Content API template).
+    #[serde(default)]
+    pub interactive: Option<InteractiveRequest>,
     /// Provider id of the inbound message this one answers (quoted where the provider supports it).
     #[serde(default)]
     pub reply_to: Option<String>,
@@ -56,7 +67,7 @@ pub struct SendRequest {
     pub sender: Option<String>,
 }
 
-#[derive(Deserialize, Serialize, utoipa::ToSchema)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateRequest {
     /// Template name (Twilio: the Content SID `HX...`).
@@ -66,6 +77,12 @@ pub struct TemplateRequest {
     /// Body placeholders, in order.
     #[serde(default)]
     pub params: Vec<String>,
+    /// The header's value: a text placeholder, or the image, video or document of a media header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<TemplateHeader>,
+    /// Parameters of the template's quick-reply and URL buttons.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub buttons: Vec<TemplateButton>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -95,7 +112,7 @@ pub async fn send(
     RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<SendAccepted>), ApiError> {
     let request: SendRequest = parse_json(&body)?;
-    let content = validate(&request, &worker)?;
+    let content = validate(&request, &worker, state.dispatcher.destinations())?;
     let tenant = tenant_or_404(&state, &worker.tenant_slug).await?;
     if tenant.state == TenantState::Suspended {
         return Err(ApiError::forbidden(
@@ -129,6 +146,16 @@ pub async fn send(
     let sender = asked
         .or_else(|| last_sender.filter(|id| tenant.sender(*id).is_some()))
         .or_else(|| tenant.channel.as_ref().map(|c| c.id));
+    if let Some(channel) = sender.and_then(|id| tenant.sender(id))
+        && !is_plain(&request)
+    {
+        let parts = Parts {
+            template: request.template.as_ref(),
+            media: request.media.as_ref(),
+            interactive: request.interactive.as_ref(),
+        };
+        capabilities::check(channel.provider, &parts)?;
+    }
     if request.template.is_none() && !window {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -165,7 +192,21 @@ pub async fn send(
     Ok((StatusCode::ACCEPTED, Json(accepted)))
 }
 
-fn validate(request: &SendRequest, worker: &Worker) -> Result<Value, ApiError> {
+/// Text and header-less, button-less templates: what every provider sends as it is.
+fn is_plain(request: &SendRequest) -> bool {
+    request.media.is_none()
+        && request.interactive.is_none()
+        && request
+            .template
+            .as_ref()
+            .is_none_or(|t| t.header.is_none() && t.buttons.is_empty())
+}
+
+fn validate(
+    request: &SendRequest,
+    worker: &Worker,
+    destinations: &Destinations,
+) -> Result<Value, ApiError> {
     if request
         .tenant_id
         .as_ref()
@@ -191,39 +232,76 @@ fn validate(request: &SendRequest, worker: &Worker) -> Result<Value, ApiError> {
             "must be 1 to 4096 characters",
         ));
     }
+    if let Some(media) = &request.media {
+        only_content("media", request)?;
+        content_checks::media(media, destinations)?;
+        return Ok(json!({"media": media}));
+    }
+    if let Some(interactive) = &request.interactive {
+        only_content("interactive", request)?;
+        content_checks::interactive(interactive, destinations)?;
+        return Ok(json!({"interactive": interactive}));
+    }
     match (&request.message, &request.template) {
         (_, Some(template)) => {
-            if template.name.is_empty() || template.name.len() > 512 {
-                return Err(ApiError::invalid_field(
-                    "template.name",
-                    "must be 1 to 512 characters",
-                ));
-            }
-            if template.language.is_empty() || template.language.len() > 16 {
-                return Err(ApiError::invalid_field(
-                    "template.language",
-                    "must be a language code such as en_US",
-                ));
-            }
-            if template.params.len() > 50
-                || template
-                    .params
-                    .iter()
-                    .any(|p| p.is_empty() || p.chars().count() > 1024)
-            {
-                return Err(ApiError::invalid_field(
-                    "template.params",
-                    "at most 50 values of 1 to 1024 characters",
-                ));
-            }
+            validate_template(template, destinations)?;
             Ok(json!({"template": template}))
         }
         (Some(text), None) => Ok(json!({"text": text})),
         (None, None) => Err(ApiError::invalid_field(
             "message",
-            "is required unless a template is given",
+            "is required unless a template, media or interactive is given",
         )),
     }
+}
+
+/// `field` (media or interactive) is the whole message: no text or template beside it.
+fn only_content(field: &str, request: &SendRequest) -> Result<(), ApiError> {
+    let others = [
+        request.message.is_some(),
+        request.template.is_some(),
+        request.media.is_some() && request.interactive.is_some(),
+    ];
+    if others.iter().any(|present| *present) {
+        return Err(ApiError::invalid_field(
+            field,
+            "give one of message, template, media or interactive (a caption goes in media.caption)",
+        ));
+    }
+    Ok(())
+}
+
+fn validate_template(
+    template: &TemplateRequest,
+    destinations: &Destinations,
+) -> Result<(), ApiError> {
+    if template.name.is_empty() || template.name.len() > 512 {
+        return Err(ApiError::invalid_field(
+            "template.name",
+            "must be 1 to 512 characters",
+        ));
+    }
+    if template.language.is_empty() || template.language.len() > 16 {
+        return Err(ApiError::invalid_field(
+            "template.language",
+            "must be a language code such as en_US",
+        ));
+    }
+    if template.params.len() > 50
+        || template
+            .params
+            .iter()
+            .any(|p| p.is_empty() || p.chars().count() > 1024)
+    {
+        return Err(ApiError::invalid_field(
+            "template.params",
+            "at most 50 values of 1 to 1024 characters",
+        ));
+    }
+    if let Some(header) = &template.header {
+        content_checks::template_header(header, destinations)?;
+    }
+    content_checks::template_buttons(&template.buttons)
 }
 
 /// The send's category; `service` is only for replies inside the window.
@@ -342,6 +420,7 @@ fn chosen_sender(tenant: &Tenant, wanted: &str) -> Result<Uuid, ApiError> {
                     wanted.chars().take(64).collect::<String>()
                 ),
             )
+            .with_details(json!({"field": "sender"}))
         })
 }
 

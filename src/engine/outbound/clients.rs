@@ -7,7 +7,7 @@ use super::provider_error;
 use crate::engine::providers::Provider;
 use crate::engine::secret::Secret;
 use crate::engine::tenants::{Channel, normalize_address};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -203,32 +203,11 @@ impl Clients {
         message: &Outgoing,
         api_key: &str,
     ) -> reqwest::RequestBuilder {
-        let from = normalize_address(&channel.sender);
-        let to = normalize_address(&message.recipient);
-        let id = message.message_id.to_string();
-        let mut one = json!({"from": from, "to": to, "messageId": id, "callbackData": id});
-        if let Some(url) = &message.callback_url {
-            one["notifyUrl"] = json!(url);
-        }
-        let (path, body) = match message.content.get("template") {
-            Some(template) => {
-                one["content"] = json!({
-                    "templateName": template["name"],
-                    "language": template["language"],
-                    "templateData": {"body": {"placeholders": template.get("params").cloned().unwrap_or(json!([]))}},
-                });
-                ("template", json!({"messages": [one]}))
-            }
-            None => {
-                one["content"] = json!({"text": message.content["text"]});
-                if let Some(reply) = &message.reply_to {
-                    one["context"] = json!({"replyToMessageId": reply});
-                }
-                ("text", one)
-            }
-        };
+        let (path, body) = super::wire::infobip::request(&channel.sender, message);
+        let mut segments = vec!["whatsapp", "1", "message"];
+        segments.extend(path);
         self.http
-            .post(base.url_with_segments(&["whatsapp", "1", "message", path]))
+            .post(base.url_with_segments(&segments))
             .header("Authorization", format!("App {api_key}"))
             .json(&body)
     }
@@ -240,31 +219,7 @@ impl Clients {
         message: &Outgoing,
         token: &str,
     ) -> reqwest::RequestBuilder {
-        let to = normalize_address(&message.recipient);
-        let mut body = json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": to,
-                              "biz_opaque_callback_data": message.message_id.to_string()});
-        match message.content.get("template") {
-            Some(template) => {
-                let parameters: Vec<Value> = template["params"]
-                    .as_array()
-                    .map(|p| {
-                        p.iter()
-                            .map(|v| json!({"type": "text", "text": v}))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                body["type"] = json!("template");
-                body["template"] = json!({"name": template["name"], "language": {"code": template["language"]},
-                                          "components": [{"type": "body", "parameters": parameters}]});
-            }
-            None => {
-                body["type"] = json!("text");
-                body["text"] = json!({"body": message.content["text"], "preview_url": false});
-            }
-        }
-        if let Some(reply) = &message.reply_to {
-            body["context"] = json!({"message_id": reply});
-        }
+        let body = super::wire::meta::body(message);
         let url = base.url_with_segments(&[&self.meta_version, &channel.sender, "messages"]);
         self.http.post(url).bearer_auth(token).json(&body)
     }
@@ -287,32 +242,7 @@ impl Clients {
                 format!("whatsapp:+{}", normalize_address(&channel.sender)),
             ));
         }
-        match message.content.get("template") {
-            // Twilio templates are Content API SIDs; their variables are numbered from 1.
-            Some(template) => {
-                form.push((
-                    "ContentSid",
-                    template["name"].as_str().unwrap_or_default().to_owned(),
-                ));
-                let variables: serde_json::Map<String, Value> = template["params"]
-                    .as_array()
-                    .map(|p| {
-                        p.iter()
-                            .enumerate()
-                            .map(|(i, v)| ((i + 1).to_string(), v.clone()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                form.push(("ContentVariables", Value::Object(variables).to_string()));
-            }
-            None => form.push((
-                "Body",
-                message.content["text"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            )),
-        }
+        form.extend(super::wire::twilio::content(&message.content));
         if let Some(url) = &message.callback_url {
             form.push(("StatusCallback", url.clone()));
         }
@@ -463,6 +393,7 @@ fn classify_twilio(status: u16, body: &Value, after: Option<Duration>) -> SendOu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn outgoing() -> Outgoing {
         Outgoing {

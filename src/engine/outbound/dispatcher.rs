@@ -102,6 +102,11 @@ impl Dispatcher {
         &self.clients
     }
 
+    /// Where sends may connect (also what media URLs given to providers may point to).
+    pub fn destinations(&self) -> &super::destination::Destinations {
+        &self.settings.policy.destinations
+    }
+
     /// Something was queued: look now rather than at the next tick.
     pub fn wake(&self) {
         self.wake.notify_one();
@@ -256,6 +261,15 @@ impl Dispatcher {
             SendOutcome::Unknown { .. } => "unknown",
         };
         self.metrics.count_sent(provider, label);
+        match &outcome {
+            SendOutcome::Accepted { .. } => {}
+            SendOutcome::Retry { code, .. }
+            | SendOutcome::WindowClosed { code }
+            | SendOutcome::Permanent { code, .. } => {
+                self.metrics.count_send_failure(provider, code);
+            }
+            SendOutcome::Unknown { .. } => self.metrics.count_send_failure(provider, "unknown"),
+        }
         let result = match outcome {
             SendOutcome::Accepted {
                 provider_message_id,

@@ -4,11 +4,17 @@
 
 pub mod api;
 pub mod base_url;
+pub mod capabilities;
 pub mod clients;
+pub mod content;
+pub mod content_checks;
 pub mod destination;
 pub mod dispatcher;
 pub mod in_flight;
+pub mod media_limits;
+pub mod media_url;
 pub mod pacing;
 pub mod provider_error;
 pub mod report_lock;
 pub mod template_api;
+pub mod wire;

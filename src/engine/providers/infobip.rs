@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 
 use super::time::parse_timestamp;
 use super::{
-    Contact, DeliveryStatus, InboundMessage, ParseError, Provider, SignatureError, StatusReport,
-    WebhookEvent,
+    Contact, Content, DeliveryStatus, InboundMessage, Location, MediaRef, MediaSource, ParseError,
+    Provider, Reply, SignatureError, StatusReport, WebhookEvent, shared_contact,
 };
 
 type Object = Map<String, Value>;
@@ -194,8 +194,79 @@ fn inbound(item: &Object, path: &str, raw: &Value) -> Result<InboundMessage, Par
         kind: kind_of(message_type),
         text: message_text(message, &message_path, message_type)?.map(str::to_owned),
         reply_to: opt_str_at(message, &message_path, &["context", "id"])?.map(str::to_owned),
+        content: content(message, message_type).boxed(),
         raw: raw.clone(),
     })
+}
+
+/// The typed content of a message (reference 1.4). Lenient like Meta's: what is missing or of
+/// the wrong type is left out, the message is kept.
+fn content(message: &Object, message_type: &str) -> Content {
+    let mut content = Content::default();
+    let text = |key: &str| {
+        message
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+    };
+    let upper = message_type.to_ascii_uppercase();
+    match upper.as_str() {
+        "IMAGE" | "DOCUMENT" | "VIDEO" | "VOICE" | "AUDIO" | "STICKER" => {
+            if let Some(url) = text("url") {
+                content.media.push(MediaRef {
+                    kind: upper.to_ascii_lowercase(),
+                    source: MediaSource::Url(url),
+                    mime_type: None,
+                    sha256: None,
+                    caption: text("caption"),
+                    filename: text("filename"),
+                });
+            }
+        }
+        "LOCATION" => {
+            let number = |key: &str| message.get(key).and_then(Value::as_f64);
+            if let (Some(latitude), Some(longitude)) = (number("latitude"), number("longitude")) {
+                content.location = Some(Location {
+                    latitude,
+                    longitude,
+                    name: text("name"),
+                    address: text("address"),
+                    url: text("url"),
+                });
+            }
+        }
+        "CONTACT" => {
+            if let Some(cards) = message.get("contacts").and_then(Value::as_array) {
+                content.contacts = cards.iter().map(shared_contact).collect();
+            }
+        }
+        "BUTTON" => {
+            content.reply = Some(Reply {
+                kind: "button".to_owned(),
+                id: None,
+                title: text("text"),
+                description: None,
+                payload: text("payload"),
+            });
+        }
+        "INTERACTIVE_BUTTON_REPLY" | "INTERACTIVE_LIST_REPLY" => {
+            let kind = if upper == "INTERACTIVE_LIST_REPLY" {
+                "list_reply"
+            } else {
+                "button_reply"
+            };
+            content.reply = Some(Reply {
+                kind: kind.to_owned(),
+                id: text("id"),
+                title: text("title"),
+                description: text("description"),
+                payload: None,
+            });
+        }
+        _ => {}
+    }
+    content
 }
 
 /// Normalised kind: InfoBip's upper-case type names mapped onto Meta's lower-case vocabulary, so
@@ -1107,5 +1178,96 @@ mod tests {
                 let _ = parse_json(&json!({"results": [item]}));
             }
         }
+    }
+
+    fn typed(message: Value) -> InboundMessage {
+        let events = parse_json(&json!({"results": [inbound_with(message)]})).expect("valid");
+        self::message(&events[0]).clone()
+    }
+
+    #[test]
+    fn media_location_contacts_and_replies_are_typed() {
+        let url = "https://abc.api.infobip.com/whatsapp/1/senders/441134960000/media/m1";
+        for (kind, expected) in [
+            ("IMAGE", "image"),
+            ("DOCUMENT", "document"),
+            ("VIDEO", "video"),
+            ("VOICE", "voice"),
+            ("AUDIO", "audio"),
+            ("STICKER", "sticker"),
+        ] {
+            let parsed = typed(json!({"type": kind, "url": url, "caption": "c"}));
+            assert_eq!(
+                parsed.content.clone().unwrap_or_default().media.len(),
+                1,
+                "{kind}"
+            );
+            let media = &parsed.content.clone().unwrap_or_default().media[0];
+            assert_eq!(media.kind, expected);
+            assert_eq!(media.source, MediaSource::Url(url.into()));
+        }
+        let location = typed(
+            json!({"type": "LOCATION", "latitude": 45.8, "longitude": 15.97,
+                                    "name": "Zagreb", "address": "Trg"}),
+        );
+        let place = location
+            .content
+            .clone()
+            .unwrap_or_default()
+            .location
+            .expect("a location");
+        assert_eq!(
+            (place.latitude, place.longitude, place.name.as_deref()),
+            (45.8, 15.97, Some("Zagreb"))
+        );
+        let contacts = typed(
+            json!({"type": "CONTACT", "contacts": [{"name": {"firstName": "Ana", "lastName": "H",
+            "formattedName": "Ana H"}, "phones": [{"phone": "385911234567", "type": "MOBILE"}]}]}),
+        );
+        assert_eq!(contacts.kind, "contacts");
+        assert_eq!(
+            contacts.content.clone().unwrap_or_default().contacts[0].phones,
+            vec!["385911234567"]
+        );
+        assert_eq!(
+            contacts.content.clone().unwrap_or_default().contacts[0]
+                .name
+                .as_deref(),
+            Some("Ana H")
+        );
+        let button = typed(json!({"type": "BUTTON", "text": "Yes", "payload": "YES_PAYLOAD"}));
+        let reply = button
+            .content
+            .clone()
+            .unwrap_or_default()
+            .reply
+            .expect("a reply");
+        assert_eq!(
+            (reply.kind.as_str(), reply.payload.as_deref()),
+            ("button", Some("YES_PAYLOAD"))
+        );
+        let list = typed(
+            json!({"type": "INTERACTIVE_LIST_REPLY", "id": "r1", "title": "Row", "description": "d"}),
+        );
+        let reply = list
+            .content
+            .clone()
+            .unwrap_or_default()
+            .reply
+            .expect("a reply");
+        assert_eq!(
+            (reply.kind.as_str(), reply.id.as_deref()),
+            ("list_reply", Some("r1"))
+        );
+        let tap = typed(json!({"type": "INTERACTIVE_BUTTON_REPLY", "id": "b1", "title": "OK"}));
+        assert_eq!(
+            tap.content
+                .clone()
+                .unwrap_or_default()
+                .reply
+                .expect("a reply")
+                .kind,
+            "button_reply"
+        );
     }
 }

@@ -10,8 +10,8 @@ use subtle::ConstantTimeEq;
 
 use super::time::parse_epoch_value;
 use super::{
-    Contact, DeliveryStatus, InboundMessage, ParseError, Provider, SignatureError, StatusReport,
-    WebhookEvent,
+    Contact, Content, DeliveryStatus, InboundMessage, Location, MediaRef, MediaSource, ParseError,
+    Provider, Reply, SignatureError, StatusReport, WebhookEvent, is_media_kind, shared_contact,
 };
 
 type Object = Map<String, Value>;
@@ -184,6 +184,7 @@ impl<'a> Change<'a> {
         let message_type = req_str(object, path, "type")?;
         let kind = message_type.to_lowercase();
         let matched = self.find_contact(from, from_user_id);
+        let content = content(object, &kind).boxed();
         Ok(InboundMessage {
             provider: Provider::Meta,
             provider_message_id: id.to_owned(),
@@ -194,6 +195,7 @@ impl<'a> Change<'a> {
             text: message_text(object, path, &kind)?.map(str::to_owned),
             kind,
             reply_to: opt_str_at(object, path, &["context", "id"])?.map(str::to_owned),
+            content,
             raw: self.raw(message, matched),
         })
     }
@@ -306,6 +308,81 @@ impl<'a> ContactFields<'a> {
             username: opt_str_at(contact, path, &["profile", "username"])?,
         })
     }
+}
+
+/// The typed content of a message (reference 2.3). Lenient: what is missing or of the wrong
+/// type is left out (the message and its raw form are kept whatever its content holds).
+fn content(message: &Object, kind: &str) -> Content {
+    let mut content = Content::default();
+    let inner = message.get(kind).and_then(Value::as_object);
+    let text = |object: Option<&Object>, key: &str| {
+        object
+            .and_then(|o| o.get(key))
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+    };
+    match kind {
+        kind if is_media_kind(kind) => {
+            if let Some(id) = text(inner, "id") {
+                let voice = inner.and_then(|o| o.get("voice")).and_then(Value::as_bool);
+                content.media.push(MediaRef {
+                    kind: if voice == Some(true) { "voice" } else { kind }.to_owned(),
+                    source: MediaSource::MetaId(id),
+                    mime_type: text(inner, "mime_type"),
+                    sha256: text(inner, "sha256"),
+                    caption: text(inner, "caption"),
+                    filename: text(inner, "filename"),
+                });
+            }
+        }
+        "location" => {
+            let number = |key: &str| inner.and_then(|o| o.get(key)).and_then(Value::as_f64);
+            if let (Some(latitude), Some(longitude)) = (number("latitude"), number("longitude")) {
+                content.location = Some(Location {
+                    latitude,
+                    longitude,
+                    name: text(inner, "name"),
+                    address: text(inner, "address"),
+                    url: text(inner, "url"),
+                });
+            }
+        }
+        "contacts" => {
+            if let Some(cards) = message.get("contacts").and_then(Value::as_array) {
+                content.contacts = cards.iter().map(shared_contact).collect();
+            }
+        }
+        "button" => {
+            content.reply = Some(Reply {
+                kind: "button".to_owned(),
+                id: None,
+                title: text(inner, "text"),
+                description: None,
+                payload: text(inner, "payload"),
+            });
+        }
+        "interactive" => {
+            let reply_of = |key: &str| inner.and_then(|o| o.get(key)).and_then(Value::as_object);
+            let found = [
+                ("button_reply", "button_reply"),
+                ("list_reply", "list_reply"),
+            ]
+            .into_iter()
+            .find_map(|(key, name)| reply_of(key).map(|r| (name, r)));
+            if let Some((name, reply)) = found {
+                content.reply = Some(Reply {
+                    kind: name.to_owned(),
+                    id: text(Some(reply), "id"),
+                    title: text(Some(reply), "title"),
+                    description: text(Some(reply), "description"),
+                    payload: None,
+                });
+            }
+        }
+        _ => {}
+    }
+    content
 }
 
 /// The human-readable part of each message type (reference 2.3).
@@ -1250,5 +1327,143 @@ mod tests {
         ) {
             let _ = verify_challenge(&expected, mode.as_deref(), token.as_deref(), challenge.as_deref());
         }
+    }
+
+    /// One message of each typed kind, parsed into the typed content (reference 2.3).
+    fn typed(fields: Value) -> InboundMessage {
+        let mut message =
+            json!({"from": "16505551234", "id": "wamid.T", "timestamp": "1732528800"});
+        for (key, value) in fields.as_object().expect("object") {
+            message[key] = value.clone();
+        }
+        let value = value_with(json!([phone_contact()]), json!([message]), json!([]));
+        let body = envelope(vec![
+            json!({"id": "1", "changes": [messages_change(value)]}),
+        ]);
+        message_of(&parse_json(&body).expect("valid"))
+    }
+
+    fn message_of(events: &[WebhookEvent]) -> InboundMessage {
+        message(&events[0]).clone()
+    }
+
+    #[test]
+    fn media_location_contacts_and_replies_are_typed() {
+        let image = typed(json!({"type": "image", "image": {"id": "1479537139650973",
+            "mime_type": "image/jpeg", "sha256": "HgK9", "caption": "look"}}));
+        assert_eq!(
+            image.content.clone().unwrap_or_default().media,
+            vec![MediaRef {
+                kind: "image".into(),
+                source: MediaSource::MetaId("1479537139650973".into()),
+                mime_type: Some("image/jpeg".into()),
+                sha256: Some("HgK9".into()),
+                caption: Some("look".into()),
+                filename: None,
+            }]
+        );
+        let document = typed(json!({"type": "document", "document": {"id": "d1",
+            "mime_type": "application/pdf", "filename": "invoice.pdf"}}));
+        assert_eq!(
+            document.content.clone().unwrap_or_default().media[0]
+                .filename
+                .as_deref(),
+            Some("invoice.pdf")
+        );
+        let voice = typed(
+            json!({"type": "audio", "audio": {"id": "a1", "mime_type": "audio/ogg; codecs=opus", "voice": true}}),
+        );
+        assert_eq!(
+            voice.content.clone().unwrap_or_default().media[0].kind,
+            "voice"
+        );
+        for kind in ["video", "sticker", "audio"] {
+            let parsed = typed(json!({"type": kind, kind: {"id": "x", "mime_type": "m"}}));
+            assert_eq!(
+                parsed.content.clone().unwrap_or_default().media[0].kind,
+                kind
+            );
+        }
+        // A media message without an id is kept, without a reference to fetch.
+        assert!(
+            typed(json!({"type": "image", "image": {}}))
+                .content
+                .is_none()
+        );
+
+        let location = typed(json!({"type": "location", "location": {"latitude": 38.9,
+            "longitude": -77.0, "name": "Philz", "address": "1 Main St", "url": "https://p.example"}}));
+        assert_eq!(
+            location.content.clone().unwrap_or_default().location,
+            Some(Location {
+                latitude: 38.9,
+                longitude: -77.0,
+                name: Some("Philz".into()),
+                address: Some("1 Main St".into()),
+                url: Some("https://p.example".into()),
+            })
+        );
+        let contacts = typed(
+            json!({"type": "contacts", "contacts": [{"name": {"formatted_name": "Ana Horvat",
+            "first_name": "Ana"}, "phones": [{"phone": "+1 555 0100", "type": "CELL", "wa_id": "15550100"}]}]}),
+        );
+        assert_eq!(
+            contacts.content.clone().unwrap_or_default().contacts[0]
+                .name
+                .as_deref(),
+            Some("Ana Horvat")
+        );
+        assert_eq!(
+            contacts.content.clone().unwrap_or_default().contacts[0].phones,
+            vec!["+1 555 0100"]
+        );
+        let button =
+            typed(json!({"type": "button", "button": {"payload": "STOP", "text": "Stop"}}));
+        assert_eq!(
+            button.content.clone().unwrap_or_default().reply,
+            Some(Reply {
+                kind: "button".into(),
+                id: None,
+                title: Some("Stop".into()),
+                description: None,
+                payload: Some("STOP".into()),
+            })
+        );
+        let list = typed(
+            json!({"type": "interactive", "interactive": {"type": "list_reply",
+            "list_reply": {"id": "r2", "title": "Large", "description": "L"}}}),
+        );
+        let reply = list
+            .content
+            .clone()
+            .unwrap_or_default()
+            .reply
+            .expect("a list reply");
+        assert_eq!(
+            (
+                reply.kind.as_str(),
+                reply.id.as_deref(),
+                reply.description.as_deref()
+            ),
+            ("list_reply", Some("r2"), Some("L"))
+        );
+        let tap = typed(
+            json!({"type": "interactive", "interactive": {"type": "button_reply",
+            "button_reply": {"id": "b1", "title": "Yes"}}}),
+        );
+        assert_eq!(
+            tap.content
+                .clone()
+                .unwrap_or_default()
+                .reply
+                .expect("a reply")
+                .kind,
+            "button_reply"
+        );
+        assert!(
+            typed(json!({"type": "text", "text": {"body": "hi"}}))
+                .content
+                .is_none()
+        );
     }
 }

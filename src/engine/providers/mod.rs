@@ -79,6 +79,135 @@ pub struct InboundMessage {
     /// The provider's element exactly as received (one `results[]` item, one Meta message with its
     /// contact, or the Twilio form as a JSON object).
     pub raw: serde_json::Value,
+    /// Typed content beyond the text: media references, a location, shared contacts, a button
+    /// or list reply. `None` for plain text (no allocation on the text path).
+    pub content: Option<Box<Content>>,
+}
+
+/// What a message carries beyond its text, in one shape for all providers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Content {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<MediaRef>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub contacts: Vec<SharedContact>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply: Option<Reply>,
+}
+
+impl Content {
+    /// `None` when there is nothing in it.
+    pub fn boxed(self) -> Option<Box<Self>> {
+        (!self.is_empty()).then(|| Box::new(self))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.media.is_empty()
+            && self.location.is_none()
+            && self.contacts.is_empty()
+            && self.reply.is_none()
+    }
+}
+
+/// Where a media file is: Meta gives an id to resolve with the tenant's token, InfoBip and
+/// Twilio a URL that needs the tenant's credentials.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaSource {
+    MetaId(String),
+    Url(String),
+}
+
+/// One media file a message carries (image, audio, voice, video, document, sticker).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct MediaRef {
+    pub kind: String,
+    pub source: MediaSource,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+    /// The provider's SHA-256 of the file when it gives one (Meta).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub caption: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Location {
+    pub latitude: f64,
+    pub longitude: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// A contact card the customer shared: its display name and numbers, with the provider's card.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SharedContact {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub phones: Vec<String>,
+    pub raw: serde_json::Value,
+}
+
+/// A tap on a template quick-reply button (`button`), an interactive reply button
+/// (`button_reply`) or a list row (`list_reply`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Reply {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+}
+
+/// The message kinds that carry a media file.
+pub fn is_media_kind(kind: &str) -> bool {
+    matches!(
+        kind,
+        "image" | "audio" | "voice" | "video" | "document" | "sticker"
+    )
+}
+
+/// A shared contact card in Meta's (and InfoBip's) `contacts[]` shape: `name.formatted_name`
+/// (or first/last name) and `phones[].phone`. Lenient: a card is kept whatever it lacks.
+pub fn shared_contact(card: &serde_json::Value) -> SharedContact {
+    let name = card.get("name");
+    let text = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(str::to_owned);
+    let formatted = text(name.and_then(|n| n.get("formatted_name"))).or_else(|| {
+        let parts: Vec<&str> = ["first_name", "firstName", "last_name", "lastName"]
+            .iter()
+            .filter_map(|k| name.and_then(|n| n.get(*k)).and_then(|v| v.as_str()))
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(" "))
+    });
+    let phones = card
+        .get("phones")
+        .and_then(|p| p.as_array())
+        .map(|phones| {
+            phones
+                .iter()
+                .filter_map(|p| text(p.get("phone")).or_else(|| text(p.get("wa_id"))))
+                .collect()
+        })
+        .unwrap_or_default();
+    SharedContact {
+        name: formatted,
+        phones,
+        raw: card.clone(),
+    }
 }
 
 /// How far a message we sent has got. Ordered: a report never moves a message backwards.

@@ -14,8 +14,8 @@ use subtle::ConstantTimeEq;
 
 use super::time::parse_timestamp;
 use super::{
-    Contact, DeliveryStatus, InboundMessage, ParseError, Provider, SignatureError, StatusReport,
-    WebhookEvent,
+    Contact, Content, DeliveryStatus, InboundMessage, Location, MediaRef, MediaSource, ParseError,
+    Provider, Reply, SignatureError, StatusReport, WebhookEvent,
 };
 
 type HmacSha1 = Hmac<Sha1>;
@@ -325,8 +325,67 @@ fn inbound(form: &Form) -> Result<InboundMessage, ParseError> {
             .or(form.get("ButtonText"))
             .map(str::to_owned),
         reply_to: form.owned("OriginalRepliedMessageSid"),
+        content: content(form).boxed(),
         raw: form.to_json(),
     })
+}
+
+/// Most attachments Twilio sends on one message.
+const MAX_MEDIA: usize = 10;
+
+/// The typed content (reference 3.1): `MediaUrlN`/`MediaContentTypeN` for N below `NumMedia`,
+/// `Latitude`/`Longitude`/`Address`/`Label` of a location, `ButtonText`/`ButtonPayload` of a
+/// button tap. Lenient: an unreadable count or coordinate leaves the part out.
+fn content(form: &Form) -> Content {
+    let mut content = Content::default();
+    let count: usize = form
+        .get("NumMedia")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    for index in 0..count.min(MAX_MEDIA) {
+        let Some(url) = form.get(&format!("MediaUrl{index}")) else {
+            continue;
+        };
+        let mime_type = form.owned(&format!("MediaContentType{index}"));
+        content.media.push(MediaRef {
+            kind: media_kind(mime_type.as_deref().unwrap_or_default()).to_owned(),
+            source: MediaSource::Url(url.to_owned()),
+            mime_type,
+            sha256: None,
+            caption: if index == 0 { form.owned("Body") } else { None },
+            filename: None,
+        });
+    }
+    let coordinate = |name: &str| form.get(name).and_then(|v| v.parse::<f64>().ok());
+    if let (Some(latitude), Some(longitude)) = (coordinate("Latitude"), coordinate("Longitude")) {
+        content.location = Some(Location {
+            latitude,
+            longitude,
+            name: form.owned("Label"),
+            address: form.owned("Address"),
+            url: None,
+        });
+    }
+    if form.get("ButtonText").is_some() || form.get("ButtonPayload").is_some() {
+        content.reply = Some(Reply {
+            kind: "button".to_owned(),
+            id: None,
+            title: form.owned("ButtonText"),
+            description: None,
+            payload: form.owned("ButtonPayload"),
+        });
+    }
+    content
+}
+
+/// The message kind of an attachment's MIME type (stickers arrive as `image/webp`).
+fn media_kind(content_type: &str) -> &'static str {
+    match content_type.split('/').next().unwrap_or_default() {
+        "image" => "image",
+        "video" => "video",
+        "audio" => "audio",
+        _ => "document",
+    }
 }
 
 /// `From` is a phone number (`+…` or digits) or, for users known only by username, a BSUID
@@ -361,10 +420,9 @@ fn kind_of(form: &Form) -> String {
     if num_media == 0 {
         return "text".to_owned();
     }
-    let content_type = form.get("MediaContentType0").unwrap_or_default();
-    match content_type.split('/').next() {
-        Some(major @ ("image" | "video" | "audio")) => major.to_owned(),
-        _ => "media".to_owned(),
+    match form.get("MediaContentType0") {
+        Some(content_type) => media_kind(content_type).to_owned(),
+        None => "media".to_owned(),
     }
 }
 
@@ -715,7 +773,7 @@ mod tests {
         );
         assert_eq!(
             with(&[("NumMedia", "1"), ("MediaContentType0", "application/pdf")]).kind,
-            "media"
+            "document"
         );
         assert_eq!(with(&[("NumMedia", "2")]).kind, "media");
         assert_eq!(with(&[("NumMedia", "0"), ("Body", "hi")]).kind, "text");
@@ -980,5 +1038,94 @@ mod tests {
             reversed.reverse();
             prop_assert_eq!(expected_signature(&token, &url, &reversed), signature);
         }
+    }
+
+    #[test]
+    fn media_location_and_button_replies_are_typed() {
+        let base = [
+            ("MessageSid", "MM1"),
+            ("From", "whatsapp:+14155550100"),
+            ("To", "whatsapp:+14155238886"),
+        ];
+        let with = |extra: &[(&str, &str)]| {
+            let mut params = pairs(&base);
+            params.extend(pairs(extra));
+            only_message(&params)
+        };
+        let two = with(&[
+            ("NumMedia", "2"),
+            ("Body", "both"),
+            (
+                "MediaUrl0",
+                "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME0",
+            ),
+            ("MediaContentType0", "image/jpeg"),
+            (
+                "MediaUrl1",
+                "https://api.twilio.com/2010-04-01/Accounts/AC1/Messages/MM1/Media/ME1",
+            ),
+            ("MediaContentType1", "application/pdf"),
+        ]);
+        let content = two.content.clone().unwrap_or_default();
+        let kinds: Vec<&str> = content.media.iter().map(|m| m.kind.as_str()).collect();
+        assert_eq!(kinds, ["image", "document"]);
+        assert_eq!(
+            two.content.clone().unwrap_or_default().media[0]
+                .caption
+                .as_deref(),
+            Some("both")
+        );
+        assert_eq!(
+            two.content.clone().unwrap_or_default().media[1]
+                .mime_type
+                .as_deref(),
+            Some("application/pdf")
+        );
+        assert!(
+            matches!(&two.content.clone().unwrap_or_default().media[1].source, MediaSource::Url(url) if url.ends_with("/ME1"))
+        );
+        // More than Twilio's ten attachments, or a count with no URL, is never read past.
+        let bogus = with(&[
+            ("NumMedia", "99999"),
+            ("MediaUrl0", "https://api.twilio.com/x"),
+        ]);
+        assert_eq!(bogus.content.clone().unwrap_or_default().media.len(), 1);
+
+        let location = with(&[
+            ("MessageType", "location"),
+            ("Latitude", "37.7879"),
+            ("Longitude", "-122.4075"),
+            ("Address", "375 Beale St"),
+            ("Label", "Twilio"),
+        ]);
+        assert_eq!(location.kind, "location");
+        let place = location
+            .content
+            .clone()
+            .unwrap_or_default()
+            .location
+            .expect("a location");
+        assert_eq!((place.latitude, place.longitude), (37.7879, -122.4075));
+        assert_eq!(
+            (place.name.as_deref(), place.address.as_deref()),
+            (Some("Twilio"), Some("375 Beale St"))
+        );
+
+        let button = with(&[
+            ("MessageType", "button"),
+            ("ButtonText", "Yes"),
+            ("ButtonPayload", "YES"),
+        ]);
+        assert_eq!(
+            button.content.clone().unwrap_or_default().reply,
+            Some(Reply {
+                kind: "button".into(),
+                id: None,
+                title: Some("Yes".into()),
+                description: None,
+                payload: Some("YES".into()),
+            })
+        );
+        assert!(with(&[("Body", "hi")]).content.is_none());
     }
 }

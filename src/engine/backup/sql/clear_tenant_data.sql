@@ -1,6 +1,7 @@
 -- Everything a restore replaces; the registration (tenant row, worker tokens, senders, AI
 -- settings) stays. Children go with their parents (ON DELETE CASCADE).
 WITH jobs_gone AS (DELETE FROM jobs WHERE tenant_id = $1),
+     media_gone AS (DELETE FROM media WHERE tenant_id = $1),
      blocked_gone AS (DELETE FROM blocked_conversations WHERE tenant_id = $1),
      reports_gone AS (DELETE FROM status_reports WHERE tenant_id = $1),
      outbound_gone AS (DELETE FROM outbound_messages WHERE tenant_id = $1),

@@ -1,0 +1,10 @@
+//! Inbound media (issue 14 part 3): the typed content of a message in its job's payload, the
+//! fetcher that downloads each file after the job's commit with the tenant's credentials, the
+//! `media` table that keeps it, and `GET /media/{id}` that serves it to the tenant's workers.
+
+pub mod api;
+pub mod download;
+pub mod fetcher;
+pub mod payload;
+pub mod settings;
+pub mod store;

@@ -1,0 +1,15 @@
+-- A download that succeeded: the bytes into the row, and the job's payload told (status, type,
+-- size and SHA-256 of its media[position]).
+WITH stored AS (
+    UPDATE media
+    SET status = 'stored', content_type = $3, sha256 = $4, size = $5, bytes = $6, error = NULL,
+        updated_at = now()
+    WHERE tenant_id = $1 AND id = $2 AND status = 'pending'
+    RETURNING job_id, position
+)
+UPDATE jobs j
+SET payload = jsonb_set(j.payload, ARRAY['media', s.position::text],
+        (j.payload->'media'->s.position) - 'error'
+        || jsonb_build_object('status', 'stored', 'content_type', $3::text, 'sha256', $4::text, 'size', $5::bigint))
+FROM stored s
+WHERE j.id = s.job_id AND jsonb_typeof(j.payload->'media'->s.position) = 'object'
