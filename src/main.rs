@@ -50,6 +50,8 @@ enum Command {
     /// next-job and complete, bounded in count and time; prints throughput, pickup latency and
     /// errors by code, and exits non-zero when anything failed.
     Load(Box<flomastr::loadtest::LoadArgs>),
+    /// Take, list and restore tenant backups (the engine's data) in a volume or an S3 bucket.
+    Backup(Box<flomastr::operator::backup::cli::BackupArgs>),
 }
 
 #[tokio::main]
@@ -79,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
             anyhow::ensure!(summary.passed(), "the load test saw errors (see the table)");
             Ok(())
         }
+        Command::Backup(args) => flomastr::operator::backup::cli::run(*args).await,
     }
 }
 

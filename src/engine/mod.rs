@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod backup;
 pub mod body;
 pub mod campaigns;
 pub mod config;
@@ -109,6 +110,11 @@ pub fn router(state: AppState) -> Router {
             put(admin::put_tenant)
                 .get(admin::get_tenant)
                 .delete(admin::delete_tenant),
+        )
+        .route("/admin/tenants/{slug}/backup", post(backup::export::backup))
+        .route(
+            "/admin/tenants/{slug}/restore",
+            post(backup::restore::restore),
         )
         .route(
             "/admin/tenants/{slug}/conversations/{conversation}/release",

@@ -19,6 +19,7 @@ use utoipa::{Modify, OpenApi};
         crate::engine::media::api::get,
         outbound::api::send, outbound::api::get,
         admin::put_tenant, admin::get_tenant, admin::delete_tenant, admin::release_conversation,
+        crate::engine::backup::export::backup, crate::engine::backup::restore::restore,
         crate::ai::knowledge::ingest, crate::ai::knowledge::search, crate::ai::synthesis::synthesize,
         crate::ai::memory::purge, crate::ai::nl_query::nl_query,
         crate::ai::templates::put, crate::ai::templates::get, crate::ai::pulse::pulse_content,

@@ -1,6 +1,7 @@
 //! The operator: a kube-rs Controller that reconciles Tenants into namespaces, n8n, routes, DNS
 //! records and the tenant's registration in the engine.
 
+pub mod backup;
 pub mod caddy;
 pub mod child_cache;
 pub mod children;

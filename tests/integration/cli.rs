@@ -93,6 +93,11 @@ fn readme_documents_every_flag_and_environment_variable() {
         #[command(flatten)]
         args: flomastr::up::UpArgs,
     }
+    #[derive(clap::Parser)]
+    struct Backup {
+        #[command(flatten)]
+        args: flomastr::operator::backup::cli::BackupArgs,
+    }
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let mut missing = Vec::new();
@@ -101,6 +106,7 @@ fn readme_documents_every_flag_and_environment_variable() {
         ("operator", Operator::command()),
         ("sandbox", Sandbox::command()),
         ("up", Up::command()),
+        ("backup", Backup::command()),
     ] {
         for arg in command.get_arguments() {
             if let Some(long) = arg.get_long()

@@ -9,6 +9,8 @@ mod ai_pulse;
 mod ai_stub;
 mod ai_suspension;
 mod ai_synthesis;
+mod backup;
+mod backup_store;
 mod chart;
 mod cli;
 mod common;

@@ -178,8 +178,11 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let busy = BusyGuard::new(self.clock.clone());
         let late = Arc::new(AtomicBool::new(false));
+        // A restore's archive may take longer than any request body; only the admin gets
+        // that far (its token is checked before the body is read).
+        let unbounded = is_restore(request.uri().path());
         let request = request.map(|body| {
-            if http_body::Body::is_end_stream(&body) {
+            if unbounded || http_body::Body::is_end_stream(&body) {
                 Body::new(body)
             } else {
                 Body::new(DeadlineBody::new(body, self.body_timeout, late.clone()))
@@ -196,6 +199,13 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
             Ok(response)
         })
     }
+}
+
+/// `POST /admin/tenants/{slug}/restore`: its body has no deadline.
+fn is_restore(path: &str) -> bool {
+    path.strip_prefix("/admin/tenants/")
+        .and_then(|rest| rest.strip_suffix("/restore"))
+        .is_some_and(|slug| !slug.is_empty() && !slug.contains('/'))
 }
 
 /// 408, and the connection closes (the rest of the body is not worth waiting for).

@@ -1,0 +1,1 @@
+SELECT to_jsonb(t)::text FROM send_policies t WHERE t.tenant_id = $1

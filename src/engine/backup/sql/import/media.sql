@@ -1,0 +1,9 @@
+-- Media ids are the tenant's own (the key is tenant and id) and job payloads name them: kept.
+INSERT INTO media (tenant_id, id, job_id, position, sender_id, provider, kind, provider_ref,
+                   declared_type, status, content_type, sha256, size, bytes, error, attempts,
+                   next_attempt_at, created_at, updated_at)
+SELECT $2, r.id, flomastr_restored_id(r.job_id, $3), r.position,
+       (SELECT s.new FROM pg_temp.flomastr_restore_senders s WHERE s.old = r.sender_id),
+       r.provider, r.kind, r.provider_ref, r.declared_type, r.status, r.content_type, r.sha256,
+       r.size, r.bytes, r.error, r.attempts, r.next_attempt_at, r.created_at, r.updated_at
+FROM jsonb_populate_recordset(NULL::media, $1::text::jsonb) AS r
