@@ -1,7 +1,7 @@
 //! InfoBip WhatsApp send bodies: `/whatsapp/1/message/{text|template|image|document|audio|video|sticker}`
 //! and `/whatsapp/1/message/interactive/{buttons|list}`.
 
-use super::{Stored, stored};
+use super::{Stored, list_sections, stored};
 use crate::engine::outbound::clients::Outgoing;
 use crate::engine::outbound::content::{
     HeaderKind, InteractiveHeader, InteractiveKind, InteractiveRequest, MediaRequest,
@@ -128,30 +128,7 @@ fn interactive(message: &InteractiveRequest) -> Value {
             json!({"buttons": buttons})
         }
         InteractiveKind::List => {
-            let sections: Vec<Value> = message
-                .action
-                .sections
-                .iter()
-                .flatten()
-                .map(|section| {
-                    let rows: Vec<Value> = section
-                        .rows
-                        .iter()
-                        .map(|row| {
-                            let mut value = json!({"id": row.id, "title": row.title});
-                            if let Some(description) = &row.description {
-                                value["description"] = json!(description);
-                            }
-                            value
-                        })
-                        .collect();
-                    let mut value = json!({"rows": rows});
-                    if let Some(title) = &section.title {
-                        value["title"] = json!(title);
-                    }
-                    value
-                })
-                .collect();
+            let sections = list_sections(message.action.sections.as_ref());
             json!({"title": message.action.button, "sections": sections})
         }
     };

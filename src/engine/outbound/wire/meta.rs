@@ -1,6 +1,6 @@
 //! Meta Cloud API message objects (`POST /{version}/{phone-number-id}/messages`).
 
-use super::{Stored, stored};
+use super::{Stored, list_sections, stored};
 use crate::engine::outbound::clients::Outgoing;
 use crate::engine::outbound::content::{
     HeaderKind, InteractiveHeader, InteractiveKind, InteractiveRequest, MediaRequest,
@@ -138,30 +138,7 @@ fn interactive(message: &InteractiveRequest) -> Value {
             json!({"buttons": buttons})
         }
         InteractiveKind::List => {
-            let sections: Vec<Value> = message
-                .action
-                .sections
-                .iter()
-                .flatten()
-                .map(|section| {
-                    let rows: Vec<Value> = section
-                        .rows
-                        .iter()
-                        .map(|row| {
-                            let mut value = json!({"id": row.id, "title": row.title});
-                            if let Some(description) = &row.description {
-                                value["description"] = json!(description);
-                            }
-                            value
-                        })
-                        .collect();
-                    let mut value = json!({"rows": rows});
-                    if let Some(title) = &section.title {
-                        value["title"] = json!(title);
-                    }
-                    value
-                })
-                .collect();
+            let sections = list_sections(message.action.sections.as_ref());
             json!({"button": message.action.button, "sections": sections})
         }
     };

@@ -6,8 +6,8 @@ pub mod infobip;
 pub mod meta;
 pub mod twilio;
 
-use super::content::{InteractiveRequest, MediaRequest};
-use serde_json::Value;
+use super::content::{InteractiveRequest, ListSection, MediaRequest};
+use serde_json::{Value, json};
 
 /// What a stored message's content is.
 pub enum Stored<'a> {
@@ -40,4 +40,31 @@ pub fn stored(content: &Value) -> Stored<'_> {
         return Stored::Interactive(interactive);
     }
     Stored::Text(&Value::Null)
+}
+
+/// A list message's sections as Meta and InfoBip both take them: `{title?, rows: [{id, title,
+/// description?}]}`.
+pub(super) fn list_sections(sections: Option<&Vec<ListSection>>) -> Vec<Value> {
+    sections
+        .into_iter()
+        .flatten()
+        .map(|section| {
+            let rows: Vec<Value> = section
+                .rows
+                .iter()
+                .map(|row| {
+                    let mut value = json!({"id": row.id, "title": row.title});
+                    if let Some(description) = &row.description {
+                        value["description"] = json!(description);
+                    }
+                    value
+                })
+                .collect();
+            let mut value = json!({"rows": rows});
+            if let Some(title) = &section.title {
+                value["title"] = json!(title);
+            }
+            value
+        })
+        .collect()
 }
