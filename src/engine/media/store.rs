@@ -117,12 +117,15 @@ pub struct MediaRow {
     pub bytes: Option<Vec<u8>>,
     pub error: Option<String>,
     pub next_attempt_at: chrono::DateTime<chrono::Utc>,
+    pub filename: Option<String>,
+    /// Where the bytes are when the object store keeps them.
+    pub object_key: Option<String>,
 }
 
 /// The tenant's media row `id`; another tenant's id is `None`, like a missing one.
 pub async fn read(pool: &PgPool, tenant: Uuid, id: Uuid) -> Result<Option<MediaRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT status, content_type, sha256, bytes, error, next_attempt_at
+        "SELECT status, content_type, sha256, bytes, error, next_attempt_at, filename, object_key
          FROM media WHERE tenant_id = $1 AND id = $2",
     )
     .bind(tenant)
