@@ -7,6 +7,7 @@
 //! inject 5xx and throttling errors. `/_sandbox/*` lets tests inspect and steer it.
 
 mod fetches;
+pub use fetches::Fetched;
 mod infobip;
 mod media;
 mod meta;

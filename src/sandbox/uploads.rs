@@ -42,7 +42,9 @@ async fn read_form(request: Request, state: &SandboxState) -> Result<Form, Strin
     };
     while let Some(field) = multipart.next_field().await.map_err(|e| e.body_text())? {
         match field.name().unwrap_or_default() {
-            "messaging_product" => form.product = Some(field.text().await.map_err(|e| e.body_text())?),
+            "messaging_product" => {
+                form.product = Some(field.text().await.map_err(|e| e.body_text())?)
+            }
             "type" => form.kind = Some(field.text().await.map_err(|e| e.body_text())?),
             "file" => {
                 let content_type = field.content_type().unwrap_or_default().to_owned();
@@ -71,17 +73,32 @@ async fn upload(
     };
     let form = match read_form(request, &state).await {
         Ok(form) => form,
-        Err(reason) => return meta_error(StatusCode::BAD_REQUEST, 100, &format!("Invalid parameter: {reason}")),
+        Err(reason) => {
+            return meta_error(
+                StatusCode::BAD_REQUEST,
+                100,
+                &format!("Invalid parameter: {reason}"),
+            );
+        }
     };
     if form.product.as_deref() != Some("whatsapp") {
-        return meta_error(StatusCode::BAD_REQUEST, 100, "(#100) The parameter messaging_product is required.");
+        return meta_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            "(#100) The parameter messaging_product is required.",
+        );
     }
     let Some((content_type, filename, bytes)) = form.file else {
-        return meta_error(StatusCode::BAD_REQUEST, 100, "(#100) The parameter file is required.");
+        return meta_error(
+            StatusCode::BAD_REQUEST,
+            100,
+            "(#100) The parameter file is required.",
+        );
     };
     let declared = form.kind.unwrap_or_default();
     if !crate::engine::media::kinds::sendable(&declared)
-        || crate::engine::media::kinds::essence(&content_type) != crate::engine::media::kinds::essence(&declared)
+        || crate::engine::media::kinds::essence(&content_type)
+            != crate::engine::media::kinds::essence(&declared)
     {
         return meta_error(
             StatusCode::BAD_REQUEST,
@@ -89,7 +106,10 @@ async fn upload(
             "(#131053) Media upload error: unsupported or mismatched file type",
         );
     }
-    let id = format!("{}", 1_000_000_000_000_000u64 + u64::from(rand::random::<u32>()));
+    let id = format!(
+        "{}",
+        1_000_000_000_000_000u64 + u64::from(rand::random::<u32>())
+    );
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let size = bytes.len();
     state.put_media(

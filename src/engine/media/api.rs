@@ -47,7 +47,11 @@ pub async fn get(
                     .settings
                     .media
                     .blobs
-                    .get(&state.pool, (worker.tenant_id, id), row.object_key.as_deref())
+                    .get(
+                        &state.pool,
+                        (worker.tenant_id, id),
+                        row.object_key.as_deref(),
+                    )
                     .await
                     .map_err(storage_unavailable)?
                     .ok_or_else(not_found)?,
@@ -119,7 +123,13 @@ pub fn file_response(
         // Quotes and backslashes cannot end the quoted name early.
         let safe: String = name
             .chars()
-            .map(|c| if c == '"' || c == '\\' || !c.is_ascii() || c.is_ascii_control() { '_' } else { c })
+            .map(|c| {
+                if c == '"' || c == '\\' || !c.is_ascii() || c.is_ascii_control() {
+                    '_'
+                } else {
+                    c
+                }
+            })
             .collect();
         if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
             response

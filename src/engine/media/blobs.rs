@@ -39,7 +39,11 @@ pub struct MediaBlobs {
 
 impl std::fmt::Debug for MediaBlobs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = if self.objects.is_some() { "s3" } else { "postgres" };
+        let kind = if self.objects.is_some() {
+            "s3"
+        } else {
+            "postgres"
+        };
         f.write_str(kind)
     }
 }
@@ -93,7 +97,9 @@ impl MediaBlobs {
                 .with_allow_http(url.scheme() == "http")
                 .with_virtual_hosted_style_request(false);
         }
-        let store = builder.build().map_err(|e| format!("media S3 store: {e}"))?;
+        let store = builder
+            .build()
+            .map_err(|e| format!("media S3 store: {e}"))?;
         Ok(Self {
             objects: Some(Arc::new(store)),
         })
@@ -114,7 +120,10 @@ impl MediaBlobs {
         };
         let key = Self::key(tenant, id);
         objects
-            .put(&ObjectPath::from(key.as_str()), PutPayload::from(bytes.to_vec()))
+            .put(
+                &ObjectPath::from(key.as_str()),
+                PutPayload::from(bytes.to_vec()),
+            )
             .await?;
         Ok(Placement::Object(key))
     }
@@ -127,13 +136,11 @@ impl MediaBlobs {
         object_key: Option<&str>,
     ) -> Result<Option<Vec<u8>>, BlobError> {
         match (object_key, &self.objects) {
-            (Some(key), Some(objects)) => {
-                match objects.get(&ObjectPath::from(key)).await {
-                    Ok(found) => Ok(Some(found.bytes().await?.to_vec())),
-                    Err(object_store::Error::NotFound { .. }) => Ok(None),
-                    Err(error) => Err(error.into()),
-                }
-            }
+            (Some(key), Some(objects)) => match objects.get(&ObjectPath::from(key)).await {
+                Ok(found) => Ok(Some(found.bytes().await?.to_vec())),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(error) => Err(error.into()),
+            },
             // An object but no store configured (any more): nothing to serve.
             (Some(_), None) => Ok(None),
             (None, _) => Ok(super::files::row_bytes(pool, tenant, id).await?),

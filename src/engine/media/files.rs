@@ -53,7 +53,8 @@ pub async fn insert_upload(pool: &PgPool, upload: &NewUpload<'_>) -> Result<(), 
     Ok(())
 }
 
-const INFO: &str = "SELECT tenant_id, id, status, content_type, sha256, size, filename, object_key FROM media";
+const INFO: &str =
+    "SELECT tenant_id, id, status, content_type, sha256, size, filename, object_key FROM media";
 
 /// The tenant's file `id`; another tenant's is `None`, like a missing one.
 pub async fn info(pool: &PgPool, tenant: Uuid, id: Uuid) -> Result<Option<FileInfo>, sqlx::Error> {
@@ -75,7 +76,11 @@ pub async fn info_by_id(pool: &PgPool, id: Uuid) -> Result<Option<FileInfo>, sql
 }
 
 /// The bytes kept in the row (`None` when they are in the object store or not fetched).
-pub async fn row_bytes(pool: &PgPool, tenant: Uuid, id: Uuid) -> Result<Option<Vec<u8>>, sqlx::Error> {
+pub async fn row_bytes(
+    pool: &PgPool,
+    tenant: Uuid,
+    id: Uuid,
+) -> Result<Option<Vec<u8>>, sqlx::Error> {
     let bytes: Option<(Option<Vec<u8>>,)> =
         sqlx::query_as("SELECT bytes FROM media WHERE tenant_id = $1 AND id = $2")
             .bind(tenant)

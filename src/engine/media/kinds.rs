@@ -70,7 +70,11 @@ pub fn listed(kind: MediaKind) -> String {
 
 /// Every type an upload may have, for error messages.
 pub fn all_listed() -> String {
-    KINDS.iter().map(|k| listed(*k)).collect::<Vec<_>>().join(", ")
+    KINDS
+        .iter()
+        .map(|k| listed(*k))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

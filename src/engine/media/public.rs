@@ -50,7 +50,12 @@ pub async fn get(
         .settings
         .media
         .public
-        .verify(id, exp, signed.sig.as_deref().unwrap_or_default(), chrono::Utc::now())
+        .verify(
+            id,
+            exp,
+            signed.sig.as_deref().unwrap_or_default(),
+            chrono::Utc::now(),
+        )
         .map_err(forbidden)?;
     let gone = || ApiError::not_found("the media file no longer exists");
     let info = files::info_by_id(&state.pool, id)
@@ -61,7 +66,11 @@ pub async fn get(
         .settings
         .media
         .blobs
-        .get(&state.pool, (info.tenant_id, id), info.object_key.as_deref())
+        .get(
+            &state.pool,
+            (info.tenant_id, id),
+            info.object_key.as_deref(),
+        )
         .await
         .map_err(storage_unavailable)?
         .ok_or_else(gone)?;

@@ -96,23 +96,41 @@ mod tests {
 
     #[test]
     fn signed_urls_expire_and_cannot_be_forged() {
-        let signer = PublicMedia::new(Some("https://engine.example.com".into()), "admin-token-0123456789");
+        let signer = PublicMedia::new(
+            Some("https://engine.example.com".into()),
+            "admin-token-0123456789",
+        );
         let id = Uuid::new_v4();
         let now = Utc::now();
         let url = signer.url(id, now + chrono::Duration::hours(1)).unwrap();
-        assert!(url.starts_with(&format!("https://engine.example.com/public/media/{id}?exp=")));
+        assert!(url.starts_with(&format!(
+            "https://engine.example.com/public/media/{id}?exp="
+        )));
         let (exp, sig) = parts(&url);
         assert_eq!(signer.verify(id, exp, &sig, now), Ok(()));
-        assert_eq!(signer.verify(Uuid::new_v4(), exp, &sig, now), Err(Refused::Signature));
-        assert_eq!(signer.verify(id, exp + 1, &sig, now), Err(Refused::Signature));
+        assert_eq!(
+            signer.verify(Uuid::new_v4(), exp, &sig, now),
+            Err(Refused::Signature)
+        );
+        assert_eq!(
+            signer.verify(id, exp + 1, &sig, now),
+            Err(Refused::Signature)
+        );
         assert_eq!(signer.verify(id, exp, "zz", now), Err(Refused::Signature));
         assert_eq!(
             signer.verify(id, exp, &sig, now + chrono::Duration::hours(2)),
             Err(Refused::Expired)
         );
-        let other = PublicMedia::new(Some("https://engine.example.com".into()), "another-admin-token-xyz");
+        let other = PublicMedia::new(
+            Some("https://engine.example.com".into()),
+            "another-admin-token-xyz",
+        );
         assert_eq!(other.verify(id, exp, &sig, now), Err(Refused::Signature));
-        assert!(PublicMedia::new(None, "admin-token-0123456789").url(id, now).is_none());
+        assert!(
+            PublicMedia::new(None, "admin-token-0123456789")
+                .url(id, now)
+                .is_none()
+        );
         assert!(!format!("{signer:?}").contains("key"));
     }
 }

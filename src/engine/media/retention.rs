@@ -29,7 +29,11 @@ pub fn spawn(pool: PgPool, blobs: MediaBlobs, retention: Duration, shutdown: Can
 }
 
 /// One pass: deletes every expired file, in batches. Returns how many.
-pub async fn sweep(pool: &PgPool, blobs: &MediaBlobs, retention: Duration) -> Result<u64, sqlx::Error> {
+pub async fn sweep(
+    pool: &PgPool,
+    blobs: &MediaBlobs,
+    retention: Duration,
+) -> Result<u64, sqlx::Error> {
     let mut total = 0;
     loop {
         let (deleted, keys) = files::delete_expired(pool, retention, BATCH).await?;

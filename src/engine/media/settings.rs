@@ -43,7 +43,11 @@ pub struct MediaArgs {
     #[arg(long, env = "FLOMASTR_MEDIA_S3_ACCESS_KEY_ID", hide_env_values = true)]
     pub media_s3_access_key_id: Option<String>,
 
-    #[arg(long, env = "FLOMASTR_MEDIA_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "FLOMASTR_MEDIA_S3_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
     pub media_s3_secret_access_key: Option<String>,
 }
 
@@ -83,7 +87,10 @@ impl MediaArgs {
             self.media_s3_access_key_id.clone(),
             self.media_s3_secret_access_key.clone(),
         ) else {
-            return Err("a media S3 bucket needs --media-s3-access-key-id and --media-s3-secret-access-key".into());
+            return Err(
+                "a media S3 bucket needs --media-s3-access-key-id and --media-s3-secret-access-key"
+                    .into(),
+            );
         };
         let region = if self.media_s3_region.is_empty() {
             "us-east-1".to_owned()

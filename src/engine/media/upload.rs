@@ -78,7 +78,9 @@ pub async fn upload(
     check(&received)?;
     let retention = limits
         .media_retention_seconds
-        .map_or(state.settings.retention, |s| std::time::Duration::from_secs(s as u64));
+        .map_or(state.settings.retention, |s| {
+            std::time::Duration::from_secs(s as u64)
+        });
     let expires_at = Utc::now()
         + chrono::Duration::from_std(retention).unwrap_or_else(|_| chrono::Duration::days(3650));
     let id = Uuid::new_v4();
@@ -148,7 +150,9 @@ fn too_large(limit: u64) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload_too_large",
-        format!("the file is larger than the tenant's media limit of {limit} bytes; nothing was stored"),
+        format!(
+            "the file is larger than the tenant's media limit of {limit} bytes; nothing was stored"
+        ),
     )
     .with_details(json!({"field": "body", "limit": limit}))
 }
@@ -181,7 +185,8 @@ async fn read_limited(body: Body, limit: u64) -> Result<Vec<u8>, ApiError> {
     let mut stream = body.into_data_stream();
     let mut bytes = Vec::new();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|_| ApiError::bad_request("invalid_body", "the body could not be read"))?;
+        let chunk = chunk
+            .map_err(|_| ApiError::bad_request("invalid_body", "the body could not be read"))?;
         if (bytes.len() + chunk.len()) as u64 > limit {
             return Err(too_large(limit));
         }
@@ -239,11 +244,15 @@ fn check(received: &Received) -> Result<(), ApiError> {
         .with_details(json!({"field": "Content-Type"})));
     }
     if let Some(name) = &received.filename {
-        let printable = !name.chars().any(|c| c.is_control() || c == '/' || c == '\\');
+        let printable = !name
+            .chars()
+            .any(|c| c.is_control() || c == '/' || c == '\\');
         if name.trim().is_empty() || name.chars().count() > FILENAME_MAX || !printable {
             return Err(ApiError::invalid_field(
                 "filename",
-                format!("must be 1 to {FILENAME_MAX} characters, without `/`, `\\` or control characters"),
+                format!(
+                    "must be 1 to {FILENAME_MAX} characters, without `/`, `\\` or control characters"
+                ),
             ));
         }
     }

@@ -48,8 +48,7 @@ fn refused(field: &str, why: &str) -> Result<(), ApiError> {
 }
 
 fn infobip(parts: &Parts<'_>) -> Result<(), ApiError> {
-    const BY_URL: &str =
-        "InfoBip sends media by URL only: give url or an engine media id instead of a provider media id";
+    const BY_URL: &str = "InfoBip sends media by URL only: give url or an engine media id instead of a provider media id";
     if parts.media.is_some_and(provider_media_id) {
         return refused("media.id", BY_URL);
     }

@@ -17,7 +17,11 @@ pub struct Upload<'a> {
 impl Clients {
     /// Uploads the file for the channel's number; Meta's media id, or the outcome the send
     /// ends in (retry on throttling and 5xx, permanent on a refusal).
-    pub async fn meta_upload(&self, channel: &Channel, file: &Upload<'_>) -> Result<String, SendOutcome> {
+    pub async fn meta_upload(
+        &self,
+        channel: &Channel,
+        file: &Upload<'_>,
+    ) -> Result<String, SendOutcome> {
         let base = self.destination_for(channel)?;
         let token = channel
             .secrets
@@ -37,23 +41,40 @@ impl Clients {
             .await
             .map_err(|error| SendOutcome::Retry {
                 code: "media_upload".into(),
-                message: format!("the media upload to Meta failed: {}", if error.is_timeout() { "timed out" } else { "no answer" }),
+                message: format!(
+                    "the media upload to Meta failed: {}",
+                    if error.is_timeout() {
+                        "timed out"
+                    } else {
+                        "no answer"
+                    }
+                ),
                 after: None,
             })?;
         let status = response.status().as_u16();
         let body = provider_error::read_json(response).await;
         if (200..300).contains(&status)
-            && let Some(id) = body["id"].as_str().filter(|id| !id.is_empty() && id.len() <= 256)
+            && let Some(id) = body["id"]
+                .as_str()
+                .filter(|id| !id.is_empty() && id.len() <= 256)
         {
             return Ok(id.to_owned());
         }
         let code = body["error"]["code"].as_i64().unwrap_or(0).to_string();
         let message = format!(
             "Meta refused the media upload (HTTP {status}): {}",
-            provider_error::description(body["error"]["message"].as_str().unwrap_or("no reason given"))
+            provider_error::description(
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap_or("no reason given")
+            )
         );
         Err(if status == 429 || status >= 500 {
-            SendOutcome::Retry { code, message, after: None }
+            SendOutcome::Retry {
+                code,
+                message,
+                after: None,
+            }
         } else {
             SendOutcome::Permanent { code, message }
         })
@@ -70,10 +91,19 @@ fn multipart(file: &Upload<'_>) -> (String, Vec<u8>) {
         .filename
         .unwrap_or("file")
         .chars()
-        .map(|c| if c == '"' || c == '\\' || c.is_control() { '_' } else { c })
+        .map(|c| {
+            if c == '"' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
     let mut body = Vec::with_capacity(file.bytes.len() + 512);
-    for (field, value) in [("messaging_product", "whatsapp"), ("type", file.content_type)] {
+    for (field, value) in [
+        ("messaging_product", "whatsapp"),
+        ("type", file.content_type),
+    ] {
         body.extend_from_slice(
             format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"\r\n\r\n{value}\r\n").as_bytes(),
         );

@@ -36,7 +36,8 @@ pub fn engine_id(media: &MediaRequest) -> Option<Uuid> {
 }
 
 fn field_error(status: StatusCode, code: &'static str, message: String) -> ApiError {
-    ApiError::new(status, code, format!("media.id: {message}")).with_details(json!({"field": "media.id"}))
+    ApiError::new(status, code, format!("media.id: {message}"))
+        .with_details(json!({"field": "media.id"}))
 }
 
 /// Checks an engine media id when the send is accepted (see the module's notes).
@@ -51,13 +52,20 @@ pub async fn check(
         return Ok(());
     };
     let file = files::info(pool, tenant, id).await?.ok_or_else(|| {
-        field_error(StatusCode::NOT_FOUND, "media_not_found", "no such media file of this tenant".into())
+        field_error(
+            StatusCode::NOT_FOUND,
+            "media_not_found",
+            "no such media file of this tenant".into(),
+        )
     })?;
     if file.status != "stored" {
         return Err(field_error(
             StatusCode::CONFLICT,
             "media_not_ready",
-            format!("the file is {} (not fetched from the provider yet, or failed)", file.status),
+            format!(
+                "the file is {} (not fetched from the provider yet, or failed)",
+                file.status
+            ),
         ));
     }
     let content_type = file.content_type.unwrap_or_default();
@@ -114,7 +122,10 @@ pub async fn resolve(
         message: format!("could not read the media file: {error}"),
         after: None,
     };
-    let file = files::info(pool, tenant, id).await.map_err(database)?.ok_or_else(gone)?;
+    let file = files::info(pool, tenant, id)
+        .await
+        .map_err(database)?
+        .ok_or_else(gone)?;
     let mut resolved = content.clone();
     let object = &mut resolved["media"];
     if channel.provider == Provider::Meta {
@@ -170,12 +181,16 @@ async fn meta_id(
         })?;
     let upload = Upload {
         bytes: &bytes,
-        content_type: file.content_type.as_deref().unwrap_or("application/octet-stream"),
+        content_type: file
+            .content_type
+            .as_deref()
+            .unwrap_or("application/octet-stream"),
         filename: file.filename.as_deref(),
     };
     let meta_id = clients.meta_upload(channel, &upload).await?;
     if let Err(error) =
-        files::remember_provider_id(pool, (tenant, file.id, channel.id), &meta_id, META_ID_LIVES).await
+        files::remember_provider_id(pool, (tenant, file.id, channel.id), &meta_id, META_ID_LIVES)
+            .await
     {
         // Sent anyway; the next send uploads again.
         tracing::warn!(%error, "could not remember Meta's media id");
