@@ -470,6 +470,21 @@ async fn without_a_public_url_infobip_and_twilio_cannot_send_stored_media() {
 #[tokio::test]
 async fn media_retention_follows_the_tenant_and_defaults_to_the_job_retention() {
     let (engine, _sandbox) = engine_and_sandbox().await;
+    let api: Value = engine
+        .http
+        .get(engine.at("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        api["paths"]["/media"]["post"]["responses"]["413"].is_object(),
+        "POST /media documented"
+    );
+    assert!(api["paths"]["/public/media/{id}"]["get"]["responses"]["403"].is_object());
+    assert!(api["components"]["schemas"]["Uploaded"].is_object());
     let short = engine
         .tenant_with("short", "meta", json!({"media_retention_seconds": 60}))
         .await;
