@@ -18,6 +18,8 @@ ALTER TABLE media DROP CONSTRAINT media_check;
 ALTER TABLE media ADD CONSTRAINT media_stored_bytes
     CHECK ((status = 'stored') = (bytes IS NOT NULL OR object_key IS NOT NULL));
 CREATE INDEX media_expiry ON media (expires_at) WHERE expires_at IS NOT NULL;
+-- A signed public URL names the id alone (ids are random; the key is tenant and id).
+CREATE INDEX media_id ON media (id);
 -- The retention sweep of inbound media by age.
 CREATE INDEX media_created ON media (created_at);
 

@@ -640,6 +640,65 @@ async fn an_s3_compatible_store_keeps_the_bytes_and_the_retention_deletes_them()
     assert_eq!(download.status, Some(200));
     assert_eq!(download.sha256, sha(&video));
 
+    // An inbound file is fetched from the provider into the object store too.
+    let photo = file(6000, 11);
+    let put: Value = engine
+        .http
+        .put(format!(
+            "{}/_sandbox/media/ib-s3-1?provider=infobip&account={}",
+            sandbox.url, ib.sender
+        ))
+        .header("content-type", "image/jpeg")
+        .body(photo.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let webhook = json!({"results": [{"from": CONTACT, "to": ib.sender, "integrationType": "WHATSAPP",
+        "receivedAt": chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string(),
+        "messageId": "ib-s3-msg", "message": {"type": "IMAGE", "url": put["url"]}}],
+        "messageCount": 1, "pendingMessageCount": 0});
+    let response = engine
+        .http
+        .post(engine.at(&format!("/webhook/infobip/{}", ib.slug)))
+        .header("x-webhook-secret", &ib.webhook_secret)
+        .json(&webhook)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (inbound_id, in_row, inbound_key): (uuid::Uuid, bool, Option<String>) = within(
+        Duration::from_secs(30),
+        "the inbound file fetched",
+        async || {
+            sqlx::query_as(
+                "SELECT id, bytes IS NOT NULL, object_key FROM media
+                 WHERE job_id IS NOT NULL AND status = 'stored'",
+            )
+            .fetch_optional(&engine.db.pool)
+            .await
+            .unwrap()
+        },
+    )
+    .await;
+    assert!(
+        !in_row && inbound_key.is_some(),
+        "the fetched bytes are in the object store"
+    );
+    let served = get_media(&engine, ib, &inbound_id.to_string()).await;
+    assert_eq!(served.status(), 200);
+    assert_eq!(served.bytes().await.unwrap().as_ref(), photo.as_slice());
+    let objects = || {
+        files_under(s3.root.path())
+            .into_iter()
+            .filter(|p| p.to_string_lossy().contains("media"))
+            .count()
+    };
+    assert_eq!(objects(), 2);
+
+    // The retention deletes rows and then their objects.
     sqlx::query("UPDATE media SET expires_at = now() - interval '1 second' WHERE id = $1::uuid")
         .bind(&id)
         .execute(&engine.db.pool)
@@ -654,4 +713,9 @@ async fn an_s3_compatible_store_keeps_the_bytes_and_the_retention_deletes_them()
     );
     assert!(!on_disk[0].exists(), "the object is deleted with its row");
     assert_eq!(get_media(&engine, ib, &id).await.status(), 404);
+    assert_eq!(
+        objects(),
+        1,
+        "the inbound file is younger than its retention"
+    );
 }

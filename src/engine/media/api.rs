@@ -22,7 +22,7 @@ use uuid::Uuid;
 pub const SHA256_HEADER: &str = "x-content-sha256";
 
 #[utoipa::path(get, path = "/media/{id}", tag = "queue",
-    params(("id" = String, Path, description = "A media id from the job's payload (`media[].id`)")),
+    params(("id" = String, Path, description = "A media id from the job's payload (`media[].id`) or from `POST /media`")),
     security(("worker_token" = [])),
     responses((status = 200, description = "the file, with Content-Type, Content-Length, X-Content-SHA256 and Digest"),
               (status = 401), (status = 404, description = "unknown, or another tenant's"),
