@@ -560,11 +560,19 @@ pub async fn delete_tenant(
     Path(slug): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     validate_slug(&slug)?;
-    let deleted = sqlx::query("DELETE FROM tenants WHERE slug = $1")
-        .bind(&slug)
-        .execute(&state.pool)
-        .await?
-        .rows_affected();
+    // The media rows go with the tenant; their objects in the object store are named first
+    // (the CTE reads the rows as they were before the delete) and removed after.
+    let (deleted, objects): (i64, Vec<String>) = sqlx::query_as(
+        "WITH objects AS (
+             SELECT m.object_key FROM media m JOIN tenants t ON t.id = m.tenant_id
+             WHERE t.slug = $1 AND m.object_key IS NOT NULL),
+         gone AS (DELETE FROM tenants WHERE slug = $1 RETURNING id)
+         SELECT (SELECT count(*) FROM gone), array(SELECT object_key FROM objects)",
+    )
+    .bind(&slug)
+    .fetch_one(&state.pool)
+    .await?;
+    state.settings.media.blobs.delete(&objects).await;
     state.tenants.invalidate(&slug);
     if deleted == 0 {
         return Err(ApiError::not_found(format!("unknown tenant `{slug}`")));

@@ -718,4 +718,14 @@ async fn an_s3_compatible_store_keeps_the_bytes_and_the_retention_deletes_them()
         1,
         "the inbound file is younger than its retention"
     );
+    // Deleting the tenant deletes its objects too.
+    let deleted = engine
+        .http
+        .delete(engine.at(&format!("/admin/tenants/{}", ib.slug)))
+        .bearer_auth(crate::engine_harness::ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(objects(), 0);
 }
