@@ -35,6 +35,10 @@ pub struct TenantUpsert {
     /// the engine's `--media-max-bytes`. Larger files are marked failed; the message is kept.
     #[serde(default)]
     pub media_max_bytes: Option<i64>,
+    /// How long the tenant's media files (inbound and uploaded) are kept, in seconds (60 s to
+    /// 400 days); absent: the engine's job retention (`--retention-seconds`).
+    #[serde(default)]
+    pub media_retention_seconds: Option<i64>,
     /// SHA-256 (hex) of each token the tenant's workers may use. The tokens themselves never
     /// reach the engine.
     #[serde(default)]
@@ -134,6 +138,9 @@ pub struct TenantView {
     /// The tenant's media size limit, when it set one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media_max_bytes: Option<i64>,
+    /// The tenant's media retention in seconds, when it set one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_retention_seconds: Option<i64>,
     pub worker_tokens: i64,
     pub webhook_secret_set: bool,
     /// The first sender (the tenant's only one when it has one).
@@ -191,6 +198,8 @@ fn validate_slug(slug: &str) -> Result<(), ApiError> {
 
 /// The largest per-tenant media limit: Meta's own limit for documents.
 const MAX_MEDIA_BYTES: i64 = 100 * 1024 * 1024;
+/// Media retention bounds, seconds: a minute to 400 days.
+pub const MEDIA_RETENTION_RANGE: std::ops::RangeInclusive<i64> = 60..=400 * 24 * 3600;
 
 fn validate(body: &TenantUpsert) -> Result<Vec<[u8; 32]>, ApiError> {
     if body.display_name.trim().is_empty() || body.display_name.chars().count() > 200 {
@@ -221,6 +230,19 @@ fn validate(body: &TenantUpsert) -> Result<Vec<[u8; 32]>, ApiError> {
         return Err(ApiError::invalid_field(
             "media_max_bytes",
             format!("must be between 1 and {MAX_MEDIA_BYTES}"),
+        ));
+    }
+    if body
+        .media_retention_seconds
+        .is_some_and(|n| !MEDIA_RETENTION_RANGE.contains(&n))
+    {
+        return Err(ApiError::invalid_field(
+            "media_retention_seconds",
+            format!(
+                "must be between {} and {}",
+                MEDIA_RETENTION_RANGE.start(),
+                MEDIA_RETENTION_RANGE.end()
+            ),
         ));
     }
     if body.channel.is_some() && body.senders.is_some() {
@@ -324,11 +346,13 @@ pub async fn put_tenant(
         .collect::<Result<Vec<_>, _>>()?;
     let mut tx = state.pool.begin().await?;
     let (id, created): (Uuid, bool) = sqlx::query_as(
-        "INSERT INTO tenants (slug, display_name, status, max_attempts, max_concurrency, media_max_bytes)
-         VALUES ($1, $2, $3, COALESCE($4, 5), COALESCE($5, 50), $6)
+        "INSERT INTO tenants (slug, display_name, status, max_attempts, max_concurrency, media_max_bytes,
+                              media_retention_seconds)
+         VALUES ($1, $2, $3, COALESCE($4, 5), COALESCE($5, 50), $6, $7)
          ON CONFLICT (slug) DO UPDATE SET display_name = EXCLUDED.display_name, status = EXCLUDED.status,
              max_attempts = EXCLUDED.max_attempts, max_concurrency = EXCLUDED.max_concurrency,
-             media_max_bytes = EXCLUDED.media_max_bytes, updated_at = now()
+             media_max_bytes = EXCLUDED.media_max_bytes,
+             media_retention_seconds = EXCLUDED.media_retention_seconds, updated_at = now()
          RETURNING id, (xmax = 0)",
     )
     .bind(&slug)
@@ -337,6 +361,7 @@ pub async fn put_tenant(
     .bind(body.max_attempts)
     .bind(body.max_concurrency)
     .bind(body.media_max_bytes)
+    .bind(body.media_retention_seconds)
     .fetch_one(&mut *tx)
     .await?;
     replace_worker_tokens(&mut tx, id, &digests).await?;
@@ -464,6 +489,7 @@ struct TenantRow {
     max_attempts: i32,
     max_concurrency: i32,
     media_max_bytes: Option<i64>,
+    media_retention_seconds: Option<i64>,
     worker_tokens: i64,
     webhook_secret_set: bool,
     last_worker_seen_at: Option<DateTime<Utc>>,
@@ -474,7 +500,7 @@ struct TenantRow {
 async fn view(state: &AppState, slug: &str) -> Result<Option<TenantView>, ApiError> {
     let row: Option<TenantRow> = sqlx::query_as(
         "SELECT t.id, t.display_name, t.status, t.max_attempts, t.max_concurrency, t.media_max_bytes,
-                (SELECT count(*) FROM worker_tokens w WHERE w.tenant_id = t.id) AS worker_tokens,
+                t.media_retention_seconds, (SELECT count(*) FROM worker_tokens w WHERE w.tenant_id = t.id) AS worker_tokens,
                 t.webhook_secret_sealed IS NOT NULL AS webhook_secret_set, t.last_worker_seen_at,
                 t.created_at, t.updated_at
          FROM tenants t WHERE t.slug = $1",
@@ -501,6 +527,7 @@ async fn view(state: &AppState, slug: &str) -> Result<Option<TenantView>, ApiErr
         max_attempts: row.max_attempts,
         max_concurrency: row.max_concurrency,
         media_max_bytes: row.media_max_bytes,
+        media_retention_seconds: row.media_retention_seconds,
         worker_tokens: row.worker_tokens,
         webhook_secret_set: row.webhook_secret_set,
         channel,
@@ -533,11 +560,19 @@ pub async fn delete_tenant(
     Path(slug): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     validate_slug(&slug)?;
-    let deleted = sqlx::query("DELETE FROM tenants WHERE slug = $1")
-        .bind(&slug)
-        .execute(&state.pool)
-        .await?
-        .rows_affected();
+    // The media rows go with the tenant; their objects in the object store are named first
+    // (the CTE reads the rows as they were before the delete) and removed after.
+    let (deleted, objects): (i64, Vec<String>) = sqlx::query_as(
+        "WITH objects AS (
+             SELECT m.object_key FROM media m JOIN tenants t ON t.id = m.tenant_id
+             WHERE t.slug = $1 AND m.object_key IS NOT NULL),
+         gone AS (DELETE FROM tenants WHERE slug = $1 RETURNING id)
+         SELECT (SELECT count(*) FROM gone), array(SELECT object_key FROM objects)",
+    )
+    .bind(&slug)
+    .fetch_one(&state.pool)
+    .await?;
+    state.settings.media.blobs.delete(&objects).await;
     state.tenants.invalidate(&slug);
     if deleted == 0 {
         return Err(ApiError::not_found(format!("unknown tenant `{slug}`")));

@@ -298,6 +298,8 @@ pub enum ConfigError {
     WeakAdminToken,
     #[error("{0} must be at least 1")]
     Zero(&'static str),
+    #[error("media: {0}")]
+    Media(String),
     #[error("the public URL must be an absolute http(s) URL without a trailing slash")]
     PublicUrl,
     #[error("the shared Meta app's {0} must be at least 16 characters")]
@@ -313,6 +315,7 @@ pub enum ConfigError {
 impl EngineArgs {
     fn dispatch_settings(
         &self,
+        media: crate::engine::media::settings::MediaSettings,
     ) -> Result<crate::engine::outbound::dispatcher::DispatcherSettings, ConfigError> {
         use crate::engine::outbound::base_url::BaseUrlAllowList;
         use crate::engine::outbound::clients::SendPolicy;
@@ -337,6 +340,7 @@ impl EngineArgs {
             public_url: self.public_url.clone(),
             policy,
             tenant_concurrency: self.tenant_send_concurrency,
+            media,
         })
     }
 
@@ -373,6 +377,17 @@ impl EngineArgs {
                 verify_token: token.map(Secret::new),
             })),
         }
+    }
+
+    /// Media settings with the public URL signer: the engine's public URL, a key from the
+    /// admin token.
+    fn media_settings(&self) -> Result<crate::engine::media::settings::MediaSettings, ConfigError> {
+        let mut media = self.media.settings().map_err(ConfigError::Media)?;
+        media.public = crate::engine::media::public_url::PublicMedia::new(
+            self.public_url.clone(),
+            &self.admin_token,
+        );
+        Ok(media)
     }
 
     pub fn settings(&self) -> Result<Settings, ConfigError> {
@@ -414,6 +429,7 @@ impl EngineArgs {
                 return Err(ConfigError::Zero(name));
             }
         }
+        let media = self.media_settings()?;
         Ok(Settings {
             shared_meta: self.shared_meta()?,
             body_limit: self.body_limit,
@@ -425,8 +441,8 @@ impl EngineArgs {
             server: self.server_settings(),
             metrics_listen: self.server.metrics_listen,
             depth_refresh: Duration::from_secs(self.server.depth_refresh_seconds),
-            dispatch: self.dispatch_settings()?,
-            media: self.media.settings().map_err(ConfigError::Zero)?,
+            dispatch: self.dispatch_settings(media.clone())?,
+            media,
         })
     }
 }

@@ -103,6 +103,12 @@ pub fn router(state: AppState) -> Router {
         .route("/queue/jobs/{id}/fail", post(worker_api::fail))
         .route("/queue/jobs/{id}/heartbeat", post(worker_api::heartbeat))
         .route("/media/{id}", get(media::api::get))
+        // The tenant's media limit, not the body limit, bounds an upload (checked as it arrives).
+        .route(
+            "/media",
+            post(media::upload::upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/public/media/{id}", get(media::public::get))
         .route("/messages/send", post(outbound::api::send))
         .route("/messages/{id}", get(outbound::api::get))
         .route(
@@ -233,6 +239,12 @@ pub async fn build(args: &EngineArgs, shutdown: CancellationToken) -> Result<App
         ),
         settings.media.clone(),
         metrics.clone(),
+        shutdown.clone(),
+    );
+    media::retention::spawn(
+        pool.clone(),
+        settings.media.blobs.clone(),
+        settings.retention,
         shutdown.clone(),
     );
     let state = Arc::new(Engine {

@@ -27,6 +27,10 @@ pub struct Registration {
     pub max_attempts: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrency: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_max_bytes: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_retention_seconds: Option<i64>,
     pub worker_token_sha256: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_secret: Option<String>,

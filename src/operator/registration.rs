@@ -84,6 +84,8 @@ pub fn build(
         },
         max_attempts: tenant.spec.limits.max_job_attempts,
         max_concurrency: tenant.spec.limits.max_concurrent_jobs,
+        media_max_bytes: tenant.spec.limits.media_max_bytes,
+        media_retention_seconds: tenant.spec.limits.media_retention_seconds,
         worker_token_sha256: vec![hex::encode(Sha256::digest(worker_token.as_bytes()))],
         // The seed's inbound webhook uses the same secret as the provider's webhooks (the
         // first sender's).
@@ -166,5 +168,27 @@ mod tests {
         assert_eq!(sent["webhook_signature_header"], "X-Infobip-Signature");
         assert_eq!(sent["webhook_signature_algorithm"], "sha256");
         assert_eq!(registration.webhook_secret, None);
+    }
+
+    #[test]
+    fn media_limits_reach_the_engine_only_when_set() {
+        let credentials = || secret(serde_json::json!({"apiKey": "k"}));
+        let mut tenant = infobip_tenant();
+        let plain = build(&tenant, &[credentials()], "token").unwrap();
+        let body = serde_json::to_value(&plain).unwrap();
+        assert!(
+            body.get("media_max_bytes").is_none() && body.get("media_retention_seconds").is_none()
+        );
+        tenant.spec.limits.media_max_bytes = Some(2_000_000);
+        tenant.spec.limits.media_retention_seconds = Some(3600);
+        let limited = build(&tenant, &[credentials()], "token").unwrap();
+        let body = serde_json::to_value(&limited).unwrap();
+        assert_eq!(body["media_max_bytes"], 2_000_000);
+        assert_eq!(body["media_retention_seconds"], 3600);
+        assert_ne!(
+            digest(&plain),
+            digest(&limited),
+            "a change is registered again"
+        );
     }
 }

@@ -135,7 +135,7 @@ enum Found {
 }
 
 /// Meta's Graph error envelope.
-fn meta_error(status: StatusCode, code: u32, message: &str) -> Response {
+pub(crate) fn meta_error(status: StatusCode, code: u32, message: &str) -> Response {
     let body = json!({"error": {"message": message, "type": "OAuthException", "code": code,
                                 "fbtrace_id": "AsandboxTraceId"}});
     (status, axum::Json(body)).into_response()
@@ -180,7 +180,7 @@ async fn meta_lookup(
     }
 }
 
-fn invalid_token() -> Response {
+pub(crate) fn invalid_token() -> Response {
     meta_error(
         StatusCode::UNAUTHORIZED,
         190,

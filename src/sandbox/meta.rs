@@ -113,7 +113,7 @@ fn is_version(version: &str) -> bool {
 }
 
 /// The bearer token must be the one of the account that owns the phone number id.
-fn authenticate(
+pub(crate) fn authenticate(
     state: &SandboxState,
     phone_number_id: &str,
     headers: &HeaderMap,

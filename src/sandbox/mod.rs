@@ -6,6 +6,8 @@
 //! error shapes, posts their delivery reports back (signed like the providers sign them), and can
 //! inject 5xx and throttling errors. `/_sandbox/*` lets tests inspect and steer it.
 
+mod fetches;
+pub use fetches::Fetched;
 mod infobip;
 mod media;
 mod meta;
@@ -13,6 +15,7 @@ mod reports;
 pub mod state;
 pub mod templates;
 mod twilio;
+mod uploads;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -174,6 +177,8 @@ pub fn router(state: SandboxState) -> Router {
         .merge(twilio::routes())
         .merge(templates::routes())
         .merge(media::routes())
+        .merge(uploads::routes())
+        .merge(fetches::routes())
         .route(
             "/_sandbox/messages",
             get(list_requests).delete(clear_requests),
@@ -236,6 +241,9 @@ pub(crate) fn finish(state: &SandboxState, received: Received<'_>, outcome: Outc
         duplicate = outcome.duplicate,
         "send"
     );
+    if outcome.status.is_success() && matches!(received.provider, "infobip" | "twilio") {
+        fetches::download_media(state, received.provider, &received.body);
+    }
     state.record_request(RecordedRequest {
         provider: received.provider,
         path,
@@ -318,6 +326,7 @@ async fn replace_accounts(State(state): State<SandboxState>, body: Bytes) -> Res
 async fn reset(State(state): State<SandboxState>) -> StatusCode {
     state.clear_requests();
     state.clear_reports();
+    state.clear_fetches();
     state.forget_message_ids();
     StatusCode::NO_CONTENT
 }

@@ -330,6 +330,8 @@ struct Inner {
     infobip_ids: Mutex<HashMap<(String, String), Remembered>>,
     /// Inbound media files by id (`PUT /_sandbox/media/{id}`).
     media: Mutex<HashMap<String, SandboxMedia>>,
+    /// Media URLs of sends downloaded like the provider would.
+    fetches: Mutex<Vec<super::fetches::Fetched>>,
     http: reqwest::Client,
 }
 
@@ -363,6 +365,7 @@ impl SandboxState {
                 reports: Mutex::new(Vec::new()),
                 infobip_ids: Mutex::new(HashMap::new()),
                 media: Mutex::new(HashMap::new()),
+                fetches: Mutex::new(Vec::new()),
                 http,
             }),
         }
@@ -375,6 +378,18 @@ impl SandboxState {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    pub(crate) fn record_fetch(&self, fetched: super::fetches::Fetched) {
+        lock(&self.inner.fetches).push(fetched);
+    }
+
+    pub fn fetches(&self) -> Vec<super::fetches::Fetched> {
+        lock(&self.inner.fetches).clone()
+    }
+
+    pub fn clear_fetches(&self) {
+        lock(&self.inner.fetches).clear();
     }
 
     pub fn put_media(&self, id: String, media: SandboxMedia) {

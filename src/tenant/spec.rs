@@ -466,6 +466,20 @@ pub struct LimitsSpec {
     #[schemars(range(min = 1, max = 100))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_job_attempts: Option<i32>,
+
+    /// Largest media file in bytes (1 to 104857600 = 100 MiB): inbound files fetched from the
+    /// provider (larger ones are marked failed, the message is kept) and files workers upload
+    /// to send (`POST /media`, 413 above it). Defaults to the engine's `--media-max-bytes`.
+    #[schemars(range(min = 1, max = 104857600))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_max_bytes: Option<i64>,
+
+    /// How long the tenant's media files (inbound and uploaded) are kept, in seconds (60 to
+    /// 34560000 = 400 days); then the engine deletes them (from its object store too).
+    /// Defaults to the engine's job retention.
+    #[schemars(range(min = 60, max = 34560000))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media_retention_seconds: Option<i64>,
 }
 
 /// A ResourceQuota for the tenant's namespace, as Kubernetes quantities.

@@ -11,15 +11,15 @@ use flomastr::operator::backup::transfer::{BackupClient, TransferError};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const BUCKET: &str = "tenant-backups";
-const ACCESS_KEY: &str = "flomastr-test-access";
-const SECRET_KEY: &str = "flomastr-test-secret-key-0123456789";
+pub const BUCKET: &str = "tenant-backups";
+pub const ACCESS_KEY: &str = "flomastr-test-access";
+pub const SECRET_KEY: &str = "flomastr-test-secret-key-0123456789";
 
 /// An s3s-fs server on a loopback port of its own, over a temporary directory.
-struct S3Server {
+pub struct S3Server {
     child: Child,
-    endpoint: String,
-    _root: tempfile::TempDir,
+    pub endpoint: String,
+    pub root: tempfile::TempDir,
 }
 
 impl Drop for S3Server {
@@ -29,7 +29,7 @@ impl Drop for S3Server {
     }
 }
 
-async fn start_s3() -> S3Server {
+pub async fn start_s3() -> S3Server {
     let binary = require_env("FLOMASTR_S3_SERVER");
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir(root.path().join(BUCKET)).unwrap();
@@ -41,7 +41,7 @@ async fn start_s3() -> S3Server {
     let mut server = S3Server {
         child: spawn_s3(&binary, port, root.path()),
         endpoint: format!("http://127.0.0.1:{port}"),
-        _root: root,
+        root,
     };
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))

@@ -834,6 +834,9 @@ fn the_engine_ingress_routes_only_public_paths_and_metrics_stay_on_their_port() 
             "/queue/next-job",
             "/queue/jobs/1/complete",
             "/messages/send",
+            "/media",
+            "/media/0b0e6c1e-5d4f-4a51-9d1b-2f0c3f1f7a11",
+            "/public/media/0b0e6c1e-5d4f-4a51-9d1b-2f0c3f1f7a11",
             "/routes/health",
             "/routes/tools/synthesis",
             "/openapi.json",
@@ -848,6 +851,8 @@ fn the_engine_ingress_routes_only_public_paths_and_metrics_stay_on_their_port() 
             "/readyz",
             "/openapi.json/x",
             "/webhooks",
+            "/public",
+            "/mediax",
         ] {
             assert!(!routed(internal), "{internal} is not routed: {paths:?}");
         }

@@ -204,6 +204,27 @@ async fn the_caddyfile_fronts_the_engine_and_takes_operator_routes() {
     assert_eq!(webhook.status(), 404);
     let error: serde_json::Value = webhook.json().await.unwrap();
     assert_eq!(error["error"]["code"], "not_found", "the engine answered");
+    // A signed media link reaches the engine (403: this one is forged), so do worker uploads.
+    let link = http
+        .get(format!(
+            "{edge}/public/media/0b0e6c1e-5d4f-4a51-9d1b-2f0c3f1f7a11?exp=1&sig=00"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(link.status(), 403);
+    let error: serde_json::Value = link.json().await.unwrap();
+    assert_eq!(
+        error["error"]["code"], "invalid_signature",
+        "the engine answered"
+    );
+    let upload = http
+        .post(format!("{edge}/media"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upload.status(), 401, "the engine asks for the worker token");
     // The operator's route for a tenant's n8n host lands in front of the site's route.
     let client = CaddyClient::new(&format!("http://127.0.0.1:{admin_port}"), "srv0");
     let id = "tenant-demo-n8n";

@@ -20,6 +20,7 @@ mod e2e_up;
 mod engine_admin;
 mod engine_harness;
 mod engine_media;
+mod engine_media_send;
 mod engine_outbound;
 mod engine_outbound_media;
 mod engine_queue;

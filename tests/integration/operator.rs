@@ -134,7 +134,8 @@ pub async fn create_tenant(client: &kube::Client, slug: &str, extra: Value) -> T
             "n8n": {"replicas": 0, "storage": "2Gi", "timezone": "Europe/Madrid"},
             "whatsapp": {"provider": "Infobip", "sender": sender_for(slug),
                          "credentialsSecretRef": {"name": credentials_name(slug), "namespace": CREDENTIALS_NAMESPACE}},
-            "limits": {"quota": {"pods": 5, "requestsCpu": "2"}, "maxConcurrentJobs": 7}
+            "limits": {"quota": {"pods": 5, "requestsCpu": "2"}, "maxConcurrentJobs": 7,
+                       "mediaMaxBytes": 2000000, "mediaRetentionSeconds": 86400}
         }
     });
     if let (Some(spec), Some(extra)) = (body["spec"].as_object_mut(), extra.as_object()) {
@@ -508,6 +509,8 @@ async fn full_lifecycle_on_the_real_api_server() {
         .unwrap();
     assert_eq!(view["channel"]["provider"], "infobip");
     assert_eq!(view["max_concurrency"], 7);
+    assert_eq!(view["media_max_bytes"], 2_000_000);
+    assert_eq!(view["media_retention_seconds"], 86400);
     assert_eq!(view["webhook_secret_set"], true);
 
     // Ready once n8n runs as the spec asks: here with no pod (the node's Deployment controller

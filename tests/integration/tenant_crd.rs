@@ -202,6 +202,21 @@ async fn invalid_tenants_are_rejected_naming_the_field() {
             "spec.n8n.resources.limits.cpu",
         ),
         (
+            "media limit of zero",
+            |t| t["spec"]["limits"] = json!({"mediaMaxBytes": 0}),
+            "spec.limits.mediaMaxBytes",
+        ),
+        (
+            "media limit above 100 MiB",
+            |t| t["spec"]["limits"] = json!({"mediaMaxBytes": 104_857_601}),
+            "spec.limits.mediaMaxBytes",
+        ),
+        (
+            "media retention under a minute",
+            |t| t["spec"]["limits"] = json!({"mediaRetentionSeconds": 5}),
+            "spec.limits.mediaRetentionSeconds",
+        ),
+        (
             "unknown deletion policy",
             |t| t["spec"]["deletionPolicy"] = json!("Orphan"),
             "spec.deletionPolicy",
@@ -344,6 +359,13 @@ async fn kubectl_shows_printer_columns_short_name_and_field_docs() {
 
     let explain = kubectl(&["explain", "tenants.spec.n8n.replicas"]);
     assert!(explain.contains("Number of n8n pods"), "{explain}");
+    let explain = kubectl(&["explain", "tenants.spec.limits.mediaMaxBytes"]);
+    assert!(explain.contains("Largest media file in bytes"), "{explain}");
+    let explain = kubectl(&["explain", "tenants.spec.limits.mediaRetentionSeconds"]);
+    assert!(
+        explain.contains("How long the tenant's media files"),
+        "{explain}"
+    );
 }
 
 #[tokio::test]

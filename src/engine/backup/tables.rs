@@ -52,6 +52,10 @@ pub const TABLES: &[Table] = &[
 /// checks that every table with a `tenant_id` is in one list or the other).
 pub const NOT_ARCHIVED: &[(&str, &str)] = &[
     (
+        "media_provider_ids",
+        "a cache of Meta's ids of uploaded files (30 days): a restored file is uploaded again",
+    ),
+    (
         "tenants",
         "the header carries the settings; the registration is the operator's",
     ),

@@ -22,7 +22,7 @@ use uuid::Uuid;
 pub const SHA256_HEADER: &str = "x-content-sha256";
 
 #[utoipa::path(get, path = "/media/{id}", tag = "queue",
-    params(("id" = String, Path, description = "A media id from the job's payload (`media[].id`)")),
+    params(("id" = String, Path, description = "A media id from the job's payload (`media[].id`) or from `POST /media`")),
     security(("worker_token" = [])),
     responses((status = 200, description = "the file, with Content-Type, Content-Length, X-Content-SHA256 and Digest"),
               (status = 401), (status = 404, description = "unknown, or another tenant's"),
@@ -36,11 +36,28 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::not_found("no such media");
     let id: Uuid = id.parse().map_err(|_| not_found())?;
-    let row = store::read(&state.pool, worker.tenant_id, id)
+    let mut row = store::read(&state.pool, worker.tenant_id, id)
         .await?
         .ok_or_else(not_found)?;
     match row.status.as_str() {
-        "stored" => Ok(file(row)),
+        "stored" => {
+            let bytes = match row.bytes.take() {
+                Some(bytes) => bytes,
+                None => state
+                    .settings
+                    .media
+                    .blobs
+                    .get(
+                        &state.pool,
+                        (worker.tenant_id, id),
+                        row.object_key.as_deref(),
+                    )
+                    .await
+                    .map_err(storage_unavailable)?
+                    .ok_or_else(not_found)?,
+            };
+            Ok(file(&row, bytes))
+        }
         "pending" => Ok(pending(&row)),
         _ => Err(ApiError::new(
             StatusCode::GONE,
@@ -51,19 +68,44 @@ pub async fn get(
     }
 }
 
-fn file(row: MediaRow) -> Response {
-    let bytes = row.bytes.unwrap_or_default();
-    let sha256 = row.sha256.unwrap_or_default();
+/// The object store failed: a 503 (logged, its details not shown).
+pub fn storage_unavailable(error: super::blobs::BlobError) -> ApiError {
+    tracing::error!(%error, "media: could not read a stored file");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage_unavailable",
+        "the media store is unavailable; try again",
+    )
+}
+
+fn file(row: &MediaRow, bytes: Vec<u8>) -> Response {
+    file_response(
+        row.content_type.as_deref(),
+        row.sha256.as_deref(),
+        row.filename.as_deref(),
+        bytes,
+    )
+}
+
+/// A stored file's answer: the bytes with their type, length and digests (and, when it has a
+/// name, `Content-Disposition`).
+pub fn file_response(
+    content_type: Option<&str>,
+    sha256: Option<&str>,
+    filename: Option<&str>,
+    bytes: Vec<u8>,
+) -> Response {
+    let sha256 = sha256.unwrap_or_default().to_owned();
     let digest = hex::decode(&sha256)
         .map(|raw| base64::engine::general_purpose::STANDARD.encode(raw))
         .unwrap_or_default();
     let header = |value: String| {
         HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""))
     };
-    let content_type = row
-        .content_type
-        .unwrap_or_else(|| "application/octet-stream".to_owned());
-    (
+    let content_type = content_type
+        .unwrap_or("application/octet-stream")
+        .to_owned();
+    let mut response = (
         StatusCode::OK,
         [
             (CONTENT_TYPE, header(content_type)),
@@ -76,7 +118,26 @@ fn file(row: MediaRow) -> Response {
         ],
         bytes,
     )
-        .into_response()
+        .into_response();
+    if let Some(name) = filename {
+        // Quotes and backslashes cannot end the quoted name early.
+        let safe: String = name
+            .chars()
+            .map(|c| {
+                if c == '"' || c == '\\' || !c.is_ascii() || c.is_ascii_control() {
+                    '_'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename=\"{safe}\"")) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::CONTENT_DISPOSITION, value);
+        }
+    }
+    response
 }
 
 /// Longest Retry-After: the row's next try may be a download's lease (a download in flight ends

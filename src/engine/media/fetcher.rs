@@ -123,13 +123,32 @@ impl Fetcher {
                     .content_type
                     .or(claim.declared_type.clone())
                     .unwrap_or_else(|| UNKNOWN_TYPE.to_owned());
-                self.count("stored");
-                let file = Stored {
-                    content_type: &content_type,
-                    sha256: &sha256,
-                    bytes: &fetched.bytes,
-                };
-                store::stored(&self.pool, tenant, id, file).await
+                match self.settings.blobs.put(tenant, id, &fetched.bytes).await {
+                    Ok(placement) => {
+                        self.count("stored");
+                        let file = Stored {
+                            content_type: &content_type,
+                            sha256: &sha256,
+                            bytes: &fetched.bytes,
+                            placement: &placement,
+                        };
+                        store::stored(&self.pool, tenant, id, file).await
+                    }
+                    Err(error) => {
+                        // The object store is down: like a provider outage, tried again later.
+                        tracing::warn!(%error, media = %id, "media object store refused a file");
+                        self.count("retry");
+                        let retry = self.settings.backoff(claim.attempts);
+                        store::unfetched(
+                            &self.pool,
+                            tenant,
+                            id,
+                            "object_store: the media store is unavailable",
+                            Some(retry),
+                        )
+                        .await
+                    }
+                }
             }
             Err(error) => {
                 let retry = (error.retryable() && claim.attempts < self.settings.attempts)

@@ -3,8 +3,15 @@
 //! `media` table that keeps it, and `GET /media/{id}` that serves it to the tenant's workers.
 
 pub mod api;
+pub mod blobs;
 pub mod download;
 pub mod fetcher;
+pub mod files;
+pub mod kinds;
 pub mod payload;
+pub mod public;
+pub mod public_url;
+pub mod retention;
 pub mod settings;
 pub mod store;
+pub mod upload;

@@ -1,8 +1,10 @@
 //! How inbound media is fetched: how many downloads at once, the largest file, retries.
 
+use super::blobs::{MediaBlobs, S3Settings};
+use super::public_url::PublicMedia;
 use std::time::Duration;
 
-#[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
+#[derive(clap::Args, Clone, PartialEq, Eq)]
 pub struct MediaArgs {
     /// Media downloads running at once (all tenants together).
     #[arg(long, env = "FLOMASTR_MEDIA_FETCH_CONCURRENCY", default_value_t = MediaArgs::DEFAULT.media_fetch_concurrency)]
@@ -25,6 +27,40 @@ pub struct MediaArgs {
     /// Seconds one download may take, answer and body.
     #[arg(long, env = "FLOMASTR_MEDIA_FETCH_TIMEOUT_SECONDS", default_value_t = MediaArgs::DEFAULT.media_fetch_timeout_seconds)]
     pub media_fetch_timeout_seconds: u64,
+
+    /// Keep media files in this bucket of an S3-compatible object store instead of the
+    /// database (the rows stay in the database as the index).
+    #[arg(long, env = "FLOMASTR_MEDIA_S3_BUCKET")]
+    pub media_s3_bucket: Option<String>,
+
+    /// The S3-compatible server's URL (e.g. http://127.0.0.1:9000); absent: AWS.
+    #[arg(long, env = "FLOMASTR_MEDIA_S3_ENDPOINT")]
+    pub media_s3_endpoint: Option<String>,
+
+    #[arg(long, env = "FLOMASTR_MEDIA_S3_REGION", default_value = "us-east-1")]
+    pub media_s3_region: String,
+
+    #[arg(long, env = "FLOMASTR_MEDIA_S3_ACCESS_KEY_ID", hide_env_values = true)]
+    pub media_s3_access_key_id: Option<String>,
+
+    #[arg(
+        long,
+        env = "FLOMASTR_MEDIA_S3_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    pub media_s3_secret_access_key: Option<String>,
+}
+
+impl std::fmt::Debug for MediaArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The object store's keys stay out of every debug print.
+        f.debug_struct("MediaArgs")
+            .field("media_fetch_concurrency", &self.media_fetch_concurrency)
+            .field("media_max_bytes", &self.media_max_bytes)
+            .field("media_s3_bucket", &self.media_s3_bucket)
+            .field("media_s3_endpoint", &self.media_s3_endpoint)
+            .finish_non_exhaustive()
+    }
 }
 
 impl MediaArgs {
@@ -35,9 +71,42 @@ impl MediaArgs {
         media_fetch_attempts: 5,
         media_retry_seconds: 5,
         media_fetch_timeout_seconds: 60,
+        media_s3_bucket: None,
+        media_s3_endpoint: None,
+        media_s3_region: String::new(),
+        media_s3_access_key_id: None,
+        media_s3_secret_access_key: None,
     };
 
-    pub fn settings(&self) -> Result<MediaSettings, &'static str> {
+    /// The object store, when a bucket is configured (then both keys are required).
+    fn blobs(&self) -> Result<MediaBlobs, String> {
+        let Some(bucket) = self.media_s3_bucket.clone().filter(|b| !b.is_empty()) else {
+            return Ok(MediaBlobs::database());
+        };
+        let (Some(access_key_id), Some(secret_access_key)) = (
+            self.media_s3_access_key_id.clone(),
+            self.media_s3_secret_access_key.clone(),
+        ) else {
+            return Err(
+                "a media S3 bucket needs --media-s3-access-key-id and --media-s3-secret-access-key"
+                    .into(),
+            );
+        };
+        let region = if self.media_s3_region.is_empty() {
+            "us-east-1".to_owned()
+        } else {
+            self.media_s3_region.clone()
+        };
+        MediaBlobs::s3(&S3Settings {
+            bucket,
+            region,
+            endpoint: self.media_s3_endpoint.clone(),
+            access_key_id,
+            secret_access_key,
+        })
+    }
+
+    pub fn settings(&self) -> Result<MediaSettings, String> {
         for (name, value) in [
             (
                 "media fetch concurrency",
@@ -51,7 +120,7 @@ impl MediaArgs {
             ("media fetch timeout", self.media_fetch_timeout_seconds),
         ] {
             if value == 0 {
-                return Err(name);
+                return Err(format!("{name} must be at least 1"));
             }
         }
         Ok(MediaSettings {
@@ -60,6 +129,8 @@ impl MediaArgs {
             attempts: self.media_fetch_attempts,
             retry: Duration::from_secs(self.media_retry_seconds),
             timeout: Duration::from_secs(self.media_fetch_timeout_seconds),
+            blobs: self.blobs()?,
+            public: PublicMedia::new(None, ""),
         })
     }
 }
@@ -77,6 +148,10 @@ pub struct MediaSettings {
     pub attempts: i32,
     pub retry: Duration,
     pub timeout: Duration,
+    /// Where the bytes go.
+    pub blobs: MediaBlobs,
+    /// Signed public URLs (set up by the engine's settings: base URL and key).
+    pub public: PublicMedia,
 }
 
 impl MediaSettings {

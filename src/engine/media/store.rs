@@ -1,5 +1,6 @@
 //! The `media` table: rows made with their job, claimed for a download, and completed.
 
+use super::blobs::Placement;
 use super::payload::{FAILED, PENDING};
 use sqlx::PgPool;
 use std::time::Duration;
@@ -63,6 +64,8 @@ pub struct Stored<'a> {
     pub content_type: &'a str,
     pub sha256: &'a str,
     pub bytes: &'a [u8],
+    /// In the row, or in the object store (then the row keeps the key, not the bytes).
+    pub placement: &'a super::blobs::Placement,
 }
 
 pub async fn stored(
@@ -77,7 +80,14 @@ pub async fn stored(
         .bind(file.content_type)
         .bind(file.sha256)
         .bind(file.bytes.len() as i64)
-        .bind(file.bytes)
+        .bind(match file.placement {
+            Placement::Row => Some(file.bytes),
+            Placement::Object(_) => None,
+        })
+        .bind(match file.placement {
+            Placement::Row => None,
+            Placement::Object(key) => Some(key.as_str()),
+        })
         .execute(pool)
         .await?;
     Ok(())
@@ -117,12 +127,15 @@ pub struct MediaRow {
     pub bytes: Option<Vec<u8>>,
     pub error: Option<String>,
     pub next_attempt_at: chrono::DateTime<chrono::Utc>,
+    pub filename: Option<String>,
+    /// Where the bytes are when the object store keeps them.
+    pub object_key: Option<String>,
 }
 
 /// The tenant's media row `id`; another tenant's id is `None`, like a missing one.
 pub async fn read(pool: &PgPool, tenant: Uuid, id: Uuid) -> Result<Option<MediaRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT status, content_type, sha256, bytes, error, next_attempt_at
+        "SELECT status, content_type, sha256, bytes, error, next_attempt_at, filename, object_key
          FROM media WHERE tenant_id = $1 AND id = $2",
     )
     .bind(tenant)

@@ -42,7 +42,8 @@ pub struct SendRequest {
     /// An approved template; required outside the 24-hour window.
     #[serde(default)]
     pub template: Option<TemplateRequest>,
-    /// An image, document, audio, video or sticker, by https URL or Meta media id.
+    /// An image, document, audio, video or sticker, by https URL, by an engine media id
+    /// (`POST /media`, or an inbound file of the tenant) or by a Meta media id.
     #[serde(default)]
     pub media: Option<MediaRequest>,
     /// Reply buttons or a list (Meta and InfoBip; Twilio: as a Content API template).
@@ -155,6 +156,16 @@ pub async fn send(
             interactive: request.interactive.as_ref(),
         };
         capabilities::check(channel.provider, &parts)?;
+        if let Some(media) = &request.media {
+            super::stored_media::check(
+                &state.pool,
+                &state.settings.media,
+                tenant.id,
+                media,
+                channel.provider,
+            )
+            .await?;
+        }
     }
     if request.template.is_none() && !window {
         return Err(ApiError::new(

@@ -38,13 +38,18 @@ pub fn check(provider: Provider, parts: &Parts<'_>) -> Result<(), ApiError> {
     }
 }
 
+/// A provider's (Meta's) media id: an engine media id is sent by URL where the provider needs one.
+fn provider_media_id(media: &MediaRequest) -> bool {
+    media.id.is_some() && super::stored_media::engine_id(media).is_none()
+}
+
 fn refused(field: &str, why: &str) -> Result<(), ApiError> {
     Err(ApiError::invalid_field(field, why))
 }
 
 fn infobip(parts: &Parts<'_>) -> Result<(), ApiError> {
-    const BY_URL: &str = "InfoBip sends media by URL only: give url instead of a media id";
-    if parts.media.is_some_and(|m| m.id.is_some()) {
+    const BY_URL: &str = "InfoBip sends media by URL only: give url or an engine media id instead of a provider media id";
+    if parts.media.is_some_and(provider_media_id) {
         return refused("media.id", BY_URL);
     }
     if let Some(header) = parts.interactive.and_then(|i| i.header.as_ref())
@@ -92,10 +97,10 @@ fn twilio(parts: &Parts<'_>) -> Result<(), ApiError> {
     let Some(media) = parts.media else {
         return Ok(());
     };
-    if media.id.is_some() {
+    if provider_media_id(media) {
         return refused(
             "media.id",
-            "Twilio sends media by URL only (MediaUrl): give url instead of a media id",
+            "Twilio sends media by URL only (MediaUrl): give url or an engine media id instead of a provider media id",
         );
     }
     if media.filename.is_some() {

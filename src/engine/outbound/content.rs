@@ -34,7 +34,7 @@ impl MediaKind {
     }
 }
 
-/// A media message: exactly one of `url` (https) or `id` (a Meta media id).
+/// A media message: exactly one of `url` (https) or `id` (an engine or a Meta media id).
 #[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MediaRequest {
@@ -43,7 +43,8 @@ pub struct MediaRequest {
     /// Where the provider downloads it: `https://`, no user info, a public host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    /// A media id uploaded to the provider beforehand (Meta only).
+    /// An engine media id (`POST /media`, or an inbound `media[].id` of the tenant: forwarded),
+    /// or a media id uploaded to Meta beforehand (Meta only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// Image, video and document only; at most 1024 characters.

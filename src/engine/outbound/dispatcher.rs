@@ -35,6 +35,8 @@ pub struct DispatcherSettings {
     pub policy: SendPolicy,
     /// Sends of one tenant in flight at once on one replica.
     pub tenant_concurrency: usize,
+    /// Media files the engine keeps (sent by their engine id) and their public URLs.
+    pub media: crate::engine::media::settings::MediaSettings,
 }
 
 pub struct Dispatcher {
@@ -246,6 +248,26 @@ impl Dispatcher {
                     tenant.slug
                 )
             }),
+        };
+        let outgoing = match super::stored_media::resolve(
+            &self.pool,
+            &self.settings.media,
+            &self.clients,
+            (tenant.id, &channel),
+            &outgoing.content,
+        )
+        .await
+        {
+            Ok(Some(content)) => Outgoing {
+                content,
+                ..outgoing
+            },
+            Ok(None) => outgoing,
+            Err(outcome) => {
+                return self
+                    .record(&message, tenant.id, channel.provider.as_str(), outcome)
+                    .await;
+            }
         };
         let outcome = self.clients.send(&channel, &outgoing).await;
         self.record(&message, tenant.id, channel.provider.as_str(), outcome)

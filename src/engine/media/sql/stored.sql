@@ -1,8 +1,8 @@
--- A download that succeeded: the bytes into the row, and the job's payload told (status, type,
+-- A download that succeeded: the bytes into the row (or the object store's key, $7), and the job's payload told (status, type,
 -- size and SHA-256 of its media[position]).
 WITH stored AS (
     UPDATE media
-    SET status = 'stored', content_type = $3, sha256 = $4, size = $5, bytes = $6, error = NULL,
+    SET status = 'stored', content_type = $3, sha256 = $4, size = $5, bytes = $6, object_key = $7, error = NULL,
         updated_at = now()
     WHERE tenant_id = $1 AND id = $2 AND status = 'pending'
     RETURNING job_id, position

@@ -1,9 +1,11 @@
+-- A file in the object store is restored as its key (the object is the engine's, not the archive's).
 -- Media ids are the tenant's own (the key is tenant and id) and job payloads name them: kept.
 INSERT INTO media (tenant_id, id, job_id, position, sender_id, provider, kind, provider_ref,
                    declared_type, status, content_type, sha256, size, bytes, error, attempts,
-                   next_attempt_at, created_at, updated_at)
+                   next_attempt_at, created_at, updated_at, filename, expires_at, object_key)
 SELECT $2, r.id, flomastr_restored_id(r.job_id, $3), r.position,
        (SELECT s.new FROM pg_temp.flomastr_restore_senders s WHERE s.old = r.sender_id),
        r.provider, r.kind, r.provider_ref, r.declared_type, r.status, r.content_type, r.sha256,
-       r.size, r.bytes, r.error, r.attempts, r.next_attempt_at, r.created_at, r.updated_at
+       r.size, r.bytes, r.error, r.attempts, r.next_attempt_at, r.created_at, r.updated_at,
+       r.filename, r.expires_at, r.object_key
 FROM jsonb_populate_recordset(NULL::media, $1::text::jsonb) AS r
