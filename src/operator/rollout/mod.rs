@@ -52,7 +52,13 @@ pub async fn controller(ctx: Arc<Context>) -> futures::stream::BoxStream<'static
         tracing::warn!(%error, "TenantRollouts are off: apply crds/tenantrollout.yaml to roll out n8n versions in waves");
         return futures::stream::empty().boxed();
     }
-    Controller::new(api, watcher::Config::default())
+    // A sharded operator (--tenant-selector) handles its own shard's rollouts: those carrying
+    // the same labels, over its own Tenants.
+    let mut rollouts = watcher::Config::default();
+    if let Some(selector) = &ctx.config.tenant_selector {
+        rollouts = rollouts.labels(selector);
+    }
+    Controller::new(api, rollouts)
         .run(reconcile, error_policy, ctx)
         .map(|result| {
             if let Err(error) = result {
@@ -158,7 +164,11 @@ pub async fn reconcile(rollout: Arc<TenantRollout>, ctx: Arc<Context>) -> Result
 async fn read_tenants(ctx: &Context) -> Result<Vec<serde_json::Value>, Error> {
     let resource = ApiResource::erase::<Tenant>(&());
     let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &resource);
-    let list = api.list(&ListParams::default()).await?;
+    let mut params = ListParams::default();
+    if let Some(selector) = &ctx.config.tenant_selector {
+        params = params.labels(selector);
+    }
+    let list = api.list(&params).await?;
     list.items
         .into_iter()
         .map(|object| {
@@ -258,12 +268,15 @@ async fn write_status(
     if rollout.status.is_some() && previous == &status {
         return Ok(());
     }
-    let patch = serde_json::json!({"status": status});
+    // Server-side apply: a field this status leaves out (stoppedReason once resumed) is removed.
+    let patch = serde_json::json!({
+        "apiVersion": "flomastr.io/v1alpha1", "kind": "TenantRollout", "status": status
+    });
     Api::<TenantRollout>::all(ctx.client.clone())
         .patch_status(
             &rollout.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
         )
         .await?;
     Ok(())
