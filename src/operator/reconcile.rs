@@ -127,7 +127,16 @@ async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> 
     findings.push(dns);
     findings.push(engine_finding(&tenant, &plan, &ctx).await);
     let running = running.map(|()| plan.image.clone());
-    write_status(&tenant, &plan, &ctx, &findings, records, fingerprint, running).await?;
+    write_status(
+        &tenant,
+        &plan,
+        &ctx,
+        &findings,
+        records,
+        fingerprint,
+        running,
+    )
+    .await?;
     children?;
     if let Some(f) = findings.iter().find(|f| !f.ok && f.reason != "Progressing") {
         return Err(Error::NotReady(format!(

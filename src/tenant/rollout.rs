@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 
 /// A fleet-wide n8n version, rolled out to tenants in waves: the canaries first, then batches;
 /// each tenant is backed up, upgraded, and rolled back when the new n8n is not ready in time.
+// Clippy reads the printcolumns' repeated `type_ = "string"` as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "flomastr.io",
@@ -23,12 +25,41 @@ use std::collections::BTreeMap;
     status = "TenantRolloutStatus",
     derive = "PartialEq",
     doc = "A fleet-wide n8n version rolled out to tenants in waves (canaries first, then batches), with a backup before and a rollback after a failed upgrade.",
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase", description = "Where the rollout is"),
-    printcolumn(name = "Image", type_ = "string", json_path = ".spec.n8nImage", description = "The n8n image rolled out"),
-    printcolumn(name = "Wave", type_ = "integer", json_path = ".status.currentWave", description = "The wave in progress (0 = the canaries)"),
-    printcolumn(name = "Upgraded", type_ = "integer", json_path = ".status.upgraded", description = "Tenants that run the image"),
-    printcolumn(name = "Stopped", type_ = "string", json_path = ".status.stoppedReason", description = "Why the rollout stopped"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Where the rollout is"
+    ),
+    printcolumn(
+        name = "Image",
+        type_ = "string",
+        json_path = ".spec.n8nImage",
+        description = "The n8n image rolled out"
+    ),
+    printcolumn(
+        name = "Wave",
+        type_ = "integer",
+        json_path = ".status.currentWave",
+        description = "The wave in progress (0 = the canaries)"
+    ),
+    printcolumn(
+        name = "Upgraded",
+        type_ = "integer",
+        json_path = ".status.upgraded",
+        description = "Tenants that run the image"
+    ),
+    printcolumn(
+        name = "Stopped",
+        type_ = "string",
+        json_path = ".status.stoppedReason",
+        description = "Why the rollout stopped"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TenantRolloutSpec {

@@ -71,7 +71,10 @@ async fn fleet(names: &[&str]) -> Fleet {
     fleet.tenants_step().await;
     for slug in &fleet.slugs {
         assert_eq!(fleet.image(slug).await, DEFAULT_N8N_IMAGE);
-        assert_eq!(fleet.recorded(slug).await.as_deref(), Some(DEFAULT_N8N_IMAGE));
+        assert_eq!(
+            fleet.recorded(slug).await.as_deref(),
+            Some(DEFAULT_N8N_IMAGE)
+        );
     }
     fleet
 }
@@ -94,7 +97,8 @@ impl Fleet {
     }
 
     async fn kubelet(&self, slug: &str) {
-        let deployments = Api::<Deployment>::namespaced(self.admin.clone(), &format!("tenant-{slug}"));
+        let deployments =
+            Api::<Deployment>::namespaced(self.admin.clone(), &format!("tenant-{slug}"));
         let deployment = deployments.get("n8n").await.unwrap();
         let image = deployment.spec.template.spec.as_ref().unwrap().containers[0]
             .image
@@ -166,8 +170,8 @@ impl Fleet {
         let mut seen = Vec::new();
         for _ in 0..60 {
             let status = self.rollout_pass(name).await;
-            let done = status.phase == Some(until)
-                && status.tenants.iter().all(|t| !t.state.in_flight());
+            let done =
+                status.phase == Some(until) && status.tenants.iter().all(|t| !t.state.in_flight());
             seen.push(status);
             if done {
                 return seen;
@@ -206,7 +210,11 @@ async fn a_rollout_upgrades_the_canary_first_then_batches_and_reports_each_tenan
     let first = &seen[0];
     assert_eq!(first.phase, Some(RolloutPhase::Progressing));
     assert_eq!(first.current_wave, Some(0));
-    assert_eq!(first.waves, Some(3), "the canary's wave, then 4 tenants 2 at a time");
+    assert_eq!(
+        first.waves,
+        Some(3),
+        "the canary's wave, then 4 tenants 2 at a time"
+    );
     assert_eq!(state_of(first, &canary), UpgradeState::Upgrading);
     for status in &seen {
         let started: Vec<_> = status
@@ -221,7 +229,11 @@ async fn a_rollout_upgrades_the_canary_first_then_batches_and_reports_each_tenan
                 "no tenant starts before the canary is upgraded"
             );
         }
-        let in_flight = status.tenants.iter().filter(|t| t.state.in_flight()).count();
+        let in_flight = status
+            .tenants
+            .iter()
+            .filter(|t| t.state.in_flight())
+            .count();
         assert!(in_flight <= 2, "at most batchSize at once: {status:#?}");
         let waves: std::collections::BTreeSet<i32> = status
             .tenants
@@ -291,7 +303,10 @@ async fn a_failing_canary_stops_the_rollout_is_rolled_back_and_a_fixed_spec_resu
     assert_eq!(entry.reason.as_deref(), Some("NotReadyInTime"));
     assert!(entry.message.as_deref().unwrap().contains("rolled back to"));
     assert_eq!(fleet.image(&canary).await, DEFAULT_N8N_IMAGE, "rolled back");
-    assert_eq!(fleet.recorded(&canary).await.as_deref(), Some(DEFAULT_N8N_IMAGE));
+    assert_eq!(
+        fleet.recorded(&canary).await.as_deref(),
+        Some(DEFAULT_N8N_IMAGE)
+    );
     for other in ["a", "b"] {
         let slug = fleet.slug(other);
         assert_eq!(state_of(stopped, &slug), UpgradeState::Pending);
@@ -314,7 +329,10 @@ async fn a_failing_canary_stops_the_rollout_is_rolled_back_and_a_fixed_spec_resu
         .unwrap();
     let resumed = fleet.drive(&name, RolloutPhase::Succeeded).await;
     assert_eq!(state_of(&resumed[0], &canary), UpgradeState::Upgrading);
-    assert_eq!(state_of(&resumed[0], &fleet.slug("a")), UpgradeState::Pending);
+    assert_eq!(
+        state_of(&resumed[0], &fleet.slug("a")),
+        UpgradeState::Pending
+    );
     let last = resumed.last().unwrap();
     assert_eq!(last.upgraded, 3);
     assert_eq!(last.stopped_reason, None);
@@ -329,16 +347,32 @@ async fn bad_rollouts_are_refused_with_a_clear_reason_and_touch_no_tenant() {
     let solo = fleet.slug("solo");
     for (case, spec, expected) in [
         ("empty image", json!({"n8nImage": ""}), "n8nImage"),
-        ("floating tag", json!({"n8nImage": "n8nio/n8n:latest"}), "pinned"),
+        (
+            "floating tag",
+            json!({"n8nImage": "n8nio/n8n:latest"}),
+            "pinned",
+        ),
         ("no tag", json!({"n8nImage": "n8nio/n8n"}), "pinned"),
-        ("batch 0", json!({"n8nImage": GOOD, "batchSize": 0}), "batchSize"),
-        ("timeout 0", json!({"n8nImage": GOOD, "readyTimeoutSeconds": 0}), "readyTimeoutSeconds"),
+        (
+            "batch 0",
+            json!({"n8nImage": GOOD, "batchSize": 0}),
+            "batchSize",
+        ),
+        (
+            "timeout 0",
+            json!({"n8nImage": GOOD, "readyTimeoutSeconds": 0}),
+            "readyTimeoutSeconds",
+        ),
     ] {
         let name = format!("{}-bad-{}", fleet.run, case.replace(' ', "-"));
         match fleet.create_rollout(&name, spec).await {
             Err(kube::Error::Api(status)) => {
                 assert_eq!(status.code, 422, "{case}: {status:?}");
-                assert!(status.message.contains(expected), "{case}: {}", status.message);
+                assert!(
+                    status.message.contains(expected),
+                    "{case}: {}",
+                    status.message
+                );
             }
             other => panic!("{case}: accepted: {other:?}"),
         }
@@ -375,7 +409,10 @@ async fn bad_rollouts_are_refused_with_a_clear_reason_and_touch_no_tenant() {
     assert!(entry.message.as_deref().unwrap().contains("spec.backup"));
     fleet.tenants_step().await;
     assert_eq!(fleet.image(&solo).await, DEFAULT_N8N_IMAGE);
-    let tenant = Api::<Tenant>::all(fleet.admin.clone()).get(&solo).await.unwrap();
+    let tenant = Api::<Tenant>::all(fleet.admin.clone())
+        .get(&solo)
+        .await
+        .unwrap();
     let annotations = tenant.metadata.annotations.unwrap_or_default();
     assert!(
         !annotations.contains_key("flomastr.io/n8n-image")

@@ -268,7 +268,10 @@ fn rolling_back(
     let failed = entry
         .message
         .as_deref()
-        .and_then(|m| m.split_once("; rolling back").map(|(why, _)| why.to_owned()))
+        .and_then(|m| {
+            m.split_once("; rolling back")
+                .map(|(why, _)| why.to_owned())
+        })
         .unwrap_or_default();
     if n8n.ready_with.as_deref() == Some(from.as_str()) {
         let reason = entry.reason.clone().unwrap_or_default();
@@ -384,7 +387,11 @@ mod tests {
         });
         let none = N8nSeen::default();
         assert!(advance(&spec, &mut entry, &tenant, &none, at(1)).is_empty());
-        assert_eq!(entry.state, UpgradeState::BackingUp, "another request's outcome");
+        assert_eq!(
+            entry.state,
+            UpgradeState::BackingUp,
+            "another request's outcome"
+        );
         tenant.last_backup = Some(BackupOutcome {
             id: "req-1".into(),
             succeeded: false,
@@ -439,7 +446,9 @@ mod tests {
             assert_eq!(entry.state, UpgradeState::RolledBack);
             assert_eq!(entry.reason.as_deref(), Some("NotReadyInTime"));
             let message = entry.message.unwrap();
-            assert!(message.contains("CrashLoopBackOff") && message.contains("rolled back to n8n:1"));
+            assert!(
+                message.contains("CrashLoopBackOff") && message.contains("rolled back to n8n:1")
+            );
         }
     }
 
@@ -450,7 +459,10 @@ mod tests {
         pinned.pinned = Some("n8n:0".into());
         let mut e = entry();
         assert!(start(&spec, &mut e, &pinned, "n8n:1", "r", at(0)).is_empty());
-        assert_eq!((e.state, e.reason.as_deref()), (UpgradeState::Skipped, Some("Pinned")));
+        assert_eq!(
+            (e.state, e.reason.as_deref()),
+            (UpgradeState::Skipped, Some("Pinned"))
+        );
         let mut current = tenant();
         current.running = Some("n8n:2".into());
         current.chosen = Some("n8n:2".into());
@@ -459,6 +471,10 @@ mod tests {
         assert_eq!(e.state, UpgradeState::Upgraded);
         let mut e = entry();
         let writes = start(&spec, &mut e, &tenant(), "n8n:1", "r", at(0));
-        assert_eq!(writes, [Write::Image("n8n:2".into())], "no backup asked for");
+        assert_eq!(
+            writes,
+            [Write::Image("n8n:2".into())],
+            "no backup asked for"
+        );
     }
 }

@@ -82,9 +82,7 @@ impl TenantView {
             labels,
             pinned: text("/spec/n8n/image"),
             scaled_down: suspended || replicas == 0,
-            backup_configured: tenant
-                .pointer("/spec/backup")
-                .is_some_and(|b| !b.is_null()),
+            backup_configured: tenant.pointer("/spec/backup").is_some_and(|b| !b.is_null()),
             last_backup,
             running: text("/status/n8nImage"),
             chosen: text(&annotation),
@@ -126,7 +124,8 @@ mod tests {
         let last = view.last_backup.unwrap();
         assert_eq!((last.id.as_str(), last.succeeded), ("r1", false));
         assert_eq!(last.reason.as_deref(), Some("TargetFull"));
-        let bare = TenantView::from_json(&json!({"metadata": {"name": "b"}, "spec": {"suspended": true}}));
+        let bare =
+            TenantView::from_json(&json!({"metadata": {"name": "b"}, "spec": {"suspended": true}}));
         assert!(!bare.backup_configured && bare.scaled_down && bare.last_backup.is_none());
         assert_eq!(bare.effective("n8n:default"), "n8n:default");
     }

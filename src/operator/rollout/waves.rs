@@ -165,11 +165,7 @@ pub fn stop(spec: &TenantRolloutSpec, entries: &[TenantUpgrade]) -> Option<(&'st
 }
 
 /// The phase, given the entries after this pass.
-pub fn phase(
-    spec: &TenantRolloutSpec,
-    entries: &[TenantUpgrade],
-    stopped: bool,
-) -> RolloutPhase {
+pub fn phase(spec: &TenantRolloutSpec, entries: &[TenantUpgrade], stopped: bool) -> RolloutPhase {
     if stopped {
         RolloutPhase::Stopped
     } else if entries.iter().all(|e| e.state.is_terminal()) {
@@ -215,7 +211,13 @@ mod tests {
             .collect();
         assert_eq!(
             waves,
-            [("e", 0, true), ("a", 1, false), ("b", 1, false), ("c", 2, false), ("d", 2, false)]
+            [
+                ("e", 0, true),
+                ("a", 1, false),
+                ("b", 1, false),
+                ("c", 2, false),
+                ("d", 2, false)
+            ]
         );
         assert_eq!(current_wave(&entries), Some(0));
     }
@@ -245,7 +247,11 @@ mod tests {
         assert_eq!(phase(&spec1, &entries, true), RolloutPhase::Stopped);
         let fixed = spec(serde_json::json!({"canary": ["a"], "n8nImage": "n8n:3"}));
         let replanned = plan(&fixed, &tenants(&["a", "b"]), &entries);
-        assert!(replanned.iter().all(|e| e.state == UpgradeState::Pending && e.to == "n8n:3"));
+        assert!(
+            replanned
+                .iter()
+                .all(|e| e.state == UpgradeState::Pending && e.to == "n8n:3")
+        );
         assert!(stop(&fixed, &replanned).is_none());
     }
 
