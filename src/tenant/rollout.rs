@@ -89,11 +89,17 @@ pub struct TenantRolloutSpec {
     #[schemars(range(min = 1, max = 1000))]
     pub batch_size: i32,
 
-    /// Seconds a tenant's new n8n has to roll out and become ready before it is rolled back
-    /// (and, as long, for the rollback). 1 to 86400.
+    /// Seconds a tenant's new n8n has to roll out and become ready before it is rolled back.
+    /// 1 to 86400.
     #[serde(default = "default_ready_timeout")]
     #[schemars(range(min = 1, max = 86400))]
     pub ready_timeout_seconds: i64,
+
+    /// Seconds the rollback to the previous version has to be ready again (n8n restarts, and
+    /// a restore may run first) before the tenant is Failed with RollbackNotReady. 1 to 86400.
+    #[serde(default = "default_rollback_timeout")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub rollback_timeout_seconds: i64,
 
     /// Seconds a tenant's backup before its upgrade may take (60 to 86400).
     #[serde(default = "default_backup_timeout")]
@@ -122,6 +128,10 @@ fn default_batch_size() -> i32 {
 
 fn default_ready_timeout() -> i64 {
     600
+}
+
+fn default_rollback_timeout() -> i64 {
+    900
 }
 
 fn default_backup_timeout() -> i64 {

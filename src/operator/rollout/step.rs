@@ -282,14 +282,14 @@ fn rolling_back(
             format!("{failed}; rolled back to {from}, ready"),
             now,
         );
-    } else if elapsed > spec.ready_timeout_seconds {
+    } else if elapsed > spec.rollback_timeout_seconds {
         set(
             entry,
             UpgradeState::Failed,
             "RollbackNotReady",
             format!(
                 "{failed}; the rollback to {from} was not ready within {}s either",
-                spec.ready_timeout_seconds
+                spec.rollback_timeout_seconds
             ),
             now,
         );
