@@ -30,10 +30,20 @@ enum LogFormat {
     Json,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CrdKind {
+    Tenant,
+    TenantRollout,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Print the Tenant CustomResourceDefinition as YAML (what `crds/tenant.yaml` holds).
-    Crd,
+    /// Print a CustomResourceDefinition as YAML: the Tenant's (what `crds/tenant.yaml` holds) or
+    /// the TenantRollout's (`crds/tenantrollout.yaml`).
+    Crd {
+        #[arg(value_enum, default_value = "tenant")]
+        kind: CrdKind,
+    },
     /// Run the engine: webhooks in, the tenant job queue, the admin API.
     Engine(Box<flomastr::engine::config::EngineArgs>),
     /// Run the operator: reconcile Tenants into namespaces, n8n, routes, DNS and engine registrations.
@@ -59,8 +69,14 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     match cli.command {
-        Command::Crd => {
-            print!("{}", flomastr::tenant::crd_yaml());
+        Command::Crd { kind } => {
+            print!(
+                "{}",
+                match kind {
+                    CrdKind::Tenant => flomastr::tenant::crd_yaml(),
+                    CrdKind::TenantRollout => flomastr::tenant::rollout_crd_yaml(),
+                }
+            );
             Ok(())
         }
         Command::Engine(args) => Ok(flomastr::engine::run(*args).await?),

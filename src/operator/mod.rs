@@ -19,6 +19,7 @@ pub mod pod_health;
 pub mod pod_selector;
 pub mod reconcile;
 pub mod registration;
+pub mod rollout;
 pub mod status;
 pub mod workflow_ready;
 
@@ -136,7 +137,8 @@ pub async fn run(config: OperatorArgs) -> Result<(), OperatorError> {
     metrics.became_leader();
     let no_election = config.no_leader_election;
     let ctx = Context::watching(client, config, metrics)?;
-    let work = controller(ctx).for_each(|()| async {});
+    let rollouts = rollout::controller(ctx.clone()).await;
+    let work = futures::stream::select(controller(ctx), rollouts).for_each(|()| async {});
     let keep_lease = async {
         if no_election {
             return std::future::pending::<Result<(), OperatorError>>().await;

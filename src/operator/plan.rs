@@ -2,10 +2,14 @@
 
 use crate::operator::config::OperatorArgs;
 use crate::tenant::{DnsRecordType, Tenant};
+use kube::ResourceExt;
 use std::collections::BTreeMap;
 
 pub const MANAGER: &str = "flomastr-operator";
 pub const SLUG_LABEL: &str = "flomastr.io/tenant";
+/// The n8n image a TenantRollout chose for the tenant: used when `spec.n8n.image` pins none
+/// (the Tenant's own pin wins), in place of the operator's default.
+pub const N8N_IMAGE_ANNOTATION: &str = "flomastr.io/n8n-image";
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
@@ -68,6 +72,7 @@ pub fn plan(tenant: &Tenant, config: &OperatorArgs) -> Plan {
             .n8n
             .image
             .clone()
+            .or_else(|| rollout_image(tenant))
             .unwrap_or_else(|| config.n8n_image.clone()),
         replicas: if spec.suspended { 0 } else { spec.n8n.replicas },
         suspended: spec.suspended,
@@ -89,6 +94,15 @@ pub fn plan(tenant: &Tenant, config: &OperatorArgs) -> Plan {
             .as_ref()
             .and_then(|s| s.encryption_key_fingerprint.clone()),
     }
+}
+
+/// The image a rollout set on the Tenant, when it is pinned like `spec.n8n.image` must be (the
+/// annotation is not validated by the API server).
+fn rollout_image(tenant: &Tenant) -> Option<String> {
+    let image = tenant.annotations().get(N8N_IMAGE_ANNOTATION)?.trim();
+    let floating = image.ends_with(":latest") || image.ends_with(":stable");
+    (!image.is_empty() && image.len() <= 512 && !floating && !image.contains(char::is_whitespace))
+        .then(|| image.to_owned())
 }
 
 fn infer_record_type(target: &str) -> DnsRecordType {

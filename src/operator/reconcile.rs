@@ -108,10 +108,11 @@ pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Ac
 async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
     let mut plan = plan(&tenant, &ctx.config);
     let children = apply_children(&tenant, &mut plan, &ctx).await;
-    let (n8n, reported) = match &children {
+    let (n8n, reported, running) = match &children {
         Ok(()) => n8n_finding(&ctx, &plan).await,
         Err(error) => (
             Finding::failed(ConditionType::N8nReady, "ApplyFailed", error.to_string()),
+            None,
             None,
         ),
     };
@@ -125,7 +126,17 @@ async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> 
     let (dns, records) = dns_finding(&tenant, &plan, &ctx).await;
     findings.push(dns);
     findings.push(engine_finding(&tenant, &plan, &ctx).await);
-    write_status(&tenant, &plan, &ctx, &findings, records, fingerprint).await?;
+    let running = running.map(|()| plan.image.clone());
+    write_status(
+        &tenant,
+        &plan,
+        &ctx,
+        &findings,
+        records,
+        fingerprint,
+        running,
+    )
+    .await?;
     children?;
     if let Some(f) = findings.iter().find(|f| !f.ok && f.reason != "Progressing") {
         return Err(Error::NotReady(format!(
@@ -356,13 +367,14 @@ async fn mint_owner(tenant: &Tenant, plan: &Plan, ctx: &Context) -> Result<(), k
     Ok(())
 }
 
-/// N8nReady, and the encryption key fingerprint n8n's provisioning reported when none is
-/// recorded yet.
-async fn n8n_finding(ctx: &Context, plan: &Plan) -> (Finding, Option<String>) {
+/// N8nReady, the encryption key fingerprint n8n's provisioning reported when none is
+/// recorded yet, and `Some(())` when n8n rolled out with the planned image and is available.
+async fn n8n_finding(ctx: &Context, plan: &Plan) -> (Finding, Option<String>, Option<()>) {
     let kind = ConditionType::N8nReady;
     if plan.suspended {
         return (
             Finding::ok(kind, "ScaledDown", "suspended: n8n is scaled to zero"),
+            None,
             None,
         );
     }
@@ -370,16 +382,27 @@ async fn n8n_finding(ctx: &Context, plan: &Plan) -> (Finding, Option<String>) {
         return (
             Finding::ok(kind, "ScaledToZero", "spec.n8n.replicas is 0"),
             None,
+            None,
         );
     }
     let api: Api<Deployment> = namespaced(ctx, plan);
-    let available = match api.get_opt("n8n").await {
-        Ok(Some(deployment)) => deployment
-            .status
-            .and_then(|s| s.available_replicas)
-            .unwrap_or(0),
-        Ok(None) => 0,
-        Err(error) => return (Finding::failed(kind, "ApiError", error.to_string()), None),
+    let (available, rolled_out) = match api.get_opt("n8n").await {
+        Ok(Some(deployment)) => (
+            deployment
+                .status
+                .as_ref()
+                .and_then(|s| s.available_replicas)
+                .unwrap_or(0),
+            crate::operator::rollout::readiness::rolled_out(&deployment, &plan.image),
+        ),
+        Ok(None) => (0, false),
+        Err(error) => {
+            return (
+                Finding::failed(kind, "ApiError", error.to_string()),
+                None,
+                None,
+            );
+        }
     };
     let ready = available >= plan.replicas;
     // Pods are read only when they can tell something: why n8n is not available, or the
@@ -398,7 +421,7 @@ async fn n8n_finding(ctx: &Context, plan: &Plan) -> (Finding, Option<String>) {
             .await
             .unwrap_or_else(|| Finding::failed(kind, "Progressing", counted))
     };
-    (finding, reported)
+    (finding, reported, (ready && rolled_out).then_some(()))
 }
 
 async fn n8n_pods(ctx: &Context, plan: &Plan) -> Vec<Pod> {
@@ -656,9 +679,11 @@ async fn write_status(
     findings: &[Finding],
     records: Vec<crate::tenant::DnsRecordStatus>,
     encryption_key_fingerprint: Option<String>,
+    n8n_image: Option<String>,
 ) -> Result<(), kube::Error> {
     let observed = Observed {
         encryption_key_fingerprint,
+        n8n_image,
         generation: tenant.metadata.generation,
         suspended: plan.suspended,
         findings,

@@ -40,6 +40,8 @@ pub struct Observed<'a> {
     pub namespace: String,
     pub dns_records: Vec<DnsRecordStatus>,
     pub encryption_key_fingerprint: Option<String>,
+    /// The image n8n rolled out with, when it did; else the recorded one stays.
+    pub n8n_image: Option<String>,
 }
 
 /// The status to write, given what is there now.
@@ -100,6 +102,9 @@ pub fn compute(previous: Option<&TenantStatus>, observed: Observed<'_>, now: Tim
         namespace: Some(observed.namespace),
         dns_records: observed.dns_records,
         encryption_key_fingerprint: observed.encryption_key_fingerprint,
+        n8n_image: observed
+            .n8n_image
+            .or_else(|| previous.and_then(|p| p.n8n_image.clone())),
     }
 }
 
@@ -217,6 +222,7 @@ mod tests {
             namespace: "tenant-x".into(),
             dns_records: vec![],
             encryption_key_fingerprint: None,
+            n8n_image: None,
         }
     }
 

@@ -1,10 +1,14 @@
 //! The Tenant custom resource: spec, status, conditions and the generated CRD.
 
 mod crd;
+mod rollout;
 mod spec;
 mod status;
 
-pub use crd::{CRD_FILE, CrdInstallError, crd_yaml, install_crd};
+pub use crd::{
+    CRD_FILE, CrdInstallError, ROLLOUT_CRD_FILE, crd_yaml, install_crd, rollout_crd_yaml,
+};
+pub use rollout::*;
 pub use spec::*;
 pub use status::*;
 

@@ -45,6 +45,11 @@ pub struct TenantStatus {
     /// another key, or none, is reported in N8nReady and n8n is not started with it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encryption_key_fingerprint: Option<String>,
+
+    /// The n8n image the tenant runs: recorded when n8n rolled out with it and every replica is
+    /// available (a TenantRollout reads it as the version to return to).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n8n_image: Option<String>,
 }
 
 /// Lifecycle phase of a Tenant.

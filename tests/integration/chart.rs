@@ -437,12 +437,14 @@ fn chart_app_version_is_the_crate_version() {
 
 #[test]
 fn chart_crd_is_byte_identical_to_the_generated_one() {
-    let generated = std::fs::read(Path::new(ROOT).join("crds/tenant.yaml")).unwrap();
-    let in_chart = std::fs::read(chart_dir().join("crds/tenant.yaml")).unwrap();
-    assert!(
-        generated == in_chart,
-        "charts/flomastr/crds/tenant.yaml differs from crds/tenant.yaml: cp crds/tenant.yaml charts/flomastr/crds/"
-    );
+    for file in ["tenant.yaml", "tenantrollout.yaml"] {
+        let generated = std::fs::read(Path::new(ROOT).join("crds").join(file)).unwrap();
+        let in_chart = std::fs::read(chart_dir().join("crds").join(file)).unwrap();
+        assert!(
+            generated == in_chart,
+            "charts/flomastr/crds/{file} differs from crds/{file}: cp crds/{file} charts/flomastr/crds/"
+        );
+    }
 }
 
 #[test]

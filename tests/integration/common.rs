@@ -152,6 +152,22 @@ pub async fn install_tenant_crd(client: &kube::Client) {
         .await;
 }
 
+static ROLLOUT_CRD_INSTALLED: OnceCell<()> = OnceCell::const_new();
+
+/// Server-side applies `crds/tenantrollout.yaml` (once per test process), Established.
+pub async fn install_rollout_crd(client: &kube::Client) {
+    ROLLOUT_CRD_INSTALLED
+        .get_or_init(|| async {
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/tenantrollout.yaml");
+            let yaml = std::fs::read_to_string(path).expect("crds/tenantrollout.yaml exists");
+            let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml).expect("CRD parses");
+            flomastr::tenant::install_crd(client, &crd, "flomastr-tests", Duration::from_secs(30))
+                .await
+                .expect("the API server accepts and establishes the rollout CRD");
+        })
+        .await;
+}
+
 /// Polls `check` every 250 ms until it yields, for at most `limit` (pods and n8n take seconds
 /// to minutes on the test node).
 pub async fn within<T>(

@@ -52,5 +52,6 @@ mod policy_quiet_hours;
 mod policy_templates;
 mod postgres;
 mod reliability;
+mod rollout_waves;
 mod sandbox;
 mod tenant_crd;

@@ -617,3 +617,135 @@ async fn an_unpullable_image_and_an_unschedulable_pod_show_in_n8n_ready_and_noth
             .unwrap();
     }
 }
+
+/// A TenantRollout to an n8n that cannot start (its image cannot be pulled) on the real node:
+/// the canary runs it, is not ready within the timeout, is rolled back to the version it ran,
+/// and its n8n answers a customer again; the rollout stops and says why.
+#[tokio::test]
+async fn a_rollout_to_an_n8n_that_cannot_start_rolls_the_canary_back_and_it_answers_again() {
+    use flomastr::tenant::{RolloutPhase, TenantRollout, UpgradeState};
+    let stack = stack().await;
+    let slug = stack
+        .tenant("roll", json!({"replicas": 1, "storage": "1Gi"}))
+        .await;
+    stack
+        .condition(&slug, "WorkflowReady", Duration::from_secs(600), |c| {
+            c.status == "True"
+        })
+        .await;
+    let default_image = flomastr::operator::config::DEFAULT_N8N_IMAGE;
+    within(Duration::from_secs(60), "status.n8nImage", async || {
+        let status = stack.tenants().get(&slug).await.ok()?.status?;
+        (status.n8n_image.as_deref() == Some(default_image)).then_some(())
+    })
+    .await;
+
+    crate::common::install_rollout_crd(&stack.admin).await;
+    let engine = &stack.engine;
+    let mut args = operator_args(engine);
+    args.tenant_selector = Some(format!("{RUN_LABEL}={}", stack.run));
+    let ctx = Context::new(
+        operator_client(&stack.admin).await,
+        args,
+        Arc::new(OperatorMetrics::default()),
+    )
+    .unwrap();
+    let rollouts = tokio::spawn(
+        flomastr::operator::rollout::controller(ctx)
+            .await
+            .for_each(|()| async {}),
+    );
+    let broken = "n8nio/n8n:0.0.0-absent";
+    let name = format!("{}-broken", stack.run);
+    let rollout: TenantRollout = serde_json::from_value(json!({
+        "apiVersion": "flomastr.io/v1alpha1", "kind": "TenantRollout",
+        "metadata": {"name": name, "labels": {RUN_LABEL: stack.run}},
+        "spec": {"n8nImage": broken, "canary": [slug], "tenantSelector": {RUN_LABEL: stack.run},
+                 "readyTimeoutSeconds": 45, "requireBackup": false}
+    }))
+    .unwrap();
+    let api = Api::<TenantRollout>::all(stack.admin.clone());
+    api.create(&PostParams::default(), &rollout).await.unwrap();
+    let started = Instant::now();
+    let mut ran_broken = false;
+    let status = within(
+        Duration::from_secs(600),
+        "the rollout stopped",
+        async || {
+            let status = api.get(&name).await.ok()?.status?;
+            let deployment =
+                Api::<Deployment>::namespaced(stack.admin.clone(), &format!("tenant-{slug}"))
+                    .get("n8n")
+                    .await
+                    .ok()?;
+            let image = deployment.spec.template.spec?.containers[0].image.clone();
+            ran_broken |= image.as_deref() == Some(broken);
+            let done = status.phase == Some(RolloutPhase::Stopped)
+                && status.tenants.iter().all(|t| !t.state.in_flight());
+            done.then_some(status)
+        },
+    )
+    .await;
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), message = ?status.message, "rolled back");
+    assert!(ran_broken, "the canary's n8n was set to the new image");
+    assert_eq!(status.stopped_reason.as_deref(), Some("CanaryFailed"));
+    let entry = &status.tenants[0];
+    assert_eq!(entry.name, slug);
+    assert_eq!(entry.state, UpgradeState::RolledBack, "{entry:?}");
+    assert_eq!(entry.reason.as_deref(), Some("NotReadyInTime"));
+    assert_eq!(entry.from.as_deref(), Some(default_image));
+    assert!(
+        !entry.data_touched,
+        "the image never started: nothing to restore"
+    );
+    let message = entry.message.clone().unwrap();
+    assert!(
+        message.contains("ImagePull") || message.contains("ErrImage"),
+        "the pods' reason is kept: {message}"
+    );
+    let image = Api::<Deployment>::namespaced(stack.admin.clone(), &format!("tenant-{slug}"))
+        .get("n8n")
+        .await
+        .unwrap()
+        .spec
+        .template
+        .spec
+        .unwrap()
+        .containers[0]
+        .image
+        .clone();
+    assert_eq!(image.as_deref(), Some(default_image));
+
+    // The rolled-back n8n takes a customer's message again.
+    stack
+        .condition(&slug, "WorkflowReady", Duration::from_secs(600), |c| {
+            c.status == "True"
+        })
+        .await;
+    stack
+        .inbound(
+            &slug,
+            &[(
+                "after-rollback",
+                json!({"type": "TEXT", "text": "Are you open today?"}),
+            )],
+        )
+        .await;
+    let (job, attempts, error, _) = stack
+        .finished("after-rollback", Duration::from_secs(180))
+        .await;
+    assert_eq!((job.as_str(), attempts), ("completed", 1), "{error:?}");
+    within(
+        Duration::from_secs(30),
+        "the reply at the sandbox",
+        async || (!stack.sent_texts().is_empty()).then_some(()),
+    )
+    .await;
+    rollouts.abort();
+    api.delete(&name, &DeleteParams::default()).await.unwrap();
+    stack
+        .tenants()
+        .delete(&slug, &DeleteParams::default())
+        .await
+        .unwrap();
+}
