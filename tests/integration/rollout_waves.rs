@@ -6,7 +6,8 @@
 //! becomes available, any other does — while the operator's own reconciles (Tenant and rollout,
 //! under the operator's RBAC and admission policy) do the rest. With the real node (whose
 //! Deployment controller would overwrite the played status) these tests step aside: there
-//! `n8n_tenant::a_rollout_to_an_n8n_that_cannot_start_…` rolls a real n8n back.
+//! `n8n_tenant::a_rollout_to_an_n8n_that_cannot_start_…` rolls a real n8n back, and
+//! `scripts/test` runs these again on an API server of their own without the node.
 
 use crate::common::{admin_client, install_rollout_crd, install_tenant_crd, unique};
 use crate::engine_harness::start_engine;
@@ -39,7 +40,7 @@ struct Fleet {
 async fn fleet(names: &[&str]) -> Option<Fleet> {
     if std::env::var_os("FLOMASTR_TEST_NODE").is_some() {
         eprintln!(
-            "a real Deployment controller runs (FLOMASTR_TEST_NODE): this test needs the API server alone"
+            "a real Deployment controller runs (FLOMASTR_TEST_NODE): this test needs the API server alone (scripts/test runs it again on one)"
         );
         return None;
     }
