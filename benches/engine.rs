@@ -10,6 +10,8 @@
 //!   against its latency when the engine is idle;
 //! - campaign: a 100,000-contact Relational Pulse campaign planned (time, engine memory), then
 //!   sent at its pacing rate while another tenant's inbound pickup is measured against idle.
+//! - river: the queue anchor, River (Go, `bench/river`) inserting and working no-op jobs on the
+//!   same server in the same run, beside our full cycle and our in-engine claim -> complete.
 //!
 //! Run with `bench/run` (or `cargo bench --bench engine`); results go to stdout and to
 //! `target/bench/engine.md`. The engine runs as its own release process; the load generator
@@ -22,6 +24,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+// Beside this file, not in benches/ itself, so cargo does not take it for a bench of its own.
+#[path = "engine/river.rs"]
+mod river;
 
 const ADMIN: &str = "bench-admin-token-0123456789";
 const TENANTS: usize = 10;
@@ -939,6 +945,9 @@ async fn run(filter: Option<String>) {
             pg.psql("DELETE FROM jobs");
             pg.psql("VACUUM ANALYZE jobs");
         }
+    }
+    if wants("river") {
+        rows.extend(river::rows(&client, &pg, &engine.url, duration).await);
     }
     if wants("media") {
         let m = media_ingest(&client, &pg, &engine.url, media_port, duration).await;

@@ -23,6 +23,9 @@ CONTAINERD_BIN_DIR="$FLOMASTR_CACHE/containerd-$CONTAINERD_VERSION"
 COREDNS_BIN_DIR="$FLOMASTR_CACHE/coredns-$COREDNS_VERSION"
 # The node's volume provisioner (testenv/provisioner, our own code): cached by its sources.
 NODE_PROVISIONER_BIN_DIR="$FLOMASTR_CACHE/node-provisioner-$(cat "$FLOMASTR_ROOT"/testenv/provisioner/{go.mod,go.sum,main.go} | sha256sum | cut -c1-16)"
+# The queue anchor of the engine benchmark (bench/river, our Go program around River, from the
+# Go module proxy; scripts/river-bench-build): cached by its sources.
+RIVER_BENCH_BIN="$FLOMASTR_CACHE/river-bench-$(cat "$FLOMASTR_ROOT"/bench/river/{go.mod,go.sum,*.go} | sha256sum | cut -c1-16)/river-bench"
 IMAGE_CACHE="$FLOMASTR_CACHE/images"
 # containerd's content store and unpacked images persist between node runs (importing n8n
 # unpacks gigabytes); its runtime state lives in each node's own directory.
