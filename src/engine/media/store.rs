@@ -38,12 +38,30 @@ pub struct Claim {
 /// Claims the row when it is pending and due; `None` when another fetcher has it, it is done,
 /// or its next try is not due yet.
 pub async fn claim(pool: &PgPool, tenant: Uuid, id: Uuid) -> Result<Option<Claim>, sqlx::Error> {
-    sqlx::query_as(include_str!("sql/claim.sql"))
+    let mut tx = redoable(pool).await?;
+    let claim = sqlx::query_as(include_str!("sql/claim.sql"))
         .bind(tenant)
         .bind(id)
         .bind(LEASE.as_secs_f64())
-        .fetch_optional(pool)
-        .await
+        .fetch_optional(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(claim)
+}
+
+/// A transaction whose commit does not wait for the disk. For the fetcher's own writes only:
+/// each can be lost in a crash at no cost — the row is then pending (or claimed until the lease
+/// ends) and downloaded again — and any later durable commit (a worker completing the job)
+/// flushes them first, the log being sequential. Waiting for a flush per file would take the
+/// commit rate the webhooks' group commit needs.
+async fn redoable(
+    pool: &PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
 }
 
 /// Pending rows whose try is due, oldest first (after a restart, a retry's backoff, or a
@@ -74,6 +92,7 @@ pub async fn stored(
     id: Uuid,
     file: Stored<'_>,
 ) -> Result<(), sqlx::Error> {
+    let mut tx = redoable(pool).await?;
     sqlx::query(include_str!("sql/stored.sql"))
         .bind(tenant)
         .bind(id)
@@ -88,9 +107,9 @@ pub async fn stored(
             Placement::Row => None,
             Placement::Object(key) => Some(key.as_str()),
         })
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
-    Ok(())
+    tx.commit().await
 }
 
 /// A failed try: retried after `retry_after` when given, else failed for good.
