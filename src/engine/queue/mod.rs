@@ -124,8 +124,8 @@ impl Queue {
         }
     }
 
-    /// Up to `max` jobs of a tenant: those at hand at once, else the first within `wait` and
-    /// whatever else is at hand then.
+    /// Up to `max` jobs of a tenant: those buffered, else those one claim finds at once, else
+    /// the first within `wait` and whatever else is buffered then.
     pub async fn next_jobs(
         &self,
         tenant_id: Uuid,
@@ -136,12 +136,12 @@ impl Queue {
         let lane = self.lane(tenant_id);
         lane.cap.store(cap, Ordering::Relaxed);
         let mut jobs = self.take_buffered(&lane, max);
-        if !jobs.is_empty() {
-            return Ok(jobs);
-        }
-        if wait.is_zero() {
-            let jobs = self.claim(tenant_id, max, cap).await?;
+        if jobs.is_empty() {
+            // A batch is worth a claim of its own: the lane would count it as one waiter.
+            jobs = self.claim(tenant_id, max, cap).await?;
             jobs.iter().for_each(|job| self.delivered(job));
+        }
+        if !jobs.is_empty() || wait.is_zero() {
             return Ok(jobs);
         }
         if let Some(first) = self.next_job(tenant_id, cap, wait).await? {
@@ -329,8 +329,12 @@ impl Queue {
             return;
         }
         let ids: Vec<(Uuid, Uuid)> = jobs.iter().map(|j| (j.job_id, j.lease_token)).collect();
-        if let Err(error) = lease::give_back(&self.inner.pool, lane.tenant_id, &ids).await {
-            tracing::warn!(%error, "could not give back buffered jobs; their leases will expire");
+        match lease::give_back(&self.inner.pool, lane.tenant_id, &ids).await {
+            // Runnable again: a waiter may be sleeping on a short claim.
+            Ok(()) => lane.wake.notify_one(),
+            Err(error) => {
+                tracing::warn!(%error, "could not give back buffered jobs; their leases will expire")
+            }
         }
     }
 
