@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 /// The longest a job waits in the buffer, whatever the lease.
 const MAX_AGE_CAP: Duration = Duration::from_secs(2);
 
-/// A buffered job and when its claim started (its lease runs from then).
+/// A buffered job and when its claim returned.
 pub struct Held {
     pub job: ClaimedJob,
     pub claimed_at: Instant,
@@ -32,7 +32,7 @@ pub struct Buffer {
 
 impl Buffer {
     /// A buffer for leases of `lease`: a job is handed out only within a tenth of its lease
-    /// (and within [`MAX_AGE_CAP`]) of being claimed.
+    /// (and within [`MAX_AGE_CAP`]) of its claim returning.
     pub fn new(lease: Duration) -> Self {
         Self {
             jobs: Mutex::default(),

@@ -245,13 +245,13 @@ impl Queue {
             0
         };
         let asked = demand + prefetch;
-        // The lease runs from the claim's start: measure the buffer age from there too.
-        let claimed_at = Instant::now();
         match self.claim(lane.tenant_id, asked, cap).await {
             Ok(jobs) => {
                 let short = jobs.len() < asked;
                 lane.backlog.store(!short, Ordering::Relaxed);
-                lane.buffer.push(jobs, claimed_at);
+                // Aged from now, not from the claim's start: a slow claim (a loaded database)
+                // must still reach the workers it was made for, as before there was a buffer.
+                lane.buffer.push(jobs, Instant::now());
                 self.serve_from_buffer(lane).await;
                 if short {
                     self.sleep_until_woken(lane, None).await;
