@@ -102,7 +102,7 @@ impl Queue {
     ) -> Result<Option<ClaimedJob>, sqlx::Error> {
         let lane = self.lane(tenant_id);
         lane.cap.store(cap, Ordering::Relaxed);
-        if let Some(job) = self.from_buffer(&lane) {
+        if let Some(job) = self.take_from_buffer(&lane) {
             return Ok(Some(job));
         }
         if wait.is_zero() {
@@ -154,7 +154,7 @@ impl Queue {
     fn take_buffered(&self, lane: &Arc<Lane>, max: usize) -> Vec<ClaimedJob> {
         let mut jobs = Vec::new();
         while jobs.len() < max {
-            match self.from_buffer(lane) {
+            match self.take_from_buffer(lane) {
                 Some(job) => jobs.push(job),
                 None => break,
             }
@@ -281,7 +281,7 @@ impl Queue {
     }
 
     /// A buffered job for a worker that just asked, if one is fresh.
-    fn from_buffer(&self, lane: &Arc<Lane>) -> Option<ClaimedJob> {
+    fn take_from_buffer(&self, lane: &Arc<Lane>) -> Option<ClaimedJob> {
         let mut stale = Vec::new();
         let held = lane.buffer.pop(Instant::now(), &mut stale);
         if !stale.is_empty() {
