@@ -29,6 +29,7 @@ pub mod tenants;
 pub mod text;
 pub mod webhooks;
 pub mod worker_api;
+pub mod worker_batch;
 pub mod worker_seen;
 
 use crate::engine::config::EngineArgs;
@@ -100,6 +101,7 @@ pub fn router(state: AppState) -> Router {
             "/queue/jobs/{id}/complete-and-next",
             post(worker_api::complete_and_next),
         )
+        .route("/queue/batch", post(worker_batch::batch))
         .route("/queue/jobs/{id}/fail", post(worker_api::fail))
         .route("/queue/jobs/{id}/heartbeat", post(worker_api::heartbeat))
         .route("/media/{id}", get(media::api::get))

@@ -16,6 +16,7 @@ use utoipa::{Modify, OpenApi};
         webhooks::seed, webhooks::infobip, webhooks::meta_verify, webhooks::meta, webhooks::twilio,
         crate::engine::shared_meta::verify, crate::engine::shared_meta::receive,
         worker_api::next_job, worker_api::complete, worker_api::complete_and_next, worker_api::fail, worker_api::heartbeat,
+        crate::engine::worker_batch::batch,
         crate::engine::media::api::get, crate::engine::media::upload::upload, crate::engine::media::public::get,
         outbound::api::send, outbound::api::get,
         admin::put_tenant, admin::get_tenant, admin::delete_tenant, admin::release_conversation,

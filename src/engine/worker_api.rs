@@ -6,7 +6,7 @@ use crate::engine::body::JsonBody;
 use crate::engine::error::ApiError;
 use crate::engine::queue::{ClaimedJob, FailOutcome, LeaseError, Retry};
 use crate::engine::state::AppState;
-use crate::engine::tenants::TenantState;
+use crate::engine::tenants::{Tenant, TenantState};
 use crate::engine::webhooks::tenant_or_404;
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -20,7 +20,7 @@ use uuid::Uuid;
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct NextJobQuery {
     /// Seconds to wait for a job (long poll), 0 to the engine's maximum. Default 0.
-    wait: Option<String>,
+    pub wait: Option<String>,
 }
 
 #[utoipa::path(get, path = "/queue/next-job", tag = "queue", params(NextJobQuery),
@@ -42,14 +42,7 @@ async fn take_next(
     worker: &Worker,
     wait: Duration,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant_or_404(state, &worker.tenant_slug).await?;
-    if tenant.state == TenantState::Suspended {
-        return Err(ApiError::forbidden(
-            "tenant_suspended",
-            "the tenant is suspended; its jobs are held until it is resumed",
-        ));
-    }
-    state.worker_seen.polled(tenant.id).await;
+    let tenant = tenant_taking_jobs(state, worker).await?;
     match state
         .queue
         .next_job(tenant.id, tenant.max_concurrency, wait)
@@ -60,7 +53,23 @@ async fn take_next(
     }
 }
 
-fn parse_wait(value: Option<&str>, max: Duration) -> Result<Duration, ApiError> {
+/// The worker's tenant, unless it is suspended (403); the poll is recorded.
+pub async fn tenant_taking_jobs(
+    state: &AppState,
+    worker: &Worker,
+) -> Result<std::sync::Arc<Tenant>, ApiError> {
+    let tenant = tenant_or_404(state, &worker.tenant_slug).await?;
+    if tenant.state == TenantState::Suspended {
+        return Err(ApiError::forbidden(
+            "tenant_suspended",
+            "the tenant is suspended; its jobs are held until it is resumed",
+        ));
+    }
+    state.worker_seen.polled(tenant.id).await;
+    Ok(tenant)
+}
+
+pub fn parse_wait(value: Option<&str>, max: Duration) -> Result<Duration, ApiError> {
     let Some(value) = value else {
         return Ok(Duration::ZERO);
     };

@@ -24,6 +24,7 @@ mod engine_media_send;
 mod engine_outbound;
 mod engine_outbound_media;
 mod engine_queue;
+mod engine_queue_buffer;
 mod engine_senders;
 mod engine_webhooks;
 mod examples;
