@@ -1,6 +1,8 @@
 //! Conditions and phase (pure). `lastTransitionTime` changes only when a condition's status does.
 
-use crate::tenant::{ConditionType, DnsRecordStatus, TenantPhase, TenantStatus};
+use crate::tenant::{
+    BackupStatus, ConditionType, DnsRecordStatus, RestoreStatus, TenantPhase, TenantStatus,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// One condition as a reconcile found it.
@@ -40,6 +42,16 @@ pub struct Observed<'a> {
     pub namespace: String,
     pub dns_records: Vec<DnsRecordStatus>,
     pub encryption_key_fingerprint: Option<String>,
+    /// Backups: `status.backup`, `status.restore` and BackupReady (reported beside the other
+    /// conditions; a failing backup target does not make the tenant unready).
+    pub backups: BackupObserved,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BackupObserved {
+    pub status: Option<BackupStatus>,
+    pub restore: Option<RestoreStatus>,
+    pub ready: Option<Finding>,
 }
 
 /// The status to write, given what is there now.
@@ -90,6 +102,7 @@ pub fn compute(previous: Option<&TenantStatus>, observed: Observed<'_>, now: Tim
     let conditions = std::iter::once(&ready)
         .chain(observed.findings.iter())
         .chain([&reconciling, &stalled])
+        .chain(observed.backups.ready.as_ref())
         .map(|f| condition(f, previous_conditions, observed.generation, &now))
         .collect();
     TenantStatus {
@@ -100,6 +113,8 @@ pub fn compute(previous: Option<&TenantStatus>, observed: Observed<'_>, now: Tim
         namespace: Some(observed.namespace),
         dns_records: observed.dns_records,
         encryption_key_fingerprint: observed.encryption_key_fingerprint,
+        backup: observed.backups.status,
+        restore: observed.backups.restore,
     }
 }
 
@@ -217,6 +232,7 @@ mod tests {
             namespace: "tenant-x".into(),
             dns_records: vec![],
             encryption_key_fingerprint: None,
+            backups: BackupObserved::default(),
         }
     }
 

@@ -11,14 +11,14 @@ use flomastr::operator::backup::transfer::{BackupClient, TransferError};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-const BUCKET: &str = "tenant-backups";
-const ACCESS_KEY: &str = "flomastr-test-access";
-const SECRET_KEY: &str = "flomastr-test-secret-key-0123456789";
+pub const BUCKET: &str = "tenant-backups";
+pub const ACCESS_KEY: &str = "flomastr-test-access";
+pub const SECRET_KEY: &str = "flomastr-test-secret-key-0123456789";
 
 /// An s3s-fs server on a loopback port of its own, over a temporary directory.
-struct S3Server {
+pub struct S3Server {
     child: Child,
-    endpoint: String,
+    pub endpoint: String,
     _root: tempfile::TempDir,
 }
 
@@ -29,7 +29,7 @@ impl Drop for S3Server {
     }
 }
 
-async fn start_s3() -> S3Server {
+pub async fn start_s3() -> S3Server {
     let binary = require_env("FLOMASTR_S3_SERVER");
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir(root.path().join(BUCKET)).unwrap();
@@ -70,7 +70,7 @@ fn spawn_s3(binary: &str, port: u16, root: &std::path::Path) -> Child {
         .expect("s3s-fs starts")
 }
 
-fn s3_target(endpoint: &str, prefix: &str) -> BackupTarget {
+pub fn s3_target(endpoint: &str, prefix: &str) -> BackupTarget {
     BackupTarget::S3(S3Target {
         endpoint: Some(endpoint.to_owned()),
         bucket: BUCKET.to_owned(),

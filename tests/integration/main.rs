@@ -52,4 +52,5 @@ mod policy_templates;
 mod postgres;
 mod reliability;
 mod sandbox;
+mod tenant_backup;
 mod tenant_crd;

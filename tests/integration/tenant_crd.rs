@@ -93,6 +93,8 @@ async fn sample_tenant_round_trips_and_status_goes_through_the_subresource() {
         namespace: Some(format!("tenant-{name}")),
         dns_records: vec![],
         encryption_key_fingerprint: Some("sha256:0123456789abcdef".into()),
+        backup: None,
+        restore: None,
     };
     let patch = json!({"apiVersion": "flomastr.io/v1alpha1", "kind": "Tenant", "status": status});
     tenants

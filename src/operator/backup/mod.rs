@@ -4,3 +4,10 @@
 pub mod cli;
 pub mod target;
 pub mod transfer;
+pub mod full;
+pub mod manifest;
+pub mod operate;
+pub mod schedule;
+pub mod seal;
+
+pub use full::{restore_tenant_backup, take_tenant_backup};
