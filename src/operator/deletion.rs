@@ -26,8 +26,8 @@ pub const SNAPSHOT_FAILED: &str = "SnapshotFailed";
 
 /// Whether the deletion of `tenant` must wait without even trying a backup, and why.
 pub fn blocked(tenant: &Tenant) -> Option<Blocked> {
-    (tenant.spec.deletion_policy == DeletionPolicy::Snapshot && tenant.spec.backup.is_none())
-        .then(|| Blocked {
+    (tenant.spec.deletion_policy == DeletionPolicy::Snapshot && tenant.spec.backup.is_none()).then(
+        || Blocked {
             reason: SNAPSHOT_UNAVAILABLE,
             message: format!(
                 "deletionPolicy Snapshot takes a backup before deleting, and Tenant {} has no \
@@ -36,7 +36,8 @@ pub fn blocked(tenant: &Tenant) -> Option<Blocked> {
                  Delete to let the deletion proceed",
                 tenant.name_any()
             ),
-        })
+        },
+    )
 }
 
 /// Under `deletionPolicy: Snapshot`, takes the full backup the deletion waits for; `None`

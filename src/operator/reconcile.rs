@@ -139,7 +139,16 @@ async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> 
     findings.push(dns);
     findings.push(engine_finding(&tenant, &plan, &ctx).await);
     let (backups, backup_due) = backup::operate::backups(&ctx, &tenant, restored).await;
-    write_status(&tenant, &plan, &ctx, &findings, records, fingerprint, backups).await?;
+    write_status(
+        &tenant,
+        &plan,
+        &ctx,
+        &findings,
+        records,
+        fingerprint,
+        backups,
+    )
+    .await?;
     children?;
     if let Some(f) = findings.iter().find(|f| !f.ok && f.reason != "Progressing") {
         return Err(Error::NotReady(format!(

@@ -546,10 +546,7 @@ pub struct BackupSpec {
     /// When to take a backup: a cron expression of five fields (minute hour day-of-month month
     /// day-of-week) in UTC, for example `0 3 * * *` (every day at 03:00 UTC). Omitted: only on
     /// request (annotation `flomastr.io/backup-now`) and before a Snapshot deletion.
-    #[schemars(
-        length(min = 9, max = 100),
-        regex(pattern = r"^\S+ \S+ \S+ \S+ \S+$")
-    )]
+    #[schemars(length(min = 9, max = 100), regex(pattern = r"^\S+ \S+ \S+ \S+ \S+$"))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
 
@@ -594,7 +591,10 @@ pub struct VolumeBackupTarget {
     pub claim_name: String,
 
     /// Directory inside the volume (relative, no `..`); the volume's root when omitted.
-    #[schemars(length(max = 512), regex(pattern = r"^([A-Za-z0-9_.-]+/)*[A-Za-z0-9_.-]*$"))]
+    #[schemars(
+        length(max = 512),
+        regex(pattern = r"^([A-Za-z0-9_.-]+/)*[A-Za-z0-9_.-]*$")
+    )]
     #[x_kube(validation = Rule::new("!self.split('/').exists(p, p == '..')").message("backup.target.volume.path must not contain .."))]
     #[serde(default)]
     pub path: String,
@@ -611,7 +611,10 @@ pub struct S3BackupTarget {
     pub endpoint: Option<String>,
 
     /// Bucket name.
-    #[schemars(length(min = 3, max = 63), regex(pattern = r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$"))]
+    #[schemars(
+        length(min = 3, max = 63),
+        regex(pattern = r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$")
+    )]
     pub bucket: String,
 
     /// Region (any value the server accepts; `us-east-1` for most S3-compatible servers).
@@ -620,7 +623,10 @@ pub struct S3BackupTarget {
     pub region: String,
 
     /// Key prefix inside the bucket (no leading or trailing `/`).
-    #[schemars(length(max = 512), regex(pattern = r"^([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)?$"))]
+    #[schemars(
+        length(max = 512),
+        regex(pattern = r"^([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)?$")
+    )]
     #[serde(default)]
     pub prefix: String,
 

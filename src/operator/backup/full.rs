@@ -33,9 +33,7 @@ const SMALL_PART_LIMIT: usize = 1 << 20;
 pub enum FullBackupError {
     #[error("the Tenant has no spec.backup.target")]
     NoTarget,
-    #[error(
-        "the operator has no valid platform backup key (FLOMASTR_BACKUP_KEY: 64 hex digits)"
-    )]
+    #[error("the operator has no valid platform backup key (FLOMASTR_BACKUP_KEY: 64 hex digits)")]
     KeyMissing,
     #[error("{0}")]
     Target(#[from] TargetError),
@@ -236,7 +234,9 @@ async fn put_part(
     bytes: Vec<u8>,
 ) -> Result<Part, FullBackupError> {
     let sha256 = sha256_hex(&bytes);
-    let size = store.put(&part_path(name, part), Bytes::from(bytes)).await?;
+    let size = store
+        .put(&part_path(name, part), Bytes::from(bytes))
+        .await?;
     Ok(Part {
         name: part.to_owned(),
         sha256,
@@ -320,7 +320,10 @@ async fn prune(store: &BackupStore, slug: &str, keep: usize) -> Result<Vec<Strin
         return Ok(Vec::new());
     }
     for object in store.list(slug).await? {
-        if old.iter().any(|b| object.name.starts_with(&format!("{b}/"))) {
+        if old
+            .iter()
+            .any(|b| object.name.starts_with(&format!("{b}/")))
+        {
             store.delete(&object.name).await?;
         }
     }

@@ -45,7 +45,11 @@ pub fn pending_restore(tenant: &Tenant) -> Option<String> {
 
 /// Restores `name` into `tenant`; the status to show and, when it succeeded, the n8n key's
 /// fingerprint (recorded so n8n starts with the restored key).
-pub async fn restore(ctx: &Context, tenant: &Tenant, name: &str) -> (RestoreStatus, Option<String>) {
+pub async fn restore(
+    ctx: &Context,
+    tenant: &Tenant,
+    name: &str,
+) -> (RestoreStatus, Option<String>) {
     match restore_tenant_backup(&ctx.client, &ctx.config, tenant, name).await {
         Ok(restored) => {
             ctx.registered.lock().unwrap().remove(tenant.slug());
@@ -189,7 +193,11 @@ pub async fn backups(
         .next_backup_at
         .as_deref()
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| (t.to_utc() - Utc::now()).to_std().unwrap_or(Duration::from_secs(1)));
+        .map(|t| {
+            (t.to_utc() - Utc::now())
+                .to_std()
+                .unwrap_or(Duration::from_secs(1))
+        });
     let status = (status != BackupStatus::default()).then_some(status);
     let restore = restore.or_else(|| tenant.status.as_ref().and_then(|s| s.restore.clone()));
     (

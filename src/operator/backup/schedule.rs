@@ -11,8 +11,8 @@ pub fn next_after(schedule: &str, after: DateTime<Utc>) -> Result<DateTime<Utc>,
             "spec.backup.schedule `{schedule}` must have five fields: minute hour day-of-month month day-of-week"
         ));
     }
-    let cron = Cron::from_str(schedule)
-        .map_err(|e| format!("spec.backup.schedule `{schedule}`: {e}"))?;
+    let cron =
+        Cron::from_str(schedule).map_err(|e| format!("spec.backup.schedule `{schedule}`: {e}"))?;
     cron.find_next_occurrence(&after, false)
         .map_err(|e| format!("spec.backup.schedule `{schedule}`: {e}"))
 }

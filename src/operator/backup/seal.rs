@@ -37,7 +37,10 @@ impl BackupKey {
         let bytes = hex::decode(hex_key.trim()).map_err(|_| SealError::BadKey)?;
         let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| SealError::BadKey)?;
         let digest = Sha256::digest([b"flomastr backup key\0".as_slice(), &bytes].concat());
-        Ok(Self(cipher, format!("sha256:{}", &hex::encode(digest)[..16])))
+        Ok(Self(
+            cipher,
+            format!("sha256:{}", &hex::encode(digest)[..16]),
+        ))
     }
 
     /// Tells keys apart (recorded in each manifest), gives nothing away about the key.
@@ -89,7 +92,10 @@ mod tests {
         let other = BackupKey::from_hex(&"22".repeat(32)).unwrap();
         let n8n_key = b"0123456789abcdef0123456789abcdef";
         let sealed = key.seal(n8n_key);
-        assert!(!sealed.windows(16).any(|w| w == &n8n_key[..16]), "not in clear");
+        assert!(
+            !sealed.windows(16).any(|w| w == &n8n_key[..16]),
+            "not in clear"
+        );
         assert_ne!(sealed, key.seal(n8n_key), "a new nonce each time");
         assert_eq!(key.open(&sealed).unwrap(), n8n_key);
         assert_eq!(other.open(&sealed), Err(SealError::WrongKey));

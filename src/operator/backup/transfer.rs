@@ -3,8 +3,8 @@
 
 use super::target::{BackupStore, TargetError, UploadError, archive_name};
 use futures::TryStreamExt;
-use sha2::{Digest, Sha256};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
