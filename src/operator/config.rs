@@ -171,6 +171,21 @@ pub struct OperatorArgs {
     #[arg(long, env = "FLOMASTR_TENANT_SELECTOR")]
     pub tenant_selector: Option<String>,
 
+    /// The platform backup key: 64 hex digits (32 bytes, AES-256-GCM) that seal each tenant's
+    /// n8n encryption key in its backups (the chart reads it from the Secret named in
+    /// `operator.backup.keySecret`). Without it no backup is taken (BackupKeyMissing).
+    #[arg(long, env = "FLOMASTR_BACKUP_KEY", hide_env_values = true)]
+    pub backup_key: Option<String>,
+
+    /// Where the chart mounts the backup volumes (`spec.backup.target.volume.claimName`
+    /// is the directory under it).
+    #[arg(
+        long,
+        env = "FLOMASTR_BACKUP_VOLUMES_DIR",
+        default_value = "/var/lib/flomastr/backups"
+    )]
+    pub backup_volumes_dir: std::path::PathBuf,
+
     /// Tenants reconciled at once.
     #[arg(long, env = "FLOMASTR_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,

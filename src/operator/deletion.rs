@@ -1,9 +1,9 @@
 //! What a Tenant's deletion waits for before its cleanup runs. `deletionPolicy: Snapshot`
-//! promises a backup before anything is deleted; backups are not available yet, so such a
-//! deletion is held (the finalizer stays, nothing is touched) with a status saying so, until
-//! the policy is changed to Retain or Delete. When backups exist, [`blocked`] is where the
-//! backup is started and awaited.
+//! promises a backup before anything is deleted: [`snapshot`] takes a full backup to
+//! `spec.backup.target`; while there is no target, or the backup fails, the deletion is held
+//! (the finalizer stays, nothing is touched) with a status saying why.
 
+use crate::operator::backup::take_tenant_backup;
 use crate::operator::context::Context;
 use crate::operator::plan::MANAGER;
 use crate::operator::reconcile::publish;
@@ -22,19 +22,57 @@ pub struct Blocked {
 }
 
 pub const SNAPSHOT_UNAVAILABLE: &str = "SnapshotUnavailable";
+pub const SNAPSHOT_FAILED: &str = "SnapshotFailed";
 
-/// Whether the deletion of `tenant` must wait, and why.
+/// Whether the deletion of `tenant` must wait without even trying a backup, and why.
 pub fn blocked(tenant: &Tenant) -> Option<Blocked> {
-    (tenant.spec.deletion_policy == DeletionPolicy::Snapshot).then(|| Blocked {
-        reason: SNAPSHOT_UNAVAILABLE,
-        message: format!(
-            "deletionPolicy Snapshot takes a backup before deleting, and backups are not \
-             available in this version: nothing was deleted. Set spec.deletionPolicy of Tenant \
-             {} to Retain (keep the namespace, n8n's data and key) or Delete to let the \
-             deletion proceed",
-            tenant.name_any()
-        ),
-    })
+    (tenant.spec.deletion_policy == DeletionPolicy::Snapshot && tenant.spec.backup.is_none()).then(
+        || Blocked {
+            reason: SNAPSHOT_UNAVAILABLE,
+            message: format!(
+                "deletionPolicy Snapshot takes a backup before deleting, and Tenant {} has no \
+                 spec.backup.target: nothing was deleted. Add a backup target, or set \
+                 spec.deletionPolicy to Retain (keep the namespace, n8n's data and key) or \
+                 Delete to let the deletion proceed",
+                tenant.name_any()
+            ),
+        },
+    )
+}
+
+/// Under `deletionPolicy: Snapshot`, takes the full backup the deletion waits for; `None`
+/// when the deletion may proceed (another policy, or the backup succeeded).
+pub async fn snapshot(ctx: &Context, tenant: &Tenant) -> Option<Blocked> {
+    if tenant.spec.deletion_policy != DeletionPolicy::Snapshot {
+        return None;
+    }
+    if let Some(blocked) = blocked(tenant) {
+        return Some(blocked);
+    }
+    match take_tenant_backup(&ctx.client, &ctx.config, tenant).await {
+        Ok(taken) => {
+            publish(
+                ctx,
+                tenant,
+                EventType::Normal,
+                "SnapshotTaken",
+                &format!(
+                    "backup {} ({} bytes) taken before the deletion",
+                    taken.name, taken.size_bytes
+                ),
+            )
+            .await;
+            None
+        }
+        Err(error) => Some(Blocked {
+            reason: SNAPSHOT_FAILED,
+            message: format!(
+                "deletionPolicy Snapshot: the backup before the deletion failed ({}: {error}); \
+                 nothing was deleted, it is tried again",
+                error.reason()
+            ),
+        }),
+    }
 }
 
 /// Shows the held deletion in the status and as a Warning Event (once per reason: a status
@@ -103,11 +141,11 @@ mod tests {
         let held = blocked(&tenant).unwrap();
         assert_eq!(held.reason, "SnapshotUnavailable");
         assert!(
-            held.message.contains("backups are not available"),
+            held.message.contains("has no spec.backup.target"),
             "{}",
             held.message
         );
         assert!(held.message.contains("nothing was deleted"));
-        assert!(held.message.contains("Tenant acme to Retain"));
+        assert!(held.message.contains("Tenant acme has no"));
     }
 }

@@ -11,8 +11,8 @@ use crate::operator::encryption;
 use crate::operator::engine_client::EngineError;
 use crate::operator::plan::{MANAGER, Plan, plan};
 use crate::operator::registration::{self, secret_value};
-use crate::operator::status::{Finding, Observed, compute};
-use crate::operator::{deletion, pod_health, workflow_ready};
+use crate::operator::status::{BackupObserved, Finding, Observed, compute};
+use crate::operator::{backup, deletion, pod_health, workflow_ready};
 use crate::tenant::{ConditionType, DeletionPolicy, Tenant, TenantStatus};
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -107,6 +107,19 @@ pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Ac
 
 async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
     let mut plan = plan(&tenant, &ctx.config);
+    // A restore comes before the children: the restored n8n key must be in place before the
+    // operator would mint one, and recorded before the Deployment that checks it is built.
+    let restored = match backup::operate::pending_restore(&tenant) {
+        Some(name) => {
+            apply_namespace(&tenant, &plan, &ctx, true).await?;
+            let (status, fingerprint) = backup::operate::restore(&ctx, &tenant, &name).await;
+            if fingerprint.is_some() {
+                plan.encryption_key_fingerprint = fingerprint;
+            }
+            Some(status)
+        }
+        None => None,
+    };
     let children = apply_children(&tenant, &mut plan, &ctx).await;
     let (n8n, reported, running) = match &children {
         Ok(()) => n8n_finding(&ctx, &plan).await,
@@ -127,6 +140,7 @@ async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> 
     findings.push(dns);
     findings.push(engine_finding(&tenant, &plan, &ctx).await);
     let running = running.map(|()| plan.image.clone());
+    let (backups, backup_due) = backup::operate::backups(&ctx, &tenant, restored).await;
     write_status(
         &tenant,
         &plan,
@@ -135,6 +149,7 @@ async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> 
         records,
         fingerprint,
         running,
+        backups,
     )
     .await?;
     children?;
@@ -148,10 +163,11 @@ async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> 
     // Waiting on the Deployment is progress, not failure: its status change wakes us through the
     // owned-object watch, so no early requeue (at scale that would flood the API server). The
     // engine is not watched: while n8n is up but its first poll is awaited, look again soon.
+    let resync = backup_due.map_or(ctx.config.resync(), |due| due.min(ctx.config.resync()));
     if waiting_for_workflow {
-        return Ok(Action::requeue(WORKFLOW_RECHECK.min(ctx.config.resync())));
+        return Ok(Action::requeue(WORKFLOW_RECHECK.min(resync)));
     }
-    Ok(Action::requeue(ctx.config.resync()))
+    Ok(Action::requeue(resync))
 }
 
 /// How soon a reconcile looks again for the worker workflow's first poll.
@@ -680,8 +696,10 @@ async fn write_status(
     records: Vec<crate::tenant::DnsRecordStatus>,
     encryption_key_fingerprint: Option<String>,
     n8n_image: Option<String>,
+    backups: BackupObserved,
 ) -> Result<(), kube::Error> {
     let observed = Observed {
+        backups,
         encryption_key_fingerprint,
         n8n_image,
         generation: tenant.metadata.generation,
@@ -760,10 +778,10 @@ pub(crate) async fn publish(
 
 /// Deletion: with policy Delete remove DNS records, Caddy routes and the engine registration
 /// (and its data), and leave the namespace to the garbage collector; with Retain remove the
-/// routes, suspend the tenant in the engine and keep the namespace. With Snapshot nothing is
-/// touched and the Tenant stays until a backup can be taken (not available yet).
+/// routes, suspend the tenant in the engine and keep the namespace. With Snapshot a full backup
+/// is taken first (nothing is touched and the Tenant stays while it fails), then as Retain.
 async fn cleanup(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
-    if let Some(blocked) = deletion::blocked(&tenant) {
+    if let Some(blocked) = deletion::snapshot(&ctx, &tenant).await {
         deletion::hold(&ctx, &tenant, &blocked).await;
         return Err(Error::DeletionBlocked(blocked.message));
     }
@@ -793,8 +811,8 @@ async fn cleanup(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error
                 .await
                 .map_err(|e| Error::Cleanup(e.to_string()))?;
         }
-        // Snapshot gets here only once a backup was taken (deletion::blocked holds it before);
-        // until backups exist it keeps what Retain keeps, never more is lost.
+        // Snapshot gets here only once a backup was taken (deletion::snapshot holds it before);
+        // it keeps what Retain keeps: the backup does not hold n8n's volume yet.
         DeletionPolicy::Retain | DeletionPolicy::Snapshot => {
             let mut suspended = (*tenant).clone();
             suspended.spec.suspended = true;

@@ -1,6 +1,8 @@
 //! Conditions and phase (pure). `lastTransitionTime` changes only when a condition's status does.
 
-use crate::tenant::{ConditionType, DnsRecordStatus, TenantPhase, TenantStatus};
+use crate::tenant::{
+    BackupStatus, ConditionType, DnsRecordStatus, RestoreStatus, TenantPhase, TenantStatus,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// One condition as a reconcile found it.
@@ -42,6 +44,16 @@ pub struct Observed<'a> {
     pub encryption_key_fingerprint: Option<String>,
     /// The image n8n rolled out with, when it did; else the recorded one stays.
     pub n8n_image: Option<String>,
+    /// Backups: `status.backup`, `status.restore` and BackupReady (reported beside the other
+    /// conditions; a failing backup target does not make the tenant unready).
+    pub backups: BackupObserved,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BackupObserved {
+    pub status: Option<BackupStatus>,
+    pub restore: Option<RestoreStatus>,
+    pub ready: Option<Finding>,
 }
 
 /// The status to write, given what is there now.
@@ -92,6 +104,7 @@ pub fn compute(previous: Option<&TenantStatus>, observed: Observed<'_>, now: Tim
     let conditions = std::iter::once(&ready)
         .chain(observed.findings.iter())
         .chain([&reconciling, &stalled])
+        .chain(observed.backups.ready.as_ref())
         .map(|f| condition(f, previous_conditions, observed.generation, &now))
         .collect();
     TenantStatus {
@@ -105,6 +118,8 @@ pub fn compute(previous: Option<&TenantStatus>, observed: Observed<'_>, now: Tim
         n8n_image: observed
             .n8n_image
             .or_else(|| previous.and_then(|p| p.n8n_image.clone())),
+        backup: observed.backups.status,
+        restore: observed.backups.restore,
     }
 }
 
@@ -223,6 +238,7 @@ mod tests {
             dns_records: vec![],
             encryption_key_fingerprint: None,
             n8n_image: None,
+            backups: BackupObserved::default(),
         }
     }
 

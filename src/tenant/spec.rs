@@ -51,9 +51,9 @@ pub struct TenantSpec {
     /// `Retain` (default) keeps the namespace `tenant-<slug>` with n8n's volume and encryption
     /// key, the DNS records and the engine's data (the tenant suspended there); only routes are
     /// removed. `Delete` removes the namespace with everything in it, the DNS records and the
-    /// engine registration with all its data. `Snapshot` is to take a backup first: backups are
-    /// not available yet, so such a Tenant's deletion waits (condition Stalled, reason
-    /// SnapshotUnavailable) until the policy is changed to Retain or Delete.
+    /// engine registration with all its data. `Snapshot` takes a full backup to `spec.backup.target`
+    /// first and then keeps what Retain keeps; while the backup fails the deletion waits
+    /// (condition Stalled, reason SnapshotFailed or SnapshotUnavailable) and nothing is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 
@@ -85,6 +85,12 @@ pub struct TenantSpec {
     /// Resource and traffic limits for the tenant.
     #[serde(default)]
     pub limits: LimitsSpec,
+
+    /// Scheduled backups of the tenant (n8n's encryption key sealed, the Tenant, the engine's
+    /// data) to a volume or an S3-compatible bucket. Without it, backups are taken only on
+    /// request (annotation `flomastr.io/backup-now`) and need a target here all the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSpec>,
 }
 
 /// What happens to the tenant's data when a Tenant is deleted.
@@ -97,8 +103,10 @@ pub enum DeletionPolicy {
     /// Remove the namespace with everything in it, the DNS records, the routes and the engine
     /// registration, including the tenant's data.
     Delete,
-    /// Back the tenant up, then delete as `Delete`. Backups are not available yet: the deletion
-    /// waits, with condition Stalled (reason SnapshotUnavailable), until the policy changes.
+    /// Back the tenant up to `spec.backup.target` first; once the backup succeeded, keep what
+    /// `Retain` keeps (the n8n volume is not in the backup yet). While no backup succeeds (no
+    /// target, target unreachable or full) the deletion waits with condition Stalled (reason
+    /// SnapshotFailed or SnapshotUnavailable) and nothing is deleted.
     Snapshot,
 }
 
@@ -543,4 +551,104 @@ mod tests {
         assert!(written.get("senders").is_none(), "{written}");
         assert!(whatsapp(json!({})).senders().is_empty());
     }
+}
+
+/// Backups of the tenant: when, how many to keep, where.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupSpec {
+    /// When to take a backup: a cron expression of five fields (minute hour day-of-month month
+    /// day-of-week) in UTC, for example `0 3 * * *` (every day at 03:00 UTC). Omitted: only on
+    /// request (annotation `flomastr.io/backup-now`) and before a Snapshot deletion.
+    #[schemars(length(min = 9, max = 100), regex(pattern = r"^\S+ \S+ \S+ \S+ \S+$"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+
+    /// How many of the tenant's backups the target keeps: older ones are deleted after each
+    /// successful backup.
+    #[serde(default = "default_retention")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub retention: i32,
+
+    /// Where the backups go.
+    pub target: BackupTargetSpec,
+}
+
+fn default_retention() -> i32 {
+    7
+}
+
+/// Exactly one of `volume` and `s3`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.volume) != has(self.s3)").message("backup.target: set exactly one of volume and s3"))]
+pub struct BackupTargetSpec {
+    /// A PersistentVolumeClaim mounted into the operator (the chart's `operator.backup.volumes`)
+    /// under `<backup volumes dir>/<claimName>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<VolumeBackupTarget>,
+
+    /// An S3-compatible bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3BackupTarget>,
+}
+
+/// A directory on a volume the operator has mounted.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeBackupTarget {
+    /// The PersistentVolumeClaim (mounted into the operator by the chart).
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub claim_name: String,
+
+    /// Directory inside the volume (relative, no `..`); the volume's root when omitted.
+    #[schemars(
+        length(max = 512),
+        regex(pattern = r"^([A-Za-z0-9_.-]+/)*[A-Za-z0-9_.-]*$")
+    )]
+    #[x_kube(validation = Rule::new("!self.split('/').exists(p, p == '..')").message("backup.target.volume.path must not contain .."))]
+    #[serde(default)]
+    pub path: String,
+}
+
+/// An S3-compatible bucket.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3BackupTarget {
+    /// `http(s)://host[:port]` of an S3-compatible server; AWS S3 itself when omitted.
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("isURL(self) && url(self).getScheme() in ['http', 'https']").message("backup.target.s3.endpoint must be an absolute http(s) URL"))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+
+    /// Bucket name.
+    #[schemars(
+        length(min = 3, max = 63),
+        regex(pattern = r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$")
+    )]
+    pub bucket: String,
+
+    /// Region (any value the server accepts; `us-east-1` for most S3-compatible servers).
+    #[schemars(length(min = 1, max = 64))]
+    #[serde(default = "default_region")]
+    pub region: String,
+
+    /// Key prefix inside the bucket (no leading or trailing `/`).
+    #[schemars(
+        length(max = 512),
+        regex(pattern = r"^([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)?$")
+    )]
+    #[serde(default)]
+    pub prefix: String,
+
+    /// The Secret with `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`, in the operator's
+    /// credentials namespace (like the WhatsApp credentials).
+    pub credentials_secret_ref: SecretRef,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
 }

@@ -50,6 +50,77 @@ pub struct TenantStatus {
     /// available (a TenantRollout reads it as the version to return to).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub n8n_image: Option<String>,
+    /// Backups of the tenant (`spec.backup`, annotation `flomastr.io/backup-now`): the last
+    /// one taken, when the next is due and the outcome of the last request. Condition
+    /// BackupReady tells whether the last attempt succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupStatus>,
+
+    /// The outcome of the last restore asked for with annotation `flomastr.io/restore-from`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreStatus>,
+}
+
+/// Backups of a tenant as the operator last saw them.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupStatus {
+    /// The last backup that succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_backup: Option<LastBackup>,
+    /// When the next scheduled backup is due (RFC 3339, UTC); none without a schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_backup_at: Option<String>,
+    /// The outcome of the last `flomastr.io/backup-now` request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_request: Option<BackupRequestStatus>,
+}
+
+/// A backup taken.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LastBackup {
+    /// The backup's name, to restore it by (`flomastr.io/restore-from`): `<slug>/<time>`.
+    pub name: String,
+    /// Bytes written to the target (all parts).
+    pub size_bytes: i64,
+    /// How long it took, in seconds.
+    pub duration_seconds: f64,
+    /// When it was started (RFC 3339, UTC).
+    pub time: String,
+}
+
+/// The outcome of a `flomastr.io/backup-now` request.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupRequestStatus {
+    /// The annotation's value.
+    pub id: String,
+    /// `Succeeded` or `Failed`.
+    pub outcome: String,
+    /// Why (`Succeeded`, or the failure: TargetUnreachable, TargetFull, TargetDenied,
+    /// TargetMisconfigured, TargetFailed, EngineFailed, NoTarget, BackupKeyMissing...).
+    pub reason: String,
+    /// What happened, for people.
+    pub message: String,
+    /// The backup taken, when it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_name: Option<String>,
+}
+
+/// The outcome of a `flomastr.io/restore-from` request.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreStatus {
+    /// The backup restored (the annotation's value).
+    pub from: String,
+    /// `Succeeded` or `Failed`.
+    pub outcome: String,
+    /// Why (`Succeeded`, or BackupNotFound, BackupCorrupt, BackupVersion, BackupKeyWrong,
+    /// a target's reason, EngineRefused...).
+    pub reason: String,
+    /// What happened, for people.
+    pub message: String,
 }
 
 /// Lifecycle phase of a Tenant.
@@ -95,6 +166,8 @@ pub enum ConditionType {
     RoutesReady,
     DnsReady,
     EngineRegistered,
+    /// Whether the last backup attempt succeeded (only with `spec.backup`); never affects Ready.
+    BackupReady,
     /// kstatus: True while the operator works towards the spec (nothing failed, something pending).
     Reconciling,
     /// kstatus: True while a failure keeps the tenant from becoming ready until someone acts.
@@ -121,6 +194,7 @@ impl ConditionType {
             Self::RoutesReady => "RoutesReady",
             Self::DnsReady => "DnsReady",
             Self::EngineRegistered => "EngineRegistered",
+            Self::BackupReady => "BackupReady",
             Self::Reconciling => "Reconciling",
             Self::Stalled => "Stalled",
         }

@@ -70,7 +70,7 @@ fn spawn_s3(binary: &str, port: u16, root: &std::path::Path) -> Child {
         .expect("s3s-fs starts")
 }
 
-fn s3_target(endpoint: &str, prefix: &str) -> BackupTarget {
+pub fn s3_target(endpoint: &str, prefix: &str) -> BackupTarget {
     BackupTarget::S3(S3Target {
         endpoint: Some(endpoint.to_owned()),
         bucket: BUCKET.to_owned(),

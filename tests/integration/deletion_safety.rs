@@ -204,7 +204,7 @@ async fn a_snapshot_policy_holds_the_deletion_until_backups_exist_or_the_policy_
         .await
         .unwrap();
     let held = reconcile_now(&client, &ctx, &slug).await.unwrap_err();
-    assert!(held.contains("backups are not available"), "{held}");
+    assert!(held.contains("has no spec.backup.target"), "{held}");
     let tenant = tenants.get(&slug).await.unwrap();
     assert!(tenant.metadata.deletion_timestamp.is_some());
     assert!(

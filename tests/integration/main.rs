@@ -55,4 +55,5 @@ mod postgres;
 mod reliability;
 mod rollout_waves;
 mod sandbox;
+mod tenant_backup;
 mod tenant_crd;

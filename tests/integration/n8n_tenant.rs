@@ -81,6 +81,7 @@ async fn stack() -> Stack {
     let mut args = operator_args(&engine);
     args.tenant_selector = Some(format!("{RUN_LABEL}={run}"));
     args.resync_seconds = 30;
+    args.backup_key = Some("3c".repeat(32));
     let ctx = Context::watching(
         operator_client(&admin).await,
         args,
@@ -743,6 +744,181 @@ async fn a_rollout_to_an_n8n_that_cannot_start_rolls_the_canary_back_and_it_answ
     .await;
     rollouts.abort();
     api.delete(&name, &DeleteParams::default()).await.unwrap();
+}
+
+/// `status.backup.lastRequest` or `status.restore` once `field` has an outcome.
+async fn outcome(stack: &Stack, slug: &str, pick: fn(&Value) -> Value, limit: Duration) -> Value {
+    within(limit, &format!("a backup outcome of {slug}"), async || {
+        let tenant = stack.tenants().get(slug).await.ok()?;
+        let status = serde_json::to_value(tenant.status?).ok()?;
+        let found = pick(&status);
+        found["outcome"].is_string().then_some(found)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_tenant_restored_from_its_backup_decrypts_its_credentials_and_answers() {
+    let stack = stack().await;
+    let s3 = crate::backup_store::start_s3().await;
+    let s3_keys = unique("e2e-s3");
+    let keys = json!({"AWS_ACCESS_KEY_ID": crate::backup_store::ACCESS_KEY,
+                      "AWS_SECRET_ACCESS_KEY": crate::backup_store::SECRET_KEY});
+    crate::operator::credentials_with(
+        &stack.admin,
+        crate::operator::CREDENTIALS_NAMESPACE,
+        &s3_keys,
+        "backups",
+        keys,
+    )
+    .await;
+    let backup = json!({"retention": 5, "target": {"s3": {"endpoint": s3.endpoint, "bucket": crate::backup_store::BUCKET,
+        "credentialsSecretRef": {"name": s3_keys, "namespace": crate::operator::CREDENTIALS_NAMESPACE}}}});
+    let slug = stack
+        .tenant("n8nbk", json!({"replicas": 1, "storage": "1Gi"}))
+        .await;
+    let merge = |body: Value| kube::api::Patch::Merge(body);
+    stack
+        .tenants()
+        .patch(
+            &slug,
+            &kube::api::PatchParams::default(),
+            &merge(json!({"spec": {"backup": backup, "deletionPolicy": "Snapshot"}})),
+        )
+        .await
+        .unwrap();
+    let worker_token = within(Duration::from_secs(60), "the worker token", async || {
+        Api::<Secret>::namespaced(stack.admin.clone(), &format!("tenant-{slug}"))
+            .get_opt("flomastr-worker")
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
+    let worker_token = String::from_utf8(
+        worker_token.data.unwrap()["FLOMASTR_WORKER_TOKEN"]
+            .0
+            .clone(),
+    )
+    .unwrap();
+    within(Duration::from_secs(60), "the knowledge stored", async || {
+        let response = stack.engine.http.post(stack.engine.at("/routes/knowledge/documents"))
+            .bearer_auth(&worker_token)
+            .json(&json!({"title": "Opening hours", "text": "ACME Bakery opens every day from 8am to 6pm."}))
+            .send().await.ok()?;
+        response.status().is_success().then_some(())
+    })
+    .await;
+    for kind in ["N8nReady", "WorkflowReady"] {
+        stack
+            .condition(&slug, kind, Duration::from_secs(600), |c| {
+                c.status == "True"
+            })
+            .await;
+    }
+    let key = stack
+        .secret(&slug, "n8n-encryption", "N8N_ENCRYPTION_KEY")
+        .await;
+
+    // A full backup on request.
+    let patch = json!({"metadata": {"annotations": {"flomastr.io/backup-now": "e2e-1"}}});
+    stack
+        .tenants()
+        .patch(&slug, &kube::api::PatchParams::default(), &merge(patch))
+        .await
+        .unwrap();
+    let request = outcome(
+        &stack,
+        &slug,
+        |s| s["backup"]["lastRequest"].clone(),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(request["outcome"], "Succeeded", "{request}");
+    let name = request["backupName"].as_str().unwrap().to_owned();
+
+    // The knowledge is lost after the backup, then the Tenant is deleted (Snapshot: another
+    // backup first; n8n's volume and key stay).
+    sqlx::query(
+        "DELETE FROM kb_documents WHERE tenant_id = (SELECT id FROM tenants WHERE slug = $1)",
+    )
+    .bind(&slug)
+    .execute(&stack.engine.db.pool)
+    .await
+    .unwrap();
+    stack
+        .tenants()
+        .delete(&slug, &DeleteParams::default())
+        .await
+        .unwrap();
+    within(Duration::from_secs(180), "the Tenant deleted", async || {
+        stack
+            .tenants()
+            .get_opt(&slug)
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+
+    // The Tenant again, restored from the backup taken before the loss.
+    let tenant: Tenant = serde_json::from_value(json!({
+        "apiVersion": "flomastr.io/v1alpha1", "kind": "Tenant",
+        "metadata": {"name": slug, "labels": {RUN_LABEL: stack.run},
+                     "annotations": {"flomastr.io/restore-from": name}},
+        "spec": {
+            "displayName": "ACME Bakery", "deletionPolicy": "Delete", "n8n": {"replicas": 1, "storage": "1Gi"},
+            "backup": backup,
+            "whatsapp": {"provider": "Infobip", "sender": sender_for(&slug), "providerBaseUrl": stack.sandbox.url,
+                         "credentialsSecretRef": {"name": format!("{slug}-infobip"),
+                                                  "namespace": crate::operator::CREDENTIALS_NAMESPACE}},
+        }
+    }))
+    .unwrap();
+    stack
+        .tenants()
+        .create(&PostParams::default(), &tenant)
+        .await
+        .unwrap();
+    let restore = outcome(
+        &stack,
+        &slug,
+        |s| s["restore"].clone(),
+        Duration::from_secs(120),
+    )
+    .await;
+    assert_eq!(restore["outcome"], "Succeeded", "{restore}");
+    assert_eq!(
+        stack
+            .secret(&slug, "n8n-encryption", "N8N_ENCRYPTION_KEY")
+            .await,
+        key
+    );
+    // n8n starts with the key its stored credentials were encrypted with, and the workflow
+    // polls with its stored worker credential.
+    for kind in ["N8nReady", "WorkflowReady"] {
+        stack
+            .condition(&slug, kind, Duration::from_secs(600), |c| {
+                c.status == "True"
+            })
+            .await;
+    }
+    stack
+        .inbound(
+            &slug,
+            &[("r-1", json!({"type": "TEXT", "text": "When do you open?"}))],
+        )
+        .await;
+    let (status, attempts, error, _) = stack.finished("r-1", Duration::from_secs(120)).await;
+    assert_eq!((status.as_str(), attempts), ("completed", 1), "{error:?}");
+    let answer = within(
+        Duration::from_secs(30),
+        "the reply from the restored knowledge",
+        async || stack.sent_texts().into_iter().find(|t| t.contains("8am")),
+    )
+    .await;
+    tracing::info!(%answer, "answered after the restore");
     stack
         .tenants()
         .delete(&slug, &DeleteParams::default())

@@ -57,6 +57,8 @@ pub fn operator_args(engine: &TestEngine) -> OperatorArgs {
         resync_seconds: 300,
         tenant_selector: None,
         concurrency: 4,
+        backup_key: None,
+        backup_volumes_dir: std::env::temp_dir(),
     }
 }
 

@@ -94,6 +94,8 @@ async fn sample_tenant_round_trips_and_status_goes_through_the_subresource() {
         dns_records: vec![],
         encryption_key_fingerprint: Some("sha256:0123456789abcdef".into()),
         n8n_image: Some("n8nio/n8n:1.0.0".into()),
+        backup: None,
+        restore: None,
     };
     let patch = json!({"apiVersion": "flomastr.io/v1alpha1", "kind": "Tenant", "status": status});
     tenants

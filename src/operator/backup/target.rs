@@ -207,6 +207,54 @@ impl BackupStore {
             .map_err(move |e| classify(&description, e)))
     }
 
+    /// Writes a small object (a manifest, a sealed key).
+    pub async fn put(&self, name: &str, bytes: Bytes) -> Result<u64, TargetError> {
+        let one = futures::stream::iter([Ok::<_, std::convert::Infallible>(bytes)]);
+        self.upload(name, one).await.map_err(|error| match error {
+            UploadError::Target(target) => target,
+            UploadError::Source(reason) => TargetError::Failed {
+                target: self.description.clone(),
+                reason,
+            },
+        })
+    }
+
+    /// A small object whole; more than `limit` bytes is refused (TargetFailed).
+    pub async fn read_small(&self, name: &str, limit: usize) -> Result<Vec<u8>, TargetError> {
+        let mut stream = std::pin::pin!(self.download(name).await?);
+        let mut body = Vec::new();
+        while let Some(chunk) = stream.try_next().await? {
+            body.extend_from_slice(&chunk);
+            if body.len() > limit {
+                return Err(TargetError::Failed {
+                    target: self.description.clone(),
+                    reason: format!("`{name}` is larger than {limit} bytes"),
+                });
+            }
+        }
+        Ok(body)
+    }
+
+    /// Size and SHA-256 (hex) of an object, read as a stream.
+    pub async fn digest(&self, name: &str) -> Result<(u64, String), TargetError> {
+        use sha2::Digest as _;
+        let mut stream = std::pin::pin!(self.download(name).await?);
+        let (mut hasher, mut size) = (sha2::Sha256::new(), 0u64);
+        while let Some(chunk) = stream.try_next().await? {
+            size += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        Ok((size, hex::encode(hasher.finalize())))
+    }
+
+    /// Deletes one object (absent is fine).
+    pub async fn delete(&self, name: &str) -> Result<(), TargetError> {
+        match self.store.delete(&self.path(name)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(self.error(error)),
+        }
+    }
+
     /// The tenant's archives, oldest first.
     pub async fn list(&self, slug: &str) -> Result<Vec<StoredBackup>, TargetError> {
         let prefix = self.path(slug);

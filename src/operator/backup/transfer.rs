@@ -4,6 +4,7 @@
 use super::target::{BackupStore, TargetError, UploadError, archive_name};
 use futures::TryStreamExt;
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +62,24 @@ impl BackupClient {
     ) -> Result<TakenBackup, TransferError> {
         let started = Instant::now();
         let taken_at = chrono::Utc::now();
+        let name = archive_name(slug, taken_at);
+        let (size, _) = self.export_as(store, slug, &name).await?;
+        Ok(TakenBackup {
+            name,
+            size,
+            taken_at,
+            duration: started.elapsed(),
+        })
+    }
+
+    /// Streams the engine's archive of `slug` into `store` as `name`; returns its size and
+    /// SHA-256 (hex).
+    pub async fn export_as(
+        &self,
+        store: &BackupStore,
+        slug: &str,
+        name: &str,
+    ) -> Result<(u64, String), TransferError> {
         let response = self
             .http
             .post(format!("{}/admin/tenants/{slug}/backup", self.base))
@@ -69,21 +88,20 @@ impl BackupClient {
             .await
             .map_err(|e| TransferError::EngineUnreachable(e.to_string()))?;
         let response = refused(response).await?;
-        let name = archive_name(slug, taken_at);
-        let size =
-            store
-                .upload(&name, response.bytes_stream())
-                .await
-                .map_err(|error| match error {
-                    UploadError::Target(target) => TransferError::Target(target),
-                    UploadError::Source(reason) => TransferError::StreamBroken(reason),
-                })?;
-        Ok(TakenBackup {
-            name,
-            size,
-            taken_at,
-            duration: started.elapsed(),
-        })
+        let hasher = std::sync::Arc::new(std::sync::Mutex::new(Sha256::new()));
+        let hashing = hasher.clone();
+        let stream = response
+            .bytes_stream()
+            .inspect_ok(move |chunk| hashing.lock().unwrap().update(chunk));
+        let size = store
+            .upload(name, stream)
+            .await
+            .map_err(|error| match error {
+                UploadError::Target(target) => TransferError::Target(target),
+                UploadError::Source(reason) => TransferError::StreamBroken(reason),
+            })?;
+        let digest = hasher.lock().unwrap().clone().finalize();
+        Ok((size, hex::encode(digest)))
     }
 
     /// Restores the archive `name` of `store` into the tenant `into`; returns the engine's report.

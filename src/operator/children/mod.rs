@@ -18,6 +18,7 @@ pub use provisioning::{CONFIG_MAP, CREDENTIAL_ID, WORKFLOW_ID, config_map};
 pub use secrets::{
     ENCRYPTION_KEY, ENCRYPTION_SECRET, OWNER_EMAIL, OWNER_PASSWORD, OWNER_PASSWORD_HASH,
     OWNER_SECRET, WORKER_SECRET, WORKER_TOKEN, minted_secret, owner_email, owner_secret,
+    restored_key_secret,
 };
 
 use crate::tenant::Tenant;

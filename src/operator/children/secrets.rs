@@ -46,6 +46,16 @@ pub fn minted_secret(tenant: &Tenant, plan: &Plan, name: &str, key: &str) -> Sec
     )
 }
 
+/// The encryption key Secret holding `key` (a key restored from a backup).
+pub fn restored_key_secret(tenant: &Tenant, plan: &Plan, key: String) -> Secret {
+    secret(
+        tenant,
+        plan,
+        ENCRYPTION_SECRET,
+        BTreeMap::from([(ENCRYPTION_KEY.to_owned(), key)]),
+    )
+}
+
 /// The owner's login: an address under the tenant's n8n host (n8n needs an email-shaped login;
 /// nothing is ever sent to it).
 pub fn owner_email(plan: &Plan) -> String {

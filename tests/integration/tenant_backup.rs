@@ -1,0 +1,549 @@
+//! Full tenant backups driven by the Tenant (`spec.backup`, annotations `flomastr.io/backup-now`
+//! and `flomastr.io/restore-from`) on the real API server, a running engine on PostgreSQL and a
+//! real S3-compatible server: status, retention, schedule, restore into a new Tenant (the n8n
+//! key and the engine's data come back), a Snapshot deletion, and bad input (unreachable
+//! target, unknown backup, corrupted part, future format, wrong platform key) with nothing of
+//! the live tenant touched.
+
+use crate::backup::{contents, fill};
+use crate::backup_store::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY, s3_target, start_s3};
+use crate::common::{admin_client, install_tenant_crd, unique};
+use crate::engine_harness::{TestEngine, start_engine};
+use crate::operator::{
+    CREDENTIALS_NAMESPACE, context, create_tenant, credentials, credentials_with, operator_args,
+    operator_client, reconcile_now,
+};
+use bytes::Bytes;
+use flomastr::operator::backup::target::BackupStore;
+use flomastr::tenant::Tenant;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use serde_json::{Value, json};
+
+const BACKUP_KEY: &str = "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a";
+
+fn backup_spec(endpoint: &str, prefix: &str, s3_secret: &str) -> Value {
+    json!({"backup": {"retention": 2, "target": {"s3": {
+        "endpoint": endpoint, "bucket": BUCKET, "prefix": prefix,
+        "credentialsSecretRef": {"name": s3_secret, "namespace": CREDENTIALS_NAMESPACE}}}}})
+}
+
+struct Setup {
+    client: kube::Client,
+    engine: TestEngine,
+    s3: S3Server,
+    operator: kube::Client,
+    s3_secret: String,
+    prefix: String,
+}
+
+async fn setup() -> Setup {
+    let client = admin_client().await;
+    install_tenant_crd(&client).await;
+    let operator = operator_client(&client).await;
+    let s3 = start_s3().await;
+    let s3_secret = unique("s3-keys");
+    let data = json!({"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY});
+    credentials_with(&client, CREDENTIALS_NAMESPACE, &s3_secret, "backups", data).await;
+    Setup {
+        client,
+        engine: start_engine().await,
+        s3,
+        operator,
+        s3_secret,
+        prefix: unique("fleet"),
+    }
+}
+
+impl Setup {
+    async fn ctx(&self, key: &str) -> std::sync::Arc<flomastr::operator::context::Context> {
+        let mut args = operator_args(&self.engine);
+        args.backup_key = Some(key.to_owned());
+        context(self.operator.clone(), args).await
+    }
+
+    async fn tenant(&self, slug: &str, extra: Value) -> Tenant {
+        credentials(&self.client, slug).await;
+        let mut spec = backup_spec(&self.s3.endpoint, &self.prefix, &self.s3_secret);
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        create_tenant(&self.client, slug, spec).await
+    }
+
+    fn store(&self) -> BackupStore {
+        BackupStore::open(&s3_target(&self.s3.endpoint, &self.prefix)).unwrap()
+    }
+}
+
+async fn annotate(client: &kube::Client, slug: &str, key: &str, value: &str) {
+    Api::<Tenant>::all(client.clone())
+        .patch(
+            slug,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"annotations": {key: value}}})),
+        )
+        .await
+        .unwrap();
+}
+
+async fn tenant_status(client: &kube::Client, slug: &str) -> Value {
+    let tenant = Api::<Tenant>::all(client.clone()).get(slug).await.unwrap();
+    serde_json::to_value(tenant.status.unwrap()).unwrap()
+}
+
+fn condition(status: &Value, kind: &str) -> (String, String) {
+    let found = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} in {status}"));
+    (
+        found["status"].as_str().unwrap().to_owned(),
+        found["reason"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn n8n_key(client: &kube::Client, slug: &str) -> Option<String> {
+    let secret = Api::<Secret>::namespaced(client.clone(), &format!("tenant-{slug}"))
+        .get_opt("n8n-encryption")
+        .await
+        .unwrap()?;
+    let bytes = &secret.data.unwrap()["N8N_ENCRYPTION_KEY"].0;
+    Some(String::from_utf8(bytes.clone()).unwrap())
+}
+
+async fn resource_version(client: &kube::Client, slug: &str) -> String {
+    Api::<Tenant>::all(client.clone())
+        .get(slug)
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap()
+}
+
+/// Asks for a backup by annotation and returns `status.backup.lastRequest`.
+async fn backup_now(
+    s: &Setup,
+    ctx: &std::sync::Arc<flomastr::operator::context::Context>,
+    slug: &str,
+    id: &str,
+) -> Value {
+    annotate(&s.client, slug, "flomastr.io/backup-now", id).await;
+    let _ = reconcile_now(&s.client, ctx, slug).await;
+    let status = tenant_status(&s.client, slug).await;
+    let request = status["backup"]["lastRequest"].clone();
+    assert_eq!(request["id"], id, "{status}");
+    request
+}
+
+async fn restore_from(
+    s: &Setup,
+    ctx: &std::sync::Arc<flomastr::operator::context::Context>,
+    slug: &str,
+    name: &str,
+) -> Value {
+    annotate(&s.client, slug, "flomastr.io/restore-from", name).await;
+    let _ = reconcile_now(&s.client, ctx, slug).await;
+    let status = tenant_status(&s.client, slug).await;
+    assert_eq!(status["restore"]["from"], name, "{status}");
+    status["restore"].clone()
+}
+
+#[tokio::test]
+async fn a_backup_by_annotation_restores_into_a_new_tenant_with_its_key_and_data() {
+    let s = setup().await;
+    let ctx = s.ctx(BACKUP_KEY).await;
+    let source = unique("bk-src");
+    s.tenant(&source, json!({})).await;
+    reconcile_now(&s.client, &ctx, &source).await.unwrap();
+    let status = tenant_status(&s.client, &source).await;
+    assert_eq!(
+        condition(&status, "BackupReady"),
+        ("True".into(), "Scheduled".into())
+    );
+    fill(&s.engine, &source, "bk").await;
+    let data = contents(&s.engine, &source).await;
+
+    let request = backup_now(&s, &ctx, &source, "req-1").await;
+    assert_eq!(request["outcome"], "Succeeded", "{request}");
+    let name = request["backupName"].as_str().unwrap().to_owned();
+    let status = tenant_status(&s.client, &source).await;
+    assert_eq!(status["backup"]["lastBackup"]["name"], name.as_str());
+    assert!(
+        status["backup"]["lastBackup"]["sizeBytes"]
+            .as_i64()
+            .unwrap()
+            > 1000
+    );
+    assert_eq!(
+        condition(&status, "BackupReady"),
+        ("True".into(), "Succeeded".into())
+    );
+
+    // The parts, and the n8n key nowhere in clear.
+    let store = s.store();
+    let objects: Vec<String> = store
+        .list(&source)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
+    for part in [
+        "manifest.json",
+        "engine.jsonl",
+        "tenant.yaml",
+        "n8n-encryption-key.sealed",
+    ] {
+        assert!(
+            objects.contains(&format!("{name}/{part}")),
+            "{part} in {objects:?}"
+        );
+    }
+    let key = n8n_key(&s.client, &source).await.unwrap();
+    for object in &objects {
+        let body = store.read_small(object, 64 << 20).await.unwrap();
+        assert!(
+            !body.windows(key.len()).any(|w| w == key.as_bytes()),
+            "key in {object}"
+        );
+        assert!(
+            !String::from_utf8_lossy(&body).contains("ib-api-key-from-secret"),
+            "credential in {object}"
+        );
+    }
+    let tenant_yaml = String::from_utf8(
+        store
+            .read_small(&format!("{name}/tenant.yaml"), 1 << 20)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        tenant_yaml.contains("credentialsSecretRef"),
+        "{tenant_yaml}"
+    );
+
+    // A settled tenant: the same request again writes nothing.
+    let before = resource_version(&s.client, &source).await;
+    reconcile_now(&s.client, &ctx, &source).await.unwrap();
+    assert_eq!(
+        resource_version(&s.client, &source).await,
+        before,
+        "a no-op reconcile wrote"
+    );
+
+    // Retention 2: the oldest goes.
+    for id in ["req-2", "req-3"] {
+        assert_eq!(
+            backup_now(&s, &ctx, &source, id).await["outcome"],
+            "Succeeded"
+        );
+    }
+    let kept = flomastr::operator::backup::full::list_tenant_backups(&store, &source)
+        .await
+        .unwrap();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(!kept.contains(&name), "the oldest was pruned");
+    let name = kept[1].clone();
+
+    // Restore into a new Tenant: the key first, then the engine's rows.
+    let copy = unique("bk-copy");
+    s.tenant(&copy, json!({})).await;
+    annotate(&s.client, &copy, "flomastr.io/restore-from", &name).await;
+    reconcile_now(&s.client, &ctx, &copy).await.unwrap();
+    let restored = tenant_status(&s.client, &copy).await;
+    assert_eq!(restored["restore"]["outcome"], "Succeeded", "{restored}");
+    assert_eq!(
+        n8n_key(&s.client, &copy).await.unwrap(),
+        key,
+        "the same n8n key"
+    );
+    assert_eq!(
+        restored["encryptionKeyFingerprint"], status["encryptionKeyFingerprint"],
+        "the restored key is the recorded one"
+    );
+    assert_eq!(contents(&s.engine, &copy).await, data);
+    let before = resource_version(&s.client, &copy).await;
+    reconcile_now(&s.client, &ctx, &copy).await.unwrap();
+    assert_eq!(
+        resource_version(&s.client, &copy).await,
+        before,
+        "restored once"
+    );
+}
+
+#[tokio::test]
+async fn bad_backups_and_targets_are_clear_statuses_and_touch_nothing() {
+    let s = setup().await;
+    let ctx = s.ctx(BACKUP_KEY).await;
+    let source = unique("bk-bad");
+    s.tenant(&source, json!({})).await;
+    reconcile_now(&s.client, &ctx, &source).await.unwrap();
+    fill(&s.engine, &source, "bad").await;
+    let good = backup_now(&s, &ctx, &source, "r1").await["backupName"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let store = s.store();
+    let copy_to = |to: String, part: &'static str, edit: fn(Vec<u8>) -> Vec<u8>| {
+        let (store, good) = (&store, &good);
+        async move {
+            for p in [
+                "manifest.json",
+                "engine.jsonl",
+                "tenant.yaml",
+                "n8n-encryption-key.sealed",
+            ] {
+                let body = store
+                    .read_small(&format!("{good}/{p}"), 64 << 20)
+                    .await
+                    .unwrap();
+                let body = if p == part { edit(body) } else { body };
+                store
+                    .put(&format!("{to}/{p}"), Bytes::from(body))
+                    .await
+                    .unwrap();
+            }
+            to
+        }
+    };
+    let corrupt = copy_to(
+        format!("{source}/20200101T000000.000Z"),
+        "engine.jsonl",
+        |mut b| {
+            let at = b.len() / 2;
+            b[at] ^= 1;
+            b
+        },
+    )
+    .await;
+    let future = copy_to(
+        format!("{source}/20200101T000001.000Z"),
+        "manifest.json",
+        |b| {
+            let mut m: Value = serde_json::from_slice(&b).unwrap();
+            m["formatVersion"] = json!(2);
+            serde_json::to_vec(&m).unwrap()
+        },
+    )
+    .await;
+
+    // A live tenant whose restores all fail keeps its own key and data.
+    let live = unique("bk-live");
+    s.tenant(&live, json!({})).await;
+    reconcile_now(&s.client, &ctx, &live).await.unwrap();
+    let key = n8n_key(&s.client, &live).await.unwrap();
+    let data = contents(&s.engine, &live).await;
+    let cases = [
+        (corrupt, "BackupCorrupt"),
+        (future, "BackupVersion"),
+        (format!("{source}/20200101T000002.000Z"), "BackupNotFound"),
+        ("../etc/passwd".to_owned(), "BackupNotFound"),
+    ];
+    for (name, reason) in cases {
+        let restore = restore_from(&s, &ctx, &live, &name).await;
+        assert_eq!(
+            (restore["outcome"].as_str(), restore["reason"].as_str()),
+            (Some("Failed"), Some(reason)),
+            "{name}: {restore}"
+        );
+        assert!(restore["message"].as_str().unwrap().len() > 10);
+    }
+    // Another platform key: refused before anything is written.
+    let other = s.ctx(&"17".repeat(32)).await;
+    let restore = restore_from(&s, &other, &live, &good).await;
+    assert_eq!(restore["reason"], "BackupKeyWrong", "{restore}");
+    // The live key differs from the backup's: refused, not overwritten (a copy of the good
+    // backup under another name: each annotation value is acted on once).
+    let same = copy_to(format!("{source}/20200101T000003.000Z"), "none", |b| b).await;
+    let restore = restore_from(&s, &ctx, &live, &same).await;
+    assert_eq!(restore["reason"], "KeyDiffers", "{restore}");
+    assert_eq!(
+        n8n_key(&s.client, &live).await.unwrap(),
+        key,
+        "the live key was changed"
+    );
+    assert_eq!(
+        contents(&s.engine, &live).await,
+        data,
+        "the live data was changed"
+    );
+
+    // An unreachable target: the request fails with a reason, BackupReady says why.
+    let dead = unique("bk-dead");
+    credentials(&s.client, &dead).await;
+    create_tenant(
+        &s.client,
+        &dead,
+        backup_spec("http://127.0.0.1:9", "x", &s.s3_secret),
+    )
+    .await;
+    reconcile_now(&s.client, &ctx, &dead).await.unwrap();
+    let request = backup_now(&s, &ctx, &dead, "r1").await;
+    assert_eq!(
+        (request["outcome"].as_str(), request["reason"].as_str()),
+        (Some("Failed"), Some("TargetUnreachable")),
+        "{request}"
+    );
+    let st = tenant_status(&s.client, &dead).await;
+    assert_eq!(
+        condition(&st, "BackupReady"),
+        ("False".into(), "TargetUnreachable".into())
+    );
+    assert_eq!(
+        condition(&st, "Ready").0,
+        "True",
+        "a backup target does not make the tenant unready"
+    );
+    // Without a platform key.
+    let keyless = context(s.operator.clone(), operator_args(&s.engine)).await;
+    let request = backup_now(&s, &keyless, &source, "r2").await;
+    assert_eq!(request["reason"], "BackupKeyMissing", "{request}");
+}
+
+#[tokio::test]
+async fn a_schedule_takes_backups_when_due_and_a_snapshot_deletion_waits_for_one() {
+    let s = setup().await;
+    let ctx = s.ctx(BACKUP_KEY).await;
+    let slug = unique("bk-cron");
+    s.tenant(&slug, json!({"deletionPolicy": "Snapshot"})).await;
+    let tenants = Api::<Tenant>::all(s.client.clone());
+    tenants
+        .patch(
+            &slug,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"backup": {"schedule": "0 3 * * *"}}})),
+        )
+        .await
+        .unwrap();
+    reconcile_now(&s.client, &ctx, &slug).await.unwrap();
+    let st = tenant_status(&s.client, &slug).await;
+    let next = st["backup"]["nextBackupAt"].as_str().unwrap().to_owned();
+    assert!(next.ends_with("T03:00:00Z"), "{next}");
+    assert!(
+        st["backup"]["lastBackup"].is_null(),
+        "nothing before it is due"
+    );
+    // Due: the time passed.
+    let patch = json!({"apiVersion": "flomastr.io/v1alpha1", "kind": "Tenant",
+                       "status": {"backup": {"nextBackupAt": "2020-01-01T03:00:00Z"}}});
+    tenants
+        .patch_status(&slug, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    reconcile_now(&s.client, &ctx, &slug).await.unwrap();
+    let st = tenant_status(&s.client, &slug).await;
+    assert!(st["backup"]["lastBackup"]["name"].is_string(), "{st}");
+    assert_eq!(
+        st["backup"]["nextBackupAt"],
+        next.as_str(),
+        "the next one after now"
+    );
+    // An invalid schedule is a reason, not a crash.
+    tenants
+        .patch(
+            &slug,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": {"backup": {"schedule": "61 3 * * *"}}})),
+        )
+        .await
+        .unwrap();
+    reconcile_now(&s.client, &ctx, &slug).await.unwrap();
+    assert_eq!(
+        condition(&tenant_status(&s.client, &slug).await, "BackupReady"),
+        ("False".into(), "InvalidSchedule".into())
+    );
+
+    // Snapshot deletion with an unreachable target: held, nothing deleted.
+    let good_target = backup_spec(&s.s3.endpoint, &s.prefix, &s.s3_secret);
+    let mut dead_target = backup_spec("http://127.0.0.1:9", "x", &s.s3_secret);
+    dead_target["backup"]["schedule"] = Value::Null;
+    tenants
+        .patch(
+            &slug,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": dead_target})),
+        )
+        .await
+        .unwrap();
+    let before = flomastr::operator::backup::full::list_tenant_backups(&s.store(), &slug)
+        .await
+        .unwrap();
+    tenants
+        .delete(&slug, &DeleteParams::default())
+        .await
+        .unwrap();
+    let held = reconcile_now(&s.client, &ctx, &slug).await.unwrap_err();
+    assert!(held.contains("deletion blocked"), "{held}");
+    let st = tenant_status(&s.client, &slug).await;
+    assert_eq!(
+        condition(&st, "Stalled"),
+        ("True".into(), "SnapshotFailed".into())
+    );
+    assert!(n8n_key(&s.client, &slug).await.is_some());
+    // A reachable target: the backup is taken, then the deletion proceeds.
+    tenants
+        .patch(
+            &slug,
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"spec": good_target})),
+        )
+        .await
+        .unwrap();
+    reconcile_now(&s.client, &ctx, &slug).await.unwrap();
+    assert!(
+        tenants.get_opt(&slug).await.unwrap().is_none(),
+        "the Tenant is gone"
+    );
+    let after = flomastr::operator::backup::full::list_tenant_backups(&s.store(), &slug)
+        .await
+        .unwrap();
+    assert_eq!(after.len(), before.len() + 1, "{after:?}");
+}
+
+#[tokio::test]
+async fn the_api_server_refuses_a_backup_spec_that_cannot_work() {
+    let client = admin_client().await;
+    install_tenant_crd(&client).await;
+    let s3 = json!({"bucket": "tenant-backups", "credentialsSecretRef": {"name": "k", "namespace": CREDENTIALS_NAMESPACE}});
+    let cases = [
+        (json!({"target": {}}), "set exactly one of volume and s3"),
+        (
+            json!({"target": {"s3": s3, "volume": {"claimName": "b"}}}),
+            "set exactly one of volume and s3",
+        ),
+        (
+            json!({"target": {"volume": {"claimName": "b", "path": "a/../../etc"}}}),
+            "must not contain ..",
+        ),
+        (
+            json!({"schedule": "daily", "target": {"s3": s3}}),
+            "schedule",
+        ),
+        (json!({"retention": 0, "target": {"s3": s3}}), "retention"),
+        (
+            json!({"target": {"s3": {"bucket": "tenant-backups", "endpoint": "ftp://x",
+            "credentialsSecretRef": {"name": "k", "namespace": CREDENTIALS_NAMESPACE}}}}),
+            "endpoint",
+        ),
+    ];
+    for (backup, message) in cases {
+        let slug = unique("bk-spec");
+        let tenant: Tenant = serde_json::from_value(json!({
+            "apiVersion": "flomastr.io/v1alpha1", "kind": "Tenant", "metadata": {"name": slug},
+            "spec": {"displayName": "x", "backup": backup,
+                     "whatsapp": {"provider": "Infobip", "sender": "441234567890",
+                                  "credentialsSecretRef": {"name": "c", "namespace": CREDENTIALS_NAMESPACE}}}
+        }))
+        .unwrap();
+        let refused = Api::<Tenant>::all(client.clone())
+            .create(&Default::default(), &tenant)
+            .await
+            .expect_err(&format!("{backup} was accepted"));
+        assert!(refused.to_string().contains(message), "{backup}: {refused}");
+    }
+}
