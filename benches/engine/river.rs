@@ -4,7 +4,7 @@
 //! the same; then our full cycle over HTTP and our queue's claim -> complete without HTTP, each
 //! as a ratio to River's figure.
 
-use super::{Postgres, TENANTS, full_cycle};
+use super::{Postgres, TENANTS, WorkerCalls, full_cycle};
 use flomastr::engine::metrics::Metrics;
 use flomastr::engine::queue::Queue;
 use serde_json::Value;
@@ -54,7 +54,9 @@ pub async fn rows(
         river["synchronous_commit"].as_str().unwrap_or("?"),
         river["fsync"].as_str().unwrap_or("?"),
     );
-    let ours_cycle = full_cycle(client, url, WORKERS, 16, duration, true).await.0;
+    let ours_cycle = full_cycle(client, url, WORKERS, 16, duration, WorkerCalls::OneCall)
+        .await
+        .0;
     pg.psql("DELETE FROM jobs");
     pg.psql("VACUUM ANALYZE jobs");
     let ours_in_engine = in_engine_rate(pg, duration).await;

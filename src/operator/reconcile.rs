@@ -11,7 +11,7 @@ use crate::operator::encryption;
 use crate::operator::engine_client::EngineError;
 use crate::operator::plan::{MANAGER, Plan, plan};
 use crate::operator::registration::{self, secret_value};
-use crate::operator::status::{BackupObserved, Finding, Observed, compute};
+use crate::operator::status::{Finding, Observed, compute};
 use crate::operator::{backup, deletion, pod_health, workflow_ready};
 use crate::tenant::{ConditionType, DeletionPolicy, Tenant, TenantStatus};
 use k8s_openapi::NamespaceResourceScope;
@@ -141,17 +141,18 @@ async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> 
     findings.push(engine_finding(&tenant, &plan, &ctx).await);
     let running = running.map(|()| plan.image.clone());
     let (backups, backup_due) = backup::operate::backups(&ctx, &tenant, restored).await;
-    write_status(
-        &tenant,
-        &plan,
-        &ctx,
-        &findings,
-        records,
-        fingerprint,
-        running,
+    let observed = Observed {
         backups,
-    )
-    .await?;
+        encryption_key_fingerprint: fingerprint,
+        n8n_image: running,
+        generation: tenant.metadata.generation,
+        suspended: plan.suspended,
+        findings: &findings,
+        n8n_url: plan.n8n_url.clone(),
+        namespace: plan.namespace.clone(),
+        dns_records: records,
+    };
+    write_status(&tenant, &ctx, observed).await?;
     children?;
     if let Some(f) = findings.iter().find(|f| !f.ok && f.reason != "Progressing") {
         return Err(Error::NotReady(format!(
@@ -690,25 +691,9 @@ async fn engine_finding(tenant: &Tenant, plan: &Plan, ctx: &Context) -> Finding 
 
 async fn write_status(
     tenant: &Tenant,
-    plan: &Plan,
     ctx: &Context,
-    findings: &[Finding],
-    records: Vec<crate::tenant::DnsRecordStatus>,
-    encryption_key_fingerprint: Option<String>,
-    n8n_image: Option<String>,
-    backups: BackupObserved,
+    observed: Observed<'_>,
 ) -> Result<(), kube::Error> {
-    let observed = Observed {
-        backups,
-        encryption_key_fingerprint,
-        n8n_image,
-        generation: tenant.metadata.generation,
-        suspended: plan.suspended,
-        findings,
-        n8n_url: plan.n8n_url.clone(),
-        namespace: plan.namespace.clone(),
-        dns_records: records,
-    };
     let status = compute(
         tenant.status.as_ref(),
         observed,
