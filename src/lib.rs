@@ -8,6 +8,7 @@ pub mod db;
 pub mod engine;
 pub mod loadtest;
 pub mod operator;
+pub mod s3;
 pub mod sandbox;
 pub mod tenant;
 pub mod up;

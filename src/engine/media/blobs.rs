@@ -4,7 +4,7 @@
 //! when its row does, and the retention deletes the object after its row.
 
 use object_store::path::Path as ObjectPath;
-use object_store::{ClientOptions, ObjectStore, PutPayload, RetryConfig};
+use object_store::{ObjectStore, PutPayload};
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,33 +72,14 @@ impl MediaBlobs {
     }
 
     pub fn s3(settings: &S3Settings) -> Result<Self, String> {
-        let mut builder = object_store::aws::AmazonS3Builder::new()
-            .with_bucket_name(&settings.bucket)
-            .with_region(&settings.region)
-            .with_access_key_id(&settings.access_key_id)
-            .with_secret_access_key(&settings.secret_access_key)
-            .with_retry(RetryConfig {
-                max_retries: 2,
-                retry_timeout: Duration::from_secs(15),
-                ..RetryConfig::default()
-            })
-            .with_client_options(
-                ClientOptions::new()
-                    .with_connect_timeout(Duration::from_secs(5))
-                    .with_timeout(Duration::from_secs(60)),
-            );
-        if let Some(endpoint) = &settings.endpoint {
-            let url = url::Url::parse(endpoint).map_err(|e| format!("media S3 endpoint: {e}"))?;
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err("media S3 endpoint: must be an http(s) URL".into());
-            }
-            builder = builder
-                .with_endpoint(endpoint.trim_end_matches('/'))
-                .with_allow_http(url.scheme() == "http")
-                .with_virtual_hosted_style_request(false);
-        }
-        let store = builder
-            .build()
+        let connection = crate::s3::S3Connection {
+            endpoint: settings.endpoint.as_deref(),
+            bucket: &settings.bucket,
+            region: &settings.region,
+            access_key_id: &settings.access_key_id,
+            secret_access_key: &settings.secret_access_key,
+        };
+        let store = crate::s3::client(&connection, Duration::from_secs(60))
             .map_err(|e| format!("media S3 store: {e}"))?;
         Ok(Self {
             objects: Some(Arc::new(store)),

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
-use object_store::{ClientOptions, ObjectStore, RetryConfig, WriteMultipart};
+use object_store::{ObjectStore, WriteMultipart};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -317,33 +317,14 @@ pub fn archive_name(slug: &str, at: DateTime<Utc>) -> String {
 }
 
 fn s3_store(s3: &S3Target) -> Result<object_store::aws::AmazonS3, String> {
-    let mut builder = object_store::aws::AmazonS3Builder::new()
-        .with_bucket_name(&s3.bucket)
-        .with_region(&s3.region)
-        .with_access_key_id(&s3.access_key_id)
-        .with_secret_access_key(&s3.secret_access_key)
-        // A target that does not answer is reported in seconds, not after minutes of retries.
-        .with_retry(RetryConfig {
-            max_retries: 2,
-            retry_timeout: Duration::from_secs(15),
-            ..RetryConfig::default()
-        })
-        .with_client_options(
-            ClientOptions::new()
-                .with_connect_timeout(Duration::from_secs(5))
-                .with_timeout(Duration::from_secs(120)),
-        );
-    if let Some(endpoint) = &s3.endpoint {
-        let url = url::Url::parse(endpoint).map_err(|e| format!("endpoint: {e}"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err("endpoint: must be an http(s) URL".into());
-        }
-        builder = builder
-            .with_endpoint(endpoint.trim_end_matches('/'))
-            .with_allow_http(url.scheme() == "http")
-            .with_virtual_hosted_style_request(false);
-    }
-    builder.build().map_err(|e| e.to_string())
+    let connection = crate::s3::S3Connection {
+        endpoint: s3.endpoint.as_deref(),
+        bucket: &s3.bucket,
+        region: &s3.region,
+        access_key_id: &s3.access_key_id,
+        secret_access_key: &s3.secret_access_key,
+    };
+    crate::s3::client(&connection, Duration::from_secs(120))
 }
 
 /// A target's error, by what the platform engineer must do about it.
