@@ -236,6 +236,26 @@ pub struct TenantUpgrade {
     pub data_touched: bool,
 }
 
+impl TenantUpgrade {
+    /// A tenant whose upgrade to `to` has not started.
+    pub fn pending(name: String, wave: i32, canary: bool, to: String) -> Self {
+        Self {
+            name,
+            wave,
+            canary,
+            from: None,
+            to,
+            state: UpgradeState::Pending,
+            reason: None,
+            message: None,
+            since: None,
+            backup_request: None,
+            backup_name: None,
+            data_touched: false,
+        }
+    }
+}
+
 /// Where one tenant's upgrade is.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum UpgradeState {

@@ -323,20 +323,7 @@ mod tests {
     }
 
     fn entry() -> TenantUpgrade {
-        TenantUpgrade {
-            name: "acme".into(),
-            wave: 0,
-            canary: true,
-            from: None,
-            to: "n8n:2".into(),
-            state: UpgradeState::Pending,
-            reason: None,
-            message: None,
-            since: None,
-            backup_request: None,
-            backup_name: None,
-            data_touched: false,
-        }
+        TenantUpgrade::pending("acme".into(), 0, true, "n8n:2".into())
     }
 
     fn tenant() -> TenantView {

@@ -103,20 +103,12 @@ pub fn plan(
                     canary,
                     ..entry.clone()
                 },
-                None => TenantUpgrade {
-                    name: tenant.name.clone(),
+                None => TenantUpgrade::pending(
+                    tenant.name.clone(),
                     wave,
                     canary,
-                    from: None,
-                    to: spec.n8n_image.clone(),
-                    state: UpgradeState::Pending,
-                    reason: None,
-                    message: None,
-                    since: None,
-                    backup_request: None,
-                    backup_name: None,
-                    data_touched: false,
-                },
+                    spec.n8n_image.clone(),
+                ),
             }
         })
         .collect()
