@@ -1,6 +1,7 @@
 //! PostgreSQL connection and schema migrations (the `migrations/` folder is the only place schema
 //! lives), the one-time privileged set-up, and what a login may do.
 
+pub mod autovacuum;
 pub mod bootstrap;
 pub mod login;
 pub mod scram;

@@ -193,6 +193,7 @@ pub async fn build(args: &EngineArgs, shutdown: CancellationToken) -> Result<App
         crate::db::migrate(&pool).await?;
     }
     crate::db::warn_if_privileged(&pool).await;
+    crate::db::autovacuum::warn_if_slow(&pool).await;
     if let Some(queries) = &ai.nl_queries {
         queries
             .envelope

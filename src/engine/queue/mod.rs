@@ -53,7 +53,7 @@ struct Inner {
 /// One tenant's waiting workers.
 struct Lane {
     tenant_id: Uuid,
-    waiters: Mutex<VecDeque<oneshot::Sender<ClaimedJob>>>,
+    waiters: Mutex<VecDeque<Waiter>>,
     wake: Notify,
     claimer_running: AtomicBool,
     cap: AtomicI32,
@@ -63,12 +63,19 @@ struct Lane {
     backlog: AtomicBool,
 }
 
+/// A worker waiting for its first job; a batch caller `wants` more, taken from the buffer once
+/// the first arrives.
+struct Waiter {
+    sender: oneshot::Sender<ClaimedJob>,
+    wants: usize,
+}
+
 impl Lane {
-    /// Drops waiters that gave up (timed out or disconnected) and counts the rest.
-    fn live_waiters(&self) -> usize {
+    /// Drops waiters that gave up (timed out or disconnected) and counts the jobs the rest want.
+    fn live_demand(&self) -> usize {
         let mut waiters = self.waiters.lock().unwrap();
-        waiters.retain(|w| !w.is_closed());
-        waiters.len()
+        waiters.retain(|w| !w.sender.is_closed());
+        waiters.iter().map(|w| w.wants).sum()
     }
 }
 
@@ -113,9 +120,25 @@ impl Queue {
             }
             return Ok(job);
         }
+        self.wait_in_lane(&lane, 1, wait).await
+    }
+
+    /// Waits in the lane for the first of `wants` jobs: the lane's one claimer claims for all
+    /// its waiters together, so a tenant's waiting workers never run claims side by side
+    /// (concurrent claims of one tenant queue on its advisory lock, each holding a snapshot that
+    /// keeps the queue's dead rows from being cleaned up, which slows every later claim).
+    async fn wait_in_lane(
+        &self,
+        lane: &Arc<Lane>,
+        wants: usize,
+        wait: Duration,
+    ) -> Result<Option<ClaimedJob>, sqlx::Error> {
         let (sender, receiver) = oneshot::channel();
-        lane.waiters.lock().unwrap().push_back(sender);
-        self.ensure_claimer(&lane);
+        lane.waiters
+            .lock()
+            .unwrap()
+            .push_back(Waiter { sender, wants });
+        self.ensure_claimer(lane);
         lane.wake.notify_one();
         tokio::select! {
             job = receiver => Ok(job.ok()),
@@ -124,8 +147,8 @@ impl Queue {
         }
     }
 
-    /// Up to `max` jobs of a tenant: those buffered, else those one claim finds at once, else
-    /// the first within `wait` and whatever else is buffered then.
+    /// Up to `max` jobs of a tenant: those buffered, else (without a wait) those one claim finds
+    /// at once, else the first within `wait` and whatever else is buffered then.
     pub async fn next_jobs(
         &self,
         tenant_id: Uuid,
@@ -136,15 +159,15 @@ impl Queue {
         let lane = self.lane(tenant_id);
         lane.cap.store(cap, Ordering::Relaxed);
         let mut jobs = self.take_buffered(&lane, max);
-        if jobs.is_empty() {
-            // A batch is worth a claim of its own: the lane would count it as one waiter.
-            jobs = self.claim(tenant_id, max, cap).await?;
-            jobs.iter().for_each(|job| self.delivered(job));
-        }
-        if !jobs.is_empty() || wait.is_zero() {
+        if !jobs.is_empty() {
             return Ok(jobs);
         }
-        if let Some(first) = self.next_job(tenant_id, cap, wait).await? {
+        if wait.is_zero() {
+            jobs = self.claim(tenant_id, max, cap).await?;
+            jobs.iter().for_each(|job| self.delivered(job));
+            return Ok(jobs);
+        }
+        if let Some(first) = self.wait_in_lane(&lane, max, wait).await? {
             jobs.push(first);
             jobs.extend(self.take_buffered(&lane, max - 1));
         }
@@ -211,14 +234,14 @@ impl Queue {
         loop {
             self.give_back_stale(&lane).await;
             self.serve_from_buffer(&lane).await;
-            let demand = lane.live_waiters();
+            let demand = lane.live_demand();
             if demand == 0 {
                 if !lane.buffer.is_empty() {
                     self.sleep_until_woken(&lane, None).await;
                 } else {
                     lane.claimer_running.store(false, Ordering::Release);
                     // A waiter may have arrived between the count and the flag: take it over again.
-                    if lane.live_waiters() > 0 && !lane.claimer_running.swap(true, Ordering::AcqRel)
+                    if lane.live_demand() > 0 && !lane.claimer_running.swap(true, Ordering::AcqRel)
                     {
                         continue;
                     }
@@ -300,7 +323,7 @@ impl Queue {
             let Some(waiter) = lane.waiters.lock().unwrap().pop_front() else {
                 break;
             };
-            if waiter.is_closed() {
+            if waiter.sender.is_closed() {
                 continue;
             }
             let Some(held) = lane.buffer.pop(Instant::now(), &mut stale) else {
@@ -309,7 +332,7 @@ impl Queue {
             };
             let claimed_at = held.claimed_at;
             self.delivered(&held.job);
-            match waiter.send(held.job) {
+            match waiter.sender.send(held.job) {
                 Ok(()) => {}
                 // The worker gave up meanwhile: the job stays first in line.
                 Err(job) => lane.buffer.unpop(buffer::Held { job, claimed_at }),
