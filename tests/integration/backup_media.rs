@@ -119,19 +119,14 @@ fn objects_of(s3: &S3Server, tenant: Uuid) -> usize {
         .count()
 }
 
-/// The archive as format 1 wrote it: version 1, object-store files by their key alone.
-fn as_format_1(archive: &str) -> String {
+/// The archive with its lines edited and its trailer computed again.
+fn rewritten(archive: &str, edit: impl FnOnce(&mut Vec<Value>)) -> String {
     let mut lines: Vec<Value> = archive
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     lines.pop();
-    lines[0]["version"] = 1.into();
-    for line in &mut lines[1..] {
-        if line["table"] == "media" && line["row"]["object_key"].is_string() {
-            line["row"]["bytes"] = Value::Null;
-        }
-    }
+    edit(&mut lines);
     let mut body = String::new();
     let mut hasher = Sha256::new();
     let mut rows = std::collections::BTreeMap::<String, u64>::new();
@@ -155,6 +150,38 @@ fn as_format_1(archive: &str) -> String {
     body.push_str(&trailer.to_string());
     body.push('\n');
     body
+}
+
+/// The archive as format 1 wrote it: version 1, object-store files by their key alone.
+fn as_format_1(archive: &str) -> String {
+    rewritten(archive, |lines| {
+        lines[0]["version"] = 1.into();
+        for line in &mut lines[1..] {
+            if line["table"] == "media" && line["row"]["object_key"].is_string() {
+                line["row"]["bytes"] = Value::Null;
+            }
+        }
+    })
+}
+
+/// Every media object on the server's disk.
+fn all_objects(s3: &S3Server) -> usize {
+    fn walk(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path)
+                } else {
+                    usize::from(path.to_string_lossy().contains("media"))
+                }
+            })
+            .sum()
+    }
+    walk(s3.root.path())
 }
 
 #[tokio::test]
@@ -210,6 +237,32 @@ async fn uploads_and_object_store_files_restore_without_the_store_or_tenant_they
     let (key, bytes) = kept(&engine, "acme-old", photo_id).await;
     assert_eq!(key, Some(format!("media/{old_id}/{photo_id}")));
     assert_eq!(bytes.as_deref(), Some(photo.as_slice()));
+
+    // A restore the schema refuses after the file was put: 400, and nothing of it is left.
+    let before = all_objects(&s3);
+    let bad = rewritten(&archive, |lines| {
+        for line in &mut lines[1..] {
+            if line["table"] == "media" {
+                line["row"]["status"] = "bogus".into();
+            }
+        }
+    });
+    let response = engine
+        .http
+        .post(engine.at("/admin/tenants/acme-bad/restore"))
+        .bearer_auth(ADMIN_TOKEN)
+        .body(bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "backup_corrupt", "{error}");
+    assert_eq!(
+        all_objects(&s3),
+        before,
+        "the failed restore's object was removed"
+    );
 
     // The source tenant goes, with its objects: the copies keep theirs.
     let deleted = engine
