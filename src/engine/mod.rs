@@ -217,8 +217,8 @@ pub async fn build(args: &EngineArgs, shutdown: CancellationToken) -> Result<App
     );
     queue::spawn_maintenance(
         queue.clone(),
-        settings.retention,
-        settings.dead_retention,
+        settings.media.blobs.clone(),
+        (settings.retention, settings.dead_retention),
         shutdown.clone(),
     );
     let tenants = Arc::new(TenantDirectory::new(pool.clone(), keys));

@@ -81,6 +81,12 @@ fn handle(
     let account = authenticate(state, target.phone_number_id, headers).ok_or_else(invalid_token)?;
     let body = body.ok_or_else(|| invalid_parameter("The request body must be JSON."))?;
     let message = validate(body)?;
+    if let Some(name) = content::media_ids(body)
+        .into_iter()
+        .find_map(|(name, id)| state.media_forgotten(&id).then_some(name))
+    {
+        return Err(unknown_media_id(&name));
+    }
     if message.kind != Kind::Template
         && account
             .closed_window
@@ -498,6 +504,18 @@ fn invalid_parameter(details: &str) -> Outcome {
         100,
         "(#100) Invalid parameter",
         Some(details),
+    )
+}
+
+/// Meta's answer to a media id it does not know (deleted, expired, or another business's).
+fn unknown_media_id(name: &str) -> Outcome {
+    let details =
+        format!("Param {name} is not a valid whatsapp business account media attachment ID");
+    error(
+        StatusCode::BAD_REQUEST,
+        100,
+        &format!("(#100) {details}"),
+        Some(&details),
     )
 }
 

@@ -332,6 +332,9 @@ struct Inner {
     media: Mutex<HashMap<String, SandboxMedia>>,
     /// Media URLs of sends downloaded like the provider would.
     fetches: Mutex<Vec<super::fetches::Fetched>>,
+    /// Meta media ids deleted or expired ([`SandboxState::forget_media`]): a send naming one is
+    /// refused as Meta refuses an unknown media id.
+    forgotten_media: Mutex<std::collections::HashSet<String>>,
     http: reqwest::Client,
 }
 
@@ -366,6 +369,7 @@ impl SandboxState {
                 infobip_ids: Mutex::new(HashMap::new()),
                 media: Mutex::new(HashMap::new()),
                 fetches: Mutex::new(Vec::new()),
+                forgotten_media: Mutex::new(std::collections::HashSet::new()),
                 http,
             }),
         }
@@ -398,6 +402,16 @@ impl SandboxState {
 
     pub fn media(&self, id: &str) -> Option<SandboxMedia> {
         lock(&self.inner.media).get(id).cloned()
+    }
+
+    /// Meta deletes (or expires) media `id` before its 30 days: sends naming it are refused.
+    pub fn forget_media(&self, id: &str) {
+        lock(&self.inner.media).remove(id);
+        lock(&self.inner.forgotten_media).insert(id.to_owned());
+    }
+
+    pub(crate) fn media_forgotten(&self, id: &str) -> bool {
+        lock(&self.inner.forgotten_media).contains(id)
     }
 
     pub(crate) fn count_media_download(&self, id: &str) {

@@ -29,6 +29,9 @@ pub async fn fill(engine: &TestEngine, slug: &str, tag: &str) {
         "INSERT INTO media (tenant_id, id, job_id, position, sender_id, provider, kind, provider_ref, status, content_type, size, bytes)
            SELECT tenant_id, gen_random_uuid(), id, 0, '{s}', 'meta', 'image', '{g}-media', 'stored', 'image/png', 3, '\\x010203'
            FROM jobs WHERE tenant_id = '{t}' AND status = 'queued'",
+        "INSERT INTO media (tenant_id, id, status, content_type, sha256, size, bytes, filename, expires_at)
+           VALUES ('{t}', gen_random_uuid(), 'stored', 'application/pdf', 'ab', 3, '\\x0a0b0c', '{g}-upload.pdf', now() + interval '1 day'),
+                  ('{t}', gen_random_uuid(), 'stored', 'application/pdf', 'ab', 3, '\\x0a0b0c', '{g}-expired.pdf', now() - interval '1 second')",
         "INSERT INTO blocked_conversations (tenant_id, conversation_key, job_id)
            SELECT tenant_id, conversation_key, id FROM jobs WHERE tenant_id = '{t}' AND status = 'dead'",
         "INSERT INTO status_reports (tenant_id, provider, provider_message_id, status, provider_status, occurred_at, raw)
@@ -145,7 +148,7 @@ pub async fn references_hold(engine: &TestEngine, slug: &str) {
                                      AND e.contact = c.contact AND e.state = c.state))
               + (SELECT count(*) FROM outbound_messages m WHERE m.tenant_id = $1 AND m.sender_id IS NOT NULL
                    AND NOT EXISTS (SELECT 1 FROM channels s WHERE s.id = m.sender_id AND s.tenant_id = $1))
-              + (SELECT count(*) FROM media m WHERE m.tenant_id = $1
+              + (SELECT count(*) FROM media m WHERE m.tenant_id = $1 AND m.job_id IS NOT NULL
                    AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.id = m.job_id AND j.tenant_id = $1))
               + (SELECT count(*) FROM contact_windows w WHERE w.tenant_id = $1 AND w.last_sender_id IS NOT NULL
                    AND NOT EXISTS (SELECT 1 FROM channels s WHERE s.id = w.last_sender_id AND s.tenant_id = $1))",
@@ -258,6 +261,11 @@ async fn backup_restores_every_row_in_place_and_holds_only_its_tenant() {
     assert_eq!(header["tenant"]["slug"], "acme");
     let trailer: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(trailer["end"]["rows"]["kb_chunks"], 3);
+    assert_eq!(
+        trailer["end"]["rows"]["media"], 3,
+        "the queued jobs' files and the upload not yet expired"
+    );
+    assert!(text.contains("acmetag-upload.pdf") && !text.contains("acmetag-expired.pdf"));
 
     // The tenant's data changes and goes: the restore brings back the archive's, and only it.
     sqlx::query("DELETE FROM tenants WHERE slug = 'acme'")
@@ -346,7 +354,7 @@ async fn bad_archives_are_refused_with_nothing_touched() {
     let at = text.find("acmetag hello").unwrap();
     flipped[at] = b'X';
     let other_schema = text.replacen("\"schema_version\":", "\"schema_version\":1", 1);
-    let other_version = text.replacen("\"version\":1", "\"version\":9", 1);
+    let other_version = text.replacen("\"version\":2", "\"version\":9", 1);
     let mut tar = tar::Builder::new(Vec::new());
     let mut entry = tar::Header::new_gnu();
     entry.set_size(3);

@@ -234,7 +234,7 @@ async fn uploaded_and_forwarded_media_reach_each_provider_and_the_bytes_arrive()
     assert_eq!(path, "/whatsapp/1/message/document");
     let url = sent["content"]["mediaUrl"].as_str().unwrap();
     assert!(
-        url.starts_with(&format!("{}/public/media/{pdf_id}?exp=", engine.url)),
+        url.starts_with(&format!("{}/public/media/{pdf_id}?t=", engine.url)),
         "{url}"
     );
     assert_eq!(sent["content"]["filename"], "invoice.pdf");
@@ -255,7 +255,7 @@ async fn uploaded_and_forwarded_media_reach_each_provider_and_the_bytes_arrive()
     .await;
     let url = sent["MediaUrl"].as_str().unwrap();
     assert!(
-        url.starts_with(&format!("{}/public/media/{jpeg_id}?exp=", engine.url)),
+        url.starts_with(&format!("{}/public/media/{jpeg_id}?t=", engine.url)),
         "{url}"
     );
     assert_eq!(sent["Body"], "Look");
@@ -395,8 +395,14 @@ async fn bad_uploads_foreign_ids_and_forged_links_are_refused_with_nothing_writt
     // Signed public links: valid, forged, for another id, expired, missing.
     let public = &engine.state.settings.media.public;
     let id: uuid::Uuid = bravo_png.parse().unwrap();
+    let bravo_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM tenants WHERE slug = 'bravo'")
+        .fetch_one(&engine.db.pool)
+        .await
+        .unwrap();
     let now = chrono::Utc::now();
-    let good = public.url(id, now + chrono::Duration::hours(1)).unwrap();
+    let good = public
+        .url(bravo_id, id, now + chrono::Duration::hours(1))
+        .unwrap();
     let get = |url: String| {
         let http = engine.http.clone();
         async move { http.get(url).send().await.unwrap() }
@@ -411,12 +417,21 @@ async fn bad_uploads_foreign_ids_and_forged_links_are_refused_with_nothing_writt
     let last = forged.pop().unwrap();
     forged.push(if last == '0' { '1' } else { '0' });
     let other = good.replace(&bravo_png, &acme_png);
-    let expired = public.url(id, now - chrono::Duration::minutes(1)).unwrap();
+    let expired = public
+        .url(bravo_id, id, now - chrono::Duration::minutes(1))
+        .unwrap();
+    // Another tenant named in a link signed for bravo.
+    let acme_id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM tenants WHERE slug = 'acme'")
+        .fetch_one(&engine.db.pool)
+        .await
+        .unwrap();
+    let other_tenant = good.replace(&bravo_id.to_string(), &acme_id.to_string());
     let unsigned = good.split('?').next().unwrap().to_owned();
     for (url, code) in [
         (forged, "invalid_signature"),
         (other, "invalid_signature"),
         (expired, "link_expired"),
+        (other_tenant, "invalid_signature"),
         (unsigned, "invalid_signature"),
         (
             engine.at("/public/media/not-an-id?exp=1&sig=00"),
@@ -728,4 +743,291 @@ async fn an_s3_compatible_store_keeps_the_bytes_and_the_retention_deletes_them()
         .unwrap();
     assert_eq!(deleted.status(), 204);
     assert_eq!(objects(), 0);
+}
+
+/// An interactive message with reply buttons under a media header.
+fn buttons_under(header: Value) -> Value {
+    json!({"type": "button", "header": header, "body": {"text": "Is this yours?"},
+           "action": {"buttons": [{"id": "yes", "title": "Yes"}]}})
+}
+
+#[tokio::test]
+async fn engine_media_ids_in_interactive_and_template_headers_reach_each_provider() {
+    let (engine, sandbox) = engine_and_sandbox().await;
+    let tenants = tenants(&engine, &sandbox, json!({})).await;
+    for (provider, tenant) in &tenants {
+        assert_eq!(
+            inbound(&engine, provider, tenant, CONTACT, "hola").await,
+            200
+        );
+    }
+    let (ib, meta, tw) = (&tenants[0].1, &tenants[1].1, &tenants[2].1);
+
+    // Meta: the header's file uploaded with the sender's token, sent by Meta's id.
+    let photo = file(3000, 21);
+    let photo_id = uploaded(&engine, meta, &photo, "image/png").await;
+    let (_, sent) = delivered(
+        &engine,
+        &sandbox,
+        meta,
+        json!({"to": CONTACT, "interactive": buttons_under(json!({"type": "image", "id": photo_id}))}),
+    )
+    .await;
+    let uploads = meta_uploads(&sandbox);
+    assert_eq!(uploads.len(), 1, "{uploads:?}");
+    assert_eq!(uploads[0].1["sha256"], sha(&photo));
+    assert_eq!(
+        sent["interactive"]["header"],
+        json!({"type": "image", "image": {"id": uploads[0].0}})
+    );
+    // A template's document header: uploaded once, Meta's id re-used the second time.
+    let pdf = file(4000, 22);
+    let pdf_id = uploaded(&engine, meta, &pdf, "application/pdf").await;
+    let template = json!({"name": "invoice", "language": "en_US", "params": ["42"],
+        "header": {"type": "document", "id": pdf_id, "filename": "invoice.pdf"}});
+    for _ in 0..2 {
+        let (_, sent) = delivered(
+            &engine,
+            &sandbox,
+            meta,
+            json!({"to": CONTACT, "template": template}),
+        )
+        .await;
+        let uploads = meta_uploads(&sandbox);
+        assert_eq!(uploads.len(), 2, "{uploads:?}");
+        assert_eq!(uploads[1].1["sha256"], sha(&pdf));
+        assert_eq!(
+            sent["template"]["components"][0],
+            json!({"type": "header", "parameters": [{"type": "document",
+                   "document": {"id": uploads[1].0, "filename": "invoice.pdf"}}]})
+        );
+    }
+
+    // InfoBip: the headers become signed links of the engine, downloaded like InfoBip would.
+    let jpeg = file(2000, 23);
+    let jpeg_id = uploaded(&engine, ib, &jpeg, "image/jpeg").await;
+    let (path, sent) = delivered(
+        &engine,
+        &sandbox,
+        ib,
+        json!({"to": CONTACT, "interactive": buttons_under(json!({"type": "image", "id": jpeg_id}))}),
+    )
+    .await;
+    assert_eq!(path, "/whatsapp/1/message/interactive/buttons");
+    assert_eq!(sent["content"]["header"]["type"], "IMAGE");
+    let url = sent["content"]["header"]["mediaUrl"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!("{}/public/media/{jpeg_id}?t=", engine.url)),
+        "{url}"
+    );
+    let download = fetched(&sandbox, url).await;
+    assert_eq!(download.status, Some(200), "{download:?}");
+    assert_eq!(download.sha256, sha(&jpeg));
+    let ib_pdf = file(2500, 24);
+    let ib_pdf_id = uploaded(&engine, ib, &ib_pdf, "application/pdf").await;
+    let (path, sent) = delivered(
+        &engine,
+        &sandbox,
+        ib,
+        json!({"to": CONTACT, "template": {"name": "invoice", "language": "en", "params": ["42"],
+               "header": {"type": "document", "id": ib_pdf_id, "filename": "invoice.pdf"}}}),
+    )
+    .await;
+    assert_eq!(path, "/whatsapp/1/message/template");
+    let header = &sent["messages"][0]["content"]["templateData"]["header"];
+    assert_eq!(header["type"], "DOCUMENT");
+    assert_eq!(header["filename"], "invoice.pdf");
+    let download = fetched(&sandbox, header["mediaUrl"].as_str().unwrap()).await;
+    assert_eq!(download.status, Some(200));
+    assert_eq!(download.sha256, sha(&ib_pdf));
+
+    // Twilio has media headers only inside Content API templates: refused like a URL header.
+    let tw_png = uploaded(&engine, tw, &file(100, 25), "image/png").await;
+    let (status, error) = refused(
+        &engine,
+        tw,
+        json!({"to": CONTACT, "template": {"name": "HX00000000000000000000000000000001", "language": "en",
+               "header": {"type": "image", "id": tw_png}}}),
+    )
+    .await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(error["error"]["details"]["field"], "template.header");
+
+    // Another tenant's file or an unknown id: 404 naming the header's field, like media.id.
+    for (tenant, body, field) in [
+        (
+            ib,
+            json!({"to": CONTACT, "interactive": buttons_under(json!({"type": "image", "id": photo_id}))}),
+            "interactive.header.id",
+        ),
+        (
+            meta,
+            json!({"to": CONTACT, "template": {"name": "invoice", "language": "en",
+                   "header": {"type": "image", "id": uuid::Uuid::new_v4()}}}),
+            "template.header.id",
+        ),
+        (
+            meta,
+            json!({"to": CONTACT, "template": {"name": "invoice", "language": "en",
+                   "header": {"type": "image", "id": jpeg_id}}}),
+            "template.header.id",
+        ),
+    ] {
+        let (status, error) = refused(&engine, tenant, body.clone()).await;
+        assert_eq!(status, 404, "{body}: {error}");
+        assert_eq!(error["error"]["code"], "media_not_found");
+        assert_eq!(error["error"]["details"]["field"], field);
+    }
+    // A file the header's type does not take: 400 naming the field and the file's type.
+    for (body, field) in [
+        (
+            json!({"to": CONTACT, "template": {"name": "invoice", "language": "en",
+                   "header": {"type": "document", "id": photo_id}}}),
+            "template.header.id",
+        ),
+        (
+            json!({"to": CONTACT, "interactive": buttons_under(json!({"type": "video", "id": pdf_id}))}),
+            "interactive.header.id",
+        ),
+    ] {
+        let (status, error) = refused(&engine, meta, body.clone()).await;
+        assert_eq!(status, 400, "{body}: {error}");
+        assert_eq!(error["error"]["details"]["field"], field);
+    }
+}
+
+#[tokio::test]
+async fn a_meta_media_id_meta_no_longer_knows_is_uploaded_again_once() {
+    let (engine, sandbox) = engine_and_sandbox().await;
+    let tenants = tenants(&engine, &sandbox, json!({})).await;
+    let meta = &tenants[1].1;
+    assert_eq!(inbound(&engine, "meta", meta, CONTACT, "hola").await, 200);
+    let photo = file(3000, 31);
+    let photo_id = uploaded(&engine, meta, &photo, "image/png").await;
+    let send = json!({"to": CONTACT, "media": {"type": "image", "id": photo_id}});
+    let (_, sent) = delivered(&engine, &sandbox, meta, send.clone()).await;
+    let first = meta_uploads(&sandbox)[0].0.clone();
+    assert_eq!(sent["image"]["id"], first.as_str());
+
+    // Meta deletes the file early: the remembered id is refused, the file uploaded again and
+    // the message sent with the new id.
+    sandbox.state.forget_media(&first);
+    let (_, sent) = delivered(&engine, &sandbox, meta, send.clone()).await;
+    let uploads = meta_uploads(&sandbox);
+    assert_eq!(uploads.len(), 2, "{uploads:?}");
+    let second = uploads[1].0.clone();
+    assert_ne!(second, first);
+    assert_eq!(uploads[1].1["sha256"], sha(&photo));
+    assert_eq!(sent["image"]["id"], second.as_str());
+    let refusals: Vec<Value> = sandbox
+        .state
+        .requests()
+        .into_iter()
+        .filter(|r| r.status == 400 && r.path.ends_with("/messages"))
+        .map(|r| r.body)
+        .collect();
+    assert_eq!(refusals.len(), 1, "one refused send: {refusals:?}");
+    assert_eq!(refusals[0]["image"]["id"], first.as_str());
+    // The new id is remembered: the next send uploads nothing.
+    let (_, sent) = delivered(&engine, &sandbox, meta, send).await;
+    assert_eq!(sent["image"]["id"], second.as_str());
+    assert_eq!(meta_uploads(&sandbox).len(), 2);
+
+    // A Meta id the worker gave itself (not the engine's) that Meta refuses fails as before.
+    sandbox.state.forget_media("1013859600285441");
+    let response = engine
+        .send(
+            meta,
+            None,
+            json!({"to": CONTACT, "media": {"type": "image", "id": "1013859600285441"}}),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let accepted: Value = response.json().await.unwrap();
+    let view = crate::policy_harness::wait_for_status(
+        &engine,
+        meta,
+        accepted["message_id"].as_str().unwrap(),
+        "failed",
+    )
+    .await;
+    assert_eq!(view["error_code"], "100", "{view}");
+    assert!(
+        view["error_message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("media attachment ID"),
+        "{view}"
+    );
+    assert_eq!(meta_uploads(&sandbox).len(), 2);
+}
+
+#[tokio::test]
+async fn the_job_retention_leaves_no_object_of_its_jobs_files_behind() {
+    let s3 = start_s3().await;
+    let endpoint = s3.endpoint.clone();
+    let engine = crate::engine_harness::start_engine_with(move |args| {
+        args.media.media_s3_bucket = Some(BUCKET.to_owned());
+        args.media.media_s3_endpoint = Some(endpoint);
+        args.media.media_s3_region = "us-east-1".to_owned();
+        args.media.media_s3_access_key_id = Some(ACCESS_KEY.to_owned());
+        args.media.media_s3_secret_access_key = Some(SECRET_KEY.to_owned());
+    })
+    .await;
+    engine.tenant("acme", "meta").await;
+    let tenant: uuid::Uuid = sqlx::query_scalar("SELECT id FROM tenants WHERE slug = 'acme'")
+        .fetch_one(&engine.db.pool)
+        .await
+        .unwrap();
+    let blobs = &engine.state.settings.media.blobs;
+    // A file in the object store for each of a completed, a dead and a queued job.
+    for (seed, status) in [(1u8, "completed"), (2, "dead"), (3, "queued")] {
+        let job: uuid::Uuid = sqlx::query_scalar(
+            "INSERT INTO jobs (tenant_id, payload, status, conversation_key)
+             VALUES ($1, '{}', $2, $3) RETURNING id",
+        )
+        .bind(tenant)
+        .bind(status)
+        .bind(format!("c{seed}"))
+        .fetch_one(&engine.db.pool)
+        .await
+        .unwrap();
+        let id = uuid::Uuid::new_v4();
+        let placed = blobs.put(tenant, id, &file(1000, seed)).await.unwrap();
+        let flomastr::engine::media::blobs::Placement::Object(key) = placed else {
+            panic!("the object store keeps the file")
+        };
+        sqlx::query(
+            "INSERT INTO media (tenant_id, id, job_id, position, provider, kind, provider_ref, status,
+                                content_type, sha256, size, object_key)
+             VALUES ($1, $2, $3, 0, 'meta', 'image', 'x', 'stored', 'image/png', 'ab', 1000, $4)",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(job)
+        .bind(key)
+        .execute(&engine.db.pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query("UPDATE jobs SET updated_at = now() - interval '2 hours'")
+        .execute(&engine.db.pool)
+        .await
+        .unwrap();
+    let objects = || {
+        files_under(s3.root.path())
+            .into_iter()
+            .filter(|p| p.to_string_lossy().contains(&tenant.to_string()))
+            .count()
+    };
+    assert_eq!(objects(), 3);
+    // The retention deletes the finished jobs; their files' rows go by the cascade, their
+    // objects right after. The queued job's file stays.
+    let hour = Duration::from_secs(3600);
+    let deleted = flomastr::engine::queue::delete_finished(&engine.db.pool, blobs, hour, hour)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 2);
+    assert_eq!(count(&engine, "SELECT count(*) FROM media").await, 1);
+    assert_eq!(objects(), 1, "no object left without its row");
 }

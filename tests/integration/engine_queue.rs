@@ -422,6 +422,7 @@ async fn retention_removes_finished_jobs_only() {
     let pool = engine.db.pool.clone();
     let deleted = flomastr::engine::queue::delete_finished(
         &pool,
+        &engine.state.settings.media.blobs,
         Duration::from_secs(3600),
         Duration::from_secs(3600),
     )

@@ -10,6 +10,7 @@ mod ai_stub;
 mod ai_suspension;
 mod ai_synthesis;
 mod backup;
+mod backup_media;
 mod backup_store;
 mod chart;
 mod cli;

@@ -1,8 +1,12 @@
-//! The archive format (version 1): JSON lines. The first line is the header (format name,
+//! The archive format (version 2): JSON lines. The first line is the header (format name,
 //! version, engine schema version, the tenant, when it was taken), then one line per row
 //! (`{"table": ..., "row": {...}}`, tables in [`super::tables::TABLES`] order), then the trailer
 //! (`{"end": {"rows": {table: count}, "sha256": ...}}`) with the SHA-256 of every byte before
 //! it. A stream cut short has no trailer, so it cannot pass for a whole archive.
+//!
+//! Version 2 carries the bytes of media files kept in the engine's object store in their rows
+//! (`bytes`, as PostgreSQL renders bytea, beside the `object_key`), so an archive restores
+//! without the store it was taken from; version 1 carried only the key. Both are read.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,8 +16,10 @@ use uuid::Uuid;
 
 /// The `format` of every archive's header.
 pub const FORMAT: &str = "flomastr-tenant-backup";
-/// The version this engine writes and reads.
-pub const VERSION: u32 = 1;
+/// The version this engine writes (and the newest it reads).
+pub const VERSION: u32 = 2;
+/// The oldest version this engine reads.
+pub const OLDEST_VERSION: u32 = 1;
 /// The media type of an archive.
 pub const CONTENT_TYPE: &str = "application/x-ndjson";
 

@@ -1,6 +1,8 @@
 //! `POST /admin/tenants/{slug}/backup`: the tenant's rows, read in one REPEATABLE READ snapshot
 //! and streamed as they are read (memory stays at a few chunks whatever the tenant's size). A
 //! failure half-way ends the stream without a trailer: the partial archive cannot be restored.
+//! Media files kept in the object store are read from it into their rows, so the archive holds
+//! every file's bytes.
 
 use super::archive::{
     ArchiveWriter, ArchivedSender, ArchivedTenant, CONTENT_TYPE, FORMAT, Header, VERSION,
@@ -8,6 +10,7 @@ use super::archive::{
 use super::tables::{TABLES, names};
 use crate::engine::auth::Admin;
 use crate::engine::error::ApiError;
+use crate::engine::media::blobs::MediaBlobs;
 use crate::engine::state::AppState;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -47,9 +50,10 @@ pub async fn backup(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("unknown tenant `{slug}`")))?;
     let (chunks, receiver) = mpsc::channel::<Chunk>(CHUNKS_IN_FLIGHT);
+    let blobs = state.settings.media.blobs.clone();
     tokio::spawn(async move {
         let tenant = header.tenant.slug.clone();
-        match stream_rows(tx, header, &chunks).await {
+        match stream_rows(tx, header, &blobs, &chunks).await {
             Ok((rows, bytes)) => tracing::info!(%tenant, rows, bytes, "tenant backup streamed"),
             Err(error) => {
                 tracing::warn!(%tenant, %error, "tenant backup aborted");
@@ -117,12 +121,15 @@ enum StreamError {
     Database(#[from] sqlx::Error),
     #[error("the client went away")]
     ClientGone,
+    #[error(transparent)]
+    Media(#[from] crate::engine::media::blobs::BlobError),
 }
 
 /// Every table's rows into the stream, then the trailer. Returns rows and bytes written.
 async fn stream_rows(
     mut tx: Transaction<'static, Postgres>,
     header: Header,
+    blobs: &MediaBlobs,
     chunks: &mpsc::Sender<Chunk>,
 ) -> Result<(u64, u64), StreamError> {
     let tenant = header.tenant.id;
@@ -132,6 +139,11 @@ async fn stream_rows(
             .bind(tenant)
             .fetch(&mut *tx);
         while let Some(row) = rows.try_next().await? {
+            let row = if table.name == "media" {
+                with_object_bytes(blobs, row).await?
+            } else {
+                row
+            };
             writer.row(table.name, &row);
             if writer.buffered() >= CHUNK {
                 send(chunks, writer.take()).await?;
@@ -143,6 +155,40 @@ async fn stream_rows(
     // Read only: ending the snapshot is all a commit does.
     tx.commit().await?;
     Ok((manifest.rows.values().sum(), bytes))
+}
+
+/// A media row whose file is in the object store, with the file's bytes added (`bytes`, hex as
+/// PostgreSQL renders bytea): the archive must restore without the store it was taken from. A
+/// file whose object is gone (or an engine without a store) keeps its key alone; a store that
+/// fails aborts the backup rather than leave the file out unnoticed.
+async fn with_object_bytes(blobs: &MediaBlobs, row: String) -> Result<String, StreamError> {
+    // Most rows name no object (PostgreSQL renders `"key": null` so): no need to parse them.
+    if row.contains(r#""object_key": null"#) {
+        return Ok(row);
+    }
+    let Ok(mut object) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&row)
+    else {
+        return Ok(row);
+    };
+    let Some(key) = object
+        .get("object_key")
+        .and_then(|k| k.as_str())
+        .map(str::to_owned)
+    else {
+        return Ok(row);
+    };
+    let Some(bytes) = blobs.object(&key).await? else {
+        tracing::warn!(
+            key,
+            "a media file's object is gone: archived without its bytes"
+        );
+        return Ok(row);
+    };
+    object.insert(
+        "bytes".into(),
+        serde_json::Value::String(format!("\\x{}", hex::encode(bytes))),
+    );
+    Ok(serde_json::to_string(&object).expect("a row serializes"))
 }
 
 async fn send(chunks: &mpsc::Sender<Chunk>, bytes: Vec<u8>) -> Result<(), StreamError> {

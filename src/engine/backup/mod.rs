@@ -5,7 +5,8 @@
 //!
 //! What an archive holds, and what it does not (on purpose):
 //! - every table of the tenant's data ([`tables::TABLES`]): jobs not yet done (queued, in
-//!   flight, dead-lettered) with their media files, blocked conversations, outbound messages with their events and
+//!   flight, dead-lettered) with their media files, uploaded files not yet expired (with their
+//!   bytes, also those kept in the object store), blocked conversations, outbound messages with their events and
 //!   the providers' status reports, contact windows, knowledge documents and chunks with their
 //!   embeddings, conversation memory, AI usage (the month's budget) and audit, templates and
 //!   their events, send policy, contact time zones and marketing limits, consent and its
@@ -22,5 +23,6 @@
 pub mod archive;
 pub mod export;
 pub mod restore;
+pub mod restore_objects;
 pub mod tables;
 pub mod validate;

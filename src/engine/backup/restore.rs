@@ -3,6 +3,7 @@
 //! replaces the target tenant's data. Any refusal or failure leaves the live tenant as it was.
 
 use super::archive::Header;
+use super::restore_objects::RestoredObjects;
 use super::tables::TABLES;
 use super::validate::{ArchiveError, Summary, next_line, parse_row};
 use crate::engine::auth::Admin;
@@ -139,13 +140,32 @@ struct Target {
     created: bool,
 }
 
-/// The checked archive into the tenant, in one transaction. Returns the tenant's id and whether
-/// it was created.
+/// The checked archive into the tenant, in one transaction, and the media objects settled after
+/// it ([`RestoredObjects`]). Returns the tenant's id and whether it was created.
 async fn write(
     state: &AppState,
     slug: &str,
     header: &Header,
     file: &mut tokio::fs::File,
+) -> Result<(Uuid, bool), ApiError> {
+    let mut objects = RestoredObjects::default();
+    let mut target_id = None;
+    let written = write_all(state, (slug, &mut target_id), header, file, &mut objects).await;
+    let blobs = &state.settings.media.blobs;
+    match (&written, target_id) {
+        (Ok((target, _)), _) => objects.committed(&state.pool, blobs, *target).await,
+        (Err(_), Some(target)) => objects.rolled_back(&state.pool, blobs, target).await,
+        (Err(_), None) => {}
+    }
+    written
+}
+
+async fn write_all(
+    state: &AppState,
+    (slug, target_id): (&str, &mut Option<Uuid>),
+    header: &Header,
+    file: &mut tokio::fs::File,
+    objects: &mut RestoredObjects,
 ) -> Result<(Uuid, bool), ApiError> {
     let archived = &header.tenant;
     let mut tx = state.pool.begin().await?;
@@ -159,14 +179,16 @@ async fn write(
         .fetch_one(&mut *tx)
         .await
         .map_err(|error| refused_by_schema("tenant settings", error))?;
+    *target_id = Some(target.id);
     sqlx::query("SELECT set_config('app.tenant_id', $1::text, true)")
         .bind(target.id)
         .execute(&mut *tx)
         .await?;
-    sqlx::query(include_str!("sql/clear_tenant_data.sql"))
+    let replaced: Vec<String> = sqlx::query_scalar(include_str!("sql/clear_tenant_data.sql"))
         .bind(target.id)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
+    objects.replacing(replaced);
     for scratch in [
         include_str!("sql/restore_senders.sql"),
         include_str!("sql/restore_events.sql"),
@@ -183,9 +205,21 @@ async fn write(
         .execute(&mut *tx)
         .await?;
     let salt = (target.id != archived.id).then_some(target.id);
-    write_rows(&mut tx, header, file, target.id, salt).await?;
+    let rows = Rows {
+        tenant: target.id,
+        salt,
+        blobs: &state.settings.media.blobs,
+    };
+    write_rows(&mut tx, header, file, &rows, objects).await?;
     tx.commit().await?;
     Ok((target.id, target.created))
+}
+
+/// Where rows go: the target tenant, the id salt, the media store.
+struct Rows<'a> {
+    tenant: Uuid,
+    salt: Option<Uuid>,
+    blobs: &'a crate::engine::media::blobs::MediaBlobs,
 }
 
 /// Rows of one table gathered for one statement.
@@ -222,9 +256,11 @@ async fn write_rows(
     tx: &mut sqlx::PgConnection,
     header: &Header,
     file: &mut tokio::fs::File,
-    tenant: Uuid,
-    salt: Option<Uuid>,
+    rows: &Rows<'_>,
+    objects: &mut RestoredObjects,
 ) -> Result<(), ApiError> {
+    let (tenant, salt) = (rows.tenant, rows.salt);
+    let media = super::tables::position("media");
     let mut reader = BufReader::new(file);
     let mut line = Vec::new();
     // The header, checked already.
@@ -238,7 +274,10 @@ async fn write_rows(
         {
             break;
         }
-        let (table, row) = parse_row(&line, number, header).map_err(refusal)?;
+        let (table, mut row) = parse_row(&line, number, header).map_err(refusal)?;
+        if Some(table) == media {
+            objects.media_row(rows.blobs, tenant, &mut row).await?;
+        }
         if table != batch.table || batch.full() {
             flush(tx, &batch, tenant, salt).await?;
             batch = Batch::new(table);

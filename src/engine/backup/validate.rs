@@ -2,20 +2,23 @@
 //! schema it was taken on, every line's shape and table order, each row belonging to the
 //! archived tenant, the row counts and the SHA-256 of the trailer.
 
-use super::archive::{FORMAT, Header, Trailer, VERSION};
+use super::archive::{FORMAT, Header, OLDEST_VERSION, Trailer, VERSION};
 use super::tables::{TABLES, position};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
 
-/// The longest line an archive may have (a row, whatever its table: a media file in hex).
-pub const MAX_LINE: usize = 128 * 1024 * 1024;
+/// The longest line an archive may have (a row, whatever its table: a media file in hex, up to
+/// 100 MiB of file in 200 MiB of hex).
+pub const MAX_LINE: usize = 256 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
     #[error("this is not a flomastr tenant backup ({0})")]
     NotAnArchive(String),
-    #[error("the archive is format version {found}; this engine reads version {VERSION}")]
+    #[error(
+        "the archive is format version {found}; this engine reads versions {OLDEST_VERSION} to {VERSION}"
+    )]
     Version { found: u64 },
     #[error(
         "the archive was taken on engine schema {archive}; this engine's database is at {engine}: restore it with an engine of the same version"
@@ -76,7 +79,7 @@ pub fn parse_header(line: &[u8], engine_schema: i64) -> Result<Header, ArchiveEr
         )));
     }
     let version = value.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
-    if version != u64::from(VERSION) {
+    if !(u64::from(OLDEST_VERSION)..=u64::from(VERSION)).contains(&version) {
         return Err(ArchiveError::Version { found: version });
     }
     let header: Header = serde_json::from_value(value).map_err(|e| ArchiveError::corrupt(1, e))?;
@@ -260,13 +263,21 @@ mod tests {
             checked(b"{\"a\":1}\n").await,
             Err(ArchiveError::NotAnArchive(_))
         ));
-        let newer =
-            String::from_utf8(archive())
-                .unwrap()
-                .replacen("\"version\":1", "\"version\":2", 1);
+        let text = String::from_utf8(archive()).unwrap();
+        let version = |v: u32| {
+            text.replacen(
+                &format!("\"version\":{VERSION}"),
+                &format!("\"version\":{v}"),
+                1,
+            )
+        };
         assert!(matches!(
-            checked(newer.as_bytes()).await,
-            Err(ArchiveError::Version { found: 2 })
+            checked(version(VERSION + 1).as_bytes()).await,
+            Err(ArchiveError::Version { found }) if found == u64::from(VERSION) + 1
+        ));
+        assert!(matches!(
+            checked(version(0).as_bytes()).await,
+            Err(ArchiveError::Version { found: 0 })
         ));
         assert!(matches!(
             check(&archive()[..], 8).await,

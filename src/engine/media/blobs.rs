@@ -116,16 +116,35 @@ impl MediaBlobs {
         (tenant, id): (Uuid, Uuid),
         object_key: Option<&str>,
     ) -> Result<Option<Vec<u8>>, BlobError> {
-        match (object_key, &self.objects) {
-            (Some(key), Some(objects)) => match objects.get(&ObjectPath::from(key)).await {
-                Ok(found) => Ok(Some(found.bytes().await?.to_vec())),
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(error) => Err(error.into()),
-            },
+        match object_key {
             // An object but no store configured (any more): nothing to serve.
-            (Some(_), None) => Ok(None),
-            (None, _) => Ok(super::files::row_bytes(pool, tenant, id).await?),
+            Some(key) => self.object(key).await,
+            None => Ok(super::files::row_bytes(pool, tenant, id).await?),
         }
+    }
+
+    /// The object under `key`; `None` when it is gone or there is no object store.
+    pub async fn object(&self, key: &str) -> Result<Option<Vec<u8>>, BlobError> {
+        let Some(objects) = &self.objects else {
+            return Ok(None);
+        };
+        match objects.get(&ObjectPath::from(key)).await {
+            Ok(found) => Ok(Some(found.bytes().await?.to_vec())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Copies the object `from` to `to`; `false` when there is none to copy (or no store). Read
+    /// and written again rather than copied server-side: every S3-compatible server can.
+    pub async fn copy(&self, from: &str, to: &str) -> Result<bool, BlobError> {
+        let (Some(objects), Some(bytes)) = (&self.objects, self.object(from).await?) else {
+            return Ok(false);
+        };
+        objects
+            .put(&ObjectPath::from(to), PutPayload::from(bytes))
+            .await?;
+        Ok(true)
     }
 
     /// Removes a put whose row was not written.

@@ -132,7 +132,15 @@ impl Fetcher {
                             bytes: &fetched.bytes,
                             placement: &placement,
                         };
-                        store::stored(&self.pool, tenant, id, file).await
+                        match store::stored(&self.pool, tenant, id, file).await {
+                            Ok(true) => Ok(()),
+                            // The row went while the file downloaded: so does its object.
+                            Ok(false) => {
+                                self.settings.blobs.delete_placed(&placement).await;
+                                Ok(())
+                            }
+                            Err(error) => Err(error),
+                        }
                     }
                     Err(error) => {
                         // The object store is down: like a provider outage, tried again later.

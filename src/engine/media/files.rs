@@ -147,6 +147,26 @@ pub async fn remember_provider_id(
     Ok(())
 }
 
+/// Forgets the provider ids of `media` uploaded with `sender`'s credentials (the provider no
+/// longer knows them: the next send uploads the files again).
+pub async fn forget_provider_ids(
+    pool: &PgPool,
+    tenant: Uuid,
+    sender: Uuid,
+    media: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "DELETE FROM media_provider_ids
+         WHERE tenant_id = $1 AND sender_id = $2 AND media_id = ANY($3)",
+    )
+    .bind(tenant)
+    .bind(sender)
+    .bind(media)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Files past their retention: uploads at `expires_at`, inbound files when older than the
 /// tenant's media retention (default: `default_retention`, the job retention). At most `limit`
 /// rows; returns the object keys of those deleted (the object store's copies go next).

@@ -1,4 +1,4 @@
-//! `GET /public/media/{id}?exp=&sig=`: a media file for the provider that sends it (InfoBip and
+//! `GET /public/media/{id}?t=&exp=&sig=`: a media file for the provider that sends it (InfoBip and
 //! Twilio download media from a URL). No worker token: the signature is the permission
 //! ([`super::public_url`]). A bad or expired signature is 403 before anything is looked up (so
 //! nothing tells whether the id exists); a signed id whose file is gone is 404.
@@ -15,10 +15,13 @@ use uuid::Uuid;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct Signed {
+    /// The tenant whose file it is (links of the first format have none).
+    #[serde(default)]
+    pub t: Option<String>,
     /// Expiry, Unix seconds.
     #[serde(default)]
     pub exp: Option<String>,
-    /// Hex HMAC-SHA256 of the id and the expiry.
+    /// Hex HMAC-SHA256 of the tenant, the id and the expiry.
     #[serde(default)]
     pub sig: Option<String>,
 }
@@ -40,6 +43,10 @@ pub async fn get(
         ApiError::forbidden(code, refused.to_string())
     };
     let id: Uuid = id.parse().map_err(|_| forbidden(Refused::Signature))?;
+    let tenant: Option<Uuid> = match signed.t.as_deref() {
+        None => None,
+        Some(t) => Some(t.parse().map_err(|_| forbidden(Refused::Signature))?),
+    };
     let exp: i64 = signed
         .exp
         .as_deref()
@@ -51,17 +58,18 @@ pub async fn get(
         .media
         .public
         .verify(
-            id,
+            (tenant, id),
             exp,
             signed.sig.as_deref().unwrap_or_default(),
             chrono::Utc::now(),
         )
         .map_err(forbidden)?;
     let gone = || ApiError::not_found("the media file no longer exists");
-    let info = files::info_by_id(&state.pool, id)
-        .await?
-        .filter(|f| f.status == "stored")
-        .ok_or_else(gone)?;
+    let info = match tenant {
+        Some(tenant) => files::info(&state.pool, tenant, id).await?,
+        None => files::info_by_id(&state.pool, id).await?,
+    };
+    let info = info.filter(|f| f.status == "stored").ok_or_else(gone)?;
     let bytes = state
         .settings
         .media

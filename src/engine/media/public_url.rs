@@ -1,6 +1,9 @@
-//! Expiring, signed public URLs of media files (`GET /public/media/{id}?exp=&sig=`): how InfoBip
-//! and Twilio, which send media by URL only, download a file the engine keeps. No worker token:
-//! the HMAC-SHA256 signature over the id and the expiry is the permission.
+//! Expiring, signed public URLs of media files (`GET /public/media/{id}?t=&exp=&sig=`): how
+//! InfoBip and Twilio, which send media by URL only, download a file the engine keeps. No worker
+//! token: the HMAC-SHA256 signature over the tenant, the id and the expiry is the permission.
+//! The tenant is in the link because a media id is unique only within its tenant (a backup
+//! restored into a new slug keeps its files' ids); links of the first format (no `t`, signed over
+//! the id and the expiry) are still accepted until they expire.
 //!
 //! The key is derived from the admin token (HMAC under a fixed label), so every replica of the
 //! engine signs and checks alike and no other secret needs distributing; the admin token itself
@@ -54,24 +57,39 @@ impl PublicMedia {
         self.base.is_some()
     }
 
-    fn mac(&self, id: Uuid, expires: i64) -> HmacSha256 {
+    /// The MAC of a link: over `{tenant}.{id}.{expires}`; links without a tenant (the first
+    /// format) over `{id}.{expires}`.
+    fn mac(&self, tenant: Option<Uuid>, id: Uuid, expires: i64) -> HmacSha256 {
         let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes keys of any length");
-        mac.update(format!("{id}.{expires}").as_bytes());
+        let signed = match tenant {
+            Some(tenant) => format!("{tenant}.{id}.{expires}"),
+            None => format!("{id}.{expires}"),
+        };
+        mac.update(signed.as_bytes());
         mac
     }
 
-    /// The public URL of media `id`, valid until `expires`; `None` without a public base URL.
-    pub fn url(&self, id: Uuid, expires: DateTime<Utc>) -> Option<String> {
+    /// The public URL of the tenant's media `id`, valid until `expires`; `None` without a public
+    /// base URL.
+    pub fn url(&self, tenant: Uuid, id: Uuid, expires: DateTime<Utc>) -> Option<String> {
         let base = self.base.as_ref()?;
         let exp = expires.timestamp();
-        let sig = hex::encode(self.mac(id, exp).finalize().into_bytes());
-        Some(format!("{base}/public/media/{id}?exp={exp}&sig={sig}"))
+        let sig = hex::encode(self.mac(Some(tenant), id, exp).finalize().into_bytes());
+        Some(format!(
+            "{base}/public/media/{id}?t={tenant}&exp={exp}&sig={sig}"
+        ))
     }
 
     /// Checks the signature (in constant time) and then the expiry.
-    pub fn verify(&self, id: Uuid, exp: i64, sig: &str, now: DateTime<Utc>) -> Result<(), Refused> {
+    pub fn verify(
+        &self,
+        (tenant, id): (Option<Uuid>, Uuid),
+        exp: i64,
+        sig: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), Refused> {
         let sig = hex::decode(sig).map_err(|_| Refused::Signature)?;
-        self.mac(id, exp)
+        self.mac(tenant, id, exp)
             .verify_slice(&sig)
             .map_err(|_| Refused::Signature)?;
         if exp < now.timestamp() {
@@ -85,13 +103,16 @@ impl PublicMedia {
 mod tests {
     use super::*;
 
-    fn parts(url: &str) -> (i64, String) {
+    fn parts(url: &str) -> (String, i64, String) {
         let query = url.split_once('?').unwrap().1;
-        let (exp, sig) = query.split_once('&').unwrap();
-        (
-            exp.trim_start_matches("exp=").parse().unwrap(),
-            sig.trim_start_matches("sig=").to_owned(),
-        )
+        let value = |name: &str| {
+            query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix(&format!("{name}=")))
+                .unwrap()
+                .to_owned()
+        };
+        (value("t"), value("exp").parse().unwrap(), value("sig"))
     }
 
     #[test]
@@ -100,37 +121,66 @@ mod tests {
             Some("https://engine.example.com".into()),
             "admin-token-0123456789",
         );
-        let id = Uuid::new_v4();
+        let (tenant, id) = (Uuid::new_v4(), Uuid::new_v4());
         let now = Utc::now();
-        let url = signer.url(id, now + chrono::Duration::hours(1)).unwrap();
+        let url = signer
+            .url(tenant, id, now + chrono::Duration::hours(1))
+            .unwrap();
         assert!(url.starts_with(&format!(
-            "https://engine.example.com/public/media/{id}?exp="
+            "https://engine.example.com/public/media/{id}?t={tenant}&exp="
         )));
-        let (exp, sig) = parts(&url);
-        assert_eq!(signer.verify(id, exp, &sig, now), Ok(()));
+        let (t, exp, sig) = parts(&url);
+        assert_eq!(t, tenant.to_string());
+        let signed = (Some(tenant), id);
+        assert_eq!(signer.verify(signed, exp, &sig, now), Ok(()));
         assert_eq!(
-            signer.verify(Uuid::new_v4(), exp, &sig, now),
+            signer.verify((Some(tenant), Uuid::new_v4()), exp, &sig, now),
             Err(Refused::Signature)
         );
         assert_eq!(
-            signer.verify(id, exp + 1, &sig, now),
+            signer.verify((Some(Uuid::new_v4()), id), exp, &sig, now),
+            Err(Refused::Signature),
+            "another tenant's link"
+        );
+        assert_eq!(
+            signer.verify((None, id), exp, &sig, now),
+            Err(Refused::Signature),
+            "the tenant left out"
+        );
+        assert_eq!(
+            signer.verify(signed, exp + 1, &sig, now),
             Err(Refused::Signature)
         );
-        assert_eq!(signer.verify(id, exp, "zz", now), Err(Refused::Signature));
         assert_eq!(
-            signer.verify(id, exp, &sig, now + chrono::Duration::hours(2)),
+            signer.verify(signed, exp, "zz", now),
+            Err(Refused::Signature)
+        );
+        assert_eq!(
+            signer.verify(signed, exp, &sig, now + chrono::Duration::hours(2)),
             Err(Refused::Expired)
         );
         let other = PublicMedia::new(
             Some("https://engine.example.com".into()),
             "another-admin-token-xyz",
         );
-        assert_eq!(other.verify(id, exp, &sig, now), Err(Refused::Signature));
+        assert_eq!(
+            other.verify(signed, exp, &sig, now),
+            Err(Refused::Signature)
+        );
         assert!(
             PublicMedia::new(None, "admin-token-0123456789")
-                .url(id, now)
+                .url(tenant, id, now)
                 .is_none()
         );
         assert!(!format!("{signer:?}").contains("key"));
+    }
+
+    #[test]
+    fn links_of_the_first_format_still_verify() {
+        let signer = PublicMedia::new(None, "admin-token-0123456789");
+        let id = Uuid::new_v4();
+        let exp = Utc::now().timestamp() + 60;
+        let sig = hex::encode(signer.mac(None, id, exp).finalize().into_bytes());
+        assert_eq!(signer.verify((None, id), exp, &sig, Utc::now()), Ok(()));
     }
 }

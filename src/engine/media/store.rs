@@ -86,14 +86,15 @@ pub struct Stored<'a> {
     pub placement: &'a super::blobs::Placement,
 }
 
+/// Records the downloaded file; `false` when its row is gone (the job deleted meanwhile).
 pub async fn stored(
     pool: &PgPool,
     tenant: Uuid,
     id: Uuid,
     file: Stored<'_>,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     let mut tx = redoable(pool).await?;
-    sqlx::query(include_str!("sql/stored.sql"))
+    let exists: bool = sqlx::query_scalar(include_str!("sql/stored.sql"))
         .bind(tenant)
         .bind(id)
         .bind(file.content_type)
@@ -107,9 +108,10 @@ pub async fn stored(
             Placement::Row => None,
             Placement::Object(key) => Some(key.as_str()),
         })
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
-    tx.commit().await
+    tx.commit().await?;
+    Ok(exists)
 }
 
 /// A failed try: retried after `retry_after` when given, else failed for good.

@@ -43,7 +43,8 @@ pub struct SendRequest {
     #[serde(default)]
     pub template: Option<TemplateRequest>,
     /// An image, document, audio, video or sticker, by https URL, by an engine media id
-    /// (`POST /media`, or an inbound file of the tenant) or by a Meta media id.
+    /// (`POST /media`, or an inbound file of the tenant) or by a Meta media id. Media headers
+    /// (`interactive.header`, `template.header`) take the same.
     #[serde(default)]
     pub media: Option<MediaRequest>,
     /// Reply buttons or a list (Meta and InfoBip; Twilio: as a Content API template).
@@ -156,16 +157,14 @@ pub async fn send(
             interactive: request.interactive.as_ref(),
         };
         capabilities::check(channel.provider, &parts)?;
-        if let Some(media) = &request.media {
-            super::stored_media::check(
-                &state.pool,
-                &state.settings.media,
-                tenant.id,
-                media,
-                channel.provider,
-            )
-            .await?;
-        }
+        super::stored_media::check(
+            &state.pool,
+            &state.settings.media,
+            tenant.id,
+            &parts,
+            channel.provider,
+        )
+        .await?;
     }
     if request.template.is_none() && !window {
         return Err(ApiError::new(

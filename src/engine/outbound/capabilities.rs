@@ -40,7 +40,11 @@ pub fn check(provider: Provider, parts: &Parts<'_>) -> Result<(), ApiError> {
 
 /// A provider's (Meta's) media id: an engine media id is sent by URL where the provider needs one.
 fn provider_media_id(media: &MediaRequest) -> bool {
-    media.id.is_some() && super::stored_media::engine_id(media).is_none()
+    is_provider_id(media.id.as_deref())
+}
+
+fn is_provider_id(id: Option<&str>) -> bool {
+    id.is_some_and(|id| uuid::Uuid::parse_str(id).is_err())
 }
 
 fn refused(field: &str, why: &str) -> Result<(), ApiError> {
@@ -53,13 +57,13 @@ fn infobip(parts: &Parts<'_>) -> Result<(), ApiError> {
         return refused("media.id", BY_URL);
     }
     if let Some(header) = parts.interactive.and_then(|i| i.header.as_ref())
-        && header.id.is_some()
+        && is_provider_id(header.id.as_deref())
     {
         return refused("interactive.header.id", BY_URL);
     }
     if let Some(template) = parts.template {
         if let Some(header) = &template.header {
-            if header.id.is_some() {
+            if is_provider_id(header.id.as_deref()) {
                 return refused("template.header.id", BY_URL);
             }
             if header.kind == super::content::HeaderKind::Document && header.filename.is_none() {

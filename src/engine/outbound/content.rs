@@ -120,6 +120,8 @@ pub struct InteractiveHeader {
     pub text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// An engine media id (`POST /media`, or an inbound file of the tenant), or a media id
+    /// uploaded to Meta beforehand (Meta only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -180,6 +182,8 @@ pub struct TemplateHeader {
     pub params: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
+    /// An engine media id (`POST /media`, or an inbound file of the tenant), or a media id
+    /// uploaded to Meta beforehand (Meta only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// `document` only.

@@ -249,27 +249,14 @@ impl Dispatcher {
                 )
             }),
         };
-        let outgoing = match super::stored_media::resolve(
+        let outcome = super::stored_media::send(
             &self.pool,
             &self.settings.media,
             &self.clients,
             (tenant.id, &channel),
-            &outgoing.content,
+            &outgoing,
         )
-        .await
-        {
-            Ok(Some(content)) => Outgoing {
-                content,
-                ..outgoing
-            },
-            Ok(None) => outgoing,
-            Err(outcome) => {
-                return self
-                    .record(&message, tenant.id, channel.provider.as_str(), outcome)
-                    .await;
-            }
-        };
-        let outcome = self.clients.send(&channel, &outgoing).await;
+        .await;
         self.record(&message, tenant.id, channel.provider.as_str(), outcome)
             .await;
     }

@@ -1,8 +1,10 @@
 //! Background work that keeps the queue moving: notifications from other replicas, expired
-//! leases, retries coming due, and retention of finished jobs.
+//! leases, retries coming due, and retention of finished jobs (with their media files: the rows
+//! go with the job, their objects in the object store right after).
 
 use super::Queue;
 use crate::engine::ingest::JOBS_CHANNEL;
+use crate::engine::media::blobs::MediaBlobs;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
@@ -16,13 +18,13 @@ const RETENTION_BATCH: i64 = 5000;
 
 pub fn spawn_maintenance(
     queue: Queue,
-    retention: Duration,
-    dead_retention: Duration,
+    blobs: MediaBlobs,
+    (retention, dead_retention): (Duration, Duration),
     shutdown: CancellationToken,
 ) {
     tokio::spawn(listen(queue.clone(), shutdown.clone()));
     tokio::spawn(reap(queue.clone(), shutdown.clone()));
-    tokio::spawn(retain(queue, retention, dead_retention, shutdown));
+    tokio::spawn(retain(queue, blobs, (retention, dead_retention), shutdown));
 }
 
 /// Wakes lanes on NOTIFY from any replica (ours included); reconnects by itself, and wakes
@@ -124,8 +126,8 @@ async fn retries_due(
 /// Deletes finished jobs older than the retention, in batches, so the table never grows without bound.
 async fn retain(
     queue: Queue,
-    retention: Duration,
-    dead_retention: Duration,
+    blobs: MediaBlobs,
+    (retention, dead_retention): (Duration, Duration),
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(RETENTION_EVERY);
@@ -134,7 +136,7 @@ async fn retain(
             _ = tick.tick() => {}
             _ = shutdown.cancelled() => return,
         }
-        match delete_finished(queue.pool(), retention, dead_retention).await {
+        match delete_finished(queue.pool(), &blobs, retention, dead_retention).await {
             Ok(0) => {}
             Ok(deleted) => {
                 queue.metrics().retention_deleted.inc_by(deleted);
@@ -145,25 +147,27 @@ async fn retain(
     }
 }
 
+/// Deletes finished jobs past their retention; their media rows go with them (ON DELETE
+/// CASCADE), and the objects of those kept in the object store are deleted next, so none is
+/// left behind without a row.
 pub async fn delete_finished(
     pool: &PgPool,
+    blobs: &MediaBlobs,
     retention: Duration,
     dead_retention: Duration,
 ) -> Result<u64, sqlx::Error> {
     let mut total = 0;
     for (status, keep) in [("completed", retention), ("dead", dead_retention)] {
         loop {
-            let deleted = sqlx::query(
-                "DELETE FROM jobs WHERE id IN (
-                     SELECT id FROM jobs WHERE status = $1 AND updated_at < now() - make_interval(secs => $2)
-                     LIMIT $3)",
-            )
-            .bind(status)
-            .bind(keep.as_secs_f64())
-            .bind(RETENTION_BATCH)
-            .execute(pool)
-            .await?
-            .rows_affected();
+            let (deleted, keys): (i64, Vec<String>) =
+                sqlx::query_as(include_str!("sql/delete_finished.sql"))
+                    .bind(status)
+                    .bind(keep.as_secs_f64())
+                    .bind(RETENTION_BATCH)
+                    .fetch_one(pool)
+                    .await?;
+            blobs.delete(&keys).await;
+            let deleted = deleted as u64;
             total += deleted;
             if deleted < RETENTION_BATCH as u64 {
                 break;

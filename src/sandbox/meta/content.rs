@@ -79,6 +79,41 @@ fn media_object(object: &Value, name: &str, extra: &[&str]) -> Checked {
     }
 }
 
+/// Every media id of a send (`{kind: {id}}` anywhere in it), named as Meta names parameters
+/// (`template['components'][0]['parameters'][0]['image']['id']`).
+pub(super) fn media_ids(body: &Value) -> Vec<(String, String)> {
+    fn walk(value: &Value, name: &str, found: &mut Vec<(String, String)>) {
+        let nested = |key: &str| {
+            if name.is_empty() {
+                key.to_owned()
+            } else {
+                format!("{name}['{key}']")
+            }
+        };
+        match value {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    if MEDIA_KINDS.contains(&key.as_str())
+                        && let Some(id) = value.get("id").and_then(Value::as_str)
+                    {
+                        found.push((format!("{}['id']", nested(key)), id.to_owned()));
+                    }
+                    walk(value, &nested(key), found);
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    walk(item, &format!("{name}[{i}]"), found);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    walk(body, "", &mut found);
+    found
+}
+
 /// `type: image|document|audio|video|sticker` with the object of that name.
 pub(super) fn media(body: &Value, kind: &str) -> Checked {
     let Some(object) = str_at(body, &[kind]) else {

@@ -1,7 +1,9 @@
 -- Everything a restore replaces; the registration (tenant row, worker tokens, senders, AI
--- settings) stays. Children go with their parents (ON DELETE CASCADE).
+-- settings) stays. Children go with their parents (ON DELETE CASCADE). Returns the object keys of
+-- the media files deleted (their objects go once the restore committed, unless restored rows
+-- name them again).
 WITH jobs_gone AS (DELETE FROM jobs WHERE tenant_id = $1),
-     media_gone AS (DELETE FROM media WHERE tenant_id = $1),
+     media_gone AS (DELETE FROM media WHERE tenant_id = $1 RETURNING object_key),
      blocked_gone AS (DELETE FROM blocked_conversations WHERE tenant_id = $1),
      reports_gone AS (DELETE FROM status_reports WHERE tenant_id = $1),
      outbound_gone AS (DELETE FROM outbound_messages WHERE tenant_id = $1),
@@ -21,4 +23,4 @@ WITH jobs_gone AS (DELETE FROM jobs WHERE tenant_id = $1),
      segments_gone AS (DELETE FROM campaign_segments WHERE tenant_id = $1),
      runs_gone AS (DELETE FROM campaign_runs WHERE tenant_id = $1),
      campaigns_gone AS (DELETE FROM campaigns WHERE tenant_id = $1)
-SELECT 1
+SELECT ARRAY(SELECT object_key FROM media_gone WHERE object_key IS NOT NULL)

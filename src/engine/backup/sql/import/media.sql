@@ -1,5 +1,7 @@
--- A file in the object store is restored as its key (the object is the engine's, not the archive's).
--- Media ids are the tenant's own (the key is tenant and id) and job payloads name them: kept.
+-- Uploads have no job (job_id NULL stays NULL). A file of the object store arrives here with its
+-- key already the target tenant's and its bytes put there (restore_objects.rs), or with its bytes
+-- in the row when this engine has no object store. Media ids are the tenant's own (the key is
+-- tenant and id) and job payloads name them: kept.
 INSERT INTO media (tenant_id, id, job_id, position, sender_id, provider, kind, provider_ref,
                    declared_type, status, content_type, sha256, size, bytes, error, attempts,
                    next_attempt_at, created_at, updated_at, filename, expires_at, object_key)
