@@ -396,6 +396,53 @@ async fn bad_backups_and_targets_are_clear_statuses_and_touch_nothing() {
         "{restore}"
     );
 
+    // n8n's volume altered after it was backed up: refused before anything is restored, also
+    // into a new Tenant (no key from the backup, no volume Job).
+    let altered = copy_to(
+        format!("{source}/20200101T000005.000Z"),
+        "manifest.json",
+        |b| {
+            let mut m: Value = serde_json::from_slice(&b).unwrap();
+            m["parts"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"name": "n8n-data.tar", "sha256": "00".repeat(32), "size": 10240}));
+            serde_json::to_vec(&m).unwrap()
+        },
+    )
+    .await;
+    store
+        .put(
+            &format!("{altered}/n8n-data.tar"),
+            Bytes::from(vec![0u8; 10240]),
+        )
+        .await
+        .unwrap();
+    let fresh = unique("bk-alt");
+    s.tenant(&fresh, json!({})).await;
+    let restore = restore_from(&s, &ctx, &fresh, &altered).await;
+    assert_eq!(restore["reason"], "BackupCorrupt", "{restore}");
+    assert!(
+        restore["message"]
+            .as_str()
+            .unwrap()
+            .contains("n8n-data.tar"),
+        "{restore}"
+    );
+    assert_ne!(
+        n8n_key(&s.client, &fresh).await,
+        n8n_key(&s.client, &source).await,
+        "the backup's key was not restored"
+    );
+    let jobs = Api::<k8s_openapi::api::batch::v1::Job>::namespaced(
+        s.client.clone(),
+        &format!("tenant-{fresh}"),
+    )
+    .list(&Default::default())
+    .await
+    .unwrap();
+    assert!(jobs.items.is_empty(), "no n8n-data Job was started");
+
     // An unreachable target: the request fails with a reason, BackupReady says why.
     let dead = unique("bk-dead");
     credentials(&s.client, &dead).await;
