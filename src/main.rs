@@ -62,6 +62,9 @@ enum Command {
     Load(Box<flomastr::loadtest::LoadArgs>),
     /// Take, list and restore tenant backups (the engine's data) in a volume or an S3 bucket.
     Backup(Box<flomastr::operator::backup::cli::BackupArgs>),
+    /// Inside a tenant's n8n-data Job (the operator runs it): hold the pod, pack n8n's volume
+    /// to stdout or unpack it from stdin.
+    N8nData(flomastr::operator::backup::volume_archive::DataArgs),
 }
 
 #[tokio::main]
@@ -98,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Backup(args) => flomastr::operator::backup::cli::run(*args).await,
+        Command::N8nData(args) => flomastr::operator::backup::volume_archive::run(args),
     }
 }
 

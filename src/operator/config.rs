@@ -186,6 +186,15 @@ pub struct OperatorArgs {
     )]
     pub backup_volumes_dir: std::path::PathBuf,
 
+    /// The image of the Job that copies a tenant's n8n volume in and out of its backups
+    /// (`flomastr n8n-data`): the operator's own (the chart sets it to the image it runs).
+    #[arg(
+        long,
+        env = "FLOMASTR_BACKUP_IMAGE",
+        default_value = concat!("flomastr/flomastr:", env!("CARGO_PKG_VERSION"))
+    )]
+    pub backup_image: String,
+
     /// Tenants reconciled at once.
     #[arg(long, env = "FLOMASTR_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,

@@ -1,7 +1,9 @@
 //! What a Tenant's deletion waits for before its cleanup runs. `deletionPolicy: Snapshot`
 //! promises a backup before anything is deleted: [`snapshot`] takes a full backup to
-//! `spec.backup.target`; while there is no target, or the backup fails, the deletion is held
-//! (the finalizer stays, nothing is touched) with a status saying why.
+//! `spec.backup.target` (n8n's volume, its encryption key, the Tenant, the engine's rows);
+//! while there is no target, or the backup fails, the deletion is held (the finalizer stays,
+//! nothing is touched) with a status saying why. Once it is taken, the deletion proceeds as
+//! Delete ([`after_snapshot`]): everything is in the backup, and restores from it.
 
 use crate::operator::backup::take_tenant_backup;
 use crate::operator::context::Context;
@@ -73,6 +75,17 @@ pub async fn snapshot(ctx: &Context, tenant: &Tenant) -> Option<Blocked> {
             ),
         }),
     }
+}
+
+/// The Tenant as its deletion proceeds once [`snapshot`] let it: Snapshot deletes as Delete
+/// does (the namespace, with n8n's volume and key, goes after the Tenant), since the backup
+/// just taken holds all of it. Other policies are unchanged.
+pub fn after_snapshot(tenant: &Tenant) -> Tenant {
+    let mut deleting = tenant.clone();
+    if deleting.spec.deletion_policy == DeletionPolicy::Snapshot {
+        deleting.spec.deletion_policy = DeletionPolicy::Delete;
+    }
+    deleting
 }
 
 /// Shows the held deletion in the status and as a Warning Event (once per reason: a status
@@ -147,5 +160,23 @@ mod tests {
         );
         assert!(held.message.contains("nothing was deleted"));
         assert!(held.message.contains("Tenant acme has no"));
+    }
+
+    #[test]
+    fn after_its_snapshot_a_snapshot_deletion_deletes_and_others_keep_their_policy() {
+        let mut tenant = tenant();
+        for (policy, after) in [
+            (DeletionPolicy::Retain, DeletionPolicy::Retain),
+            (DeletionPolicy::Delete, DeletionPolicy::Delete),
+            (DeletionPolicy::Snapshot, DeletionPolicy::Delete),
+        ] {
+            tenant.spec.deletion_policy = policy;
+            let deleting = after_snapshot(&tenant);
+            assert_eq!(deleting.spec.deletion_policy, after, "{policy:?}");
+            assert_eq!(
+                crate::operator::children::retention::cascades(&deleting),
+                after == DeletionPolicy::Delete
+            );
+        }
     }
 }

@@ -69,11 +69,28 @@ pub fn controller(ctx: Arc<Context>) -> impl futures::Stream<Item = ()> + Send {
     if let Some(selector) = &ctx.config.tenant_selector {
         tenants = tenants.labels(selector);
     }
+    // Owned children wake their Tenant through `owning_tenant`, not `Controller::owns`.
     Controller::new(Api::<Tenant>::all(client.clone()), tenants)
-        .owns(Api::<Deployment>::all(client.clone()), owned.clone())
-        .owns(Api::<Service>::all(client.clone()), owned.clone())
-        .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
-        .owns(Api::<Ingress>::all(client.clone()), owned.clone())
+        .watches(
+            Api::<Deployment>::all(client.clone()),
+            owned.clone(),
+            owning_tenant,
+        )
+        .watches(
+            Api::<Service>::all(client.clone()),
+            owned.clone(),
+            owning_tenant,
+        )
+        .watches(
+            Api::<ConfigMap>::all(client.clone()),
+            owned.clone(),
+            owning_tenant,
+        )
+        .watches(
+            Api::<Ingress>::all(client.clone()),
+            owned.clone(),
+            owning_tenant,
+        )
         // n8n's volume is not owned by the Tenant (it outlives it unless deletionPolicy is
         // Delete: children::retention): its label names the tenant.
         .watches(
@@ -112,6 +129,24 @@ pub fn controller(ctx: Arc<Context>) -> impl futures::Stream<Item = ()> + Send {
                 tracing::debug!(%error, "controller event");
             }
         })
+}
+
+/// The Tenant that owns a namespaced child, referred to as the Tenant itself is (cluster-scoped,
+/// no namespace). `Controller::owns` names the owner within the child's namespace: a reference
+/// the controller takes for another object than the Tenant's own, so two reconciles of one
+/// Tenant could run at once (seen: a backup that scales n8n down woke a second reconcile, which
+/// scaled it up again and took the same backup twice).
+fn owning_tenant<K: kube::Resource>(child: K) -> Option<ObjectRef<Tenant>> {
+    child
+        .meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|owner| {
+            owner.kind == <Tenant as kube::Resource>::kind(&())
+                && owner.api_version == <Tenant as kube::Resource>::api_version(&())
+        })
+        .map(|owner| ObjectRef::new(&owner.name))
 }
 
 /// Runs `flomastr operator` until SIGINT/SIGTERM or until it loses the leader lease.
@@ -202,4 +237,28 @@ async fn serve_metrics(
         .map_err(|source| OperatorError::Metrics { address, source })?;
     tokio::spawn(async move { axum::serve(listener, app).await.ok() });
     Ok(())
+}
+
+#[cfg(test)]
+mod owner_tests {
+    use super::*;
+    use crate::operator::children::fixtures::{plan, tenant};
+
+    #[test]
+    fn a_child_wakes_its_tenant_by_the_tenants_own_cluster_scoped_reference() {
+        let deployment = children::deployment(&tenant(), &plan());
+        assert_eq!(
+            deployment.metadata.namespace.as_deref(),
+            Some("tenant-acme")
+        );
+        let woken = owning_tenant(deployment).unwrap();
+        assert_eq!(woken, ObjectRef::<Tenant>::new("acme"));
+        assert_eq!(
+            woken.namespace, None,
+            "the same slot as the Tenant's own events"
+        );
+        let mut orphan = children::service(&tenant(), &plan());
+        orphan.metadata.owner_references = None;
+        assert_eq!(owning_tenant(orphan), None);
+    }
 }

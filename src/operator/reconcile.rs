@@ -764,12 +764,14 @@ pub(crate) async fn publish(
 /// Deletion: with policy Delete remove DNS records, Caddy routes and the engine registration
 /// (and its data), and leave the namespace to the garbage collector; with Retain remove the
 /// routes, suspend the tenant in the engine and keep the namespace. With Snapshot a full backup
-/// is taken first (nothing is touched and the Tenant stays while it fails), then as Retain.
+/// (n8n's volume, its key, the engine's data) is taken first (nothing is touched and the Tenant
+/// stays while it fails), then as Delete.
 async fn cleanup(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
     if let Some(blocked) = deletion::snapshot(&ctx, &tenant).await {
         deletion::hold(&ctx, &tenant, &blocked).await;
         return Err(Error::DeletionBlocked(blocked.message));
     }
+    let tenant = Arc::new(deletion::after_snapshot(&tenant));
     let plan = plan(&tenant, &ctx.config);
     let slug = tenant.slug().to_owned();
     // The namespace's owner as the policy now says, before the finalizer goes: the garbage
@@ -796,8 +798,7 @@ async fn cleanup(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error
                 .await
                 .map_err(|e| Error::Cleanup(e.to_string()))?;
         }
-        // Snapshot gets here only once a backup was taken (deletion::snapshot holds it before);
-        // it keeps what Retain keeps: the backup does not hold n8n's volume yet.
+        // Snapshot was turned into Delete above, once its backup was taken.
         DeletionPolicy::Retain | DeletionPolicy::Snapshot => {
             let mut suspended = (*tenant).clone();
             suspended.spec.suspended = true;

@@ -52,8 +52,9 @@ pub struct TenantSpec {
     /// key, the DNS records and the engine's data (the tenant suspended there); only routes are
     /// removed. `Delete` removes the namespace with everything in it, the DNS records and the
     /// engine registration with all its data. `Snapshot` takes a full backup to `spec.backup.target`
-    /// first and then keeps what Retain keeps; while the backup fails the deletion waits
-    /// (condition Stalled, reason SnapshotFailed or SnapshotUnavailable) and nothing is deleted.
+    /// first (n8n's volume, its key, the engine's data) and then deletes as Delete does; while the
+    /// backup fails the deletion waits (condition Stalled, reason SnapshotFailed or
+    /// SnapshotUnavailable) and nothing is deleted.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 
@@ -103,10 +104,11 @@ pub enum DeletionPolicy {
     /// Remove the namespace with everything in it, the DNS records, the routes and the engine
     /// registration, including the tenant's data.
     Delete,
-    /// Back the tenant up to `spec.backup.target` first; once the backup succeeded, keep what
-    /// `Retain` keeps (the n8n volume is not in the backup yet). While no backup succeeds (no
-    /// target, target unreachable or full) the deletion waits with condition Stalled (reason
-    /// SnapshotFailed or SnapshotUnavailable) and nothing is deleted.
+    /// Back the tenant up to `spec.backup.target` first (n8n's volume, its encryption key, the
+    /// engine's data); once the backup succeeded, delete as `Delete` does: the backup restores
+    /// all of it. While no backup succeeds (no target, target unreachable or full) the deletion
+    /// waits with condition Stalled (reason SnapshotFailed or SnapshotUnavailable) and nothing
+    /// is deleted.
     Snapshot,
 }
 

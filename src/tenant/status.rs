@@ -88,6 +88,13 @@ pub struct LastBackup {
     pub duration_seconds: f64,
     /// When it was started (RFC 3339, UTC).
     pub time: String,
+    /// n8n's volume in it (`n8n-data.tar`): its size in bytes; absent when the volume held
+    /// nothing yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n8n_data_bytes: Option<i64>,
+    /// The SHA-256 (hex) of `n8n-data.tar`, as the manifest lists it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n8n_data_sha256: Option<String>,
 }
 
 /// The outcome of a `flomastr.io/backup-now` request.

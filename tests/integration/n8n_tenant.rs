@@ -11,6 +11,7 @@
 use crate::common::{admin_client, install_tenant_crd, require_env, unique, within};
 use crate::engine_harness::{TestEngine, allow_sandbox, start_engine_bound};
 use crate::operator::{credentials, operator_args, operator_client, sender_for};
+use flomastr::operator::backup::target::BackupStore;
 use flomastr::operator::context::Context;
 use flomastr::operator::metrics::OperatorMetrics;
 use flomastr::sandbox::{Accounts, Knobs, SandboxConfig, SandboxState};
@@ -20,6 +21,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret, Service};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::{Value, json};
+use sha2::Digest;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -101,6 +103,17 @@ async fn stack() -> Stack {
 impl Stack {
     /// A Tenant of this run whose channel is the sandbox; `n8n` replaces the n8n spec.
     async fn tenant(&self, prefix: &str, n8n: Value) -> String {
+        self.tenant_with(prefix, n8n, json!({}), json!({})).await
+    }
+
+    /// As [`Self::tenant`], with more spec fields and annotations.
+    async fn tenant_with(
+        &self,
+        prefix: &str,
+        n8n: Value,
+        more_spec: Value,
+        annotations: Value,
+    ) -> String {
         let slug = unique(prefix);
         credentials(&self.admin, &slug).await;
         let hook = self.engine.at(&format!("/webhook/infobip/{slug}"));
@@ -112,17 +125,21 @@ impl Stack {
         self.sandbox
             .state
             .set_accounts(Accounts::from_json(&accounts.to_string()).unwrap());
-        let tenant: Tenant = serde_json::from_value(json!({
+        let mut tenant = json!({
             "apiVersion": "flomastr.io/v1alpha1", "kind": "Tenant",
-            "metadata": {"name": slug, "labels": {RUN_LABEL: self.run}},
+            "metadata": {"name": slug, "labels": {RUN_LABEL: self.run}, "annotations": annotations},
             "spec": {
                 "displayName": "ACME Bakery", "deletionPolicy": "Delete", "n8n": n8n,
                 "whatsapp": {"provider": "Infobip", "sender": sender_for(&slug), "providerBaseUrl": self.sandbox.url,
                              "credentialsSecretRef": {"name": format!("{slug}-infobip"),
                                                       "namespace": crate::operator::CREDENTIALS_NAMESPACE}},
             }
-        }))
-        .unwrap();
+        });
+        tenant["spec"]
+            .as_object_mut()
+            .unwrap()
+            .extend(more_spec.as_object().unwrap().clone());
+        let tenant: Tenant = serde_json::from_value(tenant).unwrap();
         Api::<Tenant>::all(self.admin.clone())
             .create(&PostParams::default(), &tenant)
             .await
@@ -757,6 +774,48 @@ async fn outcome(stack: &Stack, slug: &str, pick: fn(&Value) -> Value, limit: Du
     .await
 }
 
+/// Creates a workflow through n8n's REST API (something only n8n's database holds); its id.
+async fn marker_workflow(http: &reqwest::Client, base: &str, cookie: &str) -> String {
+    let response = http
+        .post(format!("{base}/rest/workflows"))
+        .header("browser-id", "flomastr-test")
+        .header("cookie", cookie)
+        .json(
+            &json!({"name": "Restored with its volume", "nodes": [], "connections": {},
+                      "settings": {}, "active": false}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    assert!(status.is_success(), "POST /rest/workflows: {status} {body}");
+    body["data"]["id"].as_str().unwrap().to_owned()
+}
+
+/// n8n's REST API on the tenant's running pod, logged in as its owner: (base URL, cookie).
+async fn n8n_session(stack: &Stack, slug: &str) -> (reqwest::Client, String, String) {
+    let pod = n8n_pod(&stack.admin, slug).await;
+    let base = format!(
+        "http://{}:5678",
+        pod.status.as_ref().unwrap().pod_ip.as_ref().unwrap()
+    );
+    let http = reqwest::Client::new();
+    let email = stack.secret(slug, "n8n-owner", "email").await;
+    let password = stack.secret(slug, "n8n-owner", "password").await;
+    let cookie = owner_session(&http, &base, &email, &password).await;
+    (http, base, cookie)
+}
+
+/// The names in a tar.
+fn tar_names(bytes: &[u8]) -> Vec<String> {
+    tar::Archive::new(bytes)
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deleted_tenant_restored_from_its_backup_decrypts_its_credentials_and_answers() {
     let stack = stack().await;
@@ -774,19 +833,16 @@ async fn a_deleted_tenant_restored_from_its_backup_decrypts_its_credentials_and_
     .await;
     let backup = json!({"retention": 5, "target": {"s3": {"endpoint": s3.endpoint, "bucket": crate::backup_store::BUCKET,
         "credentialsSecretRef": {"name": s3_keys, "namespace": crate::operator::CREDENTIALS_NAMESPACE}}}});
+    let n8n = json!({"replicas": 1, "storage": "1Gi"});
     let slug = stack
-        .tenant("n8nbk", json!({"replicas": 1, "storage": "1Gi"}))
+        .tenant_with(
+            "n8nbk",
+            n8n.clone(),
+            json!({"backup": backup, "deletionPolicy": "Snapshot"}),
+            json!({}),
+        )
         .await;
     let merge = |body: Value| kube::api::Patch::Merge(body);
-    stack
-        .tenants()
-        .patch(
-            &slug,
-            &kube::api::PatchParams::default(),
-            &merge(json!({"spec": {"backup": backup, "deletionPolicy": "Snapshot"}})),
-        )
-        .await
-        .unwrap();
     let worker_token = within(Duration::from_secs(60), "the worker token", async || {
         Api::<Secret>::namespaced(stack.admin.clone(), &format!("tenant-{slug}"))
             .get_opt("flomastr-worker")
@@ -819,8 +875,11 @@ async fn a_deleted_tenant_restored_from_its_backup_decrypts_its_credentials_and_
     let key = stack
         .secret(&slug, "n8n-encryption", "N8N_ENCRYPTION_KEY")
         .await;
+    // Something only n8n's own database holds: a workflow made in n8n.
+    let (http, base, cookie) = n8n_session(&stack, &slug).await;
+    let marker = marker_workflow(&http, &base, &cookie).await;
 
-    // A full backup on request.
+    // A full backup on request: n8n is stopped for it, its volume copied, n8n started again.
     let patch = json!({"metadata": {"annotations": {"flomastr.io/backup-now": "e2e-1"}}});
     stack
         .tenants()
@@ -831,14 +890,45 @@ async fn a_deleted_tenant_restored_from_its_backup_decrypts_its_credentials_and_
         &stack,
         &slug,
         |s| s["backup"]["lastRequest"].clone(),
-        Duration::from_secs(120),
+        Duration::from_secs(600),
     )
     .await;
     assert_eq!(request["outcome"], "Succeeded", "{request}");
     let name = request["backupName"].as_str().unwrap().to_owned();
+    let status = serde_json::to_value(stack.tenants().get(&slug).await.unwrap().status).unwrap();
+    let last = &status["backup"]["lastBackup"];
+    assert!(last["n8nDataBytes"].as_i64().unwrap() > 0, "{last}");
+    let store = BackupStore::open(&crate::backup_store::s3_target(&s3.endpoint, "")).unwrap();
+    let tar = store
+        .read_small(&format!("{name}/n8n-data.tar"), 512 << 20)
+        .await
+        .unwrap();
+    assert_eq!(
+        hex::encode(sha2::Sha256::digest(&tar)),
+        last["n8nDataSha256"].as_str().unwrap(),
+        "the status and the manifest name the archive stored"
+    );
+    let names = tar_names(&tar);
+    assert!(
+        names.iter().any(|n| n == "database.sqlite"),
+        "n8n's database is in the backup: {names:?}"
+    );
+    let manifest: Value = serde_json::from_slice(
+        &store
+            .read_small(&format!("{name}/manifest.json"), 1 << 20)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["formatVersion"], 2, "{manifest}");
+    stack
+        .condition(&slug, "N8nReady", Duration::from_secs(600), |c| {
+            c.status == "True"
+        })
+        .await;
 
     // The knowledge is lost after the backup, then the Tenant is deleted (Snapshot: another
-    // backup first; n8n's volume and key stay).
+    // backup first, then everything goes: the namespace with n8n's volume and key).
     sqlx::query(
         "DELETE FROM kb_documents WHERE tenant_id = (SELECT id FROM tenants WHERE slug = $1)",
     )
@@ -851,7 +941,7 @@ async fn a_deleted_tenant_restored_from_its_backup_decrypts_its_credentials_and_
         .delete(&slug, &DeleteParams::default())
         .await
         .unwrap();
-    within(Duration::from_secs(180), "the Tenant deleted", async || {
+    within(Duration::from_secs(600), "the Tenant deleted", async || {
         stack
             .tenants()
             .get_opt(&slug)
@@ -861,52 +951,68 @@ async fn a_deleted_tenant_restored_from_its_backup_decrypts_its_credentials_and_
             .then_some(())
     })
     .await;
+    within(
+        Duration::from_secs(300),
+        "the namespace (n8n's volume, its key) deleted",
+        async || {
+            Api::<Namespace>::all(stack.admin.clone())
+                .get_opt(&format!("tenant-{slug}"))
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
 
-    // The Tenant again, restored from the backup taken before the loss.
-    let tenant: Tenant = serde_json::from_value(json!({
-        "apiVersion": "flomastr.io/v1alpha1", "kind": "Tenant",
-        "metadata": {"name": slug, "labels": {RUN_LABEL: stack.run},
-                     "annotations": {"flomastr.io/restore-from": name}},
-        "spec": {
-            "displayName": "ACME Bakery", "deletionPolicy": "Delete", "n8n": {"replicas": 1, "storage": "1Gi"},
-            "backup": backup,
-            "whatsapp": {"provider": "Infobip", "sender": sender_for(&slug), "providerBaseUrl": stack.sandbox.url,
-                         "credentialsSecretRef": {"name": format!("{slug}-infobip"),
-                                                  "namespace": crate::operator::CREDENTIALS_NAMESPACE}},
-        }
-    }))
-    .unwrap();
-    stack
-        .tenants()
-        .create(&PostParams::default(), &tenant)
-        .await
-        .unwrap();
+    // A NEW Tenant restored from the backup taken before the loss.
+    let heir = stack
+        .tenant_with(
+            "n8nrs",
+            n8n,
+            json!({"backup": backup}),
+            json!({"flomastr.io/restore-from": name}),
+        )
+        .await;
     let restore = outcome(
         &stack,
-        &slug,
+        &heir,
         |s| s["restore"].clone(),
-        Duration::from_secs(120),
+        Duration::from_secs(600),
     )
     .await;
     assert_eq!(restore["outcome"], "Succeeded", "{restore}");
+    assert!(
+        restore["message"]
+            .as_str()
+            .unwrap()
+            .contains("n8n's volume ("),
+        "{restore}"
+    );
     assert_eq!(
         stack
-            .secret(&slug, "n8n-encryption", "N8N_ENCRYPTION_KEY")
+            .secret(&heir, "n8n-encryption", "N8N_ENCRYPTION_KEY")
             .await,
         key
     );
-    // n8n starts with the key its stored credentials were encrypted with, and the workflow
-    // polls with its stored worker credential.
+    // n8n starts on its restored volume with the key its stored credentials were encrypted
+    // with, and the workflow polls with its credential.
     for kind in ["N8nReady", "WorkflowReady"] {
         stack
-            .condition(&slug, kind, Duration::from_secs(600), |c| {
+            .condition(&heir, kind, Duration::from_secs(600), |c| {
                 c.status == "True"
             })
             .await;
     }
+    let (http, base, cookie) = n8n_session(&stack, &heir).await;
+    let found = rest(&http, &base, &cookie, &format!("workflows/{marker}")).await;
+    assert_eq!(
+        found["data"]["name"], "Restored with its volume",
+        "the workflow made in n8n before the backup is back"
+    );
     stack
         .inbound(
-            &slug,
+            &heir,
             &[("r-1", json!({"type": "TEXT", "text": "When do you open?"}))],
         )
         .await;
@@ -921,7 +1027,7 @@ async fn a_deleted_tenant_restored_from_its_backup_decrypts_its_credentials_and_
     tracing::info!(%answer, "answered after the restore");
     stack
         .tenants()
-        .delete(&slug, &DeleteParams::default())
+        .delete(&heir, &DeleteParams::default())
         .await
         .unwrap();
 }

@@ -59,6 +59,8 @@ pub fn operator_args(engine: &TestEngine) -> OperatorArgs {
         concurrency: 4,
         backup_key: None,
         backup_volumes_dir: std::env::temp_dir(),
+        backup_image: std::env::var("FLOMASTR_TEST_IMAGE_FLOMASTR")
+            .unwrap_or_else(|_| "flomastr/flomastr:test".into()),
     }
 }
 

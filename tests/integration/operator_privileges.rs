@@ -9,13 +9,15 @@ use crate::operator::{
     CREDENTIALS_NAMESPACE, context, create_tenant, credentials, credentials_in, credentials_name,
     ensure_namespace, operator_args, operator_client, reconcile_now,
 };
+use flomastr::operator::backup::data_job::{self, Direction};
 use flomastr::operator::children::{NetworkReach, network_policy};
 use flomastr::operator::plan::plan;
 use flomastr::tenant::Tenant;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, AttachParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 /// The status code and message of a refused request.
@@ -502,4 +504,126 @@ async fn the_applied_network_policy_is_the_built_one_and_reaches_only_dns_the_en
             "{range} is excluded: {v4}"
         );
     }
+}
+
+fn job(pod: Value) -> Job {
+    let mut spec = json!({"restartPolicy": "Never",
+                          "containers": [{"name": "app", "image": "example.invalid/app:1"}]});
+    spec.as_object_mut()
+        .unwrap()
+        .extend(pod.as_object().unwrap().clone());
+    serde_json::from_value(json!({
+        "metadata": {"name": unique("probe")},
+        "spec": {"template": {"spec": spec}}
+    }))
+    .unwrap()
+}
+
+/// An exec by the operator, its connection dropped: only whether it was let through counts.
+async fn exec_as(
+    operator: &kube::Client,
+    namespace: &str,
+    pod: &str,
+    command: Vec<String>,
+) -> Result<(), kube::Error> {
+    let params = AttachParams::default()
+        .container(data_job::CONTAINER)
+        .stdout(true)
+        .stderr(true);
+    Api::<Pod>::namespaced(operator.clone(), namespace)
+        .exec(pod, command, &params)
+        .await
+        .map(drop)
+}
+
+#[tokio::test]
+async fn n8n_data_jobs_keep_the_pod_rules_and_exec_reaches_only_them() {
+    let admin = admin_client().await;
+    install_tenant_crd(&admin).await;
+    let engine = start_engine().await;
+    let operator = operator_client(&admin).await;
+    let ctx = context(operator.clone(), operator_args(&engine)).await;
+    let slug = provisioned(&admin, &ctx).await;
+    let tenant_namespace = format!("tenant-{slug}");
+    let tenant = Api::<Tenant>::all(admin.clone()).get(&slug).await.unwrap();
+    let plan = plan(&tenant, &ctx.config);
+
+    // The n8n-data Job the operator builds is allowed in the tenant's namespace (Pod Security
+    // restricted included); Jobs elsewhere or with host access are not.
+    let jobs = Api::<Job>::namespaced(operator.clone(), &tenant_namespace);
+    for direction in [Direction::Backup, Direction::Restore] {
+        let name = data_job::job_name(direction, "probe");
+        jobs.create(
+            &dry_run(),
+            &data_job::job(&tenant, &plan, "flomastr/flomastr:test", direction, &name),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("its {direction:?} Job is allowed: {e}"));
+    }
+    for namespace in ["kube-system", "default"] {
+        denied_by_policy(
+            Api::<Job>::namespaced(operator.clone(), namespace)
+                .create(&dry_run(), &job(json!({})))
+                .await,
+            &format!("a Job in {namespace}"),
+        );
+    }
+    for (what, pod) in [
+        (
+            "another ServiceAccount",
+            json!({"serviceAccountName": "admin"}),
+        ),
+        ("host PID", json!({"hostPID": true})),
+        (
+            "a hostPath volume",
+            json!({"volumes": [{"name": "root", "hostPath": {"path": "/"}}]}),
+        ),
+        (
+            "a privileged container",
+            json!({"containers": [{"name": "app", "image": "example.invalid/app:1", "securityContext": {"privileged": true}}]}),
+        ),
+    ] {
+        denied_by_policy(
+            jobs.create(&dry_run(), &job(pod)).await,
+            &format!("a Job with {what}"),
+        );
+    }
+
+    // Exec (which RBAC cannot confine to the Jobs' generated pod names): refused by admission
+    // before any pod is looked up, unless it is `flomastr n8n-data pack|unpack` in an n8n-data
+    // Job's pod of a tenant namespace.
+    let pack = data_job::exec_command(Direction::Backup);
+    let shell: Vec<String> = ["/bin/sh", "-c", "cat /etc/passwd"]
+        .map(str::to_owned)
+        .to_vec();
+    for (namespace, pod, command, what) in [
+        (
+            "kube-system",
+            "n8n-backup-x",
+            pack.clone(),
+            "outside tenant namespaces",
+        ),
+        (
+            tenant_namespace.as_str(),
+            "n8n-5d9f-abcde",
+            pack.clone(),
+            "into n8n itself",
+        ),
+        (
+            tenant_namespace.as_str(),
+            "n8n-backup-x",
+            shell,
+            "of another command",
+        ),
+    ] {
+        denied_by_policy(
+            exec_as(&operator, namespace, pod, command).await,
+            &format!("an exec {what}"),
+        );
+    }
+    let (code, message) = refusal(
+        exec_as(&operator, &tenant_namespace, "n8n-backup-none", pack).await,
+        "the allowed exec into a pod that does not exist",
+    );
+    assert_eq!(code, 404, "let through, then not found: {message}");
 }

@@ -326,7 +326,7 @@ async fn bad_backups_and_targets_are_clear_statuses_and_touch_nothing() {
         "manifest.json",
         |b| {
             let mut m: Value = serde_json::from_slice(&b).unwrap();
-            m["formatVersion"] = json!(2);
+            m["formatVersion"] = json!(flomastr::operator::backup::manifest::FORMAT_VERSION + 1);
             serde_json::to_vec(&m).unwrap()
         },
     )
@@ -372,6 +372,76 @@ async fn bad_backups_and_targets_are_clear_statuses_and_touch_nothing() {
         data,
         "the live data was changed"
     );
+
+    // A backup of format 1 (before n8n's volume was in backups) still restores.
+    let older = copy_to(
+        format!("{source}/20200101T000004.000Z"),
+        "manifest.json",
+        |b| {
+            let mut m: Value = serde_json::from_slice(&b).unwrap();
+            m["formatVersion"] = json!(1);
+            serde_json::to_vec(&m).unwrap()
+        },
+    )
+    .await;
+    let heir = unique("bk-old");
+    s.tenant(&heir, json!({})).await;
+    let restore = restore_from(&s, &ctx, &heir, &older).await;
+    assert_eq!(restore["outcome"], "Succeeded", "{restore}");
+    assert!(
+        restore["message"]
+            .as_str()
+            .unwrap()
+            .contains("no n8n volume"),
+        "{restore}"
+    );
+
+    // n8n's volume altered after it was backed up: refused before anything is restored, also
+    // into a new Tenant (no key from the backup, no volume Job).
+    let altered = copy_to(
+        format!("{source}/20200101T000005.000Z"),
+        "manifest.json",
+        |b| {
+            let mut m: Value = serde_json::from_slice(&b).unwrap();
+            m["parts"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"name": "n8n-data.tar", "sha256": "00".repeat(32), "size": 10240}));
+            serde_json::to_vec(&m).unwrap()
+        },
+    )
+    .await;
+    store
+        .put(
+            &format!("{altered}/n8n-data.tar"),
+            Bytes::from(vec![0u8; 10240]),
+        )
+        .await
+        .unwrap();
+    let fresh = unique("bk-alt");
+    s.tenant(&fresh, json!({})).await;
+    let restore = restore_from(&s, &ctx, &fresh, &altered).await;
+    assert_eq!(restore["reason"], "BackupCorrupt", "{restore}");
+    assert!(
+        restore["message"]
+            .as_str()
+            .unwrap()
+            .contains("n8n-data.tar"),
+        "{restore}"
+    );
+    assert_ne!(
+        n8n_key(&s.client, &fresh).await,
+        n8n_key(&s.client, &source).await,
+        "the backup's key was not restored"
+    );
+    let jobs = Api::<k8s_openapi::api::batch::v1::Job>::namespaced(
+        s.client.clone(),
+        &format!("tenant-{fresh}"),
+    )
+    .list(&Default::default())
+    .await
+    .unwrap();
+    assert!(jobs.items.is_empty(), "no n8n-data Job was started");
 
     // An unreachable target: the request fails with a reason, BackupReady says why.
     let dead = unique("bk-dead");
@@ -503,6 +573,21 @@ async fn a_schedule_takes_backups_when_due_and_a_snapshot_deletion_waits_for_one
         .await
         .unwrap();
     assert_eq!(after.len(), before.len() + 1, "{after:?}");
+    // Then it deletes as Delete: the namespace (n8n's volume and key in it) is the Tenant's
+    // to take along (the garbage collector, absent here, removes it).
+    let namespace = Api::<k8s_openapi::api::core::v1::Namespace>::all(s.client.clone())
+        .get(&format!("tenant-{slug}"))
+        .await
+        .unwrap();
+    assert!(
+        namespace
+            .metadata
+            .owner_references
+            .unwrap_or_default()
+            .iter()
+            .any(|o| o.kind == "Tenant" && o.name == slug),
+        "after its backup, a Snapshot deletion takes the namespace along"
+    );
 }
 
 #[tokio::test]
@@ -546,4 +631,99 @@ async fn the_api_server_refuses_a_backup_spec_that_cannot_work() {
             .expect_err(&format!("{backup} was accepted"));
         assert!(refused.to_string().contains(message), "{backup}: {refused}");
     }
+}
+
+/// A tmpfs of one page mounted under the operator's backup volumes directory: a volume target
+/// that really runs out of space. Unmounted when dropped.
+struct TinyVolume {
+    claim: String,
+    mount: std::path::PathBuf,
+}
+
+impl TinyVolume {
+    fn mount(root: &std::path::Path) -> Self {
+        let claim = unique("full-volume");
+        let mount = root.join(&claim);
+        std::fs::create_dir_all(&mount).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=4k,mode=0700", "tmpfs"])
+            .arg(&mount)
+            .status()
+            .expect("mount runs");
+        assert!(status.success(), "mounting a tmpfs needs root");
+        std::fs::create_dir(mount.join("tenants")).unwrap();
+        Self { claim, mount }
+    }
+
+    /// Every file under the volume, relative.
+    fn files(&self) -> Vec<String> {
+        fn walk(dir: &std::path::Path, base: &std::path::Path, into: &mut Vec<String>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, base, into);
+                } else {
+                    into.push(path.strip_prefix(base).unwrap().display().to_string());
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(&self.mount, &self.mount, &mut files);
+        files
+    }
+}
+
+impl Drop for TinyVolume {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(&self.mount)
+            .status();
+        let _ = std::fs::remove_dir(&self.mount);
+    }
+}
+
+#[tokio::test]
+async fn a_full_volume_target_is_target_full_and_touches_nothing_of_the_tenant() {
+    let s = setup().await;
+    let mut args = operator_args(&s.engine);
+    args.backup_key = Some(BACKUP_KEY.to_owned());
+    let volume = TinyVolume::mount(&args.backup_volumes_dir);
+    let ctx = context(s.operator.clone(), args).await;
+    let slug = unique("bk-full");
+    credentials(&s.client, &slug).await;
+    create_tenant(
+        &s.client,
+        &slug,
+        json!({"backup": {"target": {"volume": {"claimName": volume.claim, "path": "tenants"}}}}),
+    )
+    .await;
+    reconcile_now(&s.client, &ctx, &slug).await.unwrap();
+    fill(&s.engine, &slug, "full").await;
+    let key = n8n_key(&s.client, &slug).await.unwrap();
+    let data = contents(&s.engine, &slug).await;
+
+    let request = backup_now(&s, &ctx, &slug, "r-full").await;
+    assert_eq!(
+        (request["outcome"].as_str(), request["reason"].as_str()),
+        (Some("Failed"), Some("TargetFull")),
+        "{request}"
+    );
+    assert!(
+        request["message"].as_str().unwrap().contains("is full"),
+        "{request}"
+    );
+    let status = tenant_status(&s.client, &slug).await;
+    assert_eq!(
+        condition(&status, "BackupReady"),
+        ("False".into(), "TargetFull".into())
+    );
+    assert_eq!(condition(&status, "Ready").0, "True", "{status}");
+    assert!(status["backup"]["lastBackup"].is_null(), "{status}");
+    assert_eq!(
+        volume.files(),
+        Vec::<String>::new(),
+        "a failed backup leaves no part behind"
+    );
+    assert_eq!(n8n_key(&s.client, &slug).await.unwrap(), key);
+    assert_eq!(contents(&s.engine, &slug).await, data);
 }

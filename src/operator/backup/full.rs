@@ -1,13 +1,14 @@
 //! Full tenant backups: a directory `{slug}/{time}/` in the tenant's target holding the n8n
 //! encryption key sealed with the platform backup key, the Tenant (its spec with Secret
-//! *references*, never Secret values), the engine's archive and, written last, the manifest.
-//! Restoring checks every part (format version, SHA-256, the platform key, the n8n key's
-//! fingerprint) before it touches anything of the live tenant.
+//! *references*, never Secret values), the engine's archive, n8n's volume (`n8n_data`) and,
+//! written last, the manifest. Restoring checks every part (format version, SHA-256, the
+//! platform key, the n8n key's fingerprint) before it touches anything of the live tenant.
 
 use super::manifest::{
-    ENGINE_PART, FORMAT, FORMAT_VERSION, KEY_PART, MANIFEST, Manifest, Part, TENANT_PART,
-    backup_name, part_path,
+    ENGINE_PART, FORMAT, FORMAT_VERSION, KEY_PART, MANIFEST, Manifest, N8N_PART, OLDEST_READABLE,
+    Part, TENANT_PART, backup_name, part_path,
 };
+use super::n8n_data::{self, DataRestored};
 use super::seal::{BackupKey, SealError};
 use super::target::{BackupStore, BackupTarget, S3Target, TargetError};
 use super::transfer::{BackupClient, TransferError};
@@ -57,6 +58,8 @@ pub enum FullBackupError {
     KeyDiffers { live: String, backup: String },
     #[error("`{0}` is not a backup name (`<slug>/<time>`)")]
     BadName(String),
+    #[error("n8n's volume: {0}")]
+    N8nData(String),
 }
 
 impl FullBackupError {
@@ -81,6 +84,7 @@ impl FullBackupError {
             Self::WrongKey(_) => "BackupKeyWrong",
             Self::KeyDiffers { .. } => "KeyDiffers",
             Self::BadName(_) => "BackupNotFound",
+            Self::N8nData(_) => "N8nDataFailed",
         }
     }
 }
@@ -95,6 +99,8 @@ pub struct FullBackup {
     pub duration: Duration,
     /// Older backups deleted to keep `spec.backup.retention`.
     pub pruned: Vec<String>,
+    /// n8n's volume in it (`None`: the volume held nothing yet).
+    pub n8n_data: Option<Part>,
 }
 
 /// What a restore did.
@@ -103,6 +109,8 @@ pub struct Restored {
     pub n8n_key_fingerprint: String,
     pub key_secret_created: bool,
     pub engine_report: serde_json::Value,
+    /// `None`: the backup holds no n8n volume.
+    pub n8n_data: Option<DataRestored>,
 }
 
 /// The target named in `spec`; S3 keys come from the Secret in the credentials namespace.
@@ -185,11 +193,14 @@ pub async fn take_tenant_backup(
     let slug = tenant.slug();
     let name = backup_name(slug, taken_at);
     let n8n_key = read_n8n_key(client, config, tenant).await?;
-    let written = write_parts(&store, config, tenant, &key, &n8n_key, &name, taken_at).await;
-    let size_bytes = match written {
-        Ok(size) => size,
+    let written = write_parts(
+        client, &store, config, tenant, &key, &n8n_key, &name, taken_at,
+    )
+    .await;
+    let (size_bytes, n8n_data) = match written {
+        Ok(written) => written,
         Err(error) => {
-            for part in [KEY_PART, TENANT_PART, ENGINE_PART, MANIFEST] {
+            for part in [KEY_PART, TENANT_PART, ENGINE_PART, N8N_PART, MANIFEST] {
                 if let Err(left) = store.delete(&part_path(&name, part)).await {
                     tracing::warn!(%left, "cannot remove a part of a failed backup");
                 }
@@ -204,6 +215,7 @@ pub async fn take_tenant_backup(
         taken_at,
         duration: started.elapsed(),
         pruned,
+        n8n_data,
     })
 }
 
@@ -257,7 +269,10 @@ fn tenant_yaml(tenant: &Tenant) -> Vec<u8> {
         .into_bytes()
 }
 
+/// Writes every part, the manifest last; the bytes written and n8n's volume's part.
+#[allow(clippy::too_many_arguments)]
 async fn write_parts(
+    client: &kube::Client,
     store: &BackupStore,
     config: &OperatorArgs,
     tenant: &Tenant,
@@ -265,7 +280,7 @@ async fn write_parts(
     n8n_key: &str,
     name: &str,
     taken_at: DateTime<Utc>,
-) -> Result<u64, FullBackupError> {
+) -> Result<(u64, Option<Part>), FullBackupError> {
     let mut parts = vec![
         put_part(store, name, KEY_PART, key.seal(n8n_key.as_bytes())).await?,
         put_part(store, name, TENANT_PART, tenant_yaml(tenant)).await?,
@@ -279,6 +294,18 @@ async fn write_parts(
         sha256,
         size,
     });
+    // n8n's volume after the engine's rows: n8n is stopped for it, the engine is not.
+    let plan = plan(tenant, config);
+    let n8n_data = n8n_data::back_up(
+        client,
+        config,
+        tenant,
+        &plan,
+        store,
+        &part_path(name, N8N_PART),
+    )
+    .await?;
+    parts.extend(n8n_data.clone());
     let manifest = Manifest {
         format: FORMAT.to_owned(),
         format_version: FORMAT_VERSION,
@@ -294,7 +321,10 @@ async fn write_parts(
     store
         .put(&part_path(name, MANIFEST), Bytes::from(body))
         .await?;
-    Ok(manifest.parts.iter().map(|p| p.size).sum::<u64>() + manifest_size)
+    Ok((
+        manifest.parts.iter().map(|p| p.size).sum::<u64>() + manifest_size,
+        n8n_data,
+    ))
 }
 
 /// The tenant's complete backups (those with a manifest), oldest first.
@@ -364,17 +394,20 @@ async fn verified(
             manifest.format
         )));
     }
-    if manifest.format_version != FORMAT_VERSION {
+    if !(OLDEST_READABLE..=FORMAT_VERSION).contains(&manifest.format_version) {
         return Err(FullBackupError::Version(format!(
             "the backup is of format version {} (written by flomastr {}); this flomastr \
-             restores version {FORMAT_VERSION}",
+             restores versions {OLDEST_READABLE} to {FORMAT_VERSION}",
             manifest.format_version, manifest.flomastr_version
         )));
     }
-    for wanted in [KEY_PART, TENANT_PART, ENGINE_PART] {
-        let part = manifest
-            .part(wanted)
-            .ok_or_else(|| FullBackupError::Corrupt(format!("no part {wanted}")))?;
+    // n8n's volume is optional (format 1 never has it); when listed, it is checked as well.
+    for wanted in [KEY_PART, TENANT_PART, ENGINE_PART, N8N_PART] {
+        let part = match manifest.part(wanted) {
+            Some(part) => part,
+            None if wanted == N8N_PART => continue,
+            None => return Err(FullBackupError::Corrupt(format!("no part {wanted}"))),
+        };
         let (size, sha256) = store.digest(&part_path(name, wanted)).await?;
         if size != part.size || sha256 != part.sha256 {
             return Err(FullBackupError::Corrupt(format!(
@@ -408,8 +441,9 @@ async fn verified(
 }
 
 /// Restores the backup `name` (of this or another tenant) into `tenant`, from `tenant`'s
-/// target: the n8n key Secret first (so n8n decrypts its credentials), then the engine's data.
-/// The tenant's namespace must exist. Nothing is touched unless the whole backup checks out.
+/// target: the n8n key Secret first (so n8n decrypts its credentials), then n8n's volume (a new
+/// one only, filled before n8n starts), then the engine's data. The tenant's namespace must
+/// exist. Nothing is touched unless the whole backup checks out.
 pub async fn restore_tenant_backup(
     client: &kube::Client,
     config: &OperatorArgs,
@@ -454,6 +488,21 @@ pub async fn restore_tenant_backup(
             true
         }
     };
+    let n8n_data = match manifest.part(N8N_PART) {
+        Some(part) => Some(
+            n8n_data::restore(
+                client,
+                config,
+                tenant,
+                &plan,
+                &store,
+                &part_path(name, N8N_PART),
+                part,
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let engine_report = engine(config)
         .restore(&store, &part_path(name, ENGINE_PART), tenant.slug())
         .await
@@ -462,6 +511,7 @@ pub async fn restore_tenant_backup(
         n8n_key_fingerprint: manifest.n8n_key_fingerprint,
         key_secret_created,
         engine_report,
+        n8n_data,
     })
 }
 

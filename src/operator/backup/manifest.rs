@@ -5,13 +5,18 @@
 use serde::{Deserialize, Serialize};
 
 pub const FORMAT: &str = "flomastr-full-backup";
-/// The layout this version writes and restores; another one is refused (BackupVersion).
-pub const FORMAT_VERSION: u32 = 1;
+/// The layout this version writes: 2 may hold n8n's volume (`n8n-data.tar`), which an
+/// operator that reads only 1 would silently leave out, so it refuses it (BackupVersion).
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest layout this version still restores (1: no n8n volume).
+pub const OLDEST_READABLE: u32 = 1;
 
 pub const MANIFEST: &str = "manifest.json";
 pub const ENGINE_PART: &str = "engine.jsonl";
 pub const TENANT_PART: &str = "tenant.yaml";
 pub const KEY_PART: &str = "n8n-encryption-key.sealed";
+/// n8n's volume as a tar (format 2; absent when the tenant's volume held nothing yet).
+pub const N8N_PART: &str = "n8n-data.tar";
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]

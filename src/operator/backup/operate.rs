@@ -3,6 +3,7 @@
 //! A request is done once per annotation value; a settled Tenant costs no write.
 
 use super::full::{FullBackupError, restore_tenant_backup, take_tenant_backup};
+use super::n8n_data::DataRestored;
 use super::schedule::next_after;
 use crate::operator::context::Context;
 use crate::operator::status::{BackupObserved, Finding};
@@ -59,8 +60,9 @@ pub async fn restore(
                     outcome: SUCCEEDED.into(),
                     reason: SUCCEEDED.into(),
                     message: format!(
-                        "restored the n8n encryption key ({}) and the engine's data",
-                        restored.n8n_key_fingerprint
+                        "restored the n8n encryption key ({}), {} and the engine's data",
+                        restored.n8n_key_fingerprint,
+                        n8n_data_said(restored.n8n_data.as_ref())
                     ),
                 },
                 Some(restored.n8n_key_fingerprint),
@@ -78,6 +80,16 @@ pub async fn restore(
                 None,
             )
         }
+    }
+}
+
+fn n8n_data_said(restored: Option<&DataRestored>) -> String {
+    match restored {
+        Some(DataRestored::Filled(bytes)) => format!("n8n's volume ({bytes} bytes)"),
+        Some(DataRestored::Kept) => "not n8n's volume (the tenant's own PVC n8n-data is kept: \
+                                     delete it first to restore n8n's data)"
+            .into(),
+        None => "no n8n volume (the backup holds none)".into(),
     }
 }
 
@@ -162,6 +174,8 @@ pub async fn backups(
                 size_bytes: taken.size_bytes as i64,
                 duration_seconds: (taken.duration.as_secs_f64() * 1000.0).round() / 1000.0,
                 time: rfc3339(taken.taken_at),
+                n8n_data_bytes: taken.n8n_data.as_ref().map(|p| p.size as i64),
+                n8n_data_sha256: taken.n8n_data.as_ref().map(|p| p.sha256.clone()),
             });
         }
         if let Some(id) = request {

@@ -11,7 +11,9 @@ pub mod retention;
 mod secrets;
 
 pub use ingress::{frontend_ingress, frontend_service, n8n_ingress};
-pub use n8n::{PROVISIONING_CONTAINER, PROVISIONING_DIGEST, deployment, pvc, service};
+pub use n8n::{
+    DATA_PVC, N8N_UID, PROVISIONING_CONTAINER, PROVISIONING_DIGEST, deployment, pvc, service,
+};
 pub use namespace::{limit_range, namespace, resource_quota};
 pub use network_policy::{NON_PUBLIC_V4, NON_PUBLIC_V6, NetworkReach, network_policy};
 pub use provisioning::{CONFIG_MAP, CREDENTIAL_ID, WORKFLOW_ID, config_map};

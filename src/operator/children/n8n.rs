@@ -22,8 +22,11 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 
 pub const PORT: i32 = 5678;
-const DATA_PVC: &str = "n8n-data";
-const UID: i64 = 1000;
+/// n8n's volume (also what a backup's `n8n-data.tar` holds).
+pub const DATA_PVC: &str = "n8n-data";
+/// The user n8n runs as (the image's `node`); the n8n-data Job runs as it too.
+pub const N8N_UID: i64 = 1000;
+const UID: i64 = N8N_UID;
 /// The init container that provisions n8n (and checks its encryption key).
 pub const PROVISIONING_CONTAINER: &str = "provision";
 /// Pod template annotation: a digest of what the init container imports.

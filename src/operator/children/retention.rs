@@ -14,8 +14,9 @@ use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
-/// Whether deleting the Tenant deletes its namespace and data. `Snapshot` does not: its
-/// deletion waits for a backup, and without backups it waits for a policy change.
+/// Whether deleting the Tenant deletes its namespace and data. `Snapshot` does not while the
+/// Tenant lives (a Tenant removed without the operator must not take its data along): its
+/// deletion waits for a backup, and only then deletes as Delete (`deletion::after_snapshot`).
 pub fn cascades(tenant: &Tenant) -> bool {
     tenant.spec.deletion_policy == DeletionPolicy::Delete
 }
