@@ -79,11 +79,16 @@ fn stock_candle_rate(dir: &std::path::Path, texts: &[String]) -> f64 {
         let mask = rows(&|e| e.get_attention_mask())?;
         let hidden = model.forward(&ids, &ids.zeros_like()?, Some(&mask))?;
         let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-        let pooled = hidden.broadcast_mul(&mask)?.sum(1)?.broadcast_div(&mask.sum(1)?)?;
+        let pooled = hidden
+            .broadcast_mul(&mask)?
+            .sum(1)?
+            .broadcast_div(&mask.sum(1)?)?;
         pooled.to_vec2::<f32>().map(drop)
     };
     median_rate(texts, |texts| {
-        texts.chunks(32).for_each(|batch| embed_batch(batch).unwrap())
+        texts
+            .chunks(32)
+            .for_each(|batch| embed_batch(batch).unwrap())
     })
 }
 
@@ -103,7 +108,12 @@ for _ in range(int(sys.argv[2])):
 print(sorted(rates)[len(rates) // 2])
 "#;
     let mut child = std::process::Command::new(python)
-        .args(["-c", script, &dir.display().to_string(), &ROUNDS.to_string()])
+        .args([
+            "-c",
+            script,
+            &dir.display().to_string(),
+            &ROUNDS.to_string(),
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()

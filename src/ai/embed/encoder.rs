@@ -46,14 +46,30 @@ impl Dense {
     fn forward(&self, x: &[f32], rows: usize, par: Parallelism) -> Vec<f32> {
         let mut out = vec![0.0; rows * self.outputs()];
         fill_rows(&mut out, &self.bias);
-        matmul_add(&mut out, x, &self.weight, rows, self.inputs, self.outputs(), par);
+        matmul_add(
+            &mut out,
+            x,
+            &self.weight,
+            rows,
+            self.inputs,
+            self.outputs(),
+            par,
+        );
         out
     }
 
     /// `residual += x · W + b`.
     fn add_to(&self, residual: &mut [f32], x: &[f32], rows: usize, par: Parallelism) {
         super::kernels::add_rows(residual, &self.bias);
-        matmul_add(residual, x, &self.weight, rows, self.inputs, self.outputs(), par);
+        matmul_add(
+            residual,
+            x,
+            &self.weight,
+            rows,
+            self.inputs,
+            self.outputs(),
+            par,
+        );
     }
 }
 
@@ -121,9 +137,15 @@ impl Encoder {
         };
         let embeddings = vb.pp("embeddings");
         let table = |name: &str| -> candle_core::Result<Vec<f32>> {
-            embeddings.pp(name).get_unchecked("weight")?.flatten_all()?.to_vec1()
+            embeddings
+                .pp(name)
+                .get_unchecked("weight")?
+                .flatten_all()?
+                .to_vec1()
         };
-        let token_types = embeddings.pp("token_type_embeddings").get_unchecked("weight")?;
+        let token_types = embeddings
+            .pp("token_type_embeddings")
+            .get_unchecked("weight")?;
         let encoder = Self {
             words: table("word_embeddings")?,
             positions: table("position_embeddings")?,
@@ -137,7 +159,10 @@ impl Encoder {
             eps: config.layer_norm_eps as f32,
         };
         let h = encoder.hidden;
-        if encoder.words.len() % h != 0 || encoder.positions.len() % h != 0 || encoder.token_type.len() != h {
+        if !encoder.words.len().is_multiple_of(h)
+            || !encoder.positions.len().is_multiple_of(h)
+            || encoder.token_type.len() != h
+        {
             candle_core::bail!("the embedding tables do not match hidden_size {h}");
         }
         Ok(encoder)
@@ -145,8 +170,16 @@ impl Encoder {
 
     /// The mean of each sequence's last hidden states (not yet normalised), one per sequence.
     /// `threads > 1` splits the matrix products over the current rayon pool.
-    pub fn mean_pooled(&self, sequences: &[&[u32]], threads: usize) -> candle_core::Result<Vec<Vec<f32>>> {
-        let par = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
+    pub fn mean_pooled(
+        &self,
+        sequences: &[&[u32]],
+        threads: usize,
+    ) -> candle_core::Result<Vec<Vec<f32>>> {
+        let par = if threads > 1 {
+            Parallelism::Rayon(threads)
+        } else {
+            Parallelism::None
+        };
         let lens: Vec<usize> = sequences.iter().map(|s| s.len()).collect();
         let rows: usize = lens.iter().sum();
         let mut x = self.embed(sequences)?;
@@ -172,7 +205,10 @@ impl Encoder {
         let mut x = Vec::with_capacity(sequences.iter().map(|s| s.len()).sum::<usize>() * h);
         for sequence in sequences {
             if sequence.len() > max_positions {
-                candle_core::bail!("{} tokens, the model takes at most {max_positions}", sequence.len());
+                candle_core::bail!(
+                    "{} tokens, the model takes at most {max_positions}",
+                    sequence.len()
+                );
             }
             for (position, &id) in sequence.iter().enumerate() {
                 let id = id as usize;
@@ -181,23 +217,41 @@ impl Encoder {
                 }
                 let word = &self.words[id * h..(id + 1) * h];
                 let place = &self.positions[position * h..(position + 1) * h];
-                x.extend(word.iter().zip(place).zip(&self.token_type).map(|((w, p), t)| w + p + t));
+                x.extend(
+                    word.iter()
+                        .zip(place)
+                        .zip(&self.token_type)
+                        .map(|((w, p), t)| w + p + t),
+                );
             }
         }
-        layer_norm(&mut x, &self.embedding_norm.gamma, &self.embedding_norm.beta, self.eps);
+        layer_norm(
+            &mut x,
+            &self.embedding_norm.gamma,
+            &self.embedding_norm.beta,
+            self.eps,
+        );
         Ok(x)
     }
 
     /// Self-attention per sequence (in parallel over sequences when `threads > 1`).
-    fn attend(&self, qkv: &[f32], lens: &[usize], threads: usize, scores: &mut Vec<f32>) -> Vec<f32> {
+    fn attend(
+        &self,
+        qkv: &[f32],
+        lens: &[usize],
+        threads: usize,
+        scores: &mut Vec<f32>,
+    ) -> Vec<f32> {
         let h = self.hidden;
         let head_dim = h / self.heads;
         let mut ctx = vec![0.0; qkv.len() / 3];
         let pieces = split_rows(qkv, &mut ctx, lens, h);
         if threads > 1 {
-            pieces.into_par_iter().for_each_init(Vec::new, |scores, (len, qkv, ctx)| {
-                attention(qkv, ctx, len, self.heads, head_dim, scores)
-            });
+            pieces
+                .into_par_iter()
+                .for_each_init(Vec::new, |scores, (len, qkv, ctx)| {
+                    attention(qkv, ctx, len, self.heads, head_dim, scores)
+                });
         } else {
             for (len, qkv, ctx) in pieces {
                 attention(qkv, ctx, len, self.heads, head_dim, scores);
@@ -207,7 +261,9 @@ impl Encoder {
     }
 
     fn norm(&self, x: &mut [f32], norm: &Norm, threads: usize) {
-        for_chunks(x, self.hidden, threads, |rows| layer_norm(rows, &norm.gamma, &norm.beta, self.eps));
+        for_chunks(x, self.hidden, threads, |rows| {
+            layer_norm(rows, &norm.gamma, &norm.beta, self.eps)
+        });
     }
 
     fn pool(&self, x: &[f32], lens: &[usize]) -> Vec<Vec<f32>> {
@@ -246,7 +302,12 @@ fn split_rows<'a>(
 }
 
 /// Runs `kernel` over whole rows of `xs`, split over the rayon pool when `threads > 1`.
-fn for_chunks(xs: &mut [f32], row: usize, threads: usize, kernel: impl Fn(&mut [f32]) + Sync + Send) {
+fn for_chunks(
+    xs: &mut [f32],
+    row: usize,
+    threads: usize,
+    kernel: impl Fn(&mut [f32]) + Sync + Send,
+) {
     if threads > 1 {
         let rows = (xs.len() / row).div_ceil(threads * 4).max(1);
         xs.par_chunks_mut(rows * row).for_each(kernel);

@@ -12,17 +12,39 @@ use gemm::Parallelism;
 
 /// `out[rows × n] += x[rows × k] · w[k × n]`, all row-major. `out` holds what the product is
 /// added to (bias, residual), so the sums cost no extra pass.
-pub fn matmul_add(out: &mut [f32], x: &[f32], w: &[f32], rows: usize, k: usize, n: usize, par: Parallelism) {
+pub fn matmul_add(
+    out: &mut [f32],
+    x: &[f32],
+    w: &[f32],
+    rows: usize,
+    k: usize,
+    n: usize,
+    par: Parallelism,
+) {
     assert!(out.len() == rows * n && x.len() == rows * k && w.len() == k * n);
     // SAFETY: the asserted lengths bound every index gemm computes from these dimensions and
     // strides; `out` does not alias `x` or `w` (one is `&mut`).
     unsafe {
         gemm::gemm(
-            rows, n, k,
-            out.as_mut_ptr(), 1, n as isize, true,
-            x.as_ptr(), 1, k as isize,
-            w.as_ptr(), 1, n as isize,
-            1.0, 1.0, false, false, false, par,
+            rows,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            par,
         );
     }
 }
@@ -30,7 +52,14 @@ pub fn matmul_add(out: &mut [f32], x: &[f32], w: &[f32], rows: usize, k: usize, 
 /// Self-attention of one sequence, all heads. `qkv` is `len × 3·hidden` (queries, keys, values
 /// side by side, heads `head_dim` wide within each); writes `ctx` (`len × hidden`). `scores` is
 /// scratch. Padding never exists here: each sequence attends only to its own tokens.
-pub fn attention(qkv: &[f32], ctx: &mut [f32], len: usize, heads: usize, head_dim: usize, scores: &mut Vec<f32>) {
+pub fn attention(
+    qkv: &[f32],
+    ctx: &mut [f32],
+    len: usize,
+    heads: usize,
+    head_dim: usize,
+    scores: &mut Vec<f32>,
+) {
     let hidden = heads * head_dim;
     let stride = 3 * hidden;
     assert!(qkv.len() == len * stride && ctx.len() == len * hidden);
@@ -47,11 +76,25 @@ pub fn attention(qkv: &[f32], ctx: &mut [f32], len: usize, heads: usize, head_di
         unsafe {
             // scores = scale · Q·Kᵀ
             gemm::gemm(
-                len, len, head_dim,
-                scores.as_mut_ptr(), 1, len as isize, false,
-                qkv.as_ptr().add(q), 1, stride as isize,
-                qkv.as_ptr().add(k), stride as isize, 1,
-                0.0, scale, false, false, false, Parallelism::None,
+                len,
+                len,
+                head_dim,
+                scores.as_mut_ptr(),
+                1,
+                len as isize,
+                false,
+                qkv.as_ptr().add(q),
+                1,
+                stride as isize,
+                qkv.as_ptr().add(k),
+                stride as isize,
+                1,
+                0.0,
+                scale,
+                false,
+                false,
+                false,
+                Parallelism::None,
             );
         }
         scores.chunks_exact_mut(len).for_each(softmax);
@@ -59,11 +102,25 @@ pub fn attention(qkv: &[f32], ctx: &mut [f32], len: usize, heads: usize, head_di
         unsafe {
             // ctx[:, head] = softmax(scores) · V
             gemm::gemm(
-                len, head_dim, len,
-                ctx.as_mut_ptr().add(q), 1, hidden as isize, false,
-                scores.as_ptr(), 1, len as isize,
-                qkv.as_ptr().add(v), 1, stride as isize,
-                0.0, 1.0, false, false, false, Parallelism::None,
+                len,
+                head_dim,
+                len,
+                ctx.as_mut_ptr().add(q),
+                1,
+                hidden as isize,
+                false,
+                scores.as_ptr(),
+                1,
+                len as isize,
+                qkv.as_ptr().add(v),
+                1,
+                stride as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                Parallelism::None,
             );
         }
     }
@@ -140,7 +197,12 @@ fn layer_norm_rows(xs: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
                 *l += d * d;
             }
         }
-        let tail: f32 = row.chunks_exact(LANES).remainder().iter().map(|x| (x - mean) * (x - mean)).sum();
+        let tail: f32 = row
+            .chunks_exact(LANES)
+            .remainder()
+            .iter()
+            .map(|x| (x - mean) * (x - mean))
+            .sum();
         let var = (lanes.iter().sum::<f32>() + tail) / n;
         let inv = 1.0 / (var + eps).sqrt();
         for ((x, g), b) in row.iter_mut().zip(gamma).zip(beta) {
@@ -219,7 +281,10 @@ pub fn exp(x: f32) -> f32 {
     // Round to nearest by adding and removing 1.5·2^23 (vectorises, unlike `round`).
     const SHIFT: f32 = 12_582_912.0;
     let n = (x * std::f32::consts::LOG2_E + SHIFT) - SHIFT;
-    let r = x - n * std::f32::consts::LN_2;
+    // ln 2 in two parts (Cody-Waite): n·LN2_HI is exact, so r keeps its low bits.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
     let mut p = 1.0f32 / 720.0;
     for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
         p = p * r + c;
@@ -247,7 +312,10 @@ mod tests {
         for i in 0..=9000 {
             let x = -(i as f32) / 100.0;
             let (got, want) = (exp(x), x.exp());
-            assert!((got - want).abs() <= want * 1e-6 + 1e-37, "exp({x}) = {got}, want {want}");
+            assert!(
+                (got - want).abs() <= want * 1e-6 + 1e-37,
+                "exp({x}) = {got}, want {want}"
+            );
         }
         assert!(exp(-200.0) < 1e-37);
     }
@@ -276,7 +344,15 @@ mod tests {
     fn matmul_adds_the_product_to_what_out_holds() {
         // [1 2; 3 4] · [1 0 1; 0 1 1] + 10
         let mut out = vec![10.0; 6];
-        matmul_add(&mut out, &[1.0, 2.0, 3.0, 4.0], &[1.0, 0.0, 1.0, 0.0, 1.0, 1.0], 2, 2, 3, Parallelism::None);
+        matmul_add(
+            &mut out,
+            &[1.0, 2.0, 3.0, 4.0],
+            &[1.0, 0.0, 1.0, 0.0, 1.0, 1.0],
+            2,
+            2,
+            3,
+            Parallelism::None,
+        );
         assert_eq!(out, vec![11.0, 12.0, 13.0, 13.0, 14.0, 17.0]);
     }
 }
