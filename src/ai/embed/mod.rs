@@ -1,7 +1,9 @@
 //! Text embeddings: the local all-MiniLM-L6-v2 on candle, or any OpenAI-compatible server.
 //! Vectors of different models are not comparable, so every vector is stored with `model_id()`.
 
+mod encoder;
 pub mod fair;
+mod kernels;
 pub mod minilm;
 pub mod openai;
 
