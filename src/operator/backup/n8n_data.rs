@@ -247,12 +247,35 @@ fn waiting_reason(status: &k8s_openapi::api::core::v1::PodStatus) -> String {
         .unwrap_or_else(|| status.phase.clone().unwrap_or_else(|| "Pending".into()))
 }
 
-fn exec_params(stdin: bool) -> AttachParams {
-    AttachParams::default()
+/// `flomastr n8n-data` running in the Job's pod for `direction`: the process (stdout for a
+/// backup, stdin for a restore), its stderr being drained, and its final status.
+async fn start(
+    client: &kube::Client,
+    plan: &Plan,
+    pod: &str,
+    direction: Direction,
+) -> Result<
+    (
+        kube::api::AttachedProcess,
+        tokio::task::JoinHandle<String>,
+        impl std::future::Future<
+            Output = Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>,
+        >,
+    ),
+    FullBackupError,
+> {
+    let restoring = direction == Direction::Restore;
+    let params = AttachParams::default()
         .container(CONTAINER)
-        .stdin(stdin)
-        .stdout(!stdin)
-        .stderr(true)
+        .stdin(restoring)
+        .stdout(!restoring)
+        .stderr(true);
+    let mut process = Api::<Pod>::namespaced(client.clone(), &plan.namespace)
+        .exec(pod, data_job::exec_command(direction), &params)
+        .await?;
+    let stderr = drain_stderr(&mut process);
+    let status = process.take_status().expect("the status is taken once");
+    Ok((process, stderr, status))
 }
 
 /// The command's outcome: an error with what it printed on stderr unless it succeeded.
@@ -300,16 +323,7 @@ async fn pack_into(
     store: &BackupStore,
     object: &str,
 ) -> Result<Part, FullBackupError> {
-    let pods = Api::<Pod>::namespaced(client.clone(), &plan.namespace);
-    let mut process = pods
-        .exec(
-            pod,
-            data_job::exec_command(Direction::Backup),
-            &exec_params(false),
-        )
-        .await?;
-    let stderr = drain_stderr(&mut process);
-    let status = process.take_status().expect("the status is taken once");
+    let (mut process, stderr, status) = start(client, plan, pod, Direction::Backup).await?;
     let stdout = process.stdout().expect("stdout was asked for");
     let hasher = Arc::new(Mutex::new(Sha256::new()));
     let hashing = hasher.clone();
@@ -339,16 +353,7 @@ async fn unpack_from(
     object: &str,
     part: &Part,
 ) -> Result<DataRestored, FullBackupError> {
-    let pods = Api::<Pod>::namespaced(client.clone(), &plan.namespace);
-    let mut process = pods
-        .exec(
-            pod,
-            data_job::exec_command(Direction::Restore),
-            &exec_params(true),
-        )
-        .await?;
-    let stderr = drain_stderr(&mut process);
-    let status = process.take_status().expect("the status is taken once");
+    let (mut process, stderr, status) = start(client, plan, pod, Direction::Restore).await?;
     let mut stdin = process.stdin().expect("stdin was asked for");
     let mut archive = std::pin::pin!(store.download(object).await?);
     let (mut hasher, mut size) = (Sha256::new(), 0u64);
