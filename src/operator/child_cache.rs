@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, Service,
 };
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use crate::operator::children::N8N_DATA_MARK;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -114,6 +115,22 @@ impl ChildCache {
         }
     }
 
+    /// Whether the watched PVC `namespace/name` has annotation `key` = `value`; `None` when the
+    /// watch has not seen it (or there is no watch). Only `N8N_DATA_MARK` is kept in the copy.
+    pub fn pvc_annotated(&self, namespace: &str, name: &str, key: &str, value: &str) -> Option<bool> {
+        let live = self
+            .pvcs
+            .as_ref()?
+            .get(&ObjectRef::new(name).within(namespace))?;
+        Some(
+            live.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(key))
+                .is_some_and(|v| v == value),
+        )
+    }
+
     /// Forgets a tenant's children (after its cleanup): nothing of a gone tenant is kept.
     pub fn forget_namespace(&self, namespace: &str) {
         self.applied.lock().unwrap().retain(|key, _| {
@@ -140,7 +157,17 @@ where
     let events = watcher(api, config).modify(|object| {
         let meta = &mut object.metadata;
         meta.managed_fields = None;
-        meta.annotations = None;
+        // The one annotation a reconcile reads from the watched copy (n8n's volume half
+        // restored); a PVC without it costs nothing.
+        meta.annotations = meta
+            .annotations
+            .take()
+            .map(|all| {
+                all.into_iter()
+                    .filter(|(key, _)| key == N8N_DATA_MARK)
+                    .collect::<std::collections::BTreeMap<_, _>>()
+            })
+            .filter(|kept| !kept.is_empty());
         meta.labels = None;
         meta.owner_references = None;
         meta.finalizers = None;
