@@ -8,12 +8,12 @@
 //! any change by someone else (an edit, a deletion) bumps or removes it, and the next reconcile
 //! applies again. Without a warm cache (tests, just after start) everything is applied.
 
+use crate::operator::children::N8N_DATA_MARK;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
     ConfigMap, LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, Service,
 };
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
-use crate::operator::children::N8N_DATA_MARK;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -117,7 +117,13 @@ impl ChildCache {
 
     /// Whether the watched PVC `namespace/name` has annotation `key` = `value`; `None` when the
     /// watch has not seen it (or there is no watch). Only `N8N_DATA_MARK` is kept in the copy.
-    pub fn pvc_annotated(&self, namespace: &str, name: &str, key: &str, value: &str) -> Option<bool> {
+    pub fn pvc_annotated(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+        value: &str,
+    ) -> Option<bool> {
         let live = self
             .pvcs
             .as_ref()?

@@ -1,6 +1,7 @@
 //! The reconcile pipeline: read -> plan (pure) -> build children (pure) -> server-side apply ->
 //! external state (engine, Caddy, DNS) -> status. Cleanup runs behind the finalizer.
 
+use crate::operator::backup::n8n_data;
 use crate::operator::child_cache::Cached;
 use crate::operator::children::{
     self, ENCRYPTION_KEY, ENCRYPTION_SECRET, OWNER_SECRET, WORKER_SECRET, WORKER_TOKEN, retention,
@@ -12,7 +13,6 @@ use crate::operator::engine_client::EngineError;
 use crate::operator::plan::{MANAGER, Plan, plan};
 use crate::operator::registration::{self, secret_value};
 use crate::operator::status::{Finding, Observed, compute};
-use crate::operator::backup::n8n_data;
 use crate::operator::{backup, deletion, pod_health, workflow_ready};
 use crate::tenant::{ConditionType, DeletionPolicy, Tenant, TenantStatus};
 use k8s_openapi::NamespaceResourceScope;
@@ -112,11 +112,12 @@ async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> 
     let failed_before = backup::operate::restore_failed(&tenant);
     // A restore cut off after it created n8n's volume (still marked) is tried again while one
     // is asked for; only a failed restore can have left the mark, the others cost no read.
-    let retry = if pending.is_none() && failed_before && n8n_data::filling(&ctx.client, &plan).await? {
-        backup::operate::requested_restore(&tenant)
-    } else {
-        None
-    };
+    let retry =
+        if pending.is_none() && failed_before && n8n_data::filling(&ctx.client, &plan).await? {
+            backup::operate::requested_restore(&tenant)
+        } else {
+            None
+        };
     let around_a_restore = pending.is_some() || failed_before;
     // A restore comes before the children: the restored n8n key must be in place before the
     // operator would mint one, and recorded before the Deployment that checks it is built.
@@ -194,9 +195,12 @@ async fn n8n_volume_filling(
     around_a_restore: bool,
 ) -> Result<bool, kube::Error> {
     if !around_a_restore
-        && let Some(marked) =
-            ctx.children
-                .pvc_annotated(&plan.namespace, children::DATA_PVC, children::N8N_DATA_MARK, children::FILLING)
+        && let Some(marked) = ctx.children.pvc_annotated(
+            &plan.namespace,
+            children::DATA_PVC,
+            children::N8N_DATA_MARK,
+            children::FILLING,
+        )
     {
         return Ok(marked);
     }

@@ -10,9 +10,9 @@
 //! `scripts/test` runs these again on an API server of their own without the node.
 
 use crate::common::{admin_client, install_rollout_crd, install_tenant_crd, unique};
-use flomastr::operator::backup::target::BackupStore;
 use crate::engine_harness::start_engine;
 use crate::operator::{context, create_tenant, credentials, operator_args, operator_client};
+use flomastr::operator::backup::target::BackupStore;
 use flomastr::operator::config::DEFAULT_N8N_IMAGE;
 use flomastr::operator::context::Context;
 use flomastr::tenant::{RolloutPhase, Tenant, TenantRollout, TenantRolloutStatus, UpgradeState};
@@ -510,12 +510,15 @@ async fn a_wave_waits_for_each_tenants_backup_and_a_failed_backup_stops_it() {
             if chosen.as_deref() != Some(GOOD) {
                 continue;
             }
-            let last = serde_json::to_value(tenant.status.unwrap()).unwrap()["backup"]
-                ["lastRequest"]
-                .clone();
+            let last =
+                serde_json::to_value(tenant.status.unwrap()).unwrap()["backup"]["lastRequest"]
+                    .clone();
             assert_eq!(last["id"], request.as_str(), "{slug}: {last}");
             assert_eq!(last["outcome"], "Succeeded", "{slug}: {last}");
-            let backup = entry.backup_name.clone().expect("the entry names its backup");
+            let backup = entry
+                .backup_name
+                .clone()
+                .expect("the entry names its backup");
             assert_eq!(last["backupName"], backup.as_str());
             let listed = flomastr::operator::backup::full::list_tenant_backups(&store, slug)
                 .await
@@ -563,6 +566,15 @@ async fn a_wave_waits_for_each_tenants_backup_and_a_failed_backup_stops_it() {
     fleet.tenants_step().await;
     assert_eq!(fleet.image(&b).await, DEFAULT_N8N_IMAGE, "never upgraded");
     assert_eq!(fleet.image(&canary).await, GOOD);
-    let annotations = tenants.get(&b).await.unwrap().metadata.annotations.unwrap_or_default();
-    assert!(!annotations.contains_key("flomastr.io/n8n-image"), "{annotations:?}");
+    let annotations = tenants
+        .get(&b)
+        .await
+        .unwrap()
+        .metadata
+        .annotations
+        .unwrap_or_default();
+    assert!(
+        !annotations.contains_key("flomastr.io/n8n-image"),
+        "{annotations:?}"
+    );
 }

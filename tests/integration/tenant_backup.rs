@@ -818,14 +818,12 @@ async fn volume_and_n8n(client: &kube::Client, namespace: &str) -> (Option<Strin
         .unwrap_or_default()
         .get("flomastr.io/n8n-data")
         .cloned();
-    let replicas = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(
-        client.clone(),
-        namespace,
-    )
-    .get_opt("n8n")
-    .await
-    .unwrap()
-    .and_then(|d| d.spec?.replicas);
+    let replicas =
+        Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), namespace)
+            .get_opt("n8n")
+            .await
+            .unwrap()
+            .and_then(|d| d.spec.replicas);
     (mark, replicas)
 }
 
@@ -959,5 +957,4 @@ async fn a_restore_cut_off_midway_never_gives_n8n_its_half_filled_volume_and_is_
         .await
         .unwrap();
     assert_eq!(jobs.items.len(), 2, "no third restore");
-
 }

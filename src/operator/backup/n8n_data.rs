@@ -135,7 +135,10 @@ pub async fn restore(
 ) -> Result<DataRestored, FullBackupError> {
     let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &plan.namespace);
     let live = claims.get_opt(DATA_PVC).await?;
-    if live.as_ref().is_some_and(|claim| !unfinished_restore(claim)) {
+    if live
+        .as_ref()
+        .is_some_and(|claim| !unfinished_restore(claim))
+    {
         return Ok(DataRestored::Kept);
     }
     // A Deployment left without its volume must not start n8n on the new, empty one.
@@ -498,7 +501,10 @@ mod tests {
              "message": "Job has reached the specified backoff limit"}]}}))
         .unwrap();
         let why = job_ended(&job).unwrap();
-        assert!(why.contains("Failed") && why.contains("backoff limit"), "{why}");
+        assert!(
+            why.contains("Failed") && why.contains("backoff limit"),
+            "{why}"
+        );
         assert_eq!(job_ended(&Job::default()), None);
     }
 }

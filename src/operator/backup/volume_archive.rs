@@ -181,7 +181,10 @@ mod tests {
         assert!(unpack(into.path(), archive.as_slice()).unwrap() >= 4);
         assert!(!into.path().join("partial").exists(), "left-overs removed");
         assert!(!into.path().join("elsewhere").exists());
-        assert!(from.path().join("database.sqlite").exists(), "a link is not followed");
+        assert!(
+            from.path().join("database.sqlite").exists(),
+            "a link is not followed"
+        );
         assert_eq!(
             std::fs::read(into.path().join("database.sqlite")).unwrap(),
             b"SQLite format 3\0rows"

@@ -366,7 +366,7 @@ mod tests {
         let mut held = plan();
         let normal = (pvc(&tenant(), &held), deployment(&tenant(), &held));
         assert!(normal.0.metadata.annotations.is_none());
-        assert_eq!(normal.1.spec.unwrap().replicas, Some(1));
+        assert_eq!(normal.1.spec.replicas, Some(1));
         held.hold_for_unfinished_restore();
         let claim = pvc(&tenant(), &held);
         assert_eq!(
@@ -374,10 +374,7 @@ mod tests {
             FILLING,
             "the reconcile's apply keeps the mark the restore set"
         );
-        assert_eq!(
-            deployment(&tenant(), &held).spec.unwrap().replicas,
-            Some(0)
-        );
+        assert_eq!(deployment(&tenant(), &held).spec.replicas, Some(0));
     }
 
     #[test]
