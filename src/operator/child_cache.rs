@@ -8,6 +8,7 @@
 //! any change by someone else (an edit, a deletion) bumps or removes it, and the next reconcile
 //! applies again. Without a warm cache (tests, just after start) everything is applied.
 
+use crate::operator::children::N8N_DATA_MARK;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
     ConfigMap, LimitRange, Namespace, PersistentVolumeClaim, ResourceQuota, Service,
@@ -114,6 +115,28 @@ impl ChildCache {
         }
     }
 
+    /// Whether the watched PVC `namespace/name` has annotation `key` = `value`; `None` when the
+    /// watch has not seen it (or there is no watch). Only `N8N_DATA_MARK` is kept in the copy.
+    pub fn pvc_annotated(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+        value: &str,
+    ) -> Option<bool> {
+        let live = self
+            .pvcs
+            .as_ref()?
+            .get(&ObjectRef::new(name).within(namespace))?;
+        Some(
+            live.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(key))
+                .is_some_and(|v| v == value),
+        )
+    }
+
     /// Forgets a tenant's children (after its cleanup): nothing of a gone tenant is kept.
     pub fn forget_namespace(&self, namespace: &str) {
         self.applied.lock().unwrap().retain(|key, _| {
@@ -140,7 +163,17 @@ where
     let events = watcher(api, config).modify(|object| {
         let meta = &mut object.metadata;
         meta.managed_fields = None;
-        meta.annotations = None;
+        // The one annotation a reconcile reads from the watched copy (n8n's volume half
+        // restored); a PVC without it costs nothing.
+        meta.annotations = meta
+            .annotations
+            .take()
+            .map(|all| {
+                all.into_iter()
+                    .filter(|(key, _)| key == N8N_DATA_MARK)
+                    .collect::<std::collections::BTreeMap<_, _>>()
+            })
+            .filter(|kept| !kept.is_empty());
         meta.labels = None;
         meta.owner_references = None;
         meta.finalizers = None;

@@ -27,6 +27,10 @@ pub struct Plan {
     /// The n8n encryption key's fingerprint as recorded in the status (n8n's provisioning
     /// refuses another key); `None` until it is known.
     pub encryption_key_fingerprint: Option<String>,
+    /// The PVC n8n-data holds a restore that did not finish (it carries the filling mark): it
+    /// keeps the mark and n8n stays at zero until a restore fills it. Known only from the live
+    /// PVC, so the reconcile sets it (`hold_for_unfinished_restore`), never `plan()`.
+    pub n8n_data_filling: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -93,6 +97,15 @@ pub fn plan(tenant: &Tenant, config: &OperatorArgs) -> Plan {
             .status
             .as_ref()
             .and_then(|s| s.encryption_key_fingerprint.clone()),
+        n8n_data_filling: false,
+    }
+}
+
+impl Plan {
+    /// n8n's volume is being (or was partly) filled by a restore: n8n must not start on it.
+    pub fn hold_for_unfinished_restore(&mut self) {
+        self.n8n_data_filling = true;
+        self.replicas = 0;
     }
 }
 

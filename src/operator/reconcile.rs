@@ -1,6 +1,7 @@
 //! The reconcile pipeline: read -> plan (pure) -> build children (pure) -> server-side apply ->
 //! external state (engine, Caddy, DNS) -> status. Cleanup runs behind the finalizer.
 
+use crate::operator::backup::n8n_data;
 use crate::operator::child_cache::Cached;
 use crate::operator::children::{
     self, ENCRYPTION_KEY, ENCRYPTION_SECRET, OWNER_SECRET, WORKER_SECRET, WORKER_TOKEN, retention,
@@ -107,9 +108,20 @@ pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Ac
 
 async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> {
     let mut plan = plan(&tenant, &ctx.config);
+    let pending = backup::operate::pending_restore(&tenant);
+    let failed_before = backup::operate::restore_failed(&tenant);
+    // A restore cut off after it created n8n's volume (still marked) is tried again while one
+    // is asked for; only a failed restore can have left the mark, the others cost no read.
+    let retry =
+        if pending.is_none() && failed_before && n8n_data::filling(&ctx.client, &plan).await? {
+            backup::operate::requested_restore(&tenant)
+        } else {
+            None
+        };
+    let around_a_restore = pending.is_some() || failed_before;
     // A restore comes before the children: the restored n8n key must be in place before the
     // operator would mint one, and recorded before the Deployment that checks it is built.
-    let restored = match backup::operate::pending_restore(&tenant) {
+    let restored = match pending.or(retry) {
         Some(name) => {
             apply_namespace(&tenant, &plan, &ctx, true).await?;
             let (status, fingerprint) = backup::operate::restore(&ctx, &tenant, &name).await;
@@ -120,6 +132,9 @@ async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> 
         }
         None => None,
     };
+    if n8n_volume_filling(&ctx, &plan, around_a_restore).await? {
+        plan.hold_for_unfinished_restore();
+    }
     let children = apply_children(&tenant, &mut plan, &ctx).await;
     let (n8n, reported, running) = match &children {
         Ok(()) => n8n_finding(&ctx, &plan).await,
@@ -169,6 +184,27 @@ async fn apply(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action, Error> 
         return Ok(Action::requeue(WORKFLOW_RECHECK.min(resync)));
     }
     Ok(Action::requeue(resync))
+}
+
+/// Whether n8n's volume carries the filling mark (a restore did not finish): n8n must not start
+/// on it. Read live around a restore (the mark was just set or removed: a watched copy could
+/// lag); otherwise the watched copy answers, and a PVC it has not seen yet is read.
+async fn n8n_volume_filling(
+    ctx: &Context,
+    plan: &Plan,
+    around_a_restore: bool,
+) -> Result<bool, kube::Error> {
+    if !around_a_restore
+        && let Some(marked) = ctx.children.pvc_annotated(
+            &plan.namespace,
+            children::DATA_PVC,
+            children::N8N_DATA_MARK,
+            children::FILLING,
+        )
+    {
+        return Ok(marked);
+    }
+    n8n_data::filling(&ctx.client, plan).await
 }
 
 /// How soon a reconcile looks again for the worker workflow's first poll.
@@ -388,6 +424,20 @@ async fn mint_owner(tenant: &Tenant, plan: &Plan, ctx: &Context) -> Result<(), k
 /// recorded yet, and `Some(())` when n8n rolled out with the planned image and is available.
 async fn n8n_finding(ctx: &Context, plan: &Plan) -> (Finding, Option<String>, Option<()>) {
     let kind = ConditionType::N8nReady;
+    if plan.n8n_data_filling {
+        return (
+            Finding::failed(
+                kind,
+                "N8nDataIncomplete",
+                "n8n's volume holds a restore that did not finish (PVC n8n-data is marked \
+                 flomastr.io/n8n-data=filling): n8n stays at zero replicas until a restore \
+                 fills it; the restore named in flomastr.io/restore-from is tried again (or \
+                 delete the PVC n8n-data to start n8n on an empty volume)",
+            ),
+            None,
+            None,
+        );
+    }
     if plan.suspended {
         return (
             Finding::ok(kind, "ScaledDown", "suspended: n8n is scaled to zero"),

@@ -995,6 +995,22 @@ async fn a_deleted_tenant_restored_from_its_backup_decrypts_its_credentials_and_
             .await,
         key
     );
+    // The filled and verified volume lost its filling mark (n8n never starts on a marked one).
+    let claim = Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(
+        stack.admin.clone(),
+        &format!("tenant-{heir}"),
+    )
+    .get("n8n-data")
+    .await
+    .unwrap();
+    assert!(
+        !claim
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("flomastr.io/n8n-data"),
+        "the restored volume is unmarked"
+    );
     // n8n starts on its restored volume with the key its stored credentials were encrypted
     // with, and the workflow polls with its credential.
     for kind in ["N8nReady", "WorkflowReady"] {

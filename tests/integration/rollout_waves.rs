@@ -12,6 +12,7 @@
 use crate::common::{admin_client, install_rollout_crd, install_tenant_crd, unique};
 use crate::engine_harness::start_engine;
 use crate::operator::{context, create_tenant, credentials, operator_args, operator_client};
+use flomastr::operator::backup::target::BackupStore;
 use flomastr::operator::config::DEFAULT_N8N_IMAGE;
 use flomastr::operator::context::Context;
 use flomastr::tenant::{RolloutPhase, Tenant, TenantRollout, TenantRolloutStatus, UpgradeState};
@@ -38,6 +39,16 @@ struct Fleet {
 /// label (the rollouts of this test cover only them), reconciled once and running the default.
 /// `None` (the test steps aside) when a real Deployment controller runs (the node tier).
 async fn fleet(names: &[&str]) -> Option<Fleet> {
+    fleet_with(names, |_| json!({}), None).await
+}
+
+/// As `fleet`, each Tenant's spec extended with `extra(name)`, the operator holding the
+/// platform backup key `backup_key`.
+async fn fleet_with(
+    names: &[&str],
+    extra: impl Fn(&str) -> Value,
+    backup_key: Option<&str>,
+) -> Option<Fleet> {
     if std::env::var_os("FLOMASTR_TEST_NODE").is_some() {
         eprintln!(
             "a real Deployment controller runs (FLOMASTR_TEST_NODE): this test needs the API server alone (scripts/test runs it again on one)"
@@ -48,18 +59,19 @@ async fn fleet(names: &[&str]) -> Option<Fleet> {
     install_tenant_crd(&admin).await;
     install_rollout_crd(&admin).await;
     let engine = start_engine().await;
-    let ctx = context(operator_client(&admin).await, operator_args(&engine)).await;
+    let mut args = operator_args(&engine);
+    args.backup_key = backup_key.map(str::to_owned);
+    let ctx = context(operator_client(&admin).await, args).await;
     let run = unique("ro");
     let mut slugs = Vec::new();
     for name in names {
         let slug = format!("{run}-{name}");
         credentials(&admin, &slug).await;
-        create_tenant(
-            &admin,
-            &slug,
-            json!({"n8n": {"replicas": 1, "storage": "1Gi"}}),
-        )
-        .await;
+        let mut spec = json!({"n8n": {"replicas": 1, "storage": "1Gi"}});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra(name).as_object().unwrap().clone());
+        create_tenant(&admin, &slug, spec).await;
         Api::<Tenant>::all(admin.clone())
             .patch(
                 &slug,
@@ -433,6 +445,136 @@ async fn bad_rollouts_are_refused_with_a_clear_reason_and_touch_no_tenant() {
     assert!(
         !annotations.contains_key("flomastr.io/n8n-image")
             && !annotations.contains_key("flomastr.io/backup-now"),
+        "{annotations:?}"
+    );
+}
+
+/// `requireBackup: true` against the real backup controller (the Tenant reconcile takes each
+/// backup into a real S3-compatible server): no tenant is given the new image before its own
+/// backup succeeded, and a tenant whose backup fails is not upgraded and stops the rollout.
+#[tokio::test]
+async fn a_wave_waits_for_each_tenants_backup_and_a_failed_backup_stops_it() {
+    use crate::backup_store::{ACCESS_KEY, BUCKET, SECRET_KEY, s3_target, start_s3};
+    use crate::operator::{CREDENTIALS_NAMESPACE, credentials_with};
+    let s3 = start_s3().await;
+    let admin = admin_client().await;
+    let keys = unique("ro-s3");
+    let data = json!({"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY});
+    credentials_with(&admin, CREDENTIALS_NAMESPACE, &keys, "backups", data).await;
+    let prefix = unique("ro-backups");
+    let backup = |endpoint: &str| {
+        json!({"backup": {"target": {"s3": {"endpoint": endpoint, "bucket": BUCKET,
+            "prefix": prefix, "credentialsSecretRef": {"name": keys, "namespace": CREDENTIALS_NAMESPACE}}}}})
+    };
+    // `b`'s target does not answer: its backup fails.
+    let Some(fleet) = fleet_with(
+        &["canary", "a", "b"],
+        |name| match name {
+            "b" => backup("http://127.0.0.1:9"),
+            _ => backup(&s3.endpoint),
+        },
+        Some("6b".repeat(32).as_str()),
+    )
+    .await
+    else {
+        return;
+    };
+    let name = format!("{}-backed", fleet.run);
+    let canary = fleet.slug("canary");
+    fleet
+        .create_rollout(
+            &name,
+            json!({"n8nImage": GOOD, "canary": [canary], "batchSize": 2,
+                   "readyTimeoutSeconds": 60, "requireBackup": true}),
+        )
+        .await
+        .unwrap();
+    let request = format!("rollout-{name}-1");
+    let store = BackupStore::open(&s3_target(&s3.endpoint, &prefix)).unwrap();
+    let tenants = Api::<Tenant>::all(fleet.admin.clone());
+    let mut seen = Vec::new();
+    let mut stopped = None;
+    for _ in 0..60 {
+        let status = fleet.rollout_pass(&name).await;
+        // Whoever the rollout gave the new image to had its backup taken first, and that
+        // backup is in the target.
+        for slug in &fleet.slugs {
+            let tenant = tenants.get(slug).await.unwrap();
+            let chosen = tenant
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("flomastr.io/n8n-image"))
+                .cloned();
+            let entry = status.tenants.iter().find(|t| &t.name == slug).unwrap();
+            if chosen.as_deref() != Some(GOOD) {
+                continue;
+            }
+            let last =
+                serde_json::to_value(tenant.status.unwrap()).unwrap()["backup"]["lastRequest"]
+                    .clone();
+            assert_eq!(last["id"], request.as_str(), "{slug}: {last}");
+            assert_eq!(last["outcome"], "Succeeded", "{slug}: {last}");
+            let backup = entry
+                .backup_name
+                .clone()
+                .expect("the entry names its backup");
+            assert_eq!(last["backupName"], backup.as_str());
+            let listed = flomastr::operator::backup::full::list_tenant_backups(&store, slug)
+                .await
+                .unwrap();
+            assert!(listed.contains(&backup), "{backup} in {listed:?}");
+        }
+        let done = status.phase == Some(RolloutPhase::Stopped)
+            && status.tenants.iter().all(|t| !t.state.in_flight());
+        seen.push(status.clone());
+        if done {
+            stopped = Some(status);
+            break;
+        }
+        fleet.tenants_step().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let stopped = stopped.unwrap_or_else(|| panic!("never stopped: {:#?}", seen.last()));
+
+    // Each tenant waited in BackingUp (n8n untouched) before it was upgraded.
+    for slug in [&canary, &fleet.slug("a"), &fleet.slug("b")] {
+        let waited = seen
+            .iter()
+            .position(|s| state_of(s, slug) == UpgradeState::BackingUp)
+            .unwrap_or_else(|| panic!("{slug} never backed up first"));
+        assert!(
+            seen[..waited]
+                .iter()
+                .all(|s| state_of(s, slug) == UpgradeState::Pending),
+            "{slug}: a backup is the first step"
+        );
+    }
+    assert_eq!(state_of(&stopped, &canary), UpgradeState::Upgraded);
+    assert_eq!(state_of(&stopped, &fleet.slug("a")), UpgradeState::Upgraded);
+    let b = fleet.slug("b");
+    let entry = stopped.tenants.iter().find(|t| t.name == b).unwrap();
+    assert_eq!(entry.state, UpgradeState::Failed, "{entry:?}");
+    assert_eq!(entry.reason.as_deref(), Some("BackupFailed"));
+    let why = entry.message.clone().unwrap();
+    assert!(
+        why.contains("TargetUnreachable") && why.contains("n8n was not changed"),
+        "{why}"
+    );
+    assert_eq!(stopped.stopped_reason.as_deref(), Some("TooManyFailures"));
+    assert!(stopped.message.clone().unwrap().contains(&b), "{stopped:?}");
+    fleet.tenants_step().await;
+    assert_eq!(fleet.image(&b).await, DEFAULT_N8N_IMAGE, "never upgraded");
+    assert_eq!(fleet.image(&canary).await, GOOD);
+    let annotations = tenants
+        .get(&b)
+        .await
+        .unwrap()
+        .metadata
+        .annotations
+        .unwrap_or_default();
+    assert!(
+        !annotations.contains_key("flomastr.io/n8n-image"),
         "{annotations:?}"
     );
 }

@@ -727,3 +727,234 @@ async fn a_full_volume_target_is_target_full_and_touches_nothing_of_the_tenant()
     assert_eq!(n8n_key(&s.client, &slug).await.unwrap(), key);
     assert_eq!(contents(&s.engine, &slug).await, data);
 }
+
+/// `good` copied to `{slug}/20200101T000009.000Z` with an `n8n-data.tar` part (an empty tar:
+/// a restore Job would unpack nothing), its SHA-256 and size in the manifest as a backup of
+/// format 2 has them. Nothing unpacks it here: no kubelet runs the Job.
+async fn with_n8n_data(store: &BackupStore, good: &str, slug: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let to = format!("{slug}/20200101T000009.000Z");
+    let archive = vec![0u8; 10240];
+    for part in [
+        "manifest.json",
+        "engine.jsonl",
+        "tenant.yaml",
+        "n8n-encryption-key.sealed",
+    ] {
+        let mut body = store
+            .read_small(&format!("{good}/{part}"), 64 << 20)
+            .await
+            .unwrap();
+        if part == "manifest.json" {
+            let mut manifest: Value = serde_json::from_slice(&body).unwrap();
+            manifest["parts"].as_array_mut().unwrap().push(json!({
+                "name": "n8n-data.tar", "size": archive.len(),
+                "sha256": hex::encode(Sha256::digest(&archive))
+            }));
+            body = serde_json::to_vec(&manifest).unwrap();
+        }
+        store
+            .put(&format!("{to}/{part}"), Bytes::from(body))
+            .await
+            .unwrap();
+    }
+    store
+        .put(&format!("{to}/n8n-data.tar"), Bytes::from(archive))
+        .await
+        .unwrap();
+    to
+}
+
+/// The restore Jobs of `namespace` not in `seen`, waited for (up to 30 s).
+async fn new_restore_job(client: &kube::Client, namespace: &str, seen: &[String]) -> String {
+    let jobs = Api::<k8s_openapi::api::batch::v1::Job>::namespaced(client.clone(), namespace);
+    for _ in 0..300 {
+        let found = jobs
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter_map(|j| j.metadata.name)
+            .find(|name| name.starts_with("n8n-restore-") && !seen.contains(name));
+        if let Some(name) = found {
+            return name;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no new restore Job in {namespace} (seen {seen:?})");
+}
+
+/// The Job controller's verdict, written as it writes it (no controller runs here).
+async fn fail_job(client: &kube::Client, namespace: &str, name: &str) {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let condition = |kind: &str| {
+        json!({"type": kind, "status": "True", "reason": "DeadlineExceeded",
+               "message": "Job was active longer than specified deadline",
+               "lastProbeTime": now, "lastTransitionTime": now})
+    };
+    let status = json!({"status": {
+        "startTime": now, "failed": 1,
+        "conditions": [condition("FailureTarget"), condition("Failed")]
+    }});
+    Api::<k8s_openapi::api::batch::v1::Job>::namespaced(client.clone(), namespace)
+        .patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+}
+
+/// The PVC n8n-data's filling mark and the n8n Deployment's replicas.
+async fn volume_and_n8n(client: &kube::Client, namespace: &str) -> (Option<String>, Option<i32>) {
+    let claim = Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(
+        client.clone(),
+        namespace,
+    )
+    .get("n8n-data")
+    .await
+    .unwrap();
+    let mark = claim
+        .metadata
+        .annotations
+        .unwrap_or_default()
+        .get("flomastr.io/n8n-data")
+        .cloned();
+    let replicas =
+        Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(client.clone(), namespace)
+            .get_opt("n8n")
+            .await
+            .unwrap()
+            .and_then(|d| d.spec.replicas);
+    (mark, replicas)
+}
+
+/// Runs one reconcile of `slug` while a restore Job (not in `seen`) is started, checks the
+/// volume's mark and n8n while the Job runs, then fails the Job; the Job's name.
+async fn restore_cut_off(
+    s: &Setup,
+    ctx: &std::sync::Arc<flomastr::operator::context::Context>,
+    slug: &str,
+    seen: &[String],
+) -> String {
+    let namespace = format!("tenant-{slug}");
+    let reconcile = {
+        let (client, ctx, slug) = (s.client.clone(), ctx.clone(), slug.to_owned());
+        tokio::spawn(async move { reconcile_now(&client, &ctx, &slug).await })
+    };
+    let job = new_restore_job(&s.client, &namespace, seen).await;
+    let (mark, replicas) = volume_and_n8n(&s.client, &namespace).await;
+    assert_eq!(
+        mark.as_deref(),
+        Some("filling"),
+        "marked from the apply that created it"
+    );
+    assert!(
+        replicas.is_none_or(|r| r == 0),
+        "no n8n while its volume fills: {replicas:?}"
+    );
+    fail_job(&s.client, &namespace, &job).await;
+    let outcome = tokio::time::timeout(std::time::Duration::from_secs(60), reconcile)
+        .await
+        .expect("the restore gives up once its Job failed")
+        .unwrap();
+    assert!(outcome.is_err(), "n8n is not ready: {outcome:?}");
+    job
+}
+
+#[tokio::test]
+async fn a_restore_cut_off_midway_never_gives_n8n_its_half_filled_volume_and_is_tried_again() {
+    let s = setup().await;
+    let ctx = s.ctx(BACKUP_KEY).await;
+    let source = unique("bk-mid");
+    s.tenant(&source, json!({})).await;
+    reconcile_now(&s.client, &ctx, &source).await.unwrap();
+    let good = backup_now(&s, &ctx, &source, "r1").await["backupName"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let store = s.store();
+    let with_data = with_n8n_data(&store, &good, &source).await;
+
+    // A new tenant restored from it: the Job gives up after the volume was created.
+    let heir = unique("bk-heir");
+    let namespace = format!("tenant-{heir}");
+    s.tenant(&heir, json!({"n8n": {"replicas": 1, "storage": "1Gi"}}))
+        .await;
+    annotate(&s.client, &heir, "flomastr.io/restore-from", &with_data).await;
+    let first = restore_cut_off(&s, &ctx, &heir, &[]).await;
+    let status = tenant_status(&s.client, &heir).await;
+    assert_eq!(status["restore"]["outcome"], "Failed", "{status}");
+    assert_eq!(status["restore"]["reason"], "N8nDataFailed", "{status}");
+    let message = status["restore"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&first) && message.contains("DeadlineExceeded"),
+        "{message}"
+    );
+    assert_eq!(
+        condition(&status, "N8nReady"),
+        ("False".into(), "N8nDataIncomplete".into())
+    );
+    assert_eq!(
+        volume_and_n8n(&s.client, &namespace).await,
+        (Some("filling".into()), Some(0)),
+        "the half-filled volume keeps its mark and n8n stays at zero"
+    );
+
+    // The next reconcile tries the restore again (the same annotation value) on the same
+    // volume, still marked and without n8n while it runs; cut off again, nothing changes.
+    let second = restore_cut_off(&s, &ctx, &heir, std::slice::from_ref(&first)).await;
+    assert_ne!(first, second);
+    let status = tenant_status(&s.client, &heir).await;
+    assert!(
+        status["restore"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&second),
+        "{status}"
+    );
+    assert_eq!(
+        volume_and_n8n(&s.client, &namespace).await,
+        (Some("filling".into()), Some(0))
+    );
+
+    // A backup without n8n's volume cannot fill it: refused, nothing else restored.
+    let refused = restore_from(&s, &ctx, &heir, &good).await;
+    assert_eq!(refused["reason"], "N8nDataFailed", "{refused}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("no n8n volume to fill it with"),
+        "{refused}"
+    );
+    assert_eq!(
+        volume_and_n8n(&s.client, &namespace).await,
+        (Some("filling".into()), Some(0))
+    );
+
+    // Once the mark is gone (what the restore's last apply does after the unpacked archive was
+    // verified; a real kubelet runs that in n8n_tenant::a_deleted_tenant_restored_…), n8n
+    // starts and no restore runs again.
+    let claims = Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(
+        s.client.clone(),
+        &namespace,
+    );
+    claims
+        .patch(
+            "n8n-data",
+            &PatchParams::default(),
+            &Patch::Merge(&json!({"metadata": {"annotations": {"flomastr.io/n8n-data": null}}})),
+        )
+        .await
+        .unwrap();
+    let _ = reconcile_now(&s.client, &ctx, &heir).await;
+    assert_eq!(
+        volume_and_n8n(&s.client, &namespace).await,
+        (None, Some(1)),
+        "n8n scaled up on the unmarked volume"
+    );
+    let jobs = Api::<k8s_openapi::api::batch::v1::Job>::namespaced(s.client.clone(), &namespace)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert_eq!(jobs.items.len(), 2, "no third restore");
+}

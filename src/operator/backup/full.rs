@@ -462,6 +462,14 @@ pub async fn restore_tenant_backup(
     let store = open_target(client, config, spec).await?;
     let (manifest, n8n_key) = verified(&store, &key, name).await?;
     let plan = plan(tenant, config);
+    if manifest.part(N8N_PART).is_none() && n8n_data::filling(client, &plan).await? {
+        return Err(FullBackupError::N8nData(
+            "it holds part of an earlier restore that did not finish, and this backup holds no \
+             n8n volume to fill it with: restore a backup that has one, or delete the PVC \
+             n8n-data (n8n then starts on an empty volume); nothing was restored"
+                .into(),
+        ));
+    }
     let secrets = Api::<Secret>::namespaced(client.clone(), &plan.namespace);
     let key_secret_created = match secrets.get_opt(ENCRYPTION_SECRET).await? {
         Some(live) => {

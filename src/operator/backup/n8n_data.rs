@@ -2,12 +2,17 @@
 //! operator's image mounts the volume (`data_job`, which says why this way), and the operator
 //! streams the archive between the pod (exec through the API server) and the backup target,
 //! hashing it on the way. n8n is scaled back whatever happened.
+//!
+//! A restore marks the volume it creates (`N8N_DATA_MARK`) in the very apply that creates it,
+//! and removes the mark only after the unpacked archive was verified. A restore cut off midway
+//! (the Job cannot start, the stream breaks, the Job fails) leaves the mark: the reconcile keeps
+//! n8n at zero on a marked volume and tries the restore again, which empties and refills it.
 
 use super::data_job::{self, CONTAINER, Direction, JOB_LABEL};
 use super::full::FullBackupError;
 use super::manifest::Part;
 use super::target::{BackupStore, UploadError};
-use crate::operator::children::{self, DATA_PVC};
+use crate::operator::children::{self, DATA_PVC, FILLING, N8N_DATA_MARK};
 use crate::operator::config::OperatorArgs;
 use crate::operator::plan::{MANAGER, Plan, SLUG_LABEL};
 use crate::tenant::Tenant;
@@ -33,8 +38,35 @@ fn failed(what: impl std::fmt::Display) -> FullBackupError {
     FullBackupError::N8nData(what.to_string())
 }
 
+/// Whether `claim` is the operator's own n8n volume carrying the filling mark: a restore
+/// created it and did not finish. Only such a volume is ever emptied and filled again.
+pub fn unfinished_restore(claim: &PersistentVolumeClaim) -> bool {
+    let meta = &claim.metadata;
+    let marked = meta
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(N8N_DATA_MARK))
+        .is_some_and(|v| v == FILLING);
+    let ours = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("app.kubernetes.io/managed-by"))
+        .is_some_and(|v| v == MANAGER);
+    marked && ours
+}
+
+/// Whether the tenant's n8n volume holds a restore that did not finish (read live: a lagging
+/// copy could let n8n start on a half-filled volume).
+pub async fn filling(client: &kube::Client, plan: &Plan) -> Result<bool, kube::Error> {
+    let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &plan.namespace);
+    Ok(claims
+        .get_opt(DATA_PVC)
+        .await?
+        .is_some_and(|claim| unfinished_restore(&claim)))
+}
+
 /// Why there is nothing to back up, or `None` when the volume holds n8n's data: a volume never
-/// bound to storage was never written.
+/// bound to storage was never written; a half-restored volume holds nothing of n8n's own.
 async fn volume_unused(
     client: &kube::Client,
     plan: &Plan,
@@ -42,6 +74,10 @@ async fn volume_unused(
     let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &plan.namespace);
     Ok(match claims.get_opt(DATA_PVC).await? {
         None => Some("the tenant has no n8n volume"),
+        Some(claim) if unfinished_restore(&claim) => Some(
+            "n8n's volume holds part of a restore that did not finish (the backup it came \
+             from still holds it whole)",
+        ),
         Some(claim) if claim.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Bound") => {
             Some("n8n's volume was never bound to storage (nothing written yet)")
         }
@@ -86,7 +122,8 @@ pub enum DataRestored {
 
 /// Fills a new n8n volume from `object` (whose manifest entry is `part`) before n8n starts. An
 /// existing volume is never overwritten (`Kept`): delete the PVC `n8n-data` first to restore
-/// n8n's data into this Tenant.
+/// n8n's data into this Tenant. The one exception is a volume an earlier restore created and
+/// did not finish (still marked): it is emptied and filled again.
 pub async fn restore(
     client: &kube::Client,
     config: &OperatorArgs,
@@ -97,12 +134,35 @@ pub async fn restore(
     part: &Part,
 ) -> Result<DataRestored, FullBackupError> {
     let claims = Api::<PersistentVolumeClaim>::namespaced(client.clone(), &plan.namespace);
-    if claims.get_opt(DATA_PVC).await?.is_some() {
+    let live = claims.get_opt(DATA_PVC).await?;
+    if live
+        .as_ref()
+        .is_some_and(|claim| !unfinished_restore(claim))
+    {
         return Ok(DataRestored::Kept);
     }
     // A Deployment left without its volume must not start n8n on the new, empty one.
     scale_down(client, plan).await?;
     wait_n8n_stopped(client, plan).await?;
+    let mut filling = plan.clone();
+    filling.hold_for_unfinished_restore();
+    apply_pvc(&claims, tenant, &filling).await?;
+    let pod = start_job(client, config, tenant, plan, Direction::Restore).await?;
+    let filled = unpack_from(client, plan, &pod, store, object, part).await?;
+    // Verified: the mark goes (the PVC as the reconcile applies it), and n8n may start on it.
+    let mut done = plan.clone();
+    done.n8n_data_filling = false;
+    apply_pvc(&claims, tenant, &done).await?;
+    Ok(filled)
+}
+
+/// The PVC as `plan` has it (with the filling mark, or without: the operator's apply owns the
+/// annotation, so leaving it out removes it).
+async fn apply_pvc(
+    claims: &Api<PersistentVolumeClaim>,
+    tenant: &Tenant,
+    plan: &Plan,
+) -> Result<(), FullBackupError> {
     claims
         .patch(
             DATA_PVC,
@@ -110,8 +170,7 @@ pub async fn restore(
             &Patch::Apply(children::pvc(tenant, plan)),
         )
         .await?;
-    let pod = start_job(client, config, tenant, plan, Direction::Restore).await?;
-    unpack_from(client, plan, &pod, store, object, part).await
+    Ok(())
 }
 
 /// Scales n8n to zero; the replicas it had, when it had any.
@@ -178,15 +237,18 @@ async fn start_job(
         field_manager: Some(MANAGER.into()),
         ..Default::default()
     };
-    let created = Api::<Job>::namespaced(client.clone(), &plan.namespace)
-        .create(&params, &job)
-        .await?;
+    let jobs = Api::<Job>::namespaced(client.clone(), &plan.namespace);
+    let created = jobs.create(&params, &job).await?;
     let job_uid = created.metadata.uid.unwrap_or_default();
     let pods = Api::<Pod>::namespaced(client.clone(), &plan.namespace);
     let selector = format!("{JOB_LABEL}={name}");
     let started = Instant::now();
     let mut last = String::from("no pod yet");
     while started.elapsed() < START_LIMIT {
+        // The Job controller gave up (deadline, pod failures, an admission refusal of its pod).
+        if let Some(why) = jobs.get_opt(&name).await?.as_ref().and_then(job_ended) {
+            return Err(failed(format!("the Job {name} ended before use: {why}")));
+        }
         // Only the pod this Job controls: a pod someone else labelled alike gets nothing.
         let ours = |pod: &Pod| {
             pod.metadata
@@ -220,6 +282,22 @@ async fn start_job(
         "the Job {name} did not start within {} s ({last})",
         START_LIMIT.as_secs()
     )))
+}
+
+/// Why the Job ended, when it did (its Failed or Complete condition).
+fn job_ended(job: &Job) -> Option<String> {
+    let conditions = job.status.as_ref()?.conditions.as_ref()?;
+    conditions
+        .iter()
+        .find(|c| (c.type_ == "Failed" || c.type_ == "Complete") && c.status == "True")
+        .map(|c| {
+            format!(
+                "{} ({}: {})",
+                c.type_,
+                c.reason.as_deref().unwrap_or("no reason"),
+                c.message.as_deref().unwrap_or("")
+            )
+        })
 }
 
 fn waiting_reason(status: &k8s_openapi::api::core::v1::PodStatus) -> String {
@@ -385,4 +463,48 @@ async fn unpack_from(
         )));
     }
     Ok(DataRestored::Filled(size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::children::fixtures::{plan, tenant};
+
+    #[test]
+    fn only_the_operators_own_marked_volume_is_an_unfinished_restore() {
+        let mut filling = plan();
+        filling.hold_for_unfinished_restore();
+        let marked = children::pvc(&tenant(), &filling);
+        assert!(unfinished_restore(&marked));
+        assert!(!unfinished_restore(&children::pvc(&tenant(), &plan())));
+        let mut foreign = marked.clone();
+        foreign
+            .metadata
+            .labels
+            .get_or_insert_default()
+            .insert("app.kubernetes.io/managed-by".into(), "someone-else".into());
+        assert!(!unfinished_restore(&foreign), "never another's volume");
+        let mut other_value = marked;
+        other_value
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(N8N_DATA_MARK.into(), "done".into());
+        assert!(!unfinished_restore(&other_value));
+    }
+
+    #[test]
+    fn a_job_that_gave_up_says_why() {
+        let job: Job = serde_json::from_value(serde_json::json!({"status": {"conditions": [
+            {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded"},
+            {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+             "message": "Job has reached the specified backoff limit"}]}}))
+        .unwrap();
+        let why = job_ended(&job).unwrap();
+        assert!(
+            why.contains("Failed") && why.contains("backoff limit"),
+            "{why}"
+        );
+        assert_eq!(job_ended(&Job::default()), None);
+    }
 }

@@ -33,6 +33,20 @@ fn annotation<'a>(tenant: &'a Tenant, key: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
+/// The backup named in `flomastr.io/restore-from`, restored already or not.
+pub fn requested_restore(tenant: &Tenant) -> Option<String> {
+    annotation(tenant, RESTORE_FROM).map(str::to_owned)
+}
+
+/// Whether the last restore failed (it may have left n8n's volume half-filled).
+pub fn restore_failed(tenant: &Tenant) -> bool {
+    tenant
+        .status
+        .as_ref()
+        .and_then(|s| s.restore.as_ref())
+        .is_some_and(|r| r.outcome == FAILED)
+}
+
 /// The backup named in `flomastr.io/restore-from` when it was not restored yet.
 pub fn pending_restore(tenant: &Tenant) -> Option<String> {
     let wanted = annotation(tenant, RESTORE_FROM)?;

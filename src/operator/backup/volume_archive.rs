@@ -104,11 +104,14 @@ pub fn pack(dir: &Path, out: impl Write) -> std::io::Result<()> {
     builder.into_inner()?.flush()
 }
 
-/// Unpacks the tar read from `input` into `dir`, overwriting what is there; entries that would
-/// land outside `dir` (`..`, absolute paths, through links) are refused by the tar reader.
-/// Ownership is not restored: everything belongs to the user this runs as (n8n's). Returns the
-/// number of entries.
+/// Unpacks the tar read from `input` into `dir`, which it empties first: a restore cut off
+/// midway left part of an archive there, and the next attempt fills the volume again from
+/// scratch (only volumes the operator created for a restore and marked as filling get here).
+/// Entries that would land outside `dir` (`..`, absolute paths, through links) are refused by
+/// the tar reader. Ownership is not restored: everything belongs to the user this runs as
+/// (n8n's). Returns the number of entries.
 pub fn unpack(dir: &Path, input: impl Read) -> std::io::Result<u64> {
+    empty(dir)?;
     let mut archive = tar::Archive::new(input);
     archive.set_overwrite(true);
     archive.set_preserve_permissions(true);
@@ -131,6 +134,23 @@ pub fn unpack(dir: &Path, input: impl Read) -> std::io::Result<u64> {
     Ok(count)
 }
 
+/// Removes every entry of `dir` but what the filesystem made (`NOT_DATA`); links are removed,
+/// never followed.
+fn empty(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        if NOT_DATA.iter().any(|keep| entry.file_name() == *keep) {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            std::fs::remove_dir_all(entry.path())?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,9 +171,20 @@ mod tests {
         let mut archive = Vec::new();
         pack(from.path(), &mut archive).unwrap();
 
+        // What a restore cut off midway left: emptied first, the filesystem's own kept.
         let into = tempfile::tempdir().unwrap();
         std::fs::write(into.path().join("database.sqlite"), b"older").unwrap();
+        std::fs::create_dir_all(into.path().join("partial/dir")).unwrap();
+        std::fs::write(into.path().join("partial/dir/half"), b"half").unwrap();
+        std::fs::create_dir(into.path().join("lost+found")).unwrap();
+        std::os::unix::fs::symlink(from.path(), into.path().join("elsewhere")).unwrap();
         assert!(unpack(into.path(), archive.as_slice()).unwrap() >= 4);
+        assert!(!into.path().join("partial").exists(), "left-overs removed");
+        assert!(!into.path().join("elsewhere").exists());
+        assert!(
+            from.path().join("database.sqlite").exists(),
+            "a link is not followed"
+        );
         assert_eq!(
             std::fs::read(into.path().join("database.sqlite")).unwrap(),
             b"SQLite format 3\0rows"
@@ -162,7 +193,11 @@ mod tests {
             std::fs::read(into.path().join("binaryData/ab/file")).unwrap(),
             vec![7u8; 70_000]
         );
-        assert!(!into.path().join("lost+found").exists());
+        assert!(
+            into.path().join("lost+found").exists(),
+            "the filesystem's own directory is kept"
+        );
+        assert!(!into.path().join("lost+found/x").exists(), "never archived");
         assert_eq!(
             std::fs::read_link(into.path().join("link")).unwrap(),
             Path::new("/etc/passwd"),

@@ -12,7 +12,8 @@ mod secrets;
 
 pub use ingress::{frontend_ingress, frontend_service, n8n_ingress};
 pub use n8n::{
-    DATA_PVC, N8N_UID, PROVISIONING_CONTAINER, PROVISIONING_DIGEST, deployment, pvc, service,
+    DATA_PVC, FILLING, N8N_DATA_MARK, N8N_UID, PROVISIONING_CONTAINER, PROVISIONING_DIGEST,
+    deployment, pvc, service,
 };
 pub use namespace::{limit_range, namespace, resource_quota};
 pub use network_policy::{NON_PUBLIC_V4, NON_PUBLIC_V6, NetworkReach, network_policy};

@@ -24,6 +24,11 @@ use std::collections::BTreeMap;
 pub const PORT: i32 = 5678;
 /// n8n's volume (also what a backup's `n8n-data.tar` holds).
 pub const DATA_PVC: &str = "n8n-data";
+/// Annotation on the PVC n8n-data while a restore fills it (value `FILLING`): set in the apply
+/// that creates the PVC, removed only once the unpacked archive was verified. n8n never runs
+/// on a PVC that carries it.
+pub const N8N_DATA_MARK: &str = "flomastr.io/n8n-data";
+pub const FILLING: &str = "filling";
 /// The user n8n runs as (the image's `node`); the n8n-data Job runs as it too.
 pub const N8N_UID: i64 = 1000;
 const UID: i64 = N8N_UID;
@@ -306,8 +311,15 @@ fn volumes() -> Vec<Volume> {
 }
 
 pub fn pvc(tenant: &Tenant, plan: &Plan) -> PersistentVolumeClaim {
+    let mut metadata = super::retention::retained_meta(tenant, plan, DATA_PVC, "n8n");
+    if plan.n8n_data_filling {
+        metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(N8N_DATA_MARK.to_owned(), FILLING.to_owned());
+    }
     PersistentVolumeClaim {
-        metadata: super::retention::retained_meta(tenant, plan, DATA_PVC, "n8n"),
+        metadata,
         spec: Some(PersistentVolumeClaimSpec {
             access_modes: Some(vec!["ReadWriteOnce".to_owned()]),
             resources: Some(VolumeResourceRequirements {
@@ -347,6 +359,22 @@ mod tests {
 
     fn names(env: &[EnvVar]) -> Vec<&str> {
         env.iter().map(|e| e.name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_volume_being_filled_is_marked_and_n8n_held_at_zero() {
+        let mut held = plan();
+        let normal = (pvc(&tenant(), &held), deployment(&tenant(), &held));
+        assert!(normal.0.metadata.annotations.is_none());
+        assert_eq!(normal.1.spec.replicas, Some(1));
+        held.hold_for_unfinished_restore();
+        let claim = pvc(&tenant(), &held);
+        assert_eq!(
+            claim.metadata.annotations.unwrap()[N8N_DATA_MARK],
+            FILLING,
+            "the reconcile's apply keeps the mark the restore set"
+        );
+        assert_eq!(deployment(&tenant(), &held).spec.replicas, Some(0));
     }
 
     #[test]

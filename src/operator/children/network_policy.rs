@@ -168,6 +168,7 @@ mod tests {
             engine_url: "http://flomastr-engine.flomastr-system.svc:8080".into(),
             dns: None,
             encryption_key_fingerprint: None,
+            n8n_data_filling: false,
         }
     }
 
