@@ -26,6 +26,7 @@ mod engine_outbound;
 mod engine_outbound_media;
 mod engine_queue;
 mod engine_queue_buffer;
+mod engine_queue_replicas;
 mod engine_senders;
 mod engine_webhooks;
 mod examples;

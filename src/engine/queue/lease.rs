@@ -105,7 +105,7 @@ async fn complete_batch(pool: &PgPool, metrics: &Metrics, batch: Vec<Completion>
     let ids: Vec<Uuid> = batch.iter().map(|c| c.job_id).collect();
     let tokens: Vec<Uuid> = batch.iter().map(|c| c.lease_token).collect();
     let tenants: Vec<Uuid> = batch.iter().map(|c| c.tenant_id).collect();
-    let done: Result<Vec<(Uuid, Uuid)>, sqlx::Error> =
+    let done: Result<Vec<(Uuid, Uuid, i64)>, sqlx::Error> =
         sqlx::query_as(include_str!("sql/complete.sql"))
             .bind(&ids)
             .bind(&tokens)
@@ -113,7 +113,7 @@ async fn complete_batch(pool: &PgPool, metrics: &Metrics, batch: Vec<Completion>
             .fetch_all(pool)
             .await;
     let done: HashSet<(Uuid, Uuid)> = match done {
-        Ok(rows) => rows.into_iter().collect(),
+        Ok(rows) => rows.into_iter().map(|(id, token, _)| (id, token)).collect(),
         Err(error) => {
             let error = LeaseError::from(error);
             for completion in batch {
@@ -164,7 +164,7 @@ pub async fn fail(
         Retry::After(delay) => (Some(delay), false),
         Retry::Never => (None, true),
     };
-    let row: Option<(String, DateTime<Utc>)> = sqlx::query_as(include_str!("sql/fail.sql"))
+    let row: Option<(String, DateTime<Utc>, i64)> = sqlx::query_as(include_str!("sql/fail.sql"))
         .bind(job_id)
         .bind(tenant_id)
         .bind(lease_token)
@@ -174,8 +174,8 @@ pub async fn fail(
         .fetch_optional(pool)
         .await?;
     match row {
-        Some((status, _)) if status == "dead" => Ok(FailOutcome::Dead),
-        Some((_, run_after)) => Ok(FailOutcome::Retry { run_after }),
+        Some((status, _, _)) if status == "dead" => Ok(FailOutcome::Dead),
+        Some((_, run_after, _)) => Ok(FailOutcome::Retry { run_after }),
         None => Err(why_not(pool, tenant_id, job_id).await),
     }
 }

@@ -437,6 +437,8 @@ impl Queue {
         )
         .await?;
         self.inner.metrics.failed.inc();
+        // A slot under the cap is free, and a permanent failure unblocks its conversation.
+        self.wake(&[tenant_id]);
         match &outcome {
             FailOutcome::Dead => {
                 self.inner.metrics.dead_letters.inc();

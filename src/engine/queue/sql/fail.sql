@@ -4,6 +4,8 @@
 -- conversation is blocked (later messages keep their order and wait) until an admin releases it.
 -- A permanent failure ($6: the worker says no retry can succeed) is dead at once and blocks
 -- nothing: releasing it could never help, and the customer's next message deserves an answer.
+-- Either way a slot under the tenant's cap is free, and a permanent failure unblocks the
+-- conversation's next message: other replicas are told (failures are rare: no check of need).
 WITH failed AS (
     UPDATE jobs
     SET status = CASE WHEN $6 OR attempts >= max_attempts THEN 'dead' ELSE 'queued' END,
@@ -20,5 +22,8 @@ WITH failed AS (
     INSERT INTO blocked_conversations (tenant_id, conversation_key, job_id)
     SELECT tenant_id, conversation_key, id FROM failed WHERE status = 'dead' AND NOT $6
     ON CONFLICT DO NOTHING
+), told AS (
+    SELECT pg_notify('flomastr_jobs', tenant_id::text) FROM failed
 )
-SELECT status, run_after FROM failed
+-- `notified` is read so that `told` runs: a CTE nobody reads is never evaluated.
+SELECT status, run_after, (SELECT count(*) FROM told) AS notified FROM failed

@@ -1,0 +1,264 @@
+//! Replicas tell each other which tenants have runnable work (a NOTIFY sent after each commit):
+//! a worker long-polling one replica gets a job another replica committed, or unblocked by a
+//! completion, while its poll is still open, not when the poll ends.
+
+use crate::engine_harness::{TestEngine, TestTenant, start_engine};
+use flomastr::engine::media::blobs::MediaBlobs;
+use flomastr::engine::metrics::Metrics;
+use flomastr::engine::queue::{ClaimedJob, Queue, spawn_maintenance};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Far longer than any announcement takes: a job that arrives did not wait for the poll's end.
+const POLL: Duration = Duration::from_secs(30);
+
+/// A second replica on the engine's database: its own queue, and its own listener.
+async fn replica(engine: &TestEngine, shutdown: CancellationToken) -> Queue {
+    let pool = sqlx::PgPool::connect(&engine.db.url).await.unwrap();
+    let queue = Queue::new(
+        pool,
+        Duration::from_secs(60),
+        Arc::new(Metrics::default()),
+        shutdown.clone(),
+    );
+    let retention = Duration::from_secs(3600);
+    spawn_maintenance(
+        queue.clone(),
+        MediaBlobs::database(),
+        (retention, retention),
+        shutdown,
+    );
+    // Both replicas listen before anything is announced.
+    crate::common::within(Duration::from_secs(10), "two listeners", async || {
+        let listening: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+        )
+        .fetch_one(&engine.db.pool)
+        .await
+        .unwrap();
+        (listening >= 2).then_some(())
+    })
+    .await;
+    queue
+}
+
+async fn tenant_id(engine: &TestEngine, tenant: &TestTenant) -> Uuid {
+    sqlx::query_scalar("SELECT id FROM tenants WHERE slug = $1")
+        .bind(&tenant.slug)
+        .fetch_one(&engine.db.pool)
+        .await
+        .unwrap()
+}
+
+/// A worker long-polling the replica, left until its claim has come back empty.
+async fn waiting_worker(queue: &Queue, tenant: Uuid, cap: i32) -> JoinHandle<Option<ClaimedJob>> {
+    let queue = queue.clone();
+    let worker = tokio::spawn(async move { queue.next_job(tenant, cap, POLL).await.unwrap() });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!worker.is_finished(), "nothing was runnable for it yet");
+    worker
+}
+
+async fn seed(engine: &TestEngine, tenant: &TestTenant, from: &str, text: &str, at: &str) {
+    let response = engine.seed(tenant, from, text, at).await;
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn a_job_committed_on_one_replica_reaches_a_worker_waiting_on_another() {
+    let engine = start_engine().await;
+    let tenant = engine.tenant("acme", "infobip").await;
+    let shutdown = CancellationToken::new();
+    let other = replica(&engine, shutdown.clone()).await;
+    let worker = waiting_worker(&other, tenant_id(&engine, &tenant).await, 10).await;
+
+    seed(
+        &engine,
+        &tenant,
+        "447700900001",
+        "hello",
+        "2026-11-25T10:00:00Z",
+    )
+    .await;
+    let job = worker
+        .await
+        .unwrap()
+        .expect("the job, before the poll ended");
+    assert_eq!(job.payload["message"], "hello");
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_completion_on_one_replica_hands_the_conversations_next_message_to_another() {
+    let engine = start_engine().await;
+    let tenant = engine.tenant("acme", "infobip").await;
+    seed(
+        &engine,
+        &tenant,
+        "447700900001",
+        "first",
+        "2026-11-25T10:00:00Z",
+    )
+    .await;
+    seed(
+        &engine,
+        &tenant,
+        "447700900001",
+        "second",
+        "2026-11-25T10:00:01Z",
+    )
+    .await;
+    let head = engine.next_job(&tenant, 1.0).await.expect("the head");
+    assert_eq!(head["payload"]["message"], "first");
+    let shutdown = CancellationToken::new();
+    let other = replica(&engine, shutdown.clone()).await;
+    // The second message waits for the first: the replica's claim finds nothing runnable.
+    let worker = waiting_worker(&other, tenant_id(&engine, &tenant).await, 10).await;
+
+    assert_eq!(engine.complete(&tenant, &head).await.status(), 200);
+    let next = worker
+        .await
+        .unwrap()
+        .expect("the follower, before the poll ended");
+    assert_eq!(next.payload["message"], "second");
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn a_completion_under_the_tenants_cap_frees_a_slot_for_a_worker_on_another_replica() {
+    let engine = start_engine().await;
+    let tenant = engine
+        .tenant_with("acme", "infobip", json!({"max_concurrency": 1}))
+        .await;
+    seed(
+        &engine,
+        &tenant,
+        "447700900001",
+        "one",
+        "2026-11-25T10:00:00Z",
+    )
+    .await;
+    seed(
+        &engine,
+        &tenant,
+        "447700900002",
+        "two",
+        "2026-11-25T10:00:01Z",
+    )
+    .await;
+    let first = engine.next_job(&tenant, 1.0).await.expect("a job");
+    let shutdown = CancellationToken::new();
+    let other = replica(&engine, shutdown.clone()).await;
+    // One job in flight is the cap: the replica's claim may take nothing.
+    let worker = waiting_worker(&other, tenant_id(&engine, &tenant).await, 1).await;
+
+    assert_eq!(engine.complete(&tenant, &first).await.status(), 200);
+    let next = worker
+        .await
+        .unwrap()
+        .expect("the other job, before the poll ended");
+    assert_ne!(next.payload["message"], first["payload"]["message"]);
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn only_completions_that_can_serve_a_waiting_worker_tell_the_other_replicas() {
+    let engine = start_engine().await;
+    let tenant = engine.tenant("acme", "infobip").await;
+    seed(
+        &engine,
+        &tenant,
+        "447700900001",
+        "alone",
+        "2026-11-25T10:00:00Z",
+    )
+    .await;
+    seed(
+        &engine,
+        &tenant,
+        "447700900002",
+        "head",
+        "2026-11-25T10:00:01Z",
+    )
+    .await;
+    seed(
+        &engine,
+        &tenant,
+        "447700900002",
+        "next",
+        "2026-11-25T10:00:02Z",
+    )
+    .await;
+    let mut listener = sqlx::postgres::PgListener::connect(&engine.db.url)
+        .await
+        .unwrap();
+    listener.listen("flomastr_jobs").await.unwrap();
+
+    // Nothing waits behind it and the tenant is far from its cap: nobody to tell (a NOTIFY
+    // would hold PostgreSQL's notification lock through this commit's flush for nothing).
+    let alone = engine.next_job(&tenant, 1.0).await.expect("a job");
+    assert_eq!(alone["payload"]["message"], "alone");
+    assert_eq!(engine.complete(&tenant, &alone).await.status(), 200);
+    let told = tokio::time::timeout(Duration::from_secs(1), listener.recv()).await;
+    assert!(told.is_err(), "notified for nothing: {told:?}");
+
+    // Its conversation's next message becomes runnable: the tenant is announced.
+    let head = engine.next_job(&tenant, 1.0).await.expect("a job");
+    assert_eq!(head["payload"]["message"], "head");
+    assert_eq!(engine.complete(&tenant, &head).await.status(), 200);
+    let told = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+        .await
+        .expect("a notification")
+        .unwrap();
+    assert_eq!(
+        told.payload(),
+        tenant_id(&engine, &tenant).await.to_string()
+    );
+}
+
+#[tokio::test]
+async fn a_permanent_failure_hands_the_conversations_next_message_to_another_replica() {
+    let engine = start_engine().await;
+    let tenant = engine.tenant("acme", "infobip").await;
+    seed(
+        &engine,
+        &tenant,
+        "447700900001",
+        "first",
+        "2026-11-25T10:00:00Z",
+    )
+    .await;
+    seed(
+        &engine,
+        &tenant,
+        "447700900001",
+        "second",
+        "2026-11-25T10:00:01Z",
+    )
+    .await;
+    let head = engine.next_job(&tenant, 1.0).await.expect("the head");
+    let shutdown = CancellationToken::new();
+    let other = replica(&engine, shutdown.clone()).await;
+    let worker = waiting_worker(&other, tenant_id(&engine, &tenant).await, 10).await;
+
+    let failed = engine
+        .job_call(
+            &tenant,
+            &head,
+            "fail",
+            json!({"lease_token": head["lease_token"], "error": "bad input", "permanent": true}),
+        )
+        .await;
+    assert_eq!(failed.status(), 200, "{}", failed.text().await.unwrap());
+    let next = worker
+        .await
+        .unwrap()
+        .expect("the follower, before the poll ended");
+    assert_eq!(next.payload["message"], "second");
+    shutdown.cancel();
+}
