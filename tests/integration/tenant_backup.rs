@@ -794,7 +794,7 @@ async fn fail_job(client: &kube::Client, namespace: &str, name: &str) {
                "lastProbeTime": now, "lastTransitionTime": now})
     };
     let status = json!({"status": {
-        "startTime": now, "failed": 1,
+        "startTime": now, "failed": 1, "active": 0, "ready": 0,
         "conditions": [condition("FailureTarget"), condition("Failed")]
     }});
     Api::<k8s_openapi::api::batch::v1::Job>::namespaced(client.clone(), namespace)
