@@ -31,11 +31,11 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::ResourceExt;
 use kube::api::{Api, ListParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -69,51 +69,37 @@ pub fn controller(ctx: Arc<Context>) -> impl futures::Stream<Item = ()> + Send {
     if let Some(selector) = &ctx.config.tenant_selector {
         tenants = tenants.labels(selector);
     }
-    // Owned children wake their Tenant through `owning_tenant`, not `Controller::owns`.
-    Controller::new(Api::<Tenant>::all(client.clone()), tenants)
-        .watches(
-            Api::<Deployment>::all(client.clone()),
-            owned.clone(),
-            owning_tenant,
-        )
-        .watches(
-            Api::<Service>::all(client.clone()),
-            owned.clone(),
-            owning_tenant,
-        )
-        .watches(
-            Api::<ConfigMap>::all(client.clone()),
-            owned.clone(),
-            owning_tenant,
-        )
-        .watches(
-            Api::<Ingress>::all(client.clone()),
-            owned.clone(),
-            owning_tenant,
-        )
+    // The Controller keeps every Tenant in memory: without what reconciling never reads (the
+    // API server's field managers, kubectl's copy of the last applied spec) they take a third.
+    let (store, writer) = reflector::store();
+    let tenants = reflector::reflector(
+        writer,
+        watcher(Api::<Tenant>::all(client.clone()), tenants).modify(slim_tenant),
+    )
+    .applied_objects();
+    // Children only wake their Tenant (through `owning_tenant`, not `Controller::owns`): their
+    // metadata is all that takes, so their specs are never sent or decoded.
+    Controller::for_stream(tenants, store)
+        .watches_stream(children::<Deployment>(&client, &owned), owning_tenant)
+        .watches_stream(children::<Service>(&client, &owned), owning_tenant)
+        .watches_stream(children::<ConfigMap>(&client, &owned), owning_tenant)
+        .watches_stream(children::<Ingress>(&client, &owned), owning_tenant)
         // n8n's volume is not owned by the Tenant (it outlives it unless deletionPolicy is
         // Delete: children::retention): its label names the tenant.
-        .watches(
-            Api::<PersistentVolumeClaim>::all(client.clone()),
-            owned,
-            |pvc: PersistentVolumeClaim| {
-                pvc.labels()
-                    .get(plan::SLUG_LABEL)
-                    .map(|slug| ObjectRef::<Tenant>::new(slug))
-            },
+        .watches_stream(
+            children::<PersistentVolumeClaim>(&client, &owned),
+            tenant_by_label,
         )
         // A tenant's n8n pod that fails to pull, crash-loops or cannot be scheduled changes no
         // Deployment status for minutes: its own changes wake the Tenant, so N8nReady says why
         // within one reconcile.
-        .watches(
-            Api::<Pod>::all(client),
-            watcher::Config::default()
-                .labels(&format!("app.kubernetes.io/name=n8n,{}", plan::SLUG_LABEL)),
-            |pod: Pod| {
-                pod.labels()
-                    .get(plan::SLUG_LABEL)
-                    .map(|slug| ObjectRef::<Tenant>::new(slug))
-            },
+        .watches_stream(
+            children::<Pod>(
+                &client,
+                &watcher::Config::default()
+                    .labels(&format!("app.kubernetes.io/name=n8n,{}", plan::SLUG_LABEL)),
+            ),
+            tenant_by_label,
         )
         // Re-asserts Caddy routes and DNS records that changed outside Kubernetes.
         .reconcile_all_on(ticks)
@@ -129,6 +115,40 @@ pub fn controller(ctx: Arc<Context>) -> impl futures::Stream<Item = ()> + Send {
                 tracing::debug!(%error, "controller event");
             }
         })
+}
+
+/// Changes of one kind of child, metadata only.
+fn children<K>(
+    client: &kube::Client,
+    config: &watcher::Config,
+) -> impl futures::Stream<Item = Result<PartialObjectMeta<K>, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Send + Sync + 'static,
+{
+    watcher(
+        Api::<PartialObjectMeta<K>>::all(client.clone()),
+        config.clone(),
+    )
+    .touched_objects()
+}
+
+/// Drops from a watched Tenant what reconciling never reads.
+fn slim_tenant(tenant: &mut Tenant) {
+    tenant.metadata.managed_fields = None;
+    if let Some(annotations) = tenant.metadata.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// The Tenant a volume or pod names in its slug label.
+fn tenant_by_label<K: kube::Resource>(child: K) -> Option<ObjectRef<Tenant>> {
+    child
+        .meta()
+        .labels
+        .as_ref()?
+        .get(plan::SLUG_LABEL)
+        .map(|slug| ObjectRef::new(slug))
 }
 
 /// The Tenant that owns a namespaced child, referred to as the Tenant itself is (cluster-scoped,
