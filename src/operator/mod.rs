@@ -69,8 +69,8 @@ pub fn controller(ctx: Arc<Context>) -> impl futures::Stream<Item = ()> + Send {
     if let Some(selector) = &ctx.config.tenant_selector {
         tenants = tenants.labels(selector);
     }
-    // The Controller keeps every Tenant in memory: without what reconciling never reads (the
-    // API server's field managers, kubectl's copy of the last applied spec) they take a third.
+    // The Controller keeps every Tenant in memory: it keeps them without what reconciling never
+    // reads (the API server's field managers, kubectl's copy of the last applied spec).
     let (store, writer) = reflector::store();
     let tenants = reflector::reflector(
         writer,
