@@ -287,6 +287,15 @@ impl TestEngine {
             .unwrap()
     }
 
+    /// The engine's id of a registered tenant.
+    pub async fn tenant_uuid(&self, tenant: &TestTenant) -> uuid::Uuid {
+        sqlx::query_scalar("SELECT id FROM tenants WHERE slug = $1")
+            .bind(&tenant.slug)
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap()
+    }
+
     pub async fn next_job(&self, tenant: &TestTenant, wait: f64) -> Option<Value> {
         let response = self
             .http

@@ -39,14 +39,6 @@ async fn count(engine: &TestEngine, tenant: &TestTenant, status: &str) -> i64 {
     .unwrap()
 }
 
-async fn tenant_id(engine: &TestEngine, tenant: &TestTenant) -> Uuid {
-    sqlx::query_scalar("SELECT id FROM tenants WHERE slug = $1")
-        .bind(&tenant.slug)
-        .fetch_one(&engine.db.pool)
-        .await
-        .unwrap()
-}
-
 /// A second replica's queue on the engine's database, with its own lease.
 async fn replica(engine: &TestEngine, lease: Duration, shutdown: CancellationToken) -> Queue {
     let pool = sqlx::PgPool::connect(&engine.db.url).await.unwrap();
@@ -78,7 +70,7 @@ async fn buffered_jobs_nobody_takes_go_back_to_the_queue_as_never_claimed() {
     let shutdown = CancellationToken::new();
     // A 60 s lease: buffered jobs are handed out within 2 s of their claim, or given back.
     let queue = replica(&engine, Duration::from_secs(60), shutdown.clone()).await;
-    let handed = fill_buffer(&queue, tenant_id(&engine, &tenant).await).await;
+    let handed = fill_buffer(&queue, engine.tenant_uuid(&tenant).await).await;
     assert!(
         count(&engine, &tenant, "processing").await > 2,
         "the second claim took more than its worker's job"
@@ -115,7 +107,7 @@ async fn a_replica_dying_with_a_full_buffer_loses_nothing_and_hands_out_nothing_
         .tenant_with("acme", "infobip", json!({"max_concurrency": 1000}))
         .await;
     seed_conversations(&engine, &tenant, 50).await;
-    let id = tenant_id(&engine, &tenant).await;
+    let id = engine.tenant_uuid(&tenant).await;
     let url = engine.db.url.clone();
     // The other replica runs on its own runtime; dropping the runtime is its kill -9: its
     // tasks stop where they are, nothing is given back.

@@ -47,14 +47,6 @@ async fn replica(engine: &TestEngine, shutdown: CancellationToken) -> Queue {
     queue
 }
 
-async fn tenant_id(engine: &TestEngine, tenant: &TestTenant) -> Uuid {
-    sqlx::query_scalar("SELECT id FROM tenants WHERE slug = $1")
-        .bind(&tenant.slug)
-        .fetch_one(&engine.db.pool)
-        .await
-        .unwrap()
-}
-
 /// A worker long-polling the replica, left until its claim has come back empty.
 async fn waiting_worker(queue: &Queue, tenant: Uuid, cap: i32) -> JoinHandle<Option<ClaimedJob>> {
     let queue = queue.clone();
@@ -75,7 +67,7 @@ async fn a_job_committed_on_one_replica_reaches_a_worker_waiting_on_another() {
     let tenant = engine.tenant("acme", "infobip").await;
     let shutdown = CancellationToken::new();
     let other = replica(&engine, shutdown.clone()).await;
-    let worker = waiting_worker(&other, tenant_id(&engine, &tenant).await, 10).await;
+    let worker = waiting_worker(&other, engine.tenant_uuid(&tenant).await, 10).await;
 
     seed(
         &engine,
@@ -93,8 +85,17 @@ async fn a_job_committed_on_one_replica_reaches_a_worker_waiting_on_another() {
     shutdown.cancel();
 }
 
-#[tokio::test]
-async fn a_completion_on_one_replica_hands_the_conversations_next_message_to_another() {
+/// Two messages of one conversation, the first held by a worker of the engine, and a worker of
+/// another replica waiting (its claim finds nothing: the second waits for the first).
+struct Follower {
+    engine: TestEngine,
+    tenant: TestTenant,
+    head: serde_json::Value,
+    worker: JoinHandle<Option<ClaimedJob>>,
+    shutdown: CancellationToken,
+}
+
+async fn follower_waiting_on_another_replica() -> Follower {
     let engine = start_engine().await;
     let tenant = engine.tenant("acme", "infobip").await;
     seed(
@@ -117,16 +118,34 @@ async fn a_completion_on_one_replica_hands_the_conversations_next_message_to_ano
     assert_eq!(head["payload"]["message"], "first");
     let shutdown = CancellationToken::new();
     let other = replica(&engine, shutdown.clone()).await;
-    // The second message waits for the first: the replica's claim finds nothing runnable.
-    let worker = waiting_worker(&other, tenant_id(&engine, &tenant).await, 10).await;
+    let worker = waiting_worker(&other, engine.tenant_uuid(&tenant).await, 10).await;
+    Follower {
+        engine,
+        tenant,
+        head,
+        worker,
+        shutdown,
+    }
+}
 
-    assert_eq!(engine.complete(&tenant, &head).await.status(), 200);
-    let next = worker
-        .await
-        .unwrap()
-        .expect("the follower, before the poll ended");
-    assert_eq!(next.payload["message"], "second");
-    shutdown.cancel();
+impl Follower {
+    async fn reaches_the_waiting_worker(self) {
+        let next = self
+            .worker
+            .await
+            .unwrap()
+            .expect("the follower, before the poll ended");
+        assert_eq!(next.payload["message"], "second");
+        self.shutdown.cancel();
+    }
+}
+
+#[tokio::test]
+async fn a_completion_on_one_replica_hands_the_conversations_next_message_to_another() {
+    let f = follower_waiting_on_another_replica().await;
+    let completed = f.engine.complete(&f.tenant, &f.head).await;
+    assert_eq!(completed.status(), 200);
+    f.reaches_the_waiting_worker().await;
 }
 
 #[tokio::test]
@@ -155,7 +174,7 @@ async fn a_completion_under_the_tenants_cap_frees_a_slot_for_a_worker_on_another
     let shutdown = CancellationToken::new();
     let other = replica(&engine, shutdown.clone()).await;
     // One job in flight is the cap: the replica's claim may take nothing.
-    let worker = waiting_worker(&other, tenant_id(&engine, &tenant).await, 1).await;
+    let worker = waiting_worker(&other, engine.tenant_uuid(&tenant).await, 1).await;
 
     assert_eq!(engine.complete(&tenant, &first).await.status(), 200);
     let next = worker
@@ -217,48 +236,16 @@ async fn only_completions_that_can_serve_a_waiting_worker_tell_the_other_replica
         .unwrap();
     assert_eq!(
         told.payload(),
-        tenant_id(&engine, &tenant).await.to_string()
+        engine.tenant_uuid(&tenant).await.to_string()
     );
 }
 
 #[tokio::test]
 async fn a_permanent_failure_hands_the_conversations_next_message_to_another_replica() {
-    let engine = start_engine().await;
-    let tenant = engine.tenant("acme", "infobip").await;
-    seed(
-        &engine,
-        &tenant,
-        "447700900001",
-        "first",
-        "2026-11-25T10:00:00Z",
-    )
-    .await;
-    seed(
-        &engine,
-        &tenant,
-        "447700900001",
-        "second",
-        "2026-11-25T10:00:01Z",
-    )
-    .await;
-    let head = engine.next_job(&tenant, 1.0).await.expect("the head");
-    let shutdown = CancellationToken::new();
-    let other = replica(&engine, shutdown.clone()).await;
-    let worker = waiting_worker(&other, tenant_id(&engine, &tenant).await, 10).await;
-
-    let failed = engine
-        .job_call(
-            &tenant,
-            &head,
-            "fail",
-            json!({"lease_token": head["lease_token"], "error": "bad input", "permanent": true}),
-        )
-        .await;
+    let f = follower_waiting_on_another_replica().await;
+    let body =
+        json!({"lease_token": f.head["lease_token"], "error": "bad input", "permanent": true});
+    let failed = f.engine.job_call(&f.tenant, &f.head, "fail", body).await;
     assert_eq!(failed.status(), 200, "{}", failed.text().await.unwrap());
-    let next = worker
-        .await
-        .unwrap()
-        .expect("the follower, before the poll ended");
-    assert_eq!(next.payload["message"], "second");
-    shutdown.cancel();
+    f.reaches_the_waiting_worker().await;
 }
