@@ -8,6 +8,7 @@
 //! unavailable is written again one request per transaction, so only the refused request fails.
 
 use crate::engine::error::{ApiError, is_unavailable};
+use crate::engine::ingest_activity::IngestActivity;
 use crate::engine::outbound::report_lock;
 use crate::engine::policy::consent::{self, Change};
 use crate::engine::policy::marketing_limit;
@@ -125,6 +126,7 @@ pub type MediaHook = Arc<dyn Fn(&[(Uuid, Uuid)]) + Send + Sync>;
 #[derive(Clone)]
 pub struct Ingestor {
     sender: mpsc::Sender<(Submission, Reply)>,
+    activity: Arc<IngestActivity>,
 }
 
 /// What the writers tell after each commit.
@@ -148,10 +150,21 @@ impl Ingestor {
             on_commit,
             on_media,
         };
+        let activity = Arc::new(IngestActivity::default());
         for _ in 0..WRITERS {
-            tokio::spawn(writer(pool.clone(), receiver.clone(), hooks.clone()));
+            tokio::spawn(writer(
+                pool.clone(),
+                receiver.clone(),
+                hooks.clone(),
+                activity.clone(),
+            ));
         }
-        Self { sender }
+        Self { sender, activity }
+    }
+
+    /// Whether webhook requests are queueing for a commit (background work backs off then).
+    pub fn activity(&self) -> Arc<IngestActivity> {
+        self.activity.clone()
     }
 
     /// Stores a submission durably; returns one outcome per job, in order.
@@ -176,8 +189,10 @@ async fn writer(
     pool: PgPool,
     receiver: Arc<Mutex<mpsc::Receiver<(Submission, Reply)>>>,
     hooks: Hooks,
+    activity: Arc<IngestActivity>,
 ) {
     while let Some(batch) = next_batch(&receiver).await {
+        let _writing = activity.begin(batch.len());
         let (submissions, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         match write_batch(&pool, &submissions).await {
             Ok((outcomes, tenants, media)) => {
