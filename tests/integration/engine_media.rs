@@ -882,7 +882,11 @@ async fn a_file_whose_row_goes_mid_download_leaves_no_object_behind() {
         },
     )
     .await;
-    assert_eq!(sandbox.state.media_downloads(provider_id), 0, "not answered yet");
+    assert_eq!(
+        sandbox.state.media_downloads(provider_id),
+        0,
+        "not answered yet"
+    );
     sqlx::query("DELETE FROM jobs WHERE id = $1")
         .bind(job_id)
         .execute(&engine.db.pool)
@@ -913,12 +917,17 @@ async fn a_file_whose_row_goes_mid_download_leaves_no_object_behind() {
     // ...and deleted again once the fetcher finds its row gone; it stays gone.
     let blobs = &engine.state.settings.media.blobs;
     let key = flomastr::engine::media::blobs::MediaBlobs::key(tenant_id, media_id);
-    within(Duration::from_secs(10), "the object to be deleted", async || {
-        blobs.object(&key).await.unwrap().is_none().then_some(())
-    })
+    within(
+        Duration::from_secs(10),
+        "the object to be deleted",
+        async || blobs.object(&key).await.unwrap().is_none().then_some(()),
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(blobs.object(&key).await.unwrap().is_none(), "no object left behind");
+    assert!(
+        blobs.object(&key).await.unwrap().is_none(),
+        "no object left behind"
+    );
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM media")
         .fetch_one(&engine.db.pool)
         .await

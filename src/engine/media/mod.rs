@@ -8,6 +8,7 @@ pub mod download;
 pub mod fetcher;
 pub mod files;
 pub mod kinds;
+pub mod new_rows;
 pub mod pacing;
 pub mod payload;
 pub mod public;

@@ -1,6 +1,7 @@
 //! The `media` table: rows made with their job, claimed for a download, and completed.
 
 use super::blobs::Placement;
+use super::new_rows::NewMediaRows;
 use super::payload::{FAILED, PENDING};
 use sqlx::PgPool;
 use std::time::Duration;
@@ -11,14 +12,21 @@ const LEASE: Duration = Duration::from_secs(180);
 /// Longest error kept for a media row (the payload shows it too).
 const MAX_ERROR_CHARS: usize = 500;
 
-/// Inserts the media rows the payloads of `jobs` (all newly stored) list. Returns (tenant, id)
-/// of each row made.
-pub async fn insert_for_jobs(
+/// Inserts the media rows of newly stored jobs. Returns (tenant, id) of each row made.
+pub async fn insert_rows(
     tx: &mut sqlx::PgConnection,
-    jobs: &[Uuid],
+    rows: &NewMediaRows,
 ) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
-    sqlx::query_as(include_str!("sql/insert_for_jobs.sql"))
-        .bind(jobs)
+    sqlx::query_as(include_str!("sql/insert_rows.sql"))
+        .bind(&rows.tenant_ids)
+        .bind(&rows.ids)
+        .bind(&rows.job_ids)
+        .bind(&rows.positions)
+        .bind(&rows.sender_ids)
+        .bind(&rows.providers)
+        .bind(&rows.kinds)
+        .bind(&rows.provider_refs)
+        .bind(&rows.declared_types)
         .fetch_all(&mut *tx)
         .await
 }
@@ -114,13 +122,19 @@ async fn record_stored(
     tx: &mut sqlx::PgConnection,
     files: &[&StoredFile],
 ) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
-    let column = |f: fn(&StoredFile) -> Option<&str>| files.iter().map(|s| f(s)).collect::<Vec<_>>();
+    let column =
+        |f: fn(&StoredFile) -> Option<&str>| files.iter().map(|s| f(s)).collect::<Vec<_>>();
     sqlx::query_as(include_str!("sql/stored_many.sql"))
         .bind(files.iter().map(|f| f.tenant_id).collect::<Vec<_>>())
         .bind(files.iter().map(|f| f.id).collect::<Vec<_>>())
         .bind(column(|f| Some(f.content_type.as_str())))
         .bind(column(|f| Some(f.sha256.as_str())))
-        .bind(files.iter().map(|f| f.bytes.len() as i64).collect::<Vec<_>>())
+        .bind(
+            files
+                .iter()
+                .map(|f| f.bytes.len() as i64)
+                .collect::<Vec<_>>(),
+        )
         .bind(
             files
                 .iter()
@@ -139,7 +153,13 @@ async fn record_unfetched(
     tx: &mut sqlx::PgConnection,
     tries: &[&Unfetched],
 ) -> Result<(), sqlx::Error> {
-    let status = |t: &&Unfetched| if t.retry_after.is_some() { PENDING } else { FAILED };
+    let status = |t: &&Unfetched| {
+        if t.retry_after.is_some() {
+            PENDING
+        } else {
+            FAILED
+        }
+    };
     sqlx::query(include_str!("sql/unfetched_many.sql"))
         .bind(tries.iter().map(|t| t.tenant_id).collect::<Vec<_>>())
         .bind(tries.iter().map(|t| t.id).collect::<Vec<_>>())
