@@ -8,6 +8,7 @@
 //! unavailable is written again one request per transaction, so only the refused request fails.
 
 use crate::engine::error::{ApiError, is_unavailable};
+use crate::engine::ingest_activity::IngestActivity;
 use crate::engine::outbound::report_lock;
 use crate::engine::policy::consent::{self, Change};
 use crate::engine::policy::marketing_limit;
@@ -125,6 +126,7 @@ pub type MediaHook = Arc<dyn Fn(&[(Uuid, Uuid)]) + Send + Sync>;
 #[derive(Clone)]
 pub struct Ingestor {
     sender: mpsc::Sender<(Submission, Reply)>,
+    activity: Arc<IngestActivity>,
 }
 
 /// What the writers tell after each commit.
@@ -148,10 +150,21 @@ impl Ingestor {
             on_commit,
             on_media,
         };
+        let activity = Arc::new(IngestActivity::default());
         for _ in 0..WRITERS {
-            tokio::spawn(writer(pool.clone(), receiver.clone(), hooks.clone()));
+            tokio::spawn(writer(
+                pool.clone(),
+                receiver.clone(),
+                hooks.clone(),
+                activity.clone(),
+            ));
         }
-        Self { sender }
+        Self { sender, activity }
+    }
+
+    /// Whether webhook requests are queueing for a commit (background work backs off then).
+    pub fn activity(&self) -> Arc<IngestActivity> {
+        self.activity.clone()
     }
 
     /// Stores a submission durably; returns one outcome per job, in order.
@@ -176,8 +189,10 @@ async fn writer(
     pool: PgPool,
     receiver: Arc<Mutex<mpsc::Receiver<(Submission, Reply)>>>,
     hooks: Hooks,
+    activity: Arc<IngestActivity>,
 ) {
     while let Some(batch) = next_batch(&receiver).await {
+        let _writing = activity.begin(batch.len());
         let (submissions, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         match write_batch(&pool, &submissions).await {
             Ok((outcomes, tenants, media)) => {
@@ -316,28 +331,27 @@ async fn write_batch(
     Ok((outcomes, tenants, media))
 }
 
-/// The media rows of new jobs that list media, read from the stored payloads (a message seen
-/// twice in one batch stores one payload: its media ids are the ones listed). Text-only batches
-/// run no statement.
+/// The media rows of new jobs that list media, from the payloads in hand. A message seen twice
+/// in one batch stored its first payload (the jobs are inserted in order, later ones skipped):
+/// its media ids are the ones listed. Text-only batches run no statement.
 async fn insert_media(
     tx: &mut sqlx::PgConnection,
     jobs: &[&NewJob],
     ids: &HashMap<(Uuid, String), (Uuid, bool)>,
 ) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
-    let mut new_jobs: Vec<Uuid> = jobs
-        .iter()
-        .filter(|j| j.has_media)
-        .filter_map(|j| match ids.get(&(j.tenant_id, j.dedup_key.clone())) {
-            Some((id, false)) => Some(*id),
-            _ => None,
-        })
-        .collect();
-    if new_jobs.is_empty() {
+    let mut rows = crate::engine::media::new_rows::NewMediaRows::default();
+    let mut seen = std::collections::HashSet::new();
+    for job in jobs.iter().filter(|j| j.has_media) {
+        if let Some((id, false)) = ids.get(&(job.tenant_id, job.dedup_key.clone()))
+            && seen.insert(*id)
+        {
+            rows.add(job.tenant_id, *id, job.sender_id, &job.payload);
+        }
+    }
+    if rows.is_empty() {
         return Ok(Vec::new());
     }
-    new_jobs.sort_unstable();
-    new_jobs.dedup();
-    crate::engine::media::store::insert_for_jobs(tx, &new_jobs).await
+    crate::engine::media::store::insert_rows(tx, &rows).await
 }
 
 /// Inserts the jobs (skipping ones already stored) and returns every job's id, marking the ones

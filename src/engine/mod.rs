@@ -12,6 +12,7 @@ pub mod depth;
 pub mod error;
 pub mod health;
 pub mod ingest;
+pub mod ingest_activity;
 pub mod media;
 pub mod metrics;
 pub mod openapi;
@@ -233,15 +234,18 @@ pub async fn build(args: &EngineArgs, shutdown: CancellationToken) -> Result<App
     media::fetcher::spawn(
         media_inbox,
         pool.clone(),
-        tenants.clone(),
-        media::download::Downloader::new(
-            settings.media.timeout,
-            settings.dispatch.meta_version.clone(),
-            policy.base_urls.clone(),
-            policy.destinations.clone(),
-        ),
-        settings.media.clone(),
-        metrics.clone(),
+        media::fetcher::FetcherParts {
+            tenants: tenants.clone(),
+            downloader: media::download::Downloader::new(
+                settings.media.timeout,
+                settings.dispatch.meta_version.clone(),
+                policy.base_urls.clone(),
+                policy.destinations.clone(),
+            ),
+            settings: settings.media.clone(),
+            metrics: metrics.clone(),
+            ingest: ingestor.activity(),
+        },
         shutdown.clone(),
     );
     media::retention::spawn(

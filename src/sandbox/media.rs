@@ -11,7 +11,8 @@
 //! Tests put files in with `PUT /_sandbox/media/{id}?provider=&account=[&fail=<status>]` (body:
 //! the bytes, `Content-Type`: their type); `account` is the Meta phone number id, the InfoBip
 //! sender or the Twilio account SID whose credentials may download it. `fail` makes the file's
-//! download answer that status (a provider outage).
+//! download answer that status (a provider outage); `delay_ms` answers it that much later (a
+//! slow provider).
 
 use axum::Router;
 use axum::body::Bytes;
@@ -50,6 +51,8 @@ struct PutQuery {
     account: String,
     #[serde(default)]
     fail: Option<u16>,
+    #[serde(default)]
+    delay_ms: Option<u64>,
 }
 
 /// The sandbox's own origin as the client reached it.
@@ -100,6 +103,7 @@ async fn put_media(
             content_type,
             bytes: body.to_vec(),
             fail: query.fail,
+            delay_ms: query.delay_ms,
             downloads: 0,
         },
     );
@@ -196,7 +200,7 @@ async fn meta_download(
     match find(&state, "meta", &id, meta_allowed(&state, &headers)) {
         Err(Found::Missing) => StatusCode::NOT_FOUND.into_response(),
         Err(Found::Refused) => invalid_token(),
-        Ok(media) => serve(&state, &id, media),
+        Ok(media) => serve(&state, &id, media).await,
     }
 }
 
@@ -229,7 +233,7 @@ async fn infobip_download(
                               "text": "Invalid login details"}}});
             (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response()
         }
-        Ok(media) => serve(&state, &media_id, media),
+        Ok(media) => serve(&state, &media_id, media).await,
     }
 }
 
@@ -283,13 +287,16 @@ fn twilio_error(status: StatusCode, code: u32, message: &str) -> Response {
 /// The CDN's signed URL needs no credentials.
 async fn twilio_cdn(State(state): State<SandboxState>, Path(id): Path<String>) -> Response {
     match find(&state, "twilio", &id, |_| true) {
-        Ok(media) => serve(&state, &id, media),
+        Ok(media) => serve(&state, &id, media).await,
         Err(_) => StatusCode::NOT_FOUND.into_response(),
     }
 }
 
 /// The file, or the injected failure; each answer is counted.
-fn serve(state: &SandboxState, id: &str, media: SandboxMedia) -> Response {
+async fn serve(state: &SandboxState, id: &str, media: SandboxMedia) -> Response {
+    if let Some(delay) = media.delay_ms {
+        tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+    }
     state.count_media_download(id);
     if let Some(status) = media.fail.and_then(|s| StatusCode::from_u16(s).ok()) {
         return (status, "injected failure").into_response();

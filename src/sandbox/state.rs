@@ -349,6 +349,8 @@ pub struct SandboxMedia {
     pub bytes: Vec<u8>,
     /// Answer downloads with this status instead of the file.
     pub fail: Option<u16>,
+    /// Answer downloads only after this many milliseconds (a slow provider).
+    pub delay_ms: Option<u64>,
     /// Download answers given (the file or the injected failure).
     pub downloads: u32,
 }

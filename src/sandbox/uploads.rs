@@ -120,6 +120,7 @@ async fn upload(
             content_type: declared.clone(),
             bytes,
             fail: None,
+            delay_ms: None,
             downloads: 0,
         },
     );

@@ -828,3 +828,109 @@ async fn pending_media_is_fetched_by_the_next_engine_after_a_restart() {
     );
     shutdown.cancel();
 }
+
+/// The job retention deleting a file's row while the provider is still answering its download
+/// leaves no object behind: the fetcher puts the file, finds the row gone when it records the
+/// download, and deletes the object it just put.
+#[tokio::test]
+async fn a_file_whose_row_goes_mid_download_leaves_no_object_behind() {
+    use crate::backup_store::{ACCESS_KEY, BUCKET, SECRET_KEY, start_s3};
+    let s3 = start_s3().await;
+    let sandbox = sandbox().await;
+    let endpoint = s3.endpoint.clone();
+    let engine = engine_with(&sandbox, move |args| {
+        args.media.media_s3_bucket = Some(BUCKET.to_owned());
+        args.media.media_s3_endpoint = Some(endpoint);
+        args.media.media_s3_region = "us-east-1".to_owned();
+        args.media.media_s3_access_key_id = Some(ACCESS_KEY.to_owned());
+        args.media.media_s3_secret_access_key = Some(SECRET_KEY.to_owned());
+    })
+    .await;
+    let meta_co = tenant(&engine, &sandbox, "meta-co", "meta", json!({})).await;
+    sandbox
+        .state
+        .set_accounts(accounts(&[(&meta_co, "meta")], "unused"));
+    // A slow provider: the download answers 1.5 s after it was asked for.
+    let provider_id = "8479537139650981";
+    let url = format!(
+        "{}/_sandbox/media/{provider_id}?provider=meta&account={}&delay_ms=1500",
+        sandbox.url,
+        urlencode(&meta_co.sender)
+    );
+    let put = reqwest::Client::new()
+        .put(url)
+        .header("content-type", "image/png")
+        .body(b"slow png".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success());
+    let message = json!({"id": "wamid.RACE", "type": "image", "image": {"id": provider_id, "mime_type": "image/png"}});
+    assert_eq!(post_meta(&engine, &meta_co, message).await.status(), 200);
+
+    // The download is under way (claimed, not answered yet) when the job goes.
+    let (tenant_id, media_id, job_id) = within(
+        Duration::from_secs(10),
+        "the download to start",
+        async || {
+            sqlx::query_as::<_, (uuid::Uuid, uuid::Uuid, uuid::Uuid)>(
+                "SELECT tenant_id, id, job_id FROM media WHERE attempts >= 1 AND status = 'pending'",
+            )
+            .fetch_optional(&engine.db.pool)
+            .await
+            .unwrap()
+        },
+    )
+    .await;
+    assert_eq!(
+        sandbox.state.media_downloads(provider_id),
+        0,
+        "not answered yet"
+    );
+    sqlx::query("DELETE FROM jobs WHERE id = $1")
+        .bind(job_id)
+        .execute(&engine.db.pool)
+        .await
+        .unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM media")
+        .fetch_one(&engine.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "the file's row went with its job");
+
+    // The file arrives and is put in the object store anyway...
+    let stored = || {
+        engine
+            .state
+            .metrics
+            .media_fetches
+            .get_or_create(&flomastr::engine::metrics::OutcomeLabels {
+                outcome: "stored".into(),
+            })
+            .get()
+    };
+    within(Duration::from_secs(10), "the file to be put", async || {
+        (stored() >= 1).then_some(())
+    })
+    .await;
+    assert_eq!(sandbox.state.media_downloads(provider_id), 1);
+    // ...and deleted again once the fetcher finds its row gone; it stays gone.
+    let blobs = &engine.state.settings.media.blobs;
+    let key = flomastr::engine::media::blobs::MediaBlobs::key(tenant_id, media_id);
+    within(
+        Duration::from_secs(10),
+        "the object to be deleted",
+        async || blobs.object(&key).await.unwrap().is_none().then_some(()),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        blobs.object(&key).await.unwrap().is_none(),
+        "no object left behind"
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM media")
+        .fetch_one(&engine.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "and no row came back");
+}

@@ -1,6 +1,7 @@
 //! The `media` table: rows made with their job, claimed for a download, and completed.
 
 use super::blobs::Placement;
+use super::new_rows::NewMediaRows;
 use super::payload::{FAILED, PENDING};
 use sqlx::PgPool;
 use std::time::Duration;
@@ -11,14 +12,21 @@ const LEASE: Duration = Duration::from_secs(180);
 /// Longest error kept for a media row (the payload shows it too).
 const MAX_ERROR_CHARS: usize = 500;
 
-/// Inserts the media rows the payloads of `jobs` (all newly stored) list. Returns (tenant, id)
-/// of each row made.
-pub async fn insert_for_jobs(
+/// Inserts the media rows of newly stored jobs. Returns (tenant, id) of each row made.
+pub async fn insert_rows(
     tx: &mut sqlx::PgConnection,
-    jobs: &[Uuid],
+    rows: &NewMediaRows,
 ) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
-    sqlx::query_as(include_str!("sql/insert_for_jobs.sql"))
-        .bind(jobs)
+    sqlx::query_as(include_str!("sql/insert_rows.sql"))
+        .bind(&rows.tenant_ids)
+        .bind(&rows.ids)
+        .bind(&rows.job_ids)
+        .bind(&rows.positions)
+        .bind(&rows.sender_ids)
+        .bind(&rows.providers)
+        .bind(&rows.kinds)
+        .bind(&rows.provider_refs)
+        .bind(&rows.declared_types)
         .fetch_all(&mut *tx)
         .await
 }
@@ -26,6 +34,8 @@ pub async fn insert_for_jobs(
 /// A media row taken for one download.
 #[derive(Debug, sqlx::FromRow)]
 pub struct Claim {
+    pub tenant_id: Uuid,
+    pub id: Uuid,
     pub slug: String,
     pub sender_id: Option<Uuid>,
     pub provider: String,
@@ -35,24 +45,24 @@ pub struct Claim {
     pub media_max_bytes: Option<i64>,
 }
 
-/// Claims the row when it is pending and due; `None` when another fetcher has it, it is done,
-/// or its next try is not due yet.
-pub async fn claim(pool: &PgPool, tenant: Uuid, id: Uuid) -> Result<Option<Claim>, sqlx::Error> {
+/// Claims up to `limit` pending rows whose try is due, oldest first, in one statement: new
+/// files, retries whose backoff ended, and rows an engine that stopped had claimed. Rows another
+/// fetcher (or replica) is claiming at the same moment are skipped, not waited for.
+pub async fn claim_due(pool: &PgPool, limit: i64) -> Result<Vec<Claim>, sqlx::Error> {
     let mut tx = redoable(pool).await?;
-    let claim = sqlx::query_as(include_str!("sql/claim.sql"))
-        .bind(tenant)
-        .bind(id)
+    let claims = sqlx::query_as(include_str!("sql/claim_due.sql"))
+        .bind(limit)
         .bind(LEASE.as_secs_f64())
-        .fetch_optional(&mut *tx)
+        .fetch_all(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(claim)
+    Ok(claims)
 }
 
 /// A transaction whose commit does not wait for the disk. For the fetcher's own writes only:
 /// each can be lost in a crash at no cost — the row is then pending (or claimed until the lease
 /// ends) and downloaded again — and any later durable commit (a worker completing the job)
-/// flushes them first, the log being sequential. Waiting for a flush per file would take the
+/// flushes them first, the log being sequential. Waiting for a flush per batch would take the
 /// commit rate the webhooks' group commit needs.
 async fn redoable(
     pool: &PgPool,
@@ -64,77 +74,109 @@ async fn redoable(
     Ok(tx)
 }
 
-/// Pending rows whose try is due, oldest first (after a restart, a retry's backoff, or a
-/// notification the fetcher's channel had no room for).
-pub async fn due(pool: &PgPool, limit: i64) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT tenant_id, id FROM media
-         WHERE status = 'pending' AND next_attempt_at <= now()
-         ORDER BY next_attempt_at LIMIT $1",
-    )
-    .bind(limit)
-    .fetch_all(pool)
-    .await
-}
-
-/// The downloaded file, as stored.
-pub struct Stored<'a> {
-    pub content_type: &'a str,
-    pub sha256: &'a str,
-    pub bytes: &'a [u8],
+/// A downloaded file, as stored.
+pub struct StoredFile {
+    pub tenant_id: Uuid,
+    pub id: Uuid,
+    pub content_type: String,
+    pub sha256: String,
+    pub bytes: Vec<u8>,
     /// In the row, or in the object store (then the row keeps the key, not the bytes).
-    pub placement: &'a super::blobs::Placement,
-}
-
-/// Records the downloaded file; `false` when its row is gone (the job deleted meanwhile).
-pub async fn stored(
-    pool: &PgPool,
-    tenant: Uuid,
-    id: Uuid,
-    file: Stored<'_>,
-) -> Result<bool, sqlx::Error> {
-    let mut tx = redoable(pool).await?;
-    let exists: bool = sqlx::query_scalar(include_str!("sql/stored.sql"))
-        .bind(tenant)
-        .bind(id)
-        .bind(file.content_type)
-        .bind(file.sha256)
-        .bind(file.bytes.len() as i64)
-        .bind(match file.placement {
-            Placement::Row => Some(file.bytes),
-            Placement::Object(_) => None,
-        })
-        .bind(match file.placement {
-            Placement::Row => None,
-            Placement::Object(key) => Some(key.as_str()),
-        })
-        .fetch_one(&mut *tx)
-        .await?;
-    tx.commit().await?;
-    Ok(exists)
+    pub placement: Placement,
 }
 
 /// A failed try: retried after `retry_after` when given, else failed for good.
-pub async fn unfetched(
+pub struct Unfetched {
+    pub tenant_id: Uuid,
+    pub id: Uuid,
+    pub error: String,
+    pub retry_after: Option<Duration>,
+}
+
+/// Records many downloads' outcomes in one transaction (one statement for the stored files, one
+/// for the failed tries, each telling the jobs' payloads). Returns the stored files whose rows
+/// are gone (their jobs deleted meanwhile): their objects must go too.
+pub async fn record<'a>(
     pool: &PgPool,
-    tenant: Uuid,
-    id: Uuid,
-    error: &str,
-    retry_after: Option<Duration>,
-) -> Result<(), sqlx::Error> {
-    let error: String = error.chars().take(MAX_ERROR_CHARS).collect();
-    let status = if retry_after.is_some() {
-        PENDING
+    stored: &[&'a StoredFile],
+    unfetched: &[&Unfetched],
+) -> Result<Vec<&'a StoredFile>, sqlx::Error> {
+    let mut tx = redoable(pool).await?;
+    let gone = if stored.is_empty() {
+        Vec::new()
     } else {
-        FAILED
+        record_stored(&mut tx, stored).await?
     };
-    sqlx::query(include_str!("sql/unfetched.sql"))
-        .bind(tenant)
-        .bind(id)
-        .bind(status)
-        .bind(error)
-        .bind(retry_after.unwrap_or_default().as_secs_f64())
-        .execute(pool)
+    if !unfetched.is_empty() {
+        record_unfetched(&mut tx, unfetched).await?;
+    }
+    tx.commit().await?;
+    Ok(stored
+        .iter()
+        .filter(|file| gone.contains(&(file.tenant_id, file.id)))
+        .copied()
+        .collect())
+}
+
+async fn record_stored(
+    tx: &mut sqlx::PgConnection,
+    files: &[&StoredFile],
+) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
+    let column =
+        |f: fn(&StoredFile) -> Option<&str>| files.iter().map(|s| f(s)).collect::<Vec<_>>();
+    sqlx::query_as(include_str!("sql/stored_many.sql"))
+        .bind(files.iter().map(|f| f.tenant_id).collect::<Vec<_>>())
+        .bind(files.iter().map(|f| f.id).collect::<Vec<_>>())
+        .bind(column(|f| Some(f.content_type.as_str())))
+        .bind(column(|f| Some(f.sha256.as_str())))
+        .bind(
+            files
+                .iter()
+                .map(|f| f.bytes.len() as i64)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            files
+                .iter()
+                .map(|f| (f.placement == Placement::Row).then_some(f.bytes.as_slice()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(column(|f| match &f.placement {
+            Placement::Row => None,
+            Placement::Object(key) => Some(key.as_str()),
+        }))
+        .fetch_all(&mut *tx)
+        .await
+}
+
+async fn record_unfetched(
+    tx: &mut sqlx::PgConnection,
+    tries: &[&Unfetched],
+) -> Result<(), sqlx::Error> {
+    let status = |t: &&Unfetched| {
+        if t.retry_after.is_some() {
+            PENDING
+        } else {
+            FAILED
+        }
+    };
+    sqlx::query(include_str!("sql/unfetched_many.sql"))
+        .bind(tries.iter().map(|t| t.tenant_id).collect::<Vec<_>>())
+        .bind(tries.iter().map(|t| t.id).collect::<Vec<_>>())
+        .bind(tries.iter().map(status).collect::<Vec<_>>())
+        .bind(
+            tries
+                .iter()
+                .map(|t| t.error.chars().take(MAX_ERROR_CHARS).collect::<String>())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            tries
+                .iter()
+                .map(|t| t.retry_after.unwrap_or_default().as_secs_f64())
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }
