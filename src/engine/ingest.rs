@@ -1,7 +1,7 @@
 //! The durable inbound path: webhook handlers hand their jobs and reports here and get an answer
 //! only after the rows are committed. Concurrent requests share one transaction (group commit):
-//! a writer takes everything waiting, inserts it with one statement per table, commits once,
-//! then answers every request in the batch.
+//! a writer takes everything waiting, writes it with as few statements as it can (a batch of
+//! plain messages is one statement, committed on its own), then answers every request in it.
 //!
 //! No request can fail another's commit: what is handed over is first made storable (U+0000
 //! removed, keys bounded), and a batch the database refuses for any reason other than being
@@ -9,6 +9,7 @@
 
 use crate::engine::error::{ApiError, is_unavailable};
 use crate::engine::ingest_activity::IngestActivity;
+use crate::engine::media::new_rows::NewMediaRows;
 use crate::engine::outbound::report_lock;
 use crate::engine::policy::consent::{self, Change};
 use crate::engine::policy::marketing_limit;
@@ -272,27 +273,22 @@ async fn next_batch(
 /// and the media rows new jobs listed.
 type BatchResult = (Vec<Vec<JobOutcome>>, Vec<Uuid>, Vec<(Uuid, Uuid)>);
 
-/// One transaction for many requests.
+/// One transaction for many requests. A batch of messages without reports or consent keywords
+/// is one statement committed on its own; anything else runs in an explicit transaction with
+/// the statements it needs.
 async fn write_batch(
     pool: &PgPool,
     submissions: &[Submission],
 ) -> Result<BatchResult, sqlx::Error> {
     let jobs: Vec<&NewJob> = submissions.iter().flat_map(|s| &s.jobs).collect();
     let reports: Vec<&NewReport> = submissions.iter().flat_map(|s| &s.reports).collect();
-    let mut tx = pool.begin().await?;
-    let report_keys = reports
-        .iter()
-        .map(|r| report_lock::key(r.tenant_id, &r.report.provider_message_id))
-        .collect();
-    report_lock::lock(&mut tx, report_keys).await?;
-    let ids = insert_jobs(&mut tx, &jobs).await?;
-    let media = insert_media(&mut tx, &jobs, &ids).await?;
-    insert_reports(&mut tx, &reports).await?;
-    open_windows(&mut tx, &jobs).await?;
-    apply_reports(&mut tx, &reports).await?;
-    record_consent(&mut tx, &jobs, &ids).await?;
-    record_reported_opt_outs(&mut tx, &reports).await?;
-    requeue_marketing_limited(&mut tx, &reports).await?;
+    let plain = reports.is_empty() && jobs.iter().all(|j| j.consent.is_none());
+    let (ids, media) = if plain {
+        let mut conn = pool.acquire().await?;
+        store_jobs(&mut conn, &jobs).await?
+    } else {
+        write_in_transaction(pool, &jobs, &reports).await?
+    };
     let mut tenants: Vec<Uuid> = jobs
         .iter()
         .filter(|j| {
@@ -305,10 +301,6 @@ async fn write_batch(
         .collect();
     tenants.sort_unstable();
     tenants.dedup();
-    if !tenants.is_empty() {
-        notify_tenants(&mut tx, &tenants).await?;
-    }
-    tx.commit().await?;
     // The same message twice in one batch: the first submission created it, later ones are duplicates.
     let mut seen = std::collections::HashSet::new();
     let outcomes = submissions
@@ -331,56 +323,88 @@ async fn write_batch(
     Ok((outcomes, tenants, media))
 }
 
-/// The media rows of new jobs that list media, from the payloads in hand. A message seen twice
-/// in one batch stored its first payload (the jobs are inserted in order, later ones skipped):
-/// its media ids are the ones listed. Text-only batches run no statement.
-async fn insert_media(
-    tx: &mut sqlx::PgConnection,
+/// Each job's id (marking the ones stored before), and the media rows new jobs listed.
+type Written = (HashMap<(Uuid, String), (Uuid, bool)>, Vec<(Uuid, Uuid)>);
+
+/// Jobs with reports or consent changes: everything in one explicit transaction.
+async fn write_in_transaction(
+    pool: &PgPool,
     jobs: &[&NewJob],
-    ids: &HashMap<(Uuid, String), (Uuid, bool)>,
-) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
-    let mut rows = crate::engine::media::new_rows::NewMediaRows::default();
-    let mut seen = std::collections::HashSet::new();
-    for job in jobs.iter().filter(|j| j.has_media) {
-        if let Some((id, false)) = ids.get(&(job.tenant_id, job.dedup_key.clone()))
-            && seen.insert(*id)
-        {
-            rows.add(job.tenant_id, *id, job.sender_id, &job.payload);
-        }
-    }
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    crate::engine::media::store::insert_rows(tx, &rows).await
+    reports: &[&NewReport],
+) -> Result<Written, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let report_keys = reports
+        .iter()
+        .map(|r| report_lock::key(r.tenant_id, &r.report.provider_message_id))
+        .collect();
+    report_lock::lock(&mut tx, report_keys).await?;
+    let (ids, media) = store_jobs(&mut tx, jobs).await?;
+    insert_reports(&mut tx, reports).await?;
+    apply_reports(&mut tx, reports).await?;
+    record_consent(&mut tx, jobs, &ids).await?;
+    record_reported_opt_outs(&mut tx, reports).await?;
+    requeue_marketing_limited(&mut tx, reports).await?;
+    tx.commit().await?;
+    Ok((ids, media))
 }
 
-/// Inserts the jobs (skipping ones already stored) and returns every job's id, marking the ones
-/// that were already there as duplicates.
-async fn insert_jobs(
-    tx: &mut sqlx::PgConnection,
-    jobs: &[&NewJob],
-) -> Result<HashMap<(Uuid, String), (Uuid, bool)>, sqlx::Error> {
+/// Inserts the jobs (skipping ones already stored) with their media rows, opens their contacts'
+/// windows and tells the tenants that got new jobs, in one statement. Returns every job's id,
+/// marking the ones that were already there as duplicates, and (tenant, id) of each media row
+/// made.
+async fn store_jobs(db: &mut sqlx::PgConnection, jobs: &[&NewJob]) -> Result<Written, sqlx::Error> {
     let mut ids = HashMap::with_capacity(jobs.len());
     if jobs.is_empty() {
-        return Ok(ids);
+        return Ok((ids, Vec::new()));
     }
+    // Chosen here so the media rows can name their job in the same statement.
+    let job_ids: Vec<Uuid> = jobs.iter().map(|_| Uuid::new_v4()).collect();
     let tenant_ids: Vec<Uuid> = jobs.iter().map(|j| j.tenant_id).collect();
     let payloads: Vec<&serde_json::Value> = jobs.iter().map(|j| &j.payload).collect();
     let conversations: Vec<&str> = jobs.iter().map(|j| j.conversation_key.as_str()).collect();
     let dedup_keys: Vec<&str> = jobs.iter().map(|j| j.dedup_key.as_str()).collect();
     let timestamps: Vec<DateTime<Utc>> = jobs.iter().map(|j| j.provider_timestamp).collect();
     let attempts: Vec<i32> = jobs.iter().map(|j| j.max_attempts).collect();
-    let inserted: Vec<(Uuid, String, Uuid)> = sqlx::query_as(include_str!("sql/insert_jobs.sql"))
-        .bind(&tenant_ids)
-        .bind(&payloads)
-        .bind(&conversations)
-        .bind(&dedup_keys)
-        .bind(&timestamps)
-        .bind(&attempts)
-        .fetch_all(&mut *tx)
-        .await?;
-    for (tenant, key, id) in inserted {
-        ids.insert((tenant, key), (id, false));
+    let contacts: Vec<&str> = jobs
+        .iter()
+        .map(|j| normalize_address(&j.conversation_key))
+        .collect();
+    let now = Utc::now();
+    let window_times: Vec<DateTime<Utc>> = timestamps.iter().map(|t| (*t).min(now)).collect();
+    let senders: Vec<Option<Uuid>> = jobs.iter().map(|j| j.sender_id).collect();
+    let media = media_rows(jobs, &job_ids);
+    let rows: Vec<(Uuid, Option<String>, Uuid, i64)> =
+        sqlx::query_as(include_str!("sql/store_jobs.sql"))
+            .bind(&job_ids)
+            .bind(&tenant_ids)
+            .bind(&payloads)
+            .bind(&conversations)
+            .bind(&dedup_keys)
+            .bind(&timestamps)
+            .bind(&attempts)
+            .bind(&contacts)
+            .bind(&window_times)
+            .bind(&senders)
+            .bind(JOBS_CHANNEL)
+            .bind(&media.tenant_ids)
+            .bind(&media.ids)
+            .bind(&media.job_ids)
+            .bind(&media.positions)
+            .bind(&media.sender_ids)
+            .bind(&media.providers)
+            .bind(&media.kinds)
+            .bind(&media.provider_refs)
+            .bind(&media.declared_types)
+            .fetch_all(&mut *db)
+            .await?;
+    let mut new_media = Vec::new();
+    for (tenant, key, id, _) in rows {
+        match key {
+            Some(key) => {
+                ids.insert((tenant, key), (id, false));
+            }
+            None => new_media.push((tenant, id)),
+        }
     }
     if ids.len() < jobs.len() {
         let existing: Vec<(Uuid, String, Uuid)> = sqlx::query_as(
@@ -390,13 +414,23 @@ async fn insert_jobs(
         )
         .bind(&tenant_ids)
         .bind(&dedup_keys)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut *db)
         .await?;
         for (tenant, key, id) in existing {
             ids.entry((tenant, key)).or_insert((id, true));
         }
     }
-    Ok(ids)
+    Ok((ids, new_media))
+}
+
+/// The media rows of the jobs that list media, from the payloads in hand (no read-back and JSON
+/// parse in PostgreSQL). Rows of a job that turns out to be stored already are not inserted.
+fn media_rows(jobs: &[&NewJob], job_ids: &[Uuid]) -> NewMediaRows {
+    let mut rows = NewMediaRows::default();
+    for (job, id) in jobs.iter().zip(job_ids).filter(|(j, _)| j.has_media) {
+        rows.add(job.tenant_id, *id, job.sender_id, &job.payload);
+    }
+    rows
 }
 
 async fn insert_reports(
@@ -423,32 +457,6 @@ async fn insert_reports(
         .bind(column(|r| r.report.error_message.clone()))
         .bind(&permanent)
         .bind(&raw)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
-}
-
-/// Each message from a contact (re)opens the tenant's 24-hour window to that contact, and
-/// makes the sender it arrived on the contact's default sender (the latest message's sender).
-async fn open_windows(tx: &mut sqlx::PgConnection, jobs: &[&NewJob]) -> Result<(), sqlx::Error> {
-    if jobs.is_empty() {
-        return Ok(());
-    }
-    let tenants: Vec<Uuid> = jobs.iter().map(|j| j.tenant_id).collect();
-    let contacts: Vec<&str> = jobs
-        .iter()
-        .map(|j| normalize_address(&j.conversation_key))
-        .collect();
-    let at: Vec<DateTime<Utc>> = jobs
-        .iter()
-        .map(|j| j.provider_timestamp.min(Utc::now()))
-        .collect();
-    let senders: Vec<Option<Uuid>> = jobs.iter().map(|j| j.sender_id).collect();
-    sqlx::query(include_str!("sql/open_windows.sql"))
-        .bind(&tenants)
-        .bind(&contacts)
-        .bind(&at)
-        .bind(&senders)
         .execute(&mut *tx)
         .await?;
     Ok(())
@@ -538,25 +546,5 @@ async fn apply_reports(
         .bind(&ids)
         .execute(&mut *tx)
         .await?;
-    Ok(())
-}
-
-/// Tells every engine replica which tenants have new work (payloads stay under NOTIFY's 8000 bytes).
-pub async fn notify_tenants(
-    tx: &mut sqlx::PgConnection,
-    tenants: &[Uuid],
-) -> Result<(), sqlx::Error> {
-    for chunk in tenants.chunks(200) {
-        let payload = chunk
-            .iter()
-            .map(Uuid::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(JOBS_CHANNEL)
-            .bind(payload)
-            .execute(&mut *tx)
-            .await?;
-    }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! completion, while its poll is still open, not when the poll ends.
 
 use crate::engine_harness::{TestEngine, TestTenant, start_engine};
+use flomastr::engine::ingest::{Ingestor, JOBS_CHANNEL, NewJob, Submission};
 use flomastr::engine::media::blobs::MediaBlobs;
 use flomastr::engine::metrics::Metrics;
 use flomastr::engine::queue::{ClaimedJob, Queue, spawn_maintenance};
@@ -248,4 +249,75 @@ async fn a_permanent_failure_hands_the_conversations_next_message_to_another_rep
     let failed = f.engine.job_call(&f.tenant, &f.head, "fail", body).await;
     assert_eq!(failed.status(), 200, "{}", failed.text().await.unwrap());
     f.reaches_the_waiting_worker().await;
+}
+
+#[tokio::test]
+async fn one_batch_for_many_tenants_tells_every_tenant_with_new_jobs_in_bounded_notifications() {
+    let db = crate::common::fresh_db().await;
+    let tenants: Vec<Uuid> = sqlx::query_scalar(
+        "INSERT INTO tenants (slug, display_name)
+         SELECT 'many-' || g, 'Many ' || g FROM generate_series(1, 450) AS g RETURNING id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let mut listener = sqlx::postgres::PgListener::connect(&db.admin_url)
+        .await
+        .unwrap();
+    listener.listen(JOBS_CHANNEL).await.unwrap();
+    let engine_pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let ingestor = Ingestor::start(engine_pool, Arc::new(|_: &[Uuid]| {}));
+    let job = |tenant: Uuid, key: String| NewJob {
+        tenant_id: tenant,
+        payload: json!({"message": key}),
+        conversation_key: "447700900001".to_owned(),
+        dedup_key: key,
+        provider_timestamp: chrono::Utc::now(),
+        max_attempts: 5,
+        consent: None,
+        sender_id: None,
+        has_media: false,
+    };
+    let submission = |round: &str| Submission {
+        jobs: tenants
+            .iter()
+            .map(|t| job(*t, format!("many:{round}:{t}")))
+            .collect(),
+        reports: Vec::new(),
+    };
+    ingestor.submit(submission("first")).await.unwrap();
+
+    // 450 ids would not fit in one notification (8000 bytes): every tenant is named, 200 a piece.
+    let mut told = std::collections::HashSet::new();
+    while told.len() < tenants.len() {
+        let notification = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+            .await
+            .unwrap_or_else(|_| panic!("{} of 450 tenants told", told.len()))
+            .unwrap();
+        let ids: Vec<Uuid> = notification
+            .payload()
+            .split(',')
+            .map(|id| id.parse().unwrap())
+            .collect();
+        assert!(ids.len() <= 200, "{} ids in one notification", ids.len());
+        told.extend(ids);
+    }
+    assert_eq!(
+        told,
+        tenants
+            .iter()
+            .copied()
+            .collect::<std::collections::HashSet<_>>()
+    );
+    let windows: i64 = sqlx::query_scalar("SELECT count(*) FROM contact_windows")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(windows, 450, "each tenant's contact has its window open");
+
+    // A provider's redelivery of the whole batch: nothing new, nobody told.
+    let outcomes = ingestor.submit(submission("first")).await.unwrap();
+    assert!(outcomes.iter().all(|o| o.duplicate));
+    let again = tokio::time::timeout(Duration::from_secs(1), listener.recv()).await;
+    assert!(again.is_err(), "told of no new job: {again:?}");
 }

@@ -1,7 +1,6 @@
 //! The `media` table: rows made with their job, claimed for a download, and completed.
 
 use super::blobs::Placement;
-use super::new_rows::NewMediaRows;
 use super::payload::{FAILED, PENDING};
 use sqlx::PgPool;
 use std::time::Duration;
@@ -11,25 +10,6 @@ use uuid::Uuid;
 const LEASE: Duration = Duration::from_secs(180);
 /// Longest error kept for a media row (the payload shows it too).
 const MAX_ERROR_CHARS: usize = 500;
-
-/// Inserts the media rows of newly stored jobs. Returns (tenant, id) of each row made.
-pub async fn insert_rows(
-    tx: &mut sqlx::PgConnection,
-    rows: &NewMediaRows,
-) -> Result<Vec<(Uuid, Uuid)>, sqlx::Error> {
-    sqlx::query_as(include_str!("sql/insert_rows.sql"))
-        .bind(&rows.tenant_ids)
-        .bind(&rows.ids)
-        .bind(&rows.job_ids)
-        .bind(&rows.positions)
-        .bind(&rows.sender_ids)
-        .bind(&rows.providers)
-        .bind(&rows.kinds)
-        .bind(&rows.provider_refs)
-        .bind(&rows.declared_types)
-        .fetch_all(&mut *tx)
-        .await
-}
 
 /// A media row taken for one download.
 #[derive(Debug, sqlx::FromRow)]
