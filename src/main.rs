@@ -1,5 +1,7 @@
 //! The `flomastr` command line: one binary, one subcommand per program.
 
+mod allocator;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -66,6 +68,9 @@ enum Command {
     /// to stdout or unpack it from stdin.
     N8nData(flomastr::operator::backup::volume_archive::DataArgs),
 }
+
+#[global_allocator]
+static ALLOCATOR: allocator::ByProgram = allocator::ByProgram;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
