@@ -327,8 +327,8 @@ enum PgbenchRows {
     JobAndWindow,
 }
 
-/// pgbench inserting the same rows (same payload, same statement shape, one message per
-/// transaction as a plain service would) with the same number of clients.
+/// pgbench inserting `rows` for each message, one message per transaction as a plain service
+/// would, with the same number of clients.
 fn pgbench_rate(
     pg: &Postgres,
     tenant_id: &str,
