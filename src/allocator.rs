@@ -60,7 +60,8 @@ fn read_cmdline(buf: &mut [u8]) -> usize {
 /// The subcommand in a NUL-separated command line: the first argument after the program's
 /// name that is neither an option nor an option's value.
 fn subcommand(cmdline: &[u8]) -> Option<&[u8]> {
-    let mut arguments = cmdline.split(|b| *b == 0).skip(1);
+    // Each argument ends with a NUL: the split's last piece is empty.
+    let mut arguments = cmdline.split(|b| *b == 0).skip(1).filter(|a| !a.is_empty());
     while let Some(argument) = arguments.next() {
         if OPTIONS_WITH_VALUE.contains(&argument) {
             arguments.next();
