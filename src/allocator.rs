@@ -72,50 +72,32 @@ fn subcommand(cmdline: &[u8]) -> Option<&[u8]> {
     None
 }
 
-// SAFETY: every call goes to one of two allocators, always the same one for the process's life.
+/// The allocator this process chose.
+fn chosen() -> &'static dyn GlobalAlloc {
+    if mimalloc() { &MiMalloc } else { &System }
+}
+
+// SAFETY: every call goes to one of two allocators, always the same one for the process's life,
+// so each block is freed or grown by the allocator that made it.
 unsafe impl GlobalAlloc for ByProgram {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller's contract, passed on.
-        unsafe {
-            if mimalloc() {
-                MiMalloc.alloc(layout)
-            } else {
-                System.alloc(layout)
-            }
-        }
+        unsafe { chosen().alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: the caller's contract, passed on.
-        unsafe {
-            if mimalloc() {
-                MiMalloc.alloc_zeroed(layout)
-            } else {
-                System.alloc_zeroed(layout)
-            }
-        }
+        unsafe { chosen().alloc_zeroed(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's contract, passed on, to the allocator that made the block.
-        unsafe {
-            if mimalloc() {
-                MiMalloc.dealloc(ptr, layout)
-            } else {
-                System.dealloc(ptr, layout)
-            }
-        }
+        // SAFETY: the caller's contract, passed on.
+        unsafe { chosen().dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        // SAFETY: the caller's contract, passed on, to the allocator that made the block.
-        unsafe {
-            if mimalloc() {
-                MiMalloc.realloc(ptr, layout, new_size)
-            } else {
-                System.realloc(ptr, layout, new_size)
-            }
-        }
+        // SAFETY: the caller's contract, passed on.
+        unsafe { chosen().realloc(ptr, layout, new_size) }
     }
 }
 

@@ -289,15 +289,10 @@ async fn write_batch(
     } else {
         write_in_transaction(pool, &jobs, &reports).await?
     };
-    let mut tenants: Vec<Uuid> = jobs
+    let mut tenants: Vec<Uuid> = ids
         .iter()
-        .filter(|j| {
-            matches!(
-                ids.get(&(j.tenant_id, j.dedup_key.clone())),
-                Some((_, false))
-            )
-        })
-        .map(|j| j.tenant_id)
+        .filter(|(_, (_, stored_before))| !stored_before)
+        .map(|((tenant, _), _)| *tenant)
         .collect();
     tenants.sort_unstable();
     tenants.dedup();
